@@ -1,0 +1,168 @@
+"""Typed SQLAlchemy models. FHIR snapshots are kept as JSON text exactly as received (minus nothing)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Client(Base):
+    """A person known to the program, keyed by the Patient id of the EHR (site) that sent them."""
+
+    __tablename__ = "client"
+    __table_args__ = (UniqueConstraint("site", "ehr_patient_id", name="uq_client_site_patient"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    site: Mapped[str] = mapped_column(String(64))
+    ehr_patient_id: Mapped[str] = mapped_column(String(64))
+    patient_json: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class PeerSupporter(Base):
+    __tablename__ = "peer_supporter"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16))  # active | inactive
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Episode(Base):
+    """One pass of a client through the program: from admission (on ward) into the community."""
+
+    __tablename__ = "episode"
+    __table_args__ = (
+        UniqueConstraint("client_id", "ehr_encounter_id", name="uq_episode_encounter"),
+        Index("ix_episode_peer", "peer_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("client.id"), index=True)
+    ehr_encounter_id: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))  # on-ward | in-community
+    admitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    discharged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    discharge_disposition: Mapped[str | None] = mapped_column(String(64))
+    encounter_json: Mapped[str] = mapped_column(Text)
+    peer_id: Mapped[str | None] = mapped_column(ForeignKey("peer_supporter.id"))
+    assigned_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ProcessedMessage(Base):
+    """A notification Bundle already handled, with the answer it got (replays get the same one)."""
+
+    __tablename__ = "processed_message"
+
+    site: Mapped[str] = mapped_column(String(64), primary_key=True)
+    bundle_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    event: Mapped[str] = mapped_column(String(64))
+    response_status: Mapped[int] = mapped_column(Integer)
+    response_body: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ConsentDocument(Base):
+    """A client's Consent as recorded (R4 JSON); version_id grows on every change."""
+
+    __tablename__ = "consent"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("client.id"), index=True)
+    status: Mapped[str] = mapped_column(String(32))
+    version_id: Mapped[int] = mapped_column(Integer)
+    resource_json: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Contact(Base):
+    """A peer contact with a client, as the peer recorded it; written back to the EHR as an Encounter."""
+
+    __tablename__ = "contact"
+    __table_args__ = (UniqueConstraint("peer_id", "app_identifier", name="uq_contact_app_identifier"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    episode_id: Mapped[str] = mapped_column(ForeignKey("episode.id"), index=True)
+    peer_id: Mapped[str] = mapped_column(ForeignKey("peer_supporter.id"))
+    kind: Mapped[str] = mapped_column(String(32))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    minutes: Mapped[int] = mapped_column(Integer)
+    app_identifier: Mapped[str | None] = mapped_column(String(300))
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class OutboxItem(Base):
+    """Work for the delivery worker, written in the transaction of the change it announces.
+
+    It carries ids only; the worker builds the FHIR resource from current state when it delivers.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "status", "available_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    subject_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))  # pending | done | dead
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    available_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class AuditRecord(Base):
+    """One disclosure decision (permit or deny), with the FHIR AuditEvent that describes it."""
+
+    __tablename__ = "audit_event"
+    __table_args__ = (Index("ix_audit_client_time", "client_id", "recorded_at"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(200))
+    outcome: Mapped[str] = mapped_column(String(8))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    resource_json: Mapped[str] = mapped_column(Text)
