@@ -1,0 +1,288 @@
+"""Domain -> wire: every FHIR resource Peerway writes is built here, as plain JSON.
+
+Built as dicts rather than through fhir.resources models: the models cost ~0.4 ms a resource to serialise
+and these run on request paths. tests/unit/fhir checks each builder's output with the R4B models, and the
+test EHR validates what the worker delivers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import fhir_profiles
+from consent import DataCategory
+from service.domain import ContactKind
+
+V3_ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+V3_PARTICIPATION_TYPE = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
+V3_PURPOSE = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
+UCUM = "http://unitsofmeasure.org"
+PRONOUNS_EXTENSION = "http://hl7.org/fhir/StructureDefinition/individual-pronouns"
+PEERWAY_DEVICE = "Device/peerway"
+
+# The class of the written Encounter follows where the contact took place.
+CONTACT_CLASS = {
+    ContactKind.ON_WARD_ONE_TO_ONE: ("IMP", "inpatient encounter"),
+    ContactKind.ON_WARD_GROUP: ("IMP", "inpatient encounter"),
+    ContactKind.COMMUNITY_VISIT: ("FLD", "field"),
+    ContactKind.PHONE_VIDEO: ("VR", "virtual"),
+    ContactKind.ACCOMPANIED_APPOINTMENT: ("AMB", "ambulatory"),
+}
+ON_WARD = frozenset({ContactKind.ON_WARD_ONE_TO_ONE, ContactKind.ON_WARD_GROUP})
+
+
+def fhir_instant(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def operation_outcome(severity: str, code: str, diagnostics: str, expression: str | None = None) -> dict[str, Any]:
+    issue: dict[str, Any] = {"severity": severity, "code": code, "diagnostics": diagnostics}
+    if expression:
+        issue["expression"] = [expression]
+    return {"resourceType": "OperationOutcome", "issue": [issue]}
+
+
+# --- write-back to the EHR ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ContactView:
+    """One contact and the references it needs, in whichever id space it is written to.
+
+    The worker fills in the EHR's own ids (Patient, the hospital stay, our Practitioner there); the API
+    answers the peer's app with Peerway's ids.
+    """
+
+    contact_id: str
+    kind: ContactKind
+    started_at: datetime
+    minutes: int
+    subject_reference: str
+    hospital_stay_reference: str
+    practitioner_reference: str
+    peer_id: str
+    peer_name: str
+
+
+def ehr_practitioner_id(peer_id: str) -> str:
+    return f"peerway-{peer_id}"
+
+
+def practitioner(peer_id: str, peer_name: str) -> dict[str, Any]:
+    """The peer supporter as a Practitioner at the EHR, so contacts can name who the peer is."""
+    given, _, family = peer_name.rpartition(" ")
+    name: dict[str, Any] = {"text": peer_name}
+    if given:
+        name |= {"family": family, "given": given.split()}
+    return {
+        "resourceType": "Practitioner",
+        "id": ehr_practitioner_id(peer_id),
+        "meta": {"source": fhir_profiles.CANONICAL},
+        "identifier": [{"system": fhir_profiles.PEER_IDENTIFIER_SYSTEM, "value": peer_id}],
+        "active": True,
+        "name": [name],
+    }
+
+
+def contact_encounter(view: ContactView) -> dict[str, Any]:
+    """A peer contact as an R4 Encounter conforming to our PeerContact profile."""
+    class_code, class_display = CONTACT_CLASS[view.kind]
+    kind_system = fhir_profiles.PEER_CONTACT_KIND_SYSTEM
+    encounter: dict[str, Any] = {
+        "resourceType": "Encounter",
+        "id": view.contact_id,
+        "meta": {"profile": [fhir_profiles.PEER_CONTACT_PROFILE], "source": fhir_profiles.CANONICAL},
+        "identifier": [{"system": fhir_profiles.CONTACT_IDENTIFIER_SYSTEM, "value": view.contact_id}],
+        "status": "finished",
+        "class": {"system": V3_ACT_CODE, "code": class_code, "display": class_display},
+        "type": [
+            {
+                "coding": [
+                    {
+                        "system": kind_system,
+                        "code": view.kind.value,
+                        "display": fhir_profiles.display(kind_system, view.kind.value),
+                    }
+                ]
+            }
+        ],
+        "subject": {"reference": view.subject_reference},
+        "participant": [
+            {
+                "type": [{"coding": [{"system": V3_PARTICIPATION_TYPE, "code": "PPRF"}]}],
+                "individual": {"reference": view.practitioner_reference, "display": view.peer_name},
+            }
+        ],
+        "period": {
+            "start": fhir_instant(view.started_at),
+            "end": fhir_instant(view.started_at + timedelta(minutes=view.minutes)),
+        },
+        "length": {"value": view.minutes, "unit": "min", "system": UCUM, "code": "min"},
+    }
+    if view.kind in ON_WARD:
+        encounter["partOf"] = {"reference": view.hospital_stay_reference}
+    return encounter
+
+
+# --- the peer's consented summary ----------------------------------------------------------------------------
+
+PATIENT_CATEGORIES = (DataCategory.PREFERRED_NAME, DataCategory.CONTACT_DETAILS)
+
+
+def _preferred_names(patient: dict[str, Any]) -> list[Any]:
+    names = [n for n in patient.get("name") or [] if isinstance(n, dict)]
+    usual = [n for n in names if n.get("use") == "usual"]
+    return usual or names[:1]
+
+
+def summary_patient(client_id: str, patient: dict[str, Any], categories: frozenset[DataCategory]) -> dict[str, Any]:
+    """A Patient holding only the elements of the permitted categories (never identifiers or birth date)."""
+    out: dict[str, Any] = {"resourceType": "Patient", "id": client_id}
+    if DataCategory.PREFERRED_NAME in categories:
+        out["name"] = _preferred_names(patient)
+        pronouns = [e for e in patient.get("extension") or [] if e.get("url") == PRONOUNS_EXTENSION]
+        if pronouns:
+            out["extension"] = pronouns
+    if DataCategory.CONTACT_DETAILS in categories:
+        for element in ("telecom", "address"):
+            if patient.get(element):
+                out[element] = patient[element]
+    return out
+
+
+def summary_encounter(episode_id: str, client_id: str, encounter: dict[str, Any]) -> dict[str, Any]:
+    """Admission and discharge: dates, status, unit and discharge disposition; no reasons or diagnoses."""
+    out: dict[str, Any] = {
+        "resourceType": "Encounter",
+        "id": episode_id,
+        "status": encounter.get("status", "unknown"),
+        "class": encounter.get("class") or {"system": V3_ACT_CODE, "code": "IMP"},
+        "subject": {"reference": f"Patient/{client_id}"},
+    }
+    if encounter.get("period"):
+        out["period"] = encounter["period"]
+    units = [
+        {"location": {"display": loc["location"]["display"]}}
+        for loc in encounter.get("location") or []
+        if isinstance(loc, dict) and isinstance(loc.get("location"), dict) and loc["location"].get("display")
+    ]
+    if units:
+        out["location"] = units
+    disposition = (encounter.get("hospitalization") or {}).get("dischargeDisposition")
+    if disposition:
+        out["hospitalization"] = {"dischargeDisposition": disposition}
+    return out
+
+
+def collection(resources: Iterable[dict[str, Any]], base_url: str, now: datetime) -> dict[str, Any]:
+    return {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "timestamp": fhir_instant(now),
+        "entry": [{"fullUrl": f"{base_url}/fhir/{r['resourceType']}/{r['id']}", "resource": r} for r in resources],
+    }
+
+
+def searchset(resources: Sequence[dict[str, Any]], base_url: str, self_link: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": len(resources),
+        "link": [{"relation": "self", "url": self_link}],
+        "entry": [
+            {
+                "fullUrl": f"{base_url}/fhir/{r['resourceType']}/{r['id']}",
+                "resource": r,
+                "search": {"mode": "match"},
+            }
+            for r in resources
+        ],
+    }
+
+
+# --- audit ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Disclosure:
+    audit_id: str
+    client_id: str
+    actor_reference: str
+    actor_name: str
+    purpose: str
+    disclosed: frozenset[DataCategory]
+    withheld: frozenset[DataCategory]
+    consent_ids: frozenset[str]
+    recorded_at: datetime
+
+
+def disclosure_audit_event(d: Disclosure) -> dict[str, Any]:
+    """An R4 AuditEvent for one summary read: who, which client, which categories, under which Consent."""
+    entities: list[dict[str, Any]] = [
+        {
+            "what": {"reference": f"Patient/{d.client_id}"},
+            "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "1"},
+            "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "1"},
+        }
+    ]
+    entities += [
+        {"what": {"reference": f"Consent/{cid}"}, "description": "deciding consent"} for cid in sorted(d.consent_ids)
+    ]
+    entities += [
+        {
+            "type": {"system": fhir_profiles.DATA_CATEGORY_SYSTEM, "code": c.value},
+            "description": "disclosed" if c in d.disclosed else "withheld",
+        }
+        for c in sorted(d.disclosed | d.withheld)
+    ]
+    return {
+        "resourceType": "AuditEvent",
+        "id": d.audit_id,
+        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest"},
+        "subtype": [{"system": "http://hl7.org/fhir/restful-interaction", "code": "read"}],
+        "action": "R",
+        "recorded": fhir_instant(d.recorded_at),
+        # 0 success: something was disclosed; 4 minor failure: consent withheld everything asked for
+        "outcome": "0" if d.disclosed else "4",
+        "outcomeDesc": (
+            "disclosed: " + ", ".join(sorted(d.disclosed)) if d.disclosed else "nothing disclosed (consent)"
+        ),
+        "purposeOfEvent": [{"coding": [{"system": V3_PURPOSE, "code": d.purpose}]}],
+        "agent": [
+            {
+                "who": {"reference": d.actor_reference, "display": d.actor_name},
+                "requestor": True,
+                "type": {"coding": [{"system": V3_PARTICIPATION_TYPE, "code": "IRCP"}]},
+            },
+            {"who": {"reference": PEERWAY_DEVICE}, "requestor": False},
+        ],
+        "source": {"observer": {"reference": PEERWAY_DEVICE}},
+        "entity": entities,
+    }
+
+
+def to_json(resource: dict[str, Any]) -> str:
+    return json.dumps(resource, separators=(",", ":"))
+
+
+def stamped_consent(
+    data: dict[str, Any], consent_id: str, version: int, patient_reference: str, now: datetime
+) -> dict[str, Any]:
+    """The Consent as Peerway keeps it: our id and version, the patient as Peerway's client reference."""
+    stored = dict(data)
+    stored["id"] = consent_id
+    stored["meta"] = {**(data.get("meta") or {}), "versionId": str(version), "lastUpdated": fhir_instant(now)}
+    patient = dict(data.get("patient") or {})
+    patient["reference"] = patient_reference
+    stored["patient"] = patient
+    return stored
+
+
+def security_labels(resource: dict[str, Any]) -> list[tuple[str, str]]:
+    """(system, code) of the resource's meta.security labels."""
+    labels = (resource.get("meta") or {}).get("security") or []
+    return [(str(c.get("system", "")), str(c.get("code", ""))) for c in labels if isinstance(c, dict)]

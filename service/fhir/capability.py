@@ -1,0 +1,93 @@
+"""Our CapabilityStatement: only what this build really serves (a test holds it to the routes)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import fhir_profiles
+
+SMART_SECURITY = "http://terminology.hl7.org/CodeSystem/restful-security-service"
+
+
+def capability_statement(base_url: str, version: str) -> dict[str, Any]:
+    return {
+        "resourceType": "CapabilityStatement",
+        "id": "peerway",
+        "url": f"{fhir_profiles.CANONICAL}/CapabilityStatement/peerway",
+        "version": version,
+        "name": "Peerway",
+        "title": "Peerway peer-support integration service",
+        "status": "active",
+        "date": "2026-11-26",
+        "publisher": "Peerway",
+        "kind": "instance",
+        "software": {"name": "Peerway", "version": version},
+        "implementation": {"description": "Peerway", "url": f"{base_url}/fhir"},
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "json"],
+        "rest": [
+            {
+                "mode": "server",
+                "documentation": "Every interaction but metadata needs a bearer JWT (roles ehr-system, "
+                "coordinator, peer).",
+                "security": {
+                    "service": [{"coding": [{"system": SMART_SECURITY, "code": "OAuth", "display": "OAuth"}]}],
+                    "description": "Bearer JWT in the Authorization header",
+                },
+                "resource": [
+                    {
+                        "type": "Consent",
+                        "interaction": [
+                            {"code": "read"},
+                            {"code": "create"},
+                            {"code": "update"},
+                            {"code": "search-type"},
+                        ],
+                        "versioning": "versioned-update",
+                        "updateCreate": True,
+                        "searchParam": [{"name": "patient", "type": "reference"}],
+                    },
+                    {
+                        "type": "AuditEvent",
+                        "interaction": [{"code": "search-type"}],
+                        "searchParam": [{"name": "patient", "type": "reference"}],
+                        "documentation": "Coordinators: every disclosure (and refusal) of a client's information.",
+                    },
+                    {
+                        "type": "Encounter",
+                        "supportedProfile": [fhir_profiles.PEER_CONTACT_PROFILE],
+                        "interaction": [{"code": "read"}, {"code": "create"}],
+                        "documentation": "Peers record contacts (PeerContact profile) and read their own back.",
+                    },
+                    {
+                        "type": "Patient",
+                        "operation": [
+                            {
+                                "name": "summary",
+                                "definition": f"{fhir_profiles.CANONICAL}/OperationDefinition/Patient-summary",
+                                "documentation": "GET [base]/Patient/[id]/$summary: the consented summary of "
+                                "one of the calling peer's clients, as a Bundle of type collection.",
+                            }
+                        ],
+                    },
+                ],
+                "operation": [
+                    {
+                        "name": "process-message",
+                        "definition": "http://hl7.org/fhir/OperationDefinition/MessageHeader-process-message",
+                        "documentation": "Da Vinci Unsolicited Notifications (admit, transfer, discharge).",
+                    }
+                ],
+            }
+        ],
+        "messaging": [
+            {
+                "supportedMessage": [
+                    {
+                        "mode": "receiver",
+                        "definition": "http://hl7.org/fhir/us/davinci-alerts/MessageDefinition/notifications",
+                    }
+                ]
+            }
+        ],
+    }

@@ -1,0 +1,240 @@
+"""Wire -> domain: Da Vinci notification Bundles and PeerContact Encounters.
+
+fhir.resources (R4B models, wire-compatible with R4 for these resources) checks structure and datatypes;
+it does not check required code bindings, so the codes we rely on are checked here.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.encounter import Encounter
+from fhir.resources.R4B.messageheader import MessageHeader
+from fhir.resources.R4B.patient import Patient
+from pydantic import ValidationError
+
+import fhir_profiles
+from service.domain import (
+    ContactKind,
+    ContactReport,
+    EncounterSnapshot,
+    HospitalEvent,
+    HospitalEventKind,
+    PatientSnapshot,
+)
+from service.errors import BadRequest, InvalidResource
+from service.fhir.validation import invalid_from
+
+DAVINCI_EVENT_SYSTEM = "http://hl7.org/fhir/us/davinci-alerts/CodeSystem/notification-event"
+R4_ENCOUNTER_STATUSES = frozenset(
+    {
+        "planned",
+        "arrived",
+        "triaged",
+        "in-progress",
+        "onleave",
+        "finished",
+        "cancelled",
+        "entered-in-error",
+        "unknown",
+    }
+)
+
+
+def load_json(body: bytes, what: str) -> dict[str, Any]:
+    """Bytes -> a JSON object, or a 400 that says it is not one."""
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadRequest(f"the body is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise BadRequest(f"the body must be a FHIR {what} JSON object")
+    if data.get("resourceType") != what:
+        raise BadRequest(f"expected resourceType {what}, got {data.get('resourceType')!r}", "resourceType")
+    return data
+
+
+def _entry_index(bundle: Bundle) -> dict[str, Any]:
+    """Resolve references inside a message Bundle: by fullUrl and by Type/id."""
+    index: dict[str, Any] = {}
+    for entry in bundle.entry or []:
+        resource = entry.resource
+        if resource is None:
+            continue
+        if entry.fullUrl:
+            index[entry.fullUrl] = resource
+        if getattr(resource, "id", None):
+            index[f"{resource.get_resource_type()}/{resource.id}"] = resource
+    return index
+
+
+def _resolve(index: dict[str, Any], reference: str | None) -> Any:
+    if not reference:
+        return None
+    if reference in index:
+        return index[reference]
+    # An absolute URL ending in Type/id also resolves to the entry with that Type/id.
+    tail = "/".join(reference.rstrip("/").split("/")[-2:])
+    return index.get(tail)
+
+
+def _codes_text(concept: Any) -> str | None:
+    if concept is None:
+        return None
+    for coding in concept.coding or []:
+        if coding.code:
+            return str(coding.code)
+    return str(concept.text) if concept.text else None
+
+
+def parse_notification(data: dict[str, Any]) -> HospitalEvent:
+    """A Da Vinci notification message Bundle -> HospitalEvent, or a 4xx naming the element at fault."""
+    try:
+        bundle = Bundle.model_validate(data)
+    except ValidationError as exc:
+        raise invalid_from(exc, "Bundle") from None
+    if bundle.type != "message":
+        raise InvalidResource(f"Bundle.type must be 'message', got {bundle.type!r}", "Bundle.type")
+    if not bundle.id:
+        raise InvalidResource("a notification Bundle needs an id (it makes replays safe)", "Bundle.id")
+    entries = bundle.entry or []
+    header = entries[0].resource if entries else None
+    if not isinstance(header, MessageHeader):
+        raise InvalidResource("the first entry of a message Bundle must be a MessageHeader", "Bundle.entry[0]")
+    coding = header.eventCoding
+    if coding is None or coding.system != DAVINCI_EVENT_SYSTEM or not coding.code:
+        raise InvalidResource(
+            f"MessageHeader.eventCoding must be a code of {DAVINCI_EVENT_SYSTEM}", "MessageHeader.eventCoding"
+        )
+    index = _entry_index(bundle)
+    focus_ref = header.focus[0].reference if header.focus else None
+    encounter = _resolve(index, focus_ref)
+    if not isinstance(encounter, Encounter):
+        raise InvalidResource(
+            f"MessageHeader.focus must reference an Encounter in the Bundle (got {focus_ref!r})",
+            "MessageHeader.focus[0]",
+        )
+    if not encounter.id:
+        raise InvalidResource("the focus Encounter needs the EHR's id", "Encounter.id")
+    if encounter.status not in R4_ENCOUNTER_STATUSES:
+        raise InvalidResource(f"Encounter.status {encounter.status!r} is not an R4 code", "Encounter.status")
+    subject_ref = encounter.subject.reference if encounter.subject else None
+    patient = _resolve(index, subject_ref)
+    if not isinstance(patient, Patient) or not patient.id:
+        raise InvalidResource(
+            f"Encounter.subject must reference a Patient with an id in the Bundle (got {subject_ref!r})",
+            "Encounter.subject",
+        )
+    hospitalization = encounter.hospitalization
+    try:
+        kind: HospitalEventKind | None = HospitalEventKind(coding.code)
+    except ValueError:
+        kind = None
+    return HospitalEvent(
+        message_id=str(bundle.id),
+        event_code=str(coding.code),
+        kind=kind,
+        sent_at=bundle.timestamp,
+        encounter=EncounterSnapshot(
+            ehr_id=str(encounter.id),
+            status=str(encounter.status),
+            start=encounter.period.start if encounter.period else None,
+            end=encounter.period.end if encounter.period else None,
+            discharge_disposition=_codes_text(hospitalization.dischargeDisposition) if hospitalization else None,
+            readmission=bool(hospitalization and hospitalization.reAdmission),
+            resource_json=_original_json(data, encounter),
+        ),
+        patient=PatientSnapshot(ehr_id=str(patient.id), resource_json=_original_json(data, patient)),
+    )
+
+
+def _original_json(bundle_data: dict[str, Any], resource: Any) -> str:
+    """The entry's resource exactly as the sender wrote it (not re-serialised by the model)."""
+    for entry in bundle_data.get("entry") or []:
+        found = entry.get("resource") if isinstance(entry, dict) else None
+        if (
+            isinstance(found, dict)
+            and found.get("resourceType") == resource.get_resource_type()
+            and found.get("id") == resource.id
+        ):
+            return json.dumps(found, separators=(",", ":"), sort_keys=True)
+    raise AssertionError("resolved resource not found in the Bundle")  # pragma: no cover
+
+
+# --- PeerContact ---------------------------------------------------------------------------------------------
+
+_FORBIDDEN_CONTACT_ELEMENTS = ("text", "reasonCode", "reasonReference", "diagnosis")
+
+
+def parse_peer_contact(data: dict[str, Any]) -> ContactReport:
+    """A PeerContact Encounter posted by a peer's app -> ContactReport, or a 4xx naming the element.
+
+    The profile (fhir_profiles StructureDefinition peer-contact) admits no free-text clinical notes:
+    narrative, reasons and diagnoses are refused rather than silently dropped.
+    """
+    for element in _FORBIDDEN_CONTACT_ELEMENTS:
+        if element in data:
+            raise InvalidResource(
+                f"a peer contact carries no clinical notes or diagnoses: remove Encounter.{element}",
+                f"Encounter.{element}",
+            )
+    try:
+        encounter = Encounter.model_validate(data)
+    except ValidationError as exc:
+        raise invalid_from(exc, "Encounter") from None
+    if encounter.status not in ("finished", "in-progress"):
+        raise InvalidResource(
+            "a peer contact is recorded when it has happened: Encounter.status must be 'finished'",
+            "Encounter.status",
+        )
+    kinds = [
+        coding.code
+        for concept in encounter.type or []
+        for coding in concept.coding or []
+        if coding.system == fhir_profiles.PEER_CONTACT_KIND_SYSTEM
+    ]
+    try:
+        kind = ContactKind(kinds[0]) if len(kinds) == 1 else None
+    except ValueError:
+        kind = None
+    if kind is None:
+        allowed = ", ".join(k.value for k in ContactKind)
+        raise InvalidResource(
+            f"Encounter.type needs exactly one code of {fhir_profiles.PEER_CONTACT_KIND_SYSTEM} ({allowed})",
+            "Encounter.type",
+        )
+    subject = encounter.subject.reference if encounter.subject else None
+    if not subject or not subject.startswith("Patient/") or subject.count("/") != 1:
+        raise InvalidResource("Encounter.subject must be a Patient/<id> reference", "Encounter.subject")
+    if encounter.period is None or encounter.period.start is None:
+        raise InvalidResource("Encounter.period.start is required", "Encounter.period.start")
+    minutes = _minutes(encounter)
+    identifier = next((f"{i.system}|{i.value}" for i in encounter.identifier or [] if i.system and i.value), None)
+    start: datetime = encounter.period.start
+    if start.tzinfo is None:
+        raise InvalidResource("Encounter.period.start needs a time zone", "Encounter.period.start")
+    return ContactReport(
+        client_id=subject.split("/", 1)[1],
+        kind=kind,
+        started_at=start,
+        minutes=minutes,
+        app_identifier=identifier,
+    )
+
+
+def _minutes(encounter: Encounter) -> int:
+    length = encounter.length
+    if length is not None and length.value is not None:
+        if (length.code or length.unit) not in ("min", "minutes"):
+            raise InvalidResource("Encounter.length must be in minutes (UCUM 'min')", "Encounter.length")
+        value = float(length.value)
+    elif encounter.period is not None and encounter.period.end is not None and encounter.period.start:
+        value = (encounter.period.end - encounter.period.start).total_seconds() / 60
+    else:
+        raise InvalidResource("give Encounter.length (minutes) or Encounter.period.end", "Encounter.length")
+    if not 1 <= value <= 24 * 60 or value != int(value):
+        raise InvalidResource("Encounter.length must be whole minutes between 1 and 1440", "Encounter.length")
+    return int(value)
