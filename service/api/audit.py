@@ -1,0 +1,28 @@
+"""Coordinators read the accounting of disclosures for a client."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from service.api.deps import Coordinator, SessionsDep, SettingsDep
+from service.api.responses import FhirResponse
+from service.app.audit import disclosures
+from service.fhir.build import searchset
+
+router = APIRouter(prefix="/fhir/AuditEvent", tags=["audit"])
+
+
+@router.get("", response_class=FhirResponse, summary="Disclosures of one client's information")
+async def search_audit_events(
+    caller: Coordinator,
+    sessions: SessionsDep,
+    settings: SettingsDep,
+    patient: Annotated[str, Query(min_length=1, description="Patient/<client id> or the EHR's Patient id")],
+    since: Annotated[datetime | None, Query(description="recorded at or after (ISO 8601 with zone)")] = None,
+    until: Annotated[datetime | None, Query(description="recorded before (ISO 8601 with zone)")] = None,
+) -> FhirResponse:
+    found = await disclosures(sessions, caller.site, patient, since, until)
+    return FhirResponse(searchset(found, settings.base_url, f"{settings.base_url}/fhir/AuditEvent?patient={patient}"))

@@ -1,0 +1,81 @@
+"""Coordinators: peer supporters, episodes and hand assignment."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from service.api.deps import Coordinator, SessionsDep
+from service.app import peers
+
+router = APIRouter(prefix="/api", tags=["coordinator"])
+
+
+class PeerIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+
+
+class PeerOut(BaseModel):
+    id: str
+    name: str
+    status: str
+    practitioner: str = Field(description="How a Consent names this peer: Practitioner/<id>")
+
+
+class EpisodeOut(BaseModel):
+    id: str
+    client_id: str
+    patient: str = Field(description="How a Consent names the client: Patient/<client_id>")
+    state: str
+    admitted_at: datetime | None
+    discharged_at: datetime | None
+    discharge_disposition: str | None
+    peer_id: str | None
+
+
+class AssignmentIn(BaseModel):
+    peer_id: str = Field(min_length=1, max_length=64)
+
+
+def _peer(p: peers.PeerView) -> PeerOut:
+    return PeerOut(id=p.id, name=p.name, status=p.status, practitioner=p.practitioner)
+
+
+def _episode(e: peers.EpisodeView) -> EpisodeOut:
+    return EpisodeOut(
+        id=e.id,
+        client_id=e.client_id,
+        patient=f"Patient/{e.client_id}",
+        state=e.state,
+        admitted_at=e.admitted_at,
+        discharged_at=e.discharged_at,
+        discharge_disposition=e.discharge_disposition,
+        peer_id=e.peer_id,
+    )
+
+
+@router.post("/peers", status_code=201, summary="Register a peer supporter")
+async def register_peer(body: PeerIn, _: Coordinator, sessions: SessionsDep) -> PeerOut:
+    return _peer(await peers.register_peer(sessions, body.name))
+
+
+@router.get("/peers", summary="List peer supporters")
+async def list_peers(_: Coordinator, sessions: SessionsDep) -> list[PeerOut]:
+    return [_peer(p) for p in await peers.list_peers(sessions)]
+
+
+@router.get("/episodes", summary="List clients' episodes (on ward, in community)")
+async def list_episodes(_: Coordinator, sessions: SessionsDep) -> list[EpisodeOut]:
+    return [_episode(e) for e in await peers.list_episodes(sessions)]
+
+
+@router.get("/episodes/{episode_id}", summary="One episode")
+async def get_episode(episode_id: str, _: Coordinator, sessions: SessionsDep) -> EpisodeOut:
+    return _episode(await peers.get_episode(sessions, episode_id))
+
+
+@router.put("/episodes/{episode_id}/peer", summary="Assign a peer supporter to the episode by hand")
+async def assign_peer(episode_id: str, body: AssignmentIn, _: Coordinator, sessions: SessionsDep) -> EpisodeOut:
+    return _episode(await peers.assign_peer(sessions, episode_id, body.peer_id))

@@ -1,0 +1,131 @@
+"""Coordinators record a client's sharing choices as FHIR Consents; the engine reads them on every request.
+
+Every change stores a new version; decisions always read the current rows, so a withdrawal or a new deny
+applies to the very next request. Parsed ConsentRecords are cached by (id, version) only: a changed Consent
+has a new version and is never served from the cache.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from consent import ConsentRecord
+from service.app.clock import new_id, utcnow
+from service.errors import InvalidResource, NotFound
+from service.fhir.build import stamped_consent, to_json
+from service.fhir.consent import parse_consent
+from service.store import repository
+from service.store.db import SessionFactory, transaction
+from service.store.models import Client, ConsentDocument
+
+_CACHE_SIZE = 4096
+_records: OrderedDict[tuple[str, int], ConsentRecord] = OrderedDict()
+
+
+def consent_record(doc: ConsentDocument) -> ConsentRecord:
+    """The engine's view of a stored Consent (validated when it was stored)."""
+    key = (doc.id, doc.version_id)
+    record = _records.get(key)
+    if record is None:
+        record = parse_consent(json.loads(doc.resource_json))
+        _records[key] = record
+        if len(_records) > _CACHE_SIZE:
+            _records.popitem(last=False)
+    else:
+        _records.move_to_end(key)
+    return record
+
+
+async def _client_for(session: AsyncSession, site: str, data: dict[str, Any]) -> Client:
+    """Consent.patient names the client by Peerway's id (Patient/<client id>) or by the EHR's Patient id."""
+    reference = (data.get("patient") or {}).get("reference")
+    if not isinstance(reference, str) or not reference.startswith("Patient/"):
+        raise InvalidResource("Consent.patient must be a Patient/<id> reference", "Consent.patient")
+    patient_id = reference.split("/", 1)[1]
+    client = await session.get(Client, patient_id)
+    if client is None:
+        client = await repository.client_by_ehr_id(session, site, patient_id)
+    if client is None:
+        raise InvalidResource(f"Consent.patient {reference} is not a client of the program", "Consent.patient")
+    return client
+
+
+async def create_consent(sessions: SessionFactory, site: str, data: dict[str, Any]) -> dict[str, Any]:
+    """Validate and store a new Consent; answers the stored resource (with id and version 1)."""
+    parse_consent(data)  # refuses what the engine could not read, with the element named
+    now = utcnow()
+    async with transaction(sessions) as session:
+        client = await _client_for(session, site, data)
+        consent_id = new_id()
+        stored = stamped_consent(data, consent_id, 1, f"Patient/{client.id}", now)
+        session.add(
+            ConsentDocument(
+                id=consent_id,
+                client_id=client.id,
+                status=str(stored.get("status")),
+                version_id=1,
+                resource_json=to_json(stored),
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    return stored
+
+
+async def replace_consent(
+    sessions: SessionFactory, site: str, consent_id: str, data: dict[str, Any]
+) -> tuple[dict[str, Any], bool]:
+    """PUT: replace (e.g. withdraw with status inactive) or create with the given id. Returns (stored, created)."""
+    if data.get("id") not in (None, consent_id):
+        raise InvalidResource("Consent.id must match the id in the URL", "Consent.id")
+    parse_consent(data)
+    now = utcnow()
+    async with transaction(sessions) as session:
+        client = await _client_for(session, site, data)
+        doc = await session.get(ConsentDocument, consent_id, with_for_update=True)
+        if doc is not None and doc.client_id != client.id:
+            raise InvalidResource("a Consent cannot move to another client", "Consent.patient")
+        version = 1 if doc is None else doc.version_id + 1
+        stored = stamped_consent(data, consent_id, version, f"Patient/{client.id}", now)
+        if doc is None:
+            session.add(
+                ConsentDocument(
+                    id=consent_id,
+                    client_id=client.id,
+                    status=str(stored.get("status")),
+                    version_id=1,
+                    resource_json=to_json(stored),
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        else:
+            doc.status = str(stored.get("status"))
+            doc.version_id = version
+            doc.resource_json = to_json(stored)
+            doc.updated_at = now
+    return stored, doc is None
+
+
+async def read_consent(sessions: SessionFactory, consent_id: str) -> dict[str, Any]:
+    async with sessions() as session:
+        doc = await session.get(ConsentDocument, consent_id)
+        if doc is None:
+            raise NotFound(f"Consent/{consent_id} is not known")
+        result: dict[str, Any] = json.loads(doc.resource_json)
+        return result
+
+
+async def search_consents(sessions: SessionFactory, site: str, patient: str) -> Sequence[dict[str, Any]]:
+    """Consents of one client, oldest first; an unknown patient simply has none."""
+    patient_id = patient.removeprefix("Patient/")
+    async with sessions() as session:
+        client = await session.get(Client, patient_id) or await repository.client_by_ehr_id(session, site, patient_id)
+        if client is None:
+            return []
+        return [json.loads(d.resource_json) for d in await repository.consents_of(session, client.id)]

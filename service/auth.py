@@ -1,0 +1,65 @@
+"""Bearer JWTs (HS256, checked with authlib): who is calling and in which role."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from authlib.jose import JoseError, jwt
+
+from service.errors import Unauthorized
+from service.settings import Settings
+
+
+class Role(StrEnum):
+    EHR_SYSTEM = "ehr-system"
+    COORDINATOR = "coordinator"
+    PEER = "peer"
+
+
+@dataclass(frozen=True)
+class Principal:
+    subject: str  # a peer's token carries the peer supporter's id here
+    role: Role
+    site: str
+
+
+def mint_token(settings: Settings, subject: str, role: Role, *, site: str = "default", ttl: int = 3600) -> str:
+    """A signed token for local use and tests (`peerway token`)."""
+    now = int(time.time())
+    claims = {
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
+        "sub": subject,
+        "role": role.value,
+        "site": site,
+        "iat": now,
+        "exp": now + ttl,
+    }
+    token: bytes = jwt.encode({"alg": "HS256", "typ": "JWT"}, claims, settings.jwt_secret.get_secret_value())
+    return token.decode()
+
+
+def verify_token(settings: Settings, token: str) -> Principal:
+    """Check signature, issuer, audience and expiry; anything wrong is one 401 that says little."""
+    options: dict[str, Any] = {
+        "iss": {"essential": True, "value": settings.jwt_issuer},
+        "aud": {"essential": True, "value": settings.jwt_audience},
+        "sub": {"essential": True},
+        "exp": {"essential": True},
+        "role": {"essential": True, "values": [r.value for r in Role]},
+    }
+    try:
+        claims = jwt.decode(
+            token,
+            settings.jwt_secret.get_secret_value(),
+            claims_options=options,
+        )
+        if claims.header.get("alg") != "HS256":
+            raise Unauthorized("unexpected token algorithm")
+        claims.validate(now=int(time.time()), leeway=30)
+    except (JoseError, ValueError) as exc:
+        raise Unauthorized(f"invalid bearer token ({type(exc).__name__})") from None
+    return Principal(subject=str(claims["sub"]), role=Role(claims["role"]), site=str(claims.get("site", "default")))
