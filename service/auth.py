@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from authlib.jose import JoseError, jwt
+import authlib.deprecate
+
+with warnings.catch_warnings():
+    # authlib announces that authlib.jose moves to joserfc before authlib 2.0; we pin authlib<2.
+    warnings.simplefilter("ignore", authlib.deprecate.AuthlibDeprecationWarning)
+    from authlib.jose import JoseError, jwt
 
 from service.errors import Unauthorized
 from service.settings import Settings

@@ -185,7 +185,7 @@ def parse_peer_contact(data: dict[str, Any]) -> ContactReport:
         encounter = Encounter.model_validate(data)
     except ValidationError as exc:
         raise invalid_from(exc, "Encounter") from None
-    if encounter.status not in ("finished", "in-progress"):
+    if encounter.status != "finished":
         raise InvalidResource(
             "a peer contact is recorded when it has happened: Encounter.status must be 'finished'",
             "Encounter.status",
@@ -197,7 +197,7 @@ def parse_peer_contact(data: dict[str, Any]) -> ContactReport:
         if coding.system == fhir_profiles.PEER_CONTACT_KIND_SYSTEM
     ]
     try:
-        kind = ContactKind(kinds[0]) if len(kinds) == 1 else None
+        kind = ContactKind(str(kinds[0])) if len(kinds) == 1 else None
     except ValueError:
         kind = None
     if kind is None:

@@ -60,7 +60,7 @@ async def _claim(sessions: SessionFactory, settings: Settings) -> list[int]:
             .order_by(OutboxItem.id)
             .limit(settings.outbox_batch_size)
         )
-        if session.bind.dialect.name == "postgresql":
+        if session.get_bind().dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True)
         items = (await session.execute(query)).scalars().all()
         lease = now + timedelta(seconds=settings.outbox_lease_seconds)

@@ -1,0 +1,155 @@
+"""Every endpoint but metadata and health needs a valid bearer token; the CapabilityStatement tells the truth."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+
+import httpx
+import pytest
+from authlib.jose import jwt
+from fastapi import FastAPI
+from fhir.resources.R4B.capabilitystatement import CapabilityStatement
+
+from service.auth import Role, mint_token, verify_token
+from service.cli import main as cli_main
+from service.errors import Unauthorized
+from service.settings import Settings
+
+Auth = Callable[..., dict[str, str]]
+PUBLIC = {"/fhir/metadata", "/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+
+
+async def test_metadata_is_a_valid_r4_capability_statement_without_a_token(client: httpx.AsyncClient) -> None:
+    response = await client.get("/fhir/metadata")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/fhir+json")
+    statement = response.json()
+    CapabilityStatement.model_validate(statement)
+    assert statement["fhirVersion"] == "4.0.1"
+
+
+async def test_the_capability_statement_only_names_what_is_served(app: FastAPI, client: httpx.AsyncClient) -> None:
+    statement = (await client.get("/fhir/metadata")).json()
+    routes = served(app)
+    expected = {
+        "read": ("GET", "/fhir/{type}/{{id}}"),
+        "create": ("POST", "/fhir/{type}"),
+        "update": ("PUT", "/fhir/{type}/{{id}}"),
+        "search-type": ("GET", "/fhir/{type}"),
+    }
+    checked = 0
+    for resource in statement["rest"][0]["resource"]:
+        for interaction in resource.get("interaction", []):
+            method, template = expected[interaction["code"]]
+            assert (method, template.format(type=resource["type"])) in routes, (resource["type"], interaction)
+            checked += 1
+        for operation in resource.get("operation", []):
+            assert ("GET", f"/fhir/{resource['type']}/{{id}}/${operation['name']}") in routes
+            checked += 1
+    for operation in statement["rest"][0]["operation"]:
+        assert ("POST", f"/fhir/${operation['name']}") in routes
+        checked += 1
+    assert checked >= 8
+
+
+def served(app: FastAPI) -> set[tuple[str, str]]:
+    """(METHOD, path with every path parameter written {id}) of every operation in the OpenAPI document."""
+    return {
+        (method.upper(), re.sub(r"\{[a-z_]+\}", "{id}", path))
+        for path, operations in app.openapi()["paths"].items()
+        for method in operations
+    }
+
+
+async def test_health_needs_no_token(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
+
+
+async def test_every_other_endpoint_refuses_a_missing_token_with_an_outcome(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    checked = 0
+    for method, path in served(app):
+        if path in PUBLIC:
+            continue
+        response = await client.request(method, path.replace("{id}", "some-id"), content=b"{}")
+        assert response.status_code == 401, (method, path)
+        assert response.json()["issue"][0]["code"] == "login"
+        assert response.headers["www-authenticate"] == "Bearer"
+        checked += 1
+    assert checked >= 10
+
+
+@pytest.mark.parametrize(
+    "token_for",
+    [
+        lambda s: mint_token(s, "x", Role.COORDINATOR, ttl=-120),  # expired
+        lambda s: jwt.encode(
+            {"alg": "HS256"},
+            {
+                "iss": s.jwt_issuer,
+                "aud": s.jwt_audience,
+                "sub": "x",
+                "role": "coordinator",
+                "exp": int(time.time()) + 60,
+            },
+            "another-secret-another-secret-another",
+        ).decode(),
+        lambda s: jwt.encode(
+            {"alg": "HS256"},
+            {
+                "iss": "someone-else",
+                "aud": s.jwt_audience,
+                "sub": "x",
+                "role": "coordinator",
+                "exp": int(time.time()) + 60,
+            },
+            s.jwt_secret.get_secret_value(),
+        ).decode(),
+        lambda s: jwt.encode(
+            {"alg": "HS256"},
+            {
+                "iss": s.jwt_issuer,
+                "aud": s.jwt_audience,
+                "sub": "x",
+                "role": "admin",
+                "exp": int(time.time()) + 60,
+            },
+            s.jwt_secret.get_secret_value(),
+        ).decode(),
+        lambda s: "not.a.jwt",
+    ],
+    ids=["expired", "wrong-key", "wrong-issuer", "unknown-role", "garbage"],
+)
+async def test_bad_tokens_are_401(
+    client: httpx.AsyncClient, settings: Settings, token_for: Callable[[Settings], str]
+) -> None:
+    response = await client.get("/api/peers", headers={"Authorization": f"Bearer {token_for(settings)}"})
+    assert response.status_code == 401
+    assert response.json()["resourceType"] == "OperationOutcome"
+
+
+def test_the_token_command_mints_a_token_the_service_accepts(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "cli-secret-0123456789-0123456789-0123"
+    monkeypatch.setenv("PEERWAY_JWT_SECRET", secret)
+    assert cli_main(["token", "--role", "peer", "--sub", "peer-1"]) == 0
+    token = capsys.readouterr().out.strip()
+    caller = verify_token(Settings(jwt_secret=secret, _env_file=None), token)
+    assert (caller.subject, caller.role) == ("peer-1", Role.PEER)
+    with pytest.raises(Unauthorized):
+        verify_token(Settings(jwt_secret="x" * 40, _env_file=None), token)
+
+
+def test_placeholder_secrets_are_refused_outside_dev() -> None:
+    with pytest.raises(ValueError, match="PEERWAY_JWT_SECRET"):
+        Settings(env="prod", _env_file=None)
+
+
+async def test_unknown_routes_are_outcomes_too(client: httpx.AsyncClient, auth: Auth) -> None:
+    response = await client.get("/fhir/Nothing/here", headers=auth(Role.COORDINATOR))
+    assert response.status_code == 404
+    assert response.json()["resourceType"] == "OperationOutcome"

@@ -1,0 +1,198 @@
+"""Da Vinci notifications in: episodes open and move, replays are answered once, bad input is a clear 4xx."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from service.auth import Role
+from tests.conftest import fixture_json
+
+ADMIT = "davinci/davinci-alerts-admit-notification-message-bundle-01.json"
+TRANSFER = "davinci/davinci-alerts-transfer-notification-message-bundle-01.json"
+DISCHARGE = "davinci/davinci-alerts-discharge-notification-message-bundle-01.json"
+FHIR_JSON = "application/fhir+json"
+
+Auth = Callable[..., dict[str, str]]
+
+
+async def send(client: httpx.AsyncClient, auth: Auth, bundle: dict[str, Any] | bytes) -> httpx.Response:
+    body = bundle if isinstance(bundle, bytes) else json.dumps(bundle).encode()
+    return await client.post(
+        "/fhir/$process-message",
+        content=body,
+        headers=auth(Role.EHR_SYSTEM, "hospital", **{"Content-Type": FHIR_JSON}),
+    )
+
+
+async def episodes(client: httpx.AsyncClient, auth: Auth) -> list[dict[str, Any]]:
+    response = await client.get("/api/episodes", headers=auth(Role.COORDINATOR, "coord"))
+    assert response.status_code == 200
+    result: list[dict[str, Any]] = response.json()
+    return result
+
+
+async def test_discharge_example_is_accepted_with_an_ehr_token(client: httpx.AsyncClient, auth: Auth) -> None:
+    response = await send(client, auth, fixture_json(DISCHARGE))
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith(FHIR_JSON)
+    assert response.json()["resourceType"] == "OperationOutcome"
+    [episode] = await episodes(client, auth)
+    assert episode["state"] == "in-community"
+    assert episode["discharged_at"] == "2018-10-24T05:22:15Z"
+    assert episode["discharge_disposition"] == "1"
+
+
+async def test_discharge_example_is_refused_without_a_token(client: httpx.AsyncClient, auth: Auth) -> None:
+    response = await client.post(
+        "/fhir/$process-message", json=fixture_json(DISCHARGE), headers={"Content-Type": FHIR_JSON}
+    )
+    assert response.status_code == 401
+    assert response.headers["content-type"].startswith(FHIR_JSON)
+    assert response.json()["issue"][0]["code"] == "login"
+    assert await episodes(client, auth) == []
+
+
+async def test_only_an_ehr_system_may_send_events(client: httpx.AsyncClient, auth: Auth) -> None:
+    for role in (Role.PEER, Role.COORDINATOR):
+        response = await client.post(
+            "/fhir/$process-message", json=fixture_json(DISCHARGE), headers=auth(role, "someone")
+        )
+        assert response.status_code == 403
+    assert await episodes(client, auth) == []
+
+
+async def test_admit_opens_on_ward_and_discharge_moves_to_community(client: httpx.AsyncClient, auth: Auth) -> None:
+    assert (await send(client, auth, fixture_json(ADMIT))).status_code == 200
+    [episode] = await episodes(client, auth)
+    assert episode["state"] == "on-ward"
+    assert episode["discharged_at"] is None
+    assert (await send(client, auth, fixture_json(TRANSFER))).status_code == 200
+    assert (await send(client, auth, fixture_json(DISCHARGE))).status_code == 200
+    [moved] = await episodes(client, auth)
+    assert moved["id"] == episode["id"]
+    assert moved["state"] == "in-community"
+    assert moved["discharged_at"] == "2018-10-24T05:22:15Z"
+
+
+async def test_same_bundle_twice_is_processed_once_with_the_same_answer(client: httpx.AsyncClient, auth: Auth) -> None:
+    admit = fixture_json(ADMIT)
+    first = await send(client, auth, admit)
+    await send(client, auth, fixture_json(DISCHARGE))
+    # The admit replayed after the discharge must not pull the client back onto the ward.
+    again = await send(client, auth, admit)
+    assert again.status_code == first.status_code == 200
+    assert again.json() == first.json()
+    [episode] = await episodes(client, auth)
+    assert episode["state"] == "in-community"
+
+
+async def test_late_admit_with_a_new_id_does_not_undo_a_discharge(client: httpx.AsyncClient, auth: Auth) -> None:
+    await send(client, auth, fixture_json(DISCHARGE))
+    late = fixture_json(ADMIT)
+    late["id"] = "admit-arriving-late"
+    assert (await send(client, auth, late)).status_code == 200
+    [episode] = await episodes(client, auth)
+    assert episode["state"] == "in-community"
+
+
+def _without_header(bundle: dict[str, Any]) -> dict[str, Any]:
+    bundle["entry"] = bundle["entry"][1:]
+    return bundle
+
+
+def _focus_missing(bundle: dict[str, Any]) -> dict[str, Any]:
+    bundle["entry"][0]["resource"]["focus"] = [{"reference": "urn:uuid:not-in-this-bundle"}]
+    return bundle
+
+
+def _status_done(bundle: dict[str, Any]) -> dict[str, Any]:
+    bundle["entry"][1]["resource"]["status"] = "done"
+    return bundle
+
+
+def _bad_date(bundle: dict[str, Any]) -> dict[str, Any]:
+    bundle["entry"][1]["resource"]["period"]["start"] = "yesterday"
+    return bundle
+
+
+def _history(bundle: dict[str, Any]) -> dict[str, Any]:
+    bundle["type"] = "history"
+    return bundle
+
+
+def _no_id(bundle: dict[str, Any]) -> dict[str, Any]:
+    del bundle["id"]
+    return bundle
+
+
+def _other_event_system(bundle: dict[str, Any]) -> dict[str, Any]:
+    bundle["entry"][0]["resource"]["eventCoding"]["system"] = "http://example.org/events"
+    return bundle
+
+
+def _subject_missing(bundle: dict[str, Any]) -> dict[str, Any]:
+    bundle["entry"][1]["resource"]["subject"] = {"reference": "Patient/elsewhere"}
+    return bundle
+
+
+def _patient_not_a_bundle(bundle: dict[str, Any]) -> dict[str, Any]:
+    return bundle["entry"][2]["resource"]  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "status", "expression"),
+    [
+        (_without_header, 422, "Bundle.entry[0]"),
+        (_focus_missing, 422, "MessageHeader.focus[0]"),
+        (_status_done, 422, "Encounter.status"),
+        (_bad_date, 400, "Bundle.entry[1].resource.period.start"),
+        (_history, 422, "Bundle.type"),
+        (_no_id, 422, "Bundle.id"),
+        (_other_event_system, 422, "MessageHeader.eventCoding"),
+        (_subject_missing, 422, "Encounter.subject"),
+        (_patient_not_a_bundle, 400, "resourceType"),
+    ],
+)
+async def test_malformed_notifications_get_an_outcome_naming_the_element_and_store_nothing(
+    client: httpx.AsyncClient,
+    auth: Auth,
+    mutate: Callable[[dict[str, Any]], dict[str, Any]],
+    status: int,
+    expression: str,
+) -> None:
+    response = await send(client, auth, mutate(copy.deepcopy(fixture_json(DISCHARGE))))
+    assert response.status_code == status, response.text
+    outcome = response.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert outcome["issue"][0]["severity"] == "error"
+    assert outcome["issue"][0]["expression"] == [expression]
+    assert await episodes(client, auth) == []
+
+
+@pytest.mark.parametrize("body", [b"not json at all", b"[1, 2]", b"\xff\xfe", b""])
+async def test_non_json_is_a_400_outcome(client: httpx.AsyncClient, auth: Auth, body: bytes) -> None:
+    response = await send(client, auth, body)
+    assert response.status_code == 400
+    assert response.json()["resourceType"] == "OperationOutcome"
+    assert await episodes(client, auth) == []
+
+
+async def test_a_body_over_the_limit_is_413(client: httpx.AsyncClient, auth: Auth, settings: Any) -> None:
+    padding = " " * (settings.max_body_bytes + 1)
+    response = await send(client, auth, json.dumps(fixture_json(DISCHARGE)).encode() + padding.encode())
+    assert response.status_code == 413
+    assert response.json()["issue"][0]["code"] == "too-costly"
+
+
+async def test_other_davinci_events_are_acknowledged_without_effect(client: httpx.AsyncClient, auth: Auth) -> None:
+    bundle = fixture_json(ADMIT)
+    bundle["entry"][0]["resource"]["eventCoding"]["code"] = "notification-referral"
+    response = await send(client, auth, bundle)
+    assert response.status_code == 200
+    assert await episodes(client, auth) == []

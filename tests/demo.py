@@ -1,0 +1,111 @@
+"""`make demo`: the whole path once, against the test EHR, printing what each party sees.
+
+A Da Vinci admit and discharge come in, a coordinator registers and assigns a peer and records the client's
+consent, the peer's app pulls the summary and records a contact, and the outbox worker writes it to the EHR.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+import fhir_profiles
+from service.auth import Role, mint_token
+from service.fhir.client import EhrClient
+from service.main import create_app
+from service.settings import Settings
+from service.store.db import create_engine, session_factory
+from service.store.migrate import upgrade
+from service.workers.outbox import deliver_due
+from tests.support.consents import peer_consent
+from tests.support.ehr import run_test_ehr
+from tests.support.flow import peer_contact
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "tests" / "fixtures" / "davinci"
+
+
+def show(title: str, payload: Any = None) -> None:
+    print(f"\n== {title}")
+    if payload is not None:
+        text = json.dumps(payload, indent=2)
+        lines = text.splitlines()
+        print("\n".join(lines[:40] + (["  ..."] if len(lines) > 40 else [])))
+
+
+async def walk(settings: Settings, ehr_base: str) -> None:
+    app = create_app(settings)
+
+    def as_(role: Role, sub: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {mint_token(settings, sub, role)}"}
+
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=settings.base_url) as api,
+    ):
+        for name in ("admit", "discharge"):
+            bundle = json.loads((EXAMPLES / f"davinci-alerts-{name}-notification-message-bundle-01.json").read_text())
+            answer = await api.post("/fhir/$process-message", json=bundle, headers=as_(Role.EHR_SYSTEM, "hospital"))
+            show(f"EHR -> Peerway: Da Vinci {name} notification: {answer.status_code}", answer.json())
+        [episode] = (await api.get("/api/episodes", headers=as_(Role.COORDINATOR, "coordinator"))).json()
+        show("Coordinator sees the episode", episode)
+
+        peer = (await api.post("/api/peers", json={"name": "Alex Morgan"}, headers=as_(Role.COORDINATOR, "c"))).json()
+        await api.put(
+            f"/api/episodes/{episode['id']}/peer", json={"peer_id": peer["id"]}, headers=as_(Role.COORDINATOR, "c")
+        )
+        show("Coordinator registers and assigns a peer supporter", peer)
+
+        consent = peer_consent(
+            episode["patient"], ["preferred-name", "admission-discharge"], actor=peer["practitioner"]
+        )
+        stored = await api.post("/fhir/Consent", json=consent, headers=as_(Role.COORDINATOR, "c"))
+        show(
+            f"Coordinator records the client's consent (name and discharge only): {stored.status_code}",
+            stored.json()["provision"],
+        )
+
+        summary = await api.get(f"/fhir/Patient/{episode['client_id']}/$summary", headers=as_(Role.PEER, peer["id"]))
+        show("The peer's app pulls the summary: only what the client agreed to share", summary.json())
+
+        contact = await api.post(
+            "/fhir/Encounter", json=peer_contact(episode["client_id"]), headers=as_(Role.PEER, peer["id"])
+        )
+        show(f"The peer records a one-hour community visit: {contact.status_code}", {"id": contact.json()["id"]})
+
+    engine = create_engine(settings.database_url)
+    ehr = EhrClient(ehr_base)
+    try:
+        report = await deliver_due(session_factory(engine), ehr, settings)
+    finally:
+        await ehr.aclose()
+        await engine.dispose()
+    show(f"Outbox worker: delivered {report.delivered}, retrying {report.retrying}, dead {report.dead}")
+    async with httpx.AsyncClient() as http:
+        found = (
+            await http.get(
+                f"{ehr_base}/Encounter",
+                params={"identifier": f"{fhir_profiles.CONTACT_IDENTIFIER_SYSTEM}|{contact.json()['id']}"},
+            )
+        ).json()
+    show("The EHR now holds the peer's contact as an Encounter", found["entry"][0]["resource"])
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp, run_test_ehr(profiles_dir=ROOT / "fhir_profiles" / "data") as ehr:
+        database_url = f"sqlite+aiosqlite:///{tmp}/demo.db"
+        upgrade(database_url)
+        settings = Settings(
+            env="dev", database_url=database_url, ehr_base_url=ehr.base_url, run_worker=False, _env_file=None
+        )
+        print(f"Test EHR (Medplum in-memory FHIR server) at {ehr.base_url}; Peerway in-process on SQLite")
+        asyncio.run(walk(settings, ehr.base_url))
+
+
+if __name__ == "__main__":
+    main()
