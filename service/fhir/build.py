@@ -24,14 +24,6 @@ UCUM = "http://unitsofmeasure.org"
 PRONOUNS_EXTENSION = "http://hl7.org/fhir/StructureDefinition/individual-pronouns"
 PEERWAY_DEVICE = "Device/peerway"
 
-# The class of the written Encounter follows where the contact took place.
-CONTACT_CLASS = {
-    ContactKind.ON_WARD_ONE_TO_ONE: ("IMP", "inpatient encounter"),
-    ContactKind.ON_WARD_GROUP: ("IMP", "inpatient encounter"),
-    ContactKind.COMMUNITY_VISIT: ("FLD", "field"),
-    ContactKind.PHONE_VIDEO: ("VR", "virtual"),
-    ContactKind.ACCOMPANIED_APPOINTMENT: ("AMB", "ambulatory"),
-}
 ON_WARD = frozenset({ContactKind.ON_WARD_ONE_TO_ONE, ContactKind.ON_WARD_GROUP})
 
 
@@ -88,9 +80,16 @@ def practitioner(peer_id: str, peer_name: str) -> dict[str, Any]:
     }
 
 
+def encounter_class(kind: ContactKind) -> dict[str, Any]:
+    """Where the contact took place, as v3-ActCode: the contact-kind CodeSystem carries it per kind."""
+    value = fhir_profiles.concept_property(fhir_profiles.PEER_CONTACT_KIND_SYSTEM, kind.value, "encounter-class")
+    if not isinstance(value, dict):
+        raise LookupError(f"contact kind {kind.value} has no encounter-class in fhir_profiles")
+    return dict(value)
+
+
 def contact_encounter(view: ContactView) -> dict[str, Any]:
     """A peer contact as an R4 Encounter conforming to our PeerContact profile."""
-    class_code, class_display = CONTACT_CLASS[view.kind]
     kind_system = fhir_profiles.PEER_CONTACT_KIND_SYSTEM
     encounter: dict[str, Any] = {
         "resourceType": "Encounter",
@@ -98,7 +97,7 @@ def contact_encounter(view: ContactView) -> dict[str, Any]:
         "meta": {"profile": [fhir_profiles.PEER_CONTACT_PROFILE], "source": fhir_profiles.CANONICAL},
         "identifier": [{"system": fhir_profiles.CONTACT_IDENTIFIER_SYSTEM, "value": view.contact_id}],
         "status": "finished",
-        "class": {"system": V3_ACT_CODE, "code": class_code, "display": class_display},
+        "class": encounter_class(view.kind),
         "type": [
             {
                 "coding": [

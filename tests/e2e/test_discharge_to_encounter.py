@@ -3,6 +3,7 @@ peer's contact out to a real FHIR server (Medplum's, validating every write) exa
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +17,7 @@ from sqlalchemy import select, update
 import fhir_profiles
 from service.auth import Role
 from service.fhir.client import EhrClient
+from service.main import create_app
 from service.settings import Settings
 from service.store.db import create_engine, session_factory
 from service.store.models import OutboxItem
@@ -192,3 +194,30 @@ async def test_an_ehr_refusal_is_a_dead_letter_with_the_ehrs_outcome(
         json.loads(row.last_error.split("\n", 1)[1])
     finally:
         await engine.dispose()
+
+
+async def test_the_services_own_worker_delivers_without_being_asked(
+    auth: Auth, settings: Settings, ehr: TestEhr
+) -> None:
+    """`make run` starts the worker in the service's lifespan; a contact reaches the EHR on its own."""
+    running = settings.model_copy(
+        update={"ehr_base_url": ehr.base_url, "run_worker": True, "outbox_poll_seconds": 0.05}
+    )
+    app = create_app(running)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://peerway.test") as client,
+    ):
+        episode = await discharge(client, auth)
+        peer = await register_peer(client, auth)
+        await assign(client, auth, episode["id"], peer["id"])
+        posted = await client.post(
+            "/fhir/Encounter", json=peer_contact(episode["client_id"]), headers=auth(Role.PEER, peer["id"])
+        )
+        assert posted.status_code == 201
+        identifier = f"{fhir_profiles.CONTACT_IDENTIFIER_SYSTEM}|{posted.json()['id']}"
+        for _ in range(400):  # wait for the condition (bounded), not for a fixed time
+            if ehr.search("Encounter", identifier=identifier):
+                break
+            await asyncio.sleep(0.025)
+        assert len(ehr.search("Encounter", identifier=identifier)) == 1
