@@ -92,7 +92,8 @@ PURPOSE_PARENTS: dict[Coding, Coding] = {
     PURPOSE_COC: PURPOSE_TREAT,
     Coding(ACT_REASON_SYSTEM, "ETREAT"): PURPOSE_TREAT,
 }
-"""The part of the v3-ActReason hierarchy the engine knows: a provision naming TREAT also covers COC."""
+"""The part of the v3-ActReason hierarchy the engine knows. Only denies use it (a deny for TREAT also catches
+COC); a permit must name the request's purpose exactly, so a doubt about the hierarchy never widens sharing."""
 
 _CONFIDENTIALITY_NAMES = {
     "R": "restricted",

@@ -185,7 +185,7 @@ def _mismatch(provision: Provision, ctx: _Item, request: AccessRequest) -> str |
         return "actor"
     if provision.actions and request.action not in provision.actions:
         return "action"
-    if provision.purposes and not _purpose_matches(request.purpose, provision.purposes):
+    if provision.purposes and not _purpose_matches(request.purpose, provision.purposes, permit):
         return "purpose"
     if provision.classes and not _classes_match(provision.classes, item.resource_types, permit):
         return "class"
@@ -216,9 +216,13 @@ def _actors_match(rules: tuple[ActorRule, ...], request: AccessRequest, permit: 
     return False
 
 
-def _purpose_matches(purpose: Coding, purposes: tuple[Coding, ...]) -> bool:
+def _purpose_matches(purpose: Coding, purposes: tuple[Coding, ...], permit: bool) -> bool:
     if purpose in purposes:
         return True
+    if permit:
+        # A permit must name the purpose itself: consenting "for treatment" is not read as consenting to
+        # a peer supporter's coordination of care. A deny of the broader purpose does catch the narrower.
+        return False
     current = PURPOSE_PARENTS.get(purpose)
     for _ in range(8):  # the known hierarchy is shallow; the bound keeps a bad table from looping
         if current is None:

@@ -281,7 +281,7 @@ WHO_AND_WHY = [
         "does not cover the purpose TREAT",
         Ask(purpose=PURPOSE_TREAT),
     ),
-    case("permit for TREAT covers COC", [record(permit(purposes=(PURPOSE_TREAT,)))], item(), True),
+    case("a permit for TREAT does not cover COC", [record(permit(purposes=(PURPOSE_TREAT,)))], item(), False),
     case("deny for TREAT catches COC", [record(permit(deny(purposes=(PURPOSE_TREAT,))))], item(), False),
 ]
 
