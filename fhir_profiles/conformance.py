@@ -110,9 +110,7 @@ def _matches(actual: Any, wanted: tuple[str, Any]) -> bool:
 def _matches_pattern(actual: Any, pattern: Any) -> bool:
     """FHIR pattern[x]: every value the pattern has is present in `actual`; lists match item by item."""
     if isinstance(pattern, Mapping):
-        return isinstance(actual, Mapping) and all(
-            _matches_pattern(actual.get(k), v) for k, v in pattern.items()
-        )
+        return isinstance(actual, Mapping) and all(_matches_pattern(actual.get(k), v) for k, v in pattern.items())
     if isinstance(pattern, list):
         return isinstance(actual, list) and all(any(_matches_pattern(a, p) for a in actual) for p in pattern)
     return bool(actual == pattern)
