@@ -7,14 +7,13 @@ it does not check required code bindings, so the codes we rely on are checked he
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.encounter import Encounter
 from fhir.resources.R4B.messageheader import MessageHeader
 from fhir.resources.R4B.patient import Patient
-from pydantic import ValidationError
 
 import fhir_profiles
 from service.domain import (
@@ -26,7 +25,7 @@ from service.domain import (
     PatientSnapshot,
 )
 from service.errors import BadRequest, InvalidResource
-from service.fhir.validation import invalid_from
+from service.fhir.validation import validated
 
 DAVINCI_EVENT_SYSTEM = "http://hl7.org/fhir/us/davinci-alerts/CodeSystem/notification-event"
 R4_ENCOUNTER_STATUSES = frozenset(
@@ -81,6 +80,18 @@ def _resolve(index: dict[str, Any], reference: str | None) -> Any:
     return index.get(tail)
 
 
+def _instant(value: object) -> datetime | None:
+    """A FHIR dateTime as the model gives it (datetime, date, or 'YYYY' / 'YYYY-MM' text) -> UTC-aware start."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    parts = [int(p) for p in str(value).split("-")]
+    return datetime(parts[0], parts[1] if len(parts) > 1 else 1, 1, tzinfo=UTC)
+
+
 def _codes_text(concept: Any) -> str | None:
     if concept is None:
         return None
@@ -92,10 +103,7 @@ def _codes_text(concept: Any) -> str | None:
 
 def parse_notification(data: dict[str, Any]) -> HospitalEvent:
     """A Da Vinci notification message Bundle -> HospitalEvent, or a 4xx naming the element at fault."""
-    try:
-        bundle = Bundle.model_validate(data)
-    except ValidationError as exc:
-        raise invalid_from(exc, "Bundle") from None
+    bundle = validated(Bundle, data, "Bundle")
     if bundle.type != "message":
         raise InvalidResource(f"Bundle.type must be 'message', got {bundle.type!r}", "Bundle.type")
     if not bundle.id:
@@ -137,12 +145,12 @@ def parse_notification(data: dict[str, Any]) -> HospitalEvent:
         message_id=str(bundle.id),
         event_code=str(coding.code),
         kind=kind,
-        sent_at=bundle.timestamp,
+        sent_at=_instant(bundle.timestamp),
         encounter=EncounterSnapshot(
             ehr_id=str(encounter.id),
             status=str(encounter.status),
-            start=encounter.period.start if encounter.period else None,
-            end=encounter.period.end if encounter.period else None,
+            start=_instant(encounter.period.start) if encounter.period else None,
+            end=_instant(encounter.period.end) if encounter.period else None,
             discharge_disposition=_codes_text(hospitalization.dischargeDisposition) if hospitalization else None,
             readmission=bool(hospitalization and hospitalization.reAdmission),
             resource_json=_original_json(data, encounter),
@@ -181,10 +189,7 @@ def parse_peer_contact(data: dict[str, Any]) -> ContactReport:
                 f"a peer contact carries no clinical notes or diagnoses: remove Encounter.{element}",
                 f"Encounter.{element}",
             )
-    try:
-        encounter = Encounter.model_validate(data)
-    except ValidationError as exc:
-        raise invalid_from(exc, "Encounter") from None
+    encounter = validated(Encounter, data, "Encounter")
     if encounter.status != "finished":
         raise InvalidResource(
             "a peer contact is recorded when it has happened: Encounter.status must be 'finished'",
@@ -209,13 +214,11 @@ def parse_peer_contact(data: dict[str, Any]) -> ContactReport:
     subject = encounter.subject.reference if encounter.subject else None
     if not subject or not subject.startswith("Patient/") or subject.count("/") != 1:
         raise InvalidResource("Encounter.subject must be a Patient/<id> reference", "Encounter.subject")
-    if encounter.period is None or encounter.period.start is None:
-        raise InvalidResource("Encounter.period.start is required", "Encounter.period.start")
-    minutes = _minutes(encounter)
+    start = encounter.period.start if encounter.period is not None else None
+    if not isinstance(start, datetime) or start.tzinfo is None:
+        raise InvalidResource("Encounter.period.start needs a date, time and time zone", "Encounter.period.start")
+    minutes = _minutes(encounter, start)
     identifier = next((f"{i.system}|{i.value}" for i in encounter.identifier or [] if i.system and i.value), None)
-    start: datetime = encounter.period.start
-    if start.tzinfo is None:
-        raise InvalidResource("Encounter.period.start needs a time zone", "Encounter.period.start")
     return ContactReport(
         client_id=subject.split("/", 1)[1],
         kind=kind,
@@ -225,14 +228,17 @@ def parse_peer_contact(data: dict[str, Any]) -> ContactReport:
     )
 
 
-def _minutes(encounter: Encounter) -> int:
+def _minutes(encounter: Encounter, start: datetime) -> int:
     length = encounter.length
+    end = encounter.period.end if encounter.period is not None else None
     if length is not None and length.value is not None:
         if (length.code or length.unit) not in ("min", "minutes"):
             raise InvalidResource("Encounter.length must be in minutes (UCUM 'min')", "Encounter.length")
         value = float(length.value)
-    elif encounter.period is not None and encounter.period.end is not None and encounter.period.start:
-        value = (encounter.period.end - encounter.period.start).total_seconds() / 60
+    elif end is not None:
+        if not isinstance(end, datetime) or end.tzinfo is None:
+            raise InvalidResource("Encounter.period.end needs a date, time and time zone", "Encounter.period.end")
+        value = (end - start).total_seconds() / 60
     else:
         raise InvalidResource("give Encounter.length (minutes) or Encounter.period.end", "Encounter.length")
     if not 1 <= value <= 24 * 60 or value != int(value):

@@ -98,13 +98,16 @@ async def test_a_peer_cannot_record_a_contact_for_someone_elses_client(
         ({"length": {"value": 2, "unit": "h", "code": "h"}}, "Encounter.length"),
         ({"length": {"value": 0, "unit": "min", "code": "min"}}, "Encounter.length"),
         ({"period": {"start": "not a date"}}, "Encounter.period.start"),
+        ({"period": {"start": "2026-11-20"}}, "Encounter.period.start"),
+        ({"period": {"start": "2026-11-20T15:00:00Z", "end": "2026-11-20"}, "length": None}, "Encounter.period.end"),
+        ({"period": {"start": "2026-11-20T15:00:00Z"}, "length": None}, "Encounter.length"),
     ],
 )
 async def test_contacts_outside_the_profile_are_refused_naming_the_element(
     client: httpx.AsyncClient, auth: Auth, database_url: str, change: dict[str, Any], expression: str
 ) -> None:
     episode, peer = await discharged_client_with_peer(client, auth)
-    body = peer_contact(episode["client_id"]) | change
+    body = {k: v for k, v in (peer_contact(episode["client_id"]) | change).items() if v is not None}
     response = await client.post("/fhir/Encounter", json=body, headers=auth(Role.PEER, peer["id"]))
     assert 400 <= response.status_code < 500, response.text
     assert response.json()["issue"][0]["expression"] == [expression]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 from collections.abc import Callable
@@ -190,9 +191,26 @@ async def test_a_body_over_the_limit_is_413(client: httpx.AsyncClient, auth: Aut
     assert response.json()["issue"][0]["code"] == "too-costly"
 
 
+async def test_a_discharge_dated_by_day_only_is_read_as_that_day(client: httpx.AsyncClient, auth: Auth) -> None:
+    bundle = fixture_json(DISCHARGE)
+    bundle["entry"][1]["resource"]["period"] = {"start": "2018-10", "end": "2018-10-23"}
+    assert (await send(client, auth, bundle)).status_code == 200
+    [episode] = await episodes(client, auth)
+    assert episode["discharged_at"] == "2018-10-23T00:00:00Z"
+    assert episode["admitted_at"] == "2018-10-01T00:00:00Z"
+
+
 async def test_other_davinci_events_are_acknowledged_without_effect(client: httpx.AsyncClient, auth: Auth) -> None:
     bundle = fixture_json(ADMIT)
     bundle["entry"][0]["resource"]["eventCoding"]["code"] = "notification-referral"
     response = await send(client, auth, bundle)
     assert response.status_code == 200
     assert await episodes(client, auth) == []
+
+
+async def test_eight_copies_at_once_make_one_episode_and_get_one_answer(client: httpx.AsyncClient, auth: Auth) -> None:
+    bundle = fixture_json(ADMIT)
+    responses = await asyncio.gather(*(send(client, auth, bundle) for _ in range(8)))
+    assert {r.status_code for r in responses} == {200}
+    assert len({r.text for r in responses}) == 1
+    assert len(await episodes(client, auth)) == 1
