@@ -12,11 +12,12 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from consent import ConsentRecord
 from service.app.clock import new_id, utcnow
-from service.errors import InvalidResource, NotFound
+from service.errors import Conflict, InvalidResource, NotFound
 from service.fhir.build import stamped_consent, to_json
 from service.fhir.consent import parse_consent
 from service.store import repository
@@ -56,24 +57,8 @@ async def _client_for(session: AsyncSession, site: str, data: dict[str, Any]) ->
 
 
 async def create_consent(sessions: SessionFactory, site: str, data: dict[str, Any]) -> dict[str, Any]:
-    """Validate and store a new Consent; answers the stored resource (with id and version 1)."""
-    parse_consent(data)  # refuses what the engine could not read, with the element named
-    now = utcnow()
-    async with transaction(sessions) as session:
-        client = await _client_for(session, site, data)
-        consent_id = new_id()
-        stored = stamped_consent(data, consent_id, 1, f"Patient/{client.id}", now)
-        session.add(
-            ConsentDocument(
-                id=consent_id,
-                client_id=client.id,
-                status=str(stored.get("status")),
-                version_id=1,
-                resource_json=to_json(stored),
-                created_at=now,
-                updated_at=now,
-            )
-        )
+    """Validate and store a new Consent under a new id; answers the stored resource (version 1)."""
+    stored, _ = await _write(sessions, site, new_id(), data)
     return stored
 
 
@@ -83,33 +68,32 @@ async def replace_consent(
     """PUT: replace (e.g. withdraw with status inactive) or create with the given id. Returns (stored, created)."""
     if data.get("id") not in (None, consent_id):
         raise InvalidResource("Consent.id must match the id in the URL", "Consent.id")
-    parse_consent(data)
+    return await _write(sessions, site, consent_id, data)
+
+
+async def _write(
+    sessions: SessionFactory, site: str, consent_id: str, data: dict[str, Any]
+) -> tuple[dict[str, Any], bool]:
+    parse_consent(data)  # refuses what the engine could not read, with the element named
     now = utcnow()
-    async with transaction(sessions) as session:
-        client = await _client_for(session, site, data)
-        doc = await session.get(ConsentDocument, consent_id, with_for_update=True)
-        if doc is not None and doc.client_id != client.id:
-            raise InvalidResource("a Consent cannot move to another client", "Consent.patient")
-        version = 1 if doc is None else doc.version_id + 1
-        stored = stamped_consent(data, consent_id, version, f"Patient/{client.id}", now)
-        if doc is None:
-            session.add(
-                ConsentDocument(
-                    id=consent_id,
-                    client_id=client.id,
-                    status=str(stored.get("status")),
-                    version_id=1,
-                    resource_json=to_json(stored),
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
-        else:
+    try:
+        async with transaction(sessions) as session:
+            client = await _client_for(session, site, data)
+            doc = await session.get(ConsentDocument, consent_id, with_for_update=True)
+            if doc is not None and doc.client_id != client.id:
+                raise InvalidResource("a Consent cannot move to another client", "Consent.patient")
+            created = doc is None
+            if doc is None:
+                doc = ConsentDocument(id=consent_id, client_id=client.id, version_id=0, created_at=now)
+                session.add(doc)
+            stored = stamped_consent(data, consent_id, doc.version_id + 1, f"Patient/{client.id}", now)
             doc.status = str(stored.get("status"))
-            doc.version_id = version
+            doc.version_id += 1
             doc.resource_json = to_json(stored)
             doc.updated_at = now
-    return stored, doc is None
+    except IntegrityError:
+        raise Conflict(f"Consent/{consent_id} was created by another request at the same time; retry") from None
+    return stored, created
 
 
 async def read_consent(sessions: SessionFactory, consent_id: str) -> dict[str, Any]:

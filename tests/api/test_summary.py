@@ -205,3 +205,19 @@ async def test_peers_cannot_record_consents(client: httpx.AsyncClient, auth: Aut
         "/fhir/Consent", json=peer_consent(episode["patient"], ["preferred-name"]), headers=auth(Role.PEER, peer["id"])
     )
     assert response.status_code == 403
+
+
+async def test_put_creates_under_the_callers_id_and_refuses_a_mismatched_one(
+    client: httpx.AsyncClient, auth: Auth
+) -> None:
+    episode = await discharge(client, auth)
+    consent = peer_consent(episode["patient"], ["interests"])
+    created = await client.put("/fhir/Consent/from-the-ehr-1", json=consent, headers=auth(Role.COORDINATOR))
+    assert created.status_code == 201
+    assert created.json()["id"] == "from-the-ehr-1"
+    assert created.json()["meta"]["versionId"] == "1"
+    mismatched = await client.put(
+        "/fhir/Consent/from-the-ehr-1", json={**consent, "id": "other"}, headers=auth(Role.COORDINATOR)
+    )
+    assert mismatched.status_code == 422
+    assert mismatched.json()["issue"][0]["expression"] == ["Consent.id"]

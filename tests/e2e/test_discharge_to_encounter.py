@@ -25,7 +25,7 @@ from service.workers.outbox import DeliveryReport, deliver_due
 from tests.conftest import fixture_json
 from tests.support.consents import peer_consent
 from tests.support.ehr import TestEhr
-from tests.support.flow import ADMIT, DISCHARGE, assign, discharge, peer_contact, register_peer
+from tests.support.flow import ADMIT, DISCHARGE, assign, client_with_contact, discharge, peer_contact, register_peer
 
 pytestmark = pytest.mark.ehr
 Auth = Callable[..., dict[str, str]]
@@ -120,17 +120,12 @@ async def test_discharge_to_summary_to_encounter_at_the_ehr_once(
 async def test_conditional_create_mode_also_writes_once(
     client: httpx.AsyncClient, auth: Auth, settings: Settings, ehr: TestEhr
 ) -> None:
-    episode = await discharge(client, auth)
-    peer = await register_peer(client, auth)
-    await assign(client, auth, episode["id"], peer["id"])
-    posted = await client.post(
-        "/fhir/Encounter", json=peer_contact(episode["client_id"]), headers=auth(Role.PEER, peer["id"])
-    )
+    _, _, contact = await client_with_contact(client, auth)
     assert (await deliver(settings, ehr, ehr_write_mode="conditional-create")).delivered == 1
     # As if the worker crashed after the EHR answered but before our commit: the row is due again.
     await make_all_rows_due_again(settings.database_url)
     assert (await deliver(settings, ehr, ehr_write_mode="conditional-create")).delivered == 1
-    found = ehr.search("Encounter", identifier=f"{fhir_profiles.CONTACT_IDENTIFIER_SYSTEM}|{posted.json()['id']}")
+    found = ehr.search("Encounter", identifier=f"{fhir_profiles.CONTACT_IDENTIFIER_SYSTEM}|{contact['id']}")
     assert len(found) == 1
 
 
@@ -146,10 +141,7 @@ async def make_all_rows_due_again(database_url: str) -> None:
 async def test_put_mode_redelivery_after_a_crash_changes_nothing(
     client: httpx.AsyncClient, auth: Auth, settings: Settings, ehr: TestEhr
 ) -> None:
-    episode = await discharge(client, auth)
-    peer = await register_peer(client, auth)
-    await assign(client, auth, episode["id"], peer["id"])
-    await client.post("/fhir/Encounter", json=peer_contact(episode["client_id"]), headers=auth(Role.PEER, peer["id"]))
+    await client_with_contact(client, auth)
     assert (await deliver(settings, ehr)).delivered == 1
     await make_all_rows_due_again(settings.database_url)
     assert (await deliver(settings, ehr)).delivered == 1
@@ -159,10 +151,7 @@ async def test_put_mode_redelivery_after_a_crash_changes_nothing(
 async def test_an_ehr_outage_is_retried_and_delivers_once(
     client: httpx.AsyncClient, auth: Auth, settings: Settings, ehr: TestEhr
 ) -> None:
-    episode = await discharge(client, auth)
-    peer = await register_peer(client, auth)
-    await assign(client, auth, episode["id"], peer["id"])
-    await client.post("/fhir/Encounter", json=peer_contact(episode["client_id"]), headers=auth(Role.PEER, peer["id"]))
+    await client_with_contact(client, auth)
 
     ehr.fault(status=503, count=1, retryAfter=0)
     first = await deliver(settings, ehr)
@@ -175,10 +164,7 @@ async def test_an_ehr_outage_is_retried_and_delivers_once(
 async def test_an_ehr_refusal_is_a_dead_letter_with_the_ehrs_outcome(
     client: httpx.AsyncClient, auth: Auth, settings: Settings, ehr: TestEhr, database_url: str
 ) -> None:
-    episode = await discharge(client, auth)
-    peer = await register_peer(client, auth)
-    await assign(client, auth, episode["id"], peer["id"])
-    await client.post("/fhir/Encounter", json=peer_contact(episode["client_id"]), headers=auth(Role.PEER, peer["id"]))
+    await client_with_contact(client, auth)
 
     ehr.fault(status=422, count=1)
     report = await deliver(settings, ehr)
@@ -208,14 +194,8 @@ async def test_the_services_own_worker_delivers_without_being_asked(
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://peerway.test") as client,
     ):
-        episode = await discharge(client, auth)
-        peer = await register_peer(client, auth)
-        await assign(client, auth, episode["id"], peer["id"])
-        posted = await client.post(
-            "/fhir/Encounter", json=peer_contact(episode["client_id"]), headers=auth(Role.PEER, peer["id"])
-        )
-        assert posted.status_code == 201
-        identifier = f"{fhir_profiles.CONTACT_IDENTIFIER_SYSTEM}|{posted.json()['id']}"
+        _, _, contact = await client_with_contact(client, auth)
+        identifier = f"{fhir_profiles.CONTACT_IDENTIFIER_SYSTEM}|{contact['id']}"
         for _ in range(400):  # wait for the condition (bounded), not for a fixed time
             if ehr.search("Encounter", identifier=identifier):
                 break

@@ -68,3 +68,16 @@ def peer_contact(client_id: str, kind: str = "community-visit", minutes: int = 6
     }
     contact.update(extra)
     return contact
+
+
+async def client_with_contact(
+    client: httpx.AsyncClient, auth: Auth
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """A discharged client, their assigned peer, and one contact the peer recorded (as Peerway answered it)."""
+    episode, peer = await discharged_client_with_peer(client, auth)
+    posted = await client.post(
+        "/fhir/Encounter", json=peer_contact(episode["client_id"]), headers=auth(Role.PEER, peer["id"])
+    )
+    assert posted.status_code == 201, posted.text
+    contact: dict[str, Any] = posted.json()
+    return episode, peer, contact
