@@ -37,7 +37,7 @@ lint: install-test
 	$(BIN)/lint-imports
 
 typecheck: install-test
-	$(BIN)/mypy service consent fhir_profiles
+	$(BIN)/mypy service consent fhir_profiles tests bench
 
 test-sqlite: install-test
 	PEERWAY_TEST_DB=sqlite $(BIN)/python -m pytest -q

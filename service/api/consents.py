@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from service.api.deps import Coordinator, SessionsDep, SettingsDep, read_body
+from service.api.deps import ConsentWriter, Coordinator, SessionsDep, SettingsDep, read_body
 from service.api.responses import FhirResponse
 from service.app import consents
 from service.fhir.build import searchset
@@ -17,7 +17,7 @@ router = APIRouter(prefix="/fhir/Consent", tags=["consent"])
 
 @router.post("", response_class=FhirResponse, status_code=201, summary="Record a client's Consent (R4)")
 async def create_consent(
-    request: Request, caller: Coordinator, sessions: SessionsDep, settings: SettingsDep
+    request: Request, caller: ConsentWriter, sessions: SessionsDep, settings: SettingsDep
 ) -> FhirResponse:
     data = load_json(await read_body(request, settings), "Consent")
     stored = await consents.create_consent(sessions, caller.site, data)
@@ -30,7 +30,7 @@ async def create_consent(
 
 @router.put("/{consent_id}", response_class=FhirResponse, summary="Replace or withdraw a Consent")
 async def replace_consent(
-    consent_id: str, request: Request, caller: Coordinator, sessions: SessionsDep, settings: SettingsDep
+    consent_id: str, request: Request, caller: ConsentWriter, sessions: SessionsDep, settings: SettingsDep
 ) -> FhirResponse:
     data = load_json(await read_body(request, settings), "Consent")
     stored, created = await consents.replace_consent(sessions, caller.site, consent_id, data)

@@ -47,6 +47,8 @@ def require(*roles: Role) -> Callable[..., Principal]:
 EhrSystem = Annotated[Principal, Depends(require(Role.EHR_SYSTEM))]
 Coordinator = Annotated[Principal, Depends(require(Role.COORDINATOR))]
 Peer = Annotated[Principal, Depends(require(Role.PEER))]
+# Consents are recorded by coordinators and also arrive from the EHR; both are honoured the same way.
+ConsentWriter = Annotated[Principal, Depends(require(Role.COORDINATOR, Role.EHR_SYSTEM))]
 
 
 async def read_body(request: Request, settings: Settings) -> bytes:

@@ -50,7 +50,7 @@ def capability_statement(base_url: str, version: str) -> dict[str, Any]:
                     {
                         "type": "AuditEvent",
                         "interaction": [{"code": "search-type"}],
-                        "searchParam": [{"name": "patient", "type": "reference"}],
+                        "searchParam": [{"name": "patient", "type": "reference"}, {"name": "date", "type": "date"}],
                         "documentation": "Coordinators: every disclosure (and refusal) of a client's information.",
                     },
                     {

@@ -18,7 +18,7 @@ from service.errors import Unauthorized
 from service.settings import Settings
 
 Auth = Callable[..., dict[str, str]]
-PUBLIC = {"/fhir/metadata", "/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+PUBLIC = {"/fhir/metadata", "/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/cds-services"}
 
 
 async def test_metadata_is_a_valid_r4_capability_statement_without_a_token(client: httpx.AsyncClient) -> None:

@@ -1,0 +1,131 @@
+"""A consent decision service others can call: CDS Hooks `patient-consent-consult`, as LEAP defines it.
+
+The request context names the patient, the actor, the purpose of use, the consent category (scope) and the
+classes of data; the answer is one card: NO_CONSENT, CONSENT_PERMIT or CONSENT_DENY, with obligations. A
+permit that covers only part of what was asked is CONSENT_PERMIT with a REDACT obligation naming the data
+categories to withhold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import fhir_profiles
+from consent import Coding, DataCategory, Decision
+from consent.categories import ACT_REASON_SYSTEM, CATEGORY_SYSTEM, PATIENT_PRIVACY, RESOURCE_TYPES_SYSTEM
+from service.app.clock import utcnow
+from service.app.sharing import SOURCE_TYPES, Holdings, decide
+from service.errors import InvalidResource
+from service.store import repository
+from service.store.db import SessionFactory
+from service.store.models import Client
+
+NO_CONSENT = "NO_CONSENT"
+CONSENT_PERMIT = "CONSENT_PERMIT"
+CONSENT_DENY = "CONSENT_DENY"
+REDACT = {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "REDACT"}
+
+
+@dataclass(frozen=True)
+class Identifier:
+    system: str | None
+    value: str
+
+
+@dataclass(frozen=True)
+class ConsultQuery:
+    patient_ids: Sequence[Identifier]
+    actors: Sequence[Identifier] = ()
+    purposes: Sequence[str] = ("COC",)
+    scopes: Sequence[str] = (PATIENT_PRIVACY,)
+    classes: Sequence[tuple[str, str]] = ()
+
+
+@dataclass(frozen=True)
+class ConsultAnswer:
+    decision: str
+    detail: str
+    obligations: list[dict[str, object]] = field(default_factory=list)
+
+    @property
+    def indicator(self) -> str:
+        return {NO_CONSENT: "warning", CONSENT_PERMIT: "info"}.get(self.decision, "critical")
+
+
+def _categories(classes: Sequence[tuple[str, str]]) -> list[DataCategory]:
+    """Our data categories named directly, or through the resource types that hold them; none named: all."""
+    if not classes:
+        return list(DataCategory)
+    chosen: list[DataCategory] = []
+    for system, code in classes:
+        if system == CATEGORY_SYSTEM and code in DataCategory._value2member_map_:
+            chosen.append(DataCategory(code))
+        elif system == RESOURCE_TYPES_SYSTEM:
+            chosen += [c for c, source in SOURCE_TYPES.items() if source == code]
+        else:
+            raise InvalidResource(f"unknown class {system}|{code}", "context.class")
+    if not chosen:
+        raise InvalidResource("no Peerway data category matches the classes asked for", "context.class")
+    return list(dict.fromkeys(chosen))
+
+
+def _actor(actors: Sequence[Identifier], episode_peer: str | None) -> tuple[str, bool]:
+    """(the actor as a Consent would name it, whether it is the client's assigned peer)."""
+    for actor in actors:
+        if actor.system == fhir_profiles.PEER_IDENTIFIER_SYSTEM:
+            return f"Practitioner/{actor.value}", actor.value == episode_peer
+        if actor.system is None and actor.value.count("/") == 1:
+            return actor.value, actor.value == f"Practitioner/{episode_peer}"
+    # An identifier we cannot map to a reference matches only provisions that name no one.
+    first = actors[0] if actors else Identifier(None, "unknown")
+    return f"{first.system}|{first.value}", False
+
+
+async def consult(sessions: SessionFactory, site: str, query: ConsultQuery) -> ConsultAnswer:
+    """Decide for every purpose asked (all must be permitted) over the categories the classes name."""
+    if PATIENT_PRIVACY not in query.scopes:
+        return ConsultAnswer(NO_CONSENT, "Peerway keeps patient-privacy consents only.")
+    categories = _categories(query.classes)
+    now = utcnow()
+    async with sessions() as session:
+        holdings = None
+        for identifier in query.patient_ids:
+            client = await session.get(Client, identifier.value)
+            if client is None or client.site != site:
+                client = await repository.client_by_ehr_id(session, site, identifier.value)
+            episode = await repository.current_episode(session, client.id) if client is not None else None
+            if client is not None and episode is not None:
+                holdings = Holdings.of(client, episode)
+                break
+        if holdings is None:
+            return ConsultAnswer(NO_CONSENT, "No applicable consent was found.")
+        actor, assigned = _actor(query.actors, holdings.episode.peer_id)
+        decisions = [
+            await decide(
+                session,
+                holdings,
+                actor,
+                assigned=assigned,
+                categories=categories,
+                at=now,
+                purpose=Coding(ACT_REASON_SYSTEM, purpose),
+            )
+            for purpose in query.purposes
+        ]
+    return _answer(decisions)
+
+
+def _answer(decisions: Sequence[Decision]) -> ConsultAnswer:
+    items = [d for decision in decisions for d in decision.items]
+    if all(d.consent_id is None for d in items):
+        return ConsultAnswer(NO_CONSENT, "No applicable consent was found.")
+    withheld = sorted({d.item.category.value for d in items if not d.permitted})
+    shared = sorted({d.item.category.value for d in items if d.permitted} - set(withheld))
+    reasons = "; ".join(dict.fromkeys(d.reason for d in items))
+    if not shared:
+        return ConsultAnswer(CONSENT_DENY, reasons)
+    if not withheld:
+        return ConsultAnswer(CONSENT_PERMIT, reasons)
+    codes = [{"system": CATEGORY_SYSTEM, "code": c} for c in withheld]
+    return ConsultAnswer(CONSENT_PERMIT, reasons, [{"id": REDACT, "parameters": {"codes": codes}}])

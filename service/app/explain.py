@@ -1,0 +1,80 @@
+"""Coordinators ask why a peer does or does not see each category: the deciding Consent and provision, in words.
+
+Only coordinators get this; a peer's app receives the data and never the reasons.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import fhir_profiles
+from consent import DataCategory
+from service.app.clock import utcnow
+from service.app.sharing import HELD, Holdings, decide
+from service.errors import InvalidResource, NotFound
+from service.store import repository
+from service.store.db import SessionFactory
+from service.store.models import Client, PeerSupporter
+
+
+@dataclass(frozen=True)
+class CategoryExplanation:
+    category: str
+    display: str
+    shared: bool
+    held: bool  # whether Peerway holds data of this category for the client today
+    consent: str | None
+    provision: str | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class Explanation:
+    client_id: str
+    peer_id: str
+    assigned: bool
+    at: datetime
+    categories: tuple[CategoryExplanation, ...]
+
+
+async def explain_sharing(
+    sessions: SessionFactory, site: str, client_id: str, peer_id: str | None, at: datetime | None = None
+) -> Explanation:
+    """Evaluate every data category for the peer (the assigned one unless another is named), with reasons."""
+    at = at or utcnow()
+    if at.tzinfo is None:
+        raise InvalidResource("at needs a time zone", "at")
+    async with sessions() as session:
+        client = await session.get(Client, client_id)
+        episode = await repository.current_episode(session, client_id) if client is not None else None
+        if client is None or episode is None or client.site != site:
+            raise NotFound(f"Patient/{client_id} is not known")
+        peer_id = peer_id or episode.peer_id
+        if peer_id is None:
+            raise InvalidResource("no peer supporter is assigned to this client: name one with peer_id", "peer_id")
+        if await session.get(PeerSupporter, peer_id) is None:
+            raise InvalidResource(f"no peer supporter {peer_id}", "peer_id")
+        assigned = episode.peer_id == peer_id
+        holdings = Holdings.of(client, episode)
+        decision = await decide(
+            session, holdings, f"Practitioner/{peer_id}", assigned=assigned, categories=list(DataCategory), at=at
+        )
+    return Explanation(
+        client_id=client_id,
+        peer_id=peer_id,
+        assigned=assigned,
+        at=at,
+        categories=tuple(
+            CategoryExplanation(
+                category=d.item.category.value,
+                display=fhir_profiles.display(fhir_profiles.DATA_CATEGORY_SYSTEM, d.item.category.value),
+                shared=d.permitted,
+                held=d.item.category in HELD,
+                consent=f"Consent/{d.consent_id}" if d.consent_id else None,
+                provision=d.provision_path,
+                reason=d.reason,
+            )
+            for d in decision.items
+        ),
+    )
