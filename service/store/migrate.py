@@ -17,8 +17,11 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
-def upgrade(database_url: str, revision: str = "head") -> None:
-    """Run every pending migration (synchronously; call it before the event loop serves requests)."""
+def upgrade(database_url: str, revision: str = "heads") -> None:
+    """Run every pending migration (synchronously; call it before the event loop serves requests).
+
+    "heads": capabilities may add their migrations as branches off a common revision; all are applied.
+    """
     command.upgrade(alembic_config(database_url), revision)
 
 

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection
 
 from service.store.db import create_engine
 from service.store.migrate import downgrade, upgrade
-from service.store.models import Base
+from service.store.schema import Base
 
 
 def _differences(connection: Connection) -> list[Any]:
@@ -36,7 +36,7 @@ async def test_migrations_match_the_models_and_roll_back(database_url: str) -> N
         async with engine.connect() as connection:
             assert await connection.run_sync(_tables) == set()
         await engine.dispose()
-        await _in_thread(upgrade, database_url, "head")
+        await _in_thread(upgrade, database_url, "heads")
         async with engine.connect() as connection:
             assert await connection.run_sync(_differences) == []
     finally:

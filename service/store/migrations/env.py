@@ -9,7 +9,7 @@ from sqlalchemy.engine import Connection
 
 from service.settings import Settings
 from service.store.db import create_engine
-from service.store.models import Base
+from service.store.schema import Base
 
 config = context.config
 target_metadata = Base.metadata
