@@ -20,6 +20,28 @@ PEER_CONTACT_PROFILE = f"{CANONICAL}/StructureDefinition/peer-contact"
 CONTACT_IDENTIFIER_SYSTEM = f"{CANONICAL}/sid/peer-contact"
 PEER_IDENTIFIER_SYSTEM = f"{CANONICAL}/sid/peer-supporter"
 
+# Matching peers with clients: a peer is a Practitioner + a PractitionerRole (profile peer-supporter-role).
+PEER_STATUS_SYSTEM = f"{CANONICAL}/CodeSystem/peer-status"
+PEER_STATUS_VALUESET = f"{CANONICAL}/ValueSet/peer-status"
+SUPPORT_KIND_SYSTEM = f"{CANONICAL}/CodeSystem/support-kind"
+SUPPORT_KIND_VALUESET = f"{CANONICAL}/ValueSet/support-kind"
+AGE_BAND_SYSTEM = f"{CANONICAL}/CodeSystem/age-band"
+AGE_BAND_VALUESET = f"{CANONICAL}/ValueSet/age-band"
+REMATCH_REASON_SYSTEM = f"{CANONICAL}/CodeSystem/rematch-reason"
+REMATCH_REASON_VALUESET = f"{CANONICAL}/ValueSet/rematch-reason"
+EPISODE_END_REASON_SYSTEM = f"{CANONICAL}/CodeSystem/episode-end-reason"
+EPISODE_END_REASON_VALUESET = f"{CANONICAL}/ValueSet/episode-end-reason"
+PEER_SUPPORTER_ROLE_PROFILE = f"{CANONICAL}/StructureDefinition/peer-supporter-role"
+# Extension urls. On PractitionerRole, except EXT_AGE_BAND (on Practitioner).
+EXT_PEER_STATUS = f"{CANONICAL}/StructureDefinition/peer-status"  # valueCode, ValueSet peer-status
+EXT_AGE_BAND = f"{CANONICAL}/StructureDefinition/peer-age-band"  # valueCode, ValueSet age-band
+EXT_INTEREST = f"{CANONICAL}/StructureDefinition/peer-interest"  # valueString, repeats
+EXT_NEIGHBOURHOOD = f"{CANONICAL}/StructureDefinition/peer-neighbourhood"  # valueString
+EXT_WEEKLY_HOURS = f"{CANONICAL}/StructureDefinition/peer-weekly-hours"  # valueDecimal
+EXT_CASELOAD_CAP = f"{CANONICAL}/StructureDefinition/peer-caseload-cap"  # valuePositiveInt
+# Complex: sub-extensions "min-age" (valueInteger 0..1), "max-age" (valueInteger 0..1), "gender" (valueCode 0..*).
+EXT_CLIENT_PREFERENCE = f"{CANONICAL}/StructureDefinition/peer-client-preference"
+
 # The value[x] of a CodeSystem concept property: valueCode/valueString -> str, valueBoolean -> bool,
 # valueInteger -> int, valueDecimal -> float, valueCoding -> the Coding as a dict.
 PropertyValue = str | bool | int | float | dict[str, Any]

@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.api import audit, cds, clients, consents, contacts, intake, metadata, peers, sharing
+from service.api import audit, cds, clients, consents, contacts, intake, matching, metadata, peers, sharing
 from service.api.responses import FhirResponse
 from service.errors import PeerwayError
 from service.fhir.build import operation_outcome
@@ -87,6 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     _install_error_handlers(app)
-    for module in (metadata, intake, peers, consents, sharing, clients, contacts, audit, cds):
+    for module in (metadata, intake, peers, consents, sharing, clients, contacts, audit, cds, matching):
         app.include_router(module.router)
+    app.include_router(matching.fhir_router)
     return app

@@ -43,7 +43,7 @@ def _peer(p: peers.PeerView) -> PeerOut:
     return PeerOut(id=p.id, name=p.name, status=p.status, practitioner=p.practitioner)
 
 
-def _episode(e: peers.EpisodeView) -> EpisodeOut:
+def episode_out(e: peers.EpisodeView) -> EpisodeOut:
     return EpisodeOut(
         id=e.id,
         client_id=e.client_id,
@@ -68,14 +68,14 @@ async def list_peers(_: Coordinator, sessions: SessionsDep) -> list[PeerOut]:
 
 @router.get("/episodes", summary="List clients' episodes (on ward, in community)")
 async def list_episodes(_: Coordinator, sessions: SessionsDep) -> list[EpisodeOut]:
-    return [_episode(e) for e in await peers.list_episodes(sessions)]
+    return [episode_out(e) for e in await peers.list_episodes(sessions)]
 
 
 @router.get("/episodes/{episode_id}", summary="One episode")
 async def get_episode(episode_id: str, _: Coordinator, sessions: SessionsDep) -> EpisodeOut:
-    return _episode(await peers.get_episode(sessions, episode_id))
+    return episode_out(await peers.get_episode(sessions, episode_id))
 
 
 @router.put("/episodes/{episode_id}/peer", summary="Assign a peer supporter to the episode by hand")
 async def assign_peer(episode_id: str, body: AssignmentIn, _: Coordinator, sessions: SessionsDep) -> EpisodeOut:
-    return _episode(await peers.assign_peer(sessions, episode_id, body.peer_id))
+    return episode_out(await peers.assign_peer(sessions, episode_id, body.peer_id))

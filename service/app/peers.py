@@ -6,10 +6,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service import matching
+from service.app import profiles
 from service.app.clock import new_id, utcnow
 from service.errors import InvalidResource, NotFound
+from service.matching import PeerProfile
 from service.store import repository
 from service.store.db import SessionFactory, transaction
+from service.store.matching import Assignment, EpisodeClosure
 from service.store.models import Episode, PeerSupporter
 
 
@@ -53,12 +59,15 @@ def episode_view(e: Episode) -> EpisodeView:
 
 
 async def register_peer(sessions: SessionFactory, name: str) -> PeerView:
-    """Add a peer supporter to the program (active from now)."""
+    """Add a peer supporter to the program (active from now, with a default profile to complete)."""
     if not name.strip():
         raise InvalidResource("a peer supporter needs a name", "name")
+    now = utcnow()
     async with transaction(sessions) as session:
-        peer = PeerSupporter(id=new_id(), name=name.strip(), status="active", created_at=utcnow())
+        peer = PeerSupporter(id=new_id(), name=name.strip(), status="active", created_at=now)
         session.add(peer)
+        await session.flush()
+        profiles.store_profile(session, PeerProfile(peer_id=peer.id, name=peer.name), now, None)
     return _peer(peer)
 
 
@@ -80,19 +89,68 @@ async def get_episode(sessions: SessionFactory, episode_id: str) -> EpisodeView:
         return episode_view(episode)
 
 
-async def assign_peer(sessions: SessionFactory, episode_id: str, peer_id: str) -> EpisodeView:
-    """Assign a peer to the episode (replacing any earlier one). Only active peers can be assigned."""
+async def assign_peer(
+    sessions: SessionFactory, episode_id: str, peer_id: str, *, suggested: bool = False, score: float | None = None
+) -> EpisodeView:
+    """Assign a peer to the episode (replacing any earlier one), by hand or confirming a suggestion.
+
+    The hard rules of matching hold either way: the peer is active, has a free place, was not excluded by the
+    client and was not re-matched away from this client before. Every change is kept in the history.
+    """
     async with transaction(sessions) as session:
         episode = await session.get(Episode, episode_id, with_for_update=True)
-        if episode is None:
-            raise NotFound(f"no episode {episode_id}")
+        if episode is None or await session.get(EpisodeClosure, episode_id) is not None:
+            raise NotFound(f"no open episode {episode_id}")
         peer = await session.get(PeerSupporter, peer_id)
-        if peer is None or peer.status != "active":
-            raise InvalidResource(f"no active peer supporter {peer_id}", "peer_id")
+        if peer is None:
+            raise InvalidResource(f"no peer supporter {peer_id}", "peer_id")
+        if episode.peer_id == peer.id:
+            return episode_view(episode)
+        candidate = await profiles.candidate(session, peer.id)
+        preferences = await profiles.preferences_of(session, episode)
+        tried = await profiles.tried_peers(session, episode.id)
+        why = "has no profile" if candidate is None else matching.exclusion(preferences, candidate, tried)
+        if why is not None:
+            raise InvalidResource(f"{peer.name} cannot be assigned: {why}", "peer_id")
+        now = utcnow()
+        await end_assignment(session, episode, now, kind="replaced")
         episode.peer_id = peer.id
-        episode.assigned_at = utcnow()
-        episode.updated_at = episode.assigned_at
+        episode.assigned_at = now
+        episode.updated_at = now
+        session.add(
+            Assignment(episode_id=episode.id, peer_id=peer.id, started_at=now, suggested=suggested, score=score)
+        )
     return episode_view(episode)
+
+
+async def end_assignment(
+    session: AsyncSession,
+    episode: Episode,
+    now: datetime,
+    *,
+    kind: str,
+    reason: str | None = None,
+    requested_by: str | None = None,
+    note: str | None = None,
+) -> str | None:
+    """Close the episode's current assignment in the history and free the peer's place; answers the peer id."""
+    peer_id = episode.peer_id
+    if peer_id is None:
+        return None
+    current = await profiles.open_assignment(session, episode.id)
+    if current is None:  # assigned before history was kept: record it now
+        current = Assignment(
+            episode_id=episode.id, peer_id=peer_id, started_at=episode.assigned_at or now, suggested=False
+        )
+        session.add(current)
+    current.ended_at = now
+    current.end_kind = kind
+    current.end_reason = reason
+    current.requested_by = requested_by
+    current.note = note
+    episode.peer_id = None
+    episode.updated_at = now
+    return peer_id
 
 
 async def clients_of_peer(sessions: SessionFactory, peer_id: str) -> Sequence[str]:

@@ -1,0 +1,239 @@
+"""Coordinators match peers with clients: profiles, the client's preferences, ranked suggestions with
+reasons, confirmation, re-matching and ending episodes, and the caseload view.
+
+The scoring itself is pure (service/matching.py); here it gets its inputs — never anything clinical.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+
+from service import matching
+from service.app import peers, profiles
+from service.app.clock import utcnow
+from service.domain import EpisodeState
+from service.errors import InvalidResource, NotFound
+from service.matching import ClientPreferences, PeerProfile, PeerStatus, Ranking
+from service.store import repository
+from service.store.db import SessionFactory, transaction
+from service.store.matching import Assignment, ClientPreference, EpisodeClosure, PeerProfileRecord
+from service.store.models import Contact, Episode, PeerSupporter
+
+END_REASONS = frozenset({"completed", "client-withdrew", "no-contact"})
+REMATCH_REASONS = frozenset({"no-connection", "client-request", "peer-request", "peer-unavailable", "safety", "other"})
+REQUESTERS = frozenset({"client", "peer", "coordinator"})
+MINIMUM_MINUTES_PER_CLIENT_WEEK = 60  # the program asks for at least one hour a week with each client
+
+
+async def update_profile(sessions: SessionFactory, profile: PeerProfile) -> tuple[PeerProfile, int]:
+    """Replace a peer's profile (name and status stay in step with the peer record)."""
+    now = utcnow()
+    async with transaction(sessions) as session:
+        peer = await session.get(PeerSupporter, profile.peer_id, with_for_update=True)
+        if peer is None:
+            raise NotFound(f"no peer supporter {profile.peer_id}")
+        record = await session.get(PeerProfileRecord, peer.id)
+        profile = replace(profile, name=profile.name or peer.name)
+        peer.name = profile.name
+        peer.status = profile.status.value
+        version = profiles.store_profile(session, profile, now, record)
+    return profile, version
+
+
+async def read_profile(sessions: SessionFactory, peer_id: str) -> tuple[PeerProfile, str, str]:
+    """The profile and its FHIR Practitioner and PractitionerRole JSON, as stored."""
+    async with sessions() as session:
+        record = await session.get(PeerProfileRecord, peer_id)
+        if record is None:
+            raise NotFound(f"no peer supporter {peer_id}")
+        return profiles.profile_of(record), record.practitioner_json, record.role_json
+
+
+async def set_status(sessions: SessionFactory, peer_id: str, status: PeerStatus) -> PeerProfile:
+    """Pause, resume or retire a peer. A paused peer keeps their clients but gets no new ones."""
+    async with sessions() as session:
+        record = await session.get(PeerProfileRecord, peer_id)
+        if record is None:
+            raise NotFound(f"no peer supporter {peer_id}")
+        current = profiles.profile_of(record)
+    updated, _ = await update_profile(sessions, replace(current, status=status))
+    return updated
+
+
+async def set_preferences(
+    sessions: SessionFactory, episode_id: str, preferences: ClientPreferences
+) -> ClientPreferences:
+    """Record what the client agreed to share for matching (replaces what was recorded before)."""
+    now = utcnow()
+    async with transaction(sessions) as session:
+        episode = await session.get(Episode, episode_id)
+        if episode is None:
+            raise NotFound(f"no episode {episode_id}")
+        preferences = replace(preferences, client_id=episode.client_id)
+        stored = await session.get(ClientPreference, episode_id)
+        if stored is None:
+            stored = ClientPreference(episode_id=episode_id)
+            session.add(stored)
+        stored.preference_json = profiles.preferences_to_json(preferences)
+        stored.updated_at = now
+    return preferences
+
+
+async def read_preferences(sessions: SessionFactory, episode_id: str) -> ClientPreferences:
+    async with sessions() as session:
+        episode = await session.get(Episode, episode_id)
+        if episode is None:
+            raise NotFound(f"no episode {episode_id}")
+        return await profiles.preferences_of(session, episode)
+
+
+async def suggest(sessions: SessionFactory, episode_id: str, limit: int = 10) -> Ranking:
+    """Peers ranked for the episode's client, best first, each with reasons; excluded peers with why."""
+    async with sessions() as session:
+        episode = await session.get(Episode, episode_id)
+        if episode is None or await session.get(EpisodeClosure, episode_id) is not None:
+            raise NotFound(f"no open episode {episode_id}")
+        preferences = await profiles.preferences_of(session, episode)
+        tried = await profiles.tried_peers(session, episode_id)
+        candidates = await profiles.candidates(session)
+    on_ward = episode.state == EpisodeState.ON_WARD.value
+    return matching.rank(preferences, candidates, on_ward=on_ward, tried=tried, limit=limit)
+
+
+async def confirm(sessions: SessionFactory, episode_id: str, peer_id: str) -> peers.EpisodeView:
+    """Assign a suggested peer, keeping their score in the history."""
+    ranking = await suggest(sessions, episode_id, limit=10_000)
+    chosen = next((s for s in ranking.suggestions if s.peer_id == peer_id), None)
+    if chosen is None:
+        why = next((e.reason for e in ranking.excluded if e.peer_id == peer_id), "not a peer supporter")
+        raise InvalidResource(f"peer {peer_id} cannot be suggested: {why}", "peer_id")
+    return await peers.assign_peer(sessions, episode_id, peer_id, suggested=True, score=chosen.score)
+
+
+async def rematch(
+    sessions: SessionFactory, episode_id: str, requested_by: str, reason: str, note: str | None = None
+) -> peers.EpisodeView:
+    """Either side asks for a new peer: the pair ends, the reason is kept, the peer is not suggested again."""
+    if requested_by not in REQUESTERS:
+        raise InvalidResource(f"requested_by must be one of {sorted(REQUESTERS)}", "requested_by")
+    if reason not in REMATCH_REASONS:
+        raise InvalidResource(f"reason must be one of {sorted(REMATCH_REASONS)}", "reason")
+    async with transaction(sessions) as session:
+        episode = await session.get(Episode, episode_id, with_for_update=True)
+        if episode is None or episode.peer_id is None:
+            raise NotFound(f"no episode {episode_id} with a peer assigned")
+        await peers.end_assignment(
+            session, episode, utcnow(), kind="rematch", reason=reason, requested_by=requested_by, note=note
+        )
+    return peers.episode_view(episode)
+
+
+async def rematch_by_peer(sessions: SessionFactory, peer_id: str, client_id: str, note: str | None) -> None:
+    """A peer asks to stop working with one of their clients (404 for anyone else's client)."""
+    async with sessions() as session:
+        episode = await repository.episode_of_peer(session, peer_id, client_id)
+    if episode is None:
+        raise NotFound(f"Patient/{client_id} is not known")
+    await rematch(sessions, episode.id, "peer", "peer-request", note)
+
+
+async def end_episode(sessions: SessionFactory, episode_id: str, reason: str, note: str | None = None) -> None:
+    """The program's work with the client ends; the peer's place is freed; the ending is kept."""
+    if reason not in END_REASONS:
+        raise InvalidResource(f"reason must be one of {sorted(END_REASONS)}", "reason")
+    now = utcnow()
+    async with transaction(sessions) as session:
+        episode = await session.get(Episode, episode_id, with_for_update=True)
+        if episode is None or await session.get(EpisodeClosure, episode_id) is not None:
+            raise NotFound(f"no open episode {episode_id}")
+        await peers.end_assignment(session, episode, now, kind="episode-ended", reason=reason)
+        session.add(EpisodeClosure(episode_id=episode_id, ended_at=now, reason=reason, note=note))
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    peer_id: str
+    started_at: datetime
+    suggested: bool
+    score: float | None
+    ended_at: datetime | None
+    end_kind: str | None
+    end_reason: str | None
+    requested_by: str | None
+    note: str | None
+
+
+async def history(sessions: SessionFactory, episode_id: str) -> tuple[Sequence[HistoryEntry], EpisodeClosure | None]:
+    async with sessions() as session:
+        if await session.get(Episode, episode_id) is None:
+            raise NotFound(f"no episode {episode_id}")
+        rows = await session.execute(
+            select(Assignment).where(Assignment.episode_id == episode_id).order_by(Assignment.started_at, Assignment.id)
+        )
+        entries = [
+            HistoryEntry(
+                a.peer_id,
+                a.started_at,
+                a.suggested,
+                a.score,
+                a.ended_at,
+                a.end_kind,
+                a.end_reason,
+                a.requested_by,
+                a.note,
+            )
+            for a in rows.scalars().all()
+        ]
+        return entries, await session.get(EpisodeClosure, episode_id)
+
+
+@dataclass(frozen=True)
+class ClientLoad:
+    client_id: str
+    episode_id: str
+    minutes_last_7_days: int
+
+    @property
+    def below_minimum(self) -> bool:
+        return self.minutes_last_7_days < MINIMUM_MINUTES_PER_CLIENT_WEEK
+
+
+@dataclass(frozen=True)
+class Caseload:
+    peer_id: str
+    name: str
+    status: str
+    caseload_cap: int
+    clients: tuple[ClientLoad, ...]
+
+
+async def caseload_view(sessions: SessionFactory, now: datetime | None = None) -> list[Caseload]:
+    """Each peer's clients and minutes of contact in the last 7 days against the one-hour-a-week minimum."""
+    now = now or utcnow()
+    since = now - timedelta(days=7)
+    async with sessions() as session:
+        minutes = dict(
+            (
+                await session.execute(
+                    select(Contact.episode_id, func.sum(Contact.minutes))
+                    .where(Contact.started_at >= since)
+                    .group_by(Contact.episode_id)
+                )
+            ).all()
+        )
+        episodes = (await session.execute(select(Episode).where(Episode.peer_id.is_not(None)))).scalars().all()
+        by_peer: dict[str, list[ClientLoad]] = {}
+        for e in episodes:
+            assert e.peer_id is not None
+            by_peer.setdefault(e.peer_id, []).append(ClientLoad(e.client_id, e.id, int(minutes.get(e.id) or 0)))
+        records = (await session.execute(select(PeerProfileRecord))).scalars().all()
+        out = []
+        for record in records:
+            profile = profiles.profile_of(record)
+            loads = tuple(sorted(by_peer.get(record.peer_id, []), key=lambda c: c.client_id))
+            out.append(Caseload(profile.peer_id, profile.name, profile.status.value, profile.caseload_cap, loads))
+    return sorted(out, key=lambda c: (c.name, c.peer_id))
