@@ -47,6 +47,13 @@ test-postgres: install-test
 
 test: lint typecheck test-sqlite test-postgres
 
+# Delivery under faults alone (they also run in `make test`): worker processes killed with -9, EHR outages,
+# tokens revoked, 422s replayed; on both backends, with their figures at the end.
+.PHONY: test-faults
+test-faults: install-test
+	PEERWAY_TEST_DB=sqlite $(BIN)/python -m pytest -q -m faults tests/faults
+	PEERWAY_TEST_DB=postgres $(BIN)/python -m pytest -q -m faults tests/faults
+
 demo: install-test
 	$(BIN)/python -m tests.demo
 

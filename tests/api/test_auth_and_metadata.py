@@ -19,6 +19,7 @@ from service.settings import Settings
 
 Auth = Callable[..., dict[str, str]]
 PUBLIC = {"/fhir/metadata", "/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/cds-services"}
+PUBLIC |= {"/.well-known/jwks.json"}  # Peerway's public key, for the EHR to register
 
 
 async def test_metadata_is_a_valid_r4_capability_statement_without_a_token(client: httpx.AsyncClient) -> None:

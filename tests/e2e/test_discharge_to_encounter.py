@@ -92,7 +92,7 @@ async def test_discharge_to_summary_to_encounter_at_the_ehr_once(
     )
     assert posted.status_code == 201, posted.text
     report = await deliver(settings, ehr)
-    assert (report.delivered, report.dead) == (1, 0)
+    assert (report.delivered, report.dead) == (2, 0)  # the contact, and the CareTeam the assignment queued
 
     found = ehr.search("Encounter", identifier=f"{fhir_profiles.CONTACT_IDENTIFIER_SYSTEM}|{posted.json()['id']}")
     assert len(found) == 1
@@ -107,6 +107,8 @@ async def test_discharge_to_summary_to_encounter_at_the_ehr_once(
     assert practitioner is not None
     assert practitioner["name"][0]["text"] == "Alex Morgan"
     assert ehr.count("Encounter") == 2  # the hospital stay and the peer contact
+    [careteam] = ehr.search("CareTeam", subject=f"Patient/{patient_id}")
+    assert careteam["participant"][0]["member"]["reference"] == written["participant"][0]["individual"]["reference"]
 
     # A second delivery run adds nothing.
     writes_before = len(ehr.requests())
@@ -121,10 +123,10 @@ async def test_conditional_create_mode_also_writes_once(
     client: httpx.AsyncClient, auth: Auth, settings: Settings, ehr: TestEhr
 ) -> None:
     _, _, contact = await client_with_contact(client, auth)
-    assert (await deliver(settings, ehr, ehr_write_mode="conditional-create")).delivered == 1
+    assert (await deliver(settings, ehr, ehr_write_mode="conditional-create")).delivered == 2  # + the CareTeam
     # As if the worker crashed after the EHR answered but before our commit: the row is due again.
     await make_all_rows_due_again(settings.database_url)
-    assert (await deliver(settings, ehr, ehr_write_mode="conditional-create")).delivered == 1
+    assert (await deliver(settings, ehr, ehr_write_mode="conditional-create")).delivered == 2
     found = ehr.search("Encounter", identifier=f"{fhir_profiles.CONTACT_IDENTIFIER_SYSTEM}|{contact['id']}")
     assert len(found) == 1
 
@@ -142,10 +144,11 @@ async def test_put_mode_redelivery_after_a_crash_changes_nothing(
     client: httpx.AsyncClient, auth: Auth, settings: Settings, ehr: TestEhr
 ) -> None:
     await client_with_contact(client, auth)
-    assert (await deliver(settings, ehr)).delivered == 1
+    assert (await deliver(settings, ehr)).delivered == 2  # the contact and the CareTeam
     await make_all_rows_due_again(settings.database_url)
-    assert (await deliver(settings, ehr)).delivered == 1
+    assert (await deliver(settings, ehr)).delivered == 2
     assert ehr.count("Encounter") == 1
+    assert ehr.count("CareTeam") == 1
 
 
 async def test_an_ehr_outage_is_retried_and_delivers_once(
@@ -153,11 +156,11 @@ async def test_an_ehr_outage_is_retried_and_delivers_once(
 ) -> None:
     await client_with_contact(client, auth)
 
-    ehr.fault(status=503, count=1, retryAfter=0)
+    ehr.fault(status=503, count=2, retryAfter=0)  # both rows: the CareTeam, then the contact
     first = await deliver(settings, ehr)
-    assert (first.delivered, first.retrying) == (0, 1)
+    assert (first.delivered, first.retrying) == (0, 2)
     second = await deliver(settings, ehr)
-    assert second.delivered == 1
+    assert second.delivered == 2
     assert ehr.count("Encounter") == 1
 
 
@@ -166,14 +169,14 @@ async def test_an_ehr_refusal_is_a_dead_letter_with_the_ehrs_outcome(
 ) -> None:
     await client_with_contact(client, auth)
 
-    ehr.fault(status=422, count=1)
+    ehr.fault(status=422, count=2)  # both rows: the CareTeam, then the contact
     report = await deliver(settings, ehr)
-    assert report.dead == 1
+    assert report.dead == 2
     assert ehr.count("Encounter") == 0
     engine = create_engine(database_url)
     try:
         async with session_factory(engine)() as session:
-            [row] = (await session.execute(select(OutboxItem))).scalars().all()
+            [row] = (await session.execute(select(OutboxItem).where(OutboxItem.kind == "contact"))).scalars().all()
         assert row.status == "dead"
         assert row.last_error is not None
         assert "OperationOutcome" in row.last_error

