@@ -11,11 +11,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.api import audit, cds, clients, consents, contacts, intake, matching, metadata, peers, sharing
+from service.api import audit, cds, clients, consents, contacts, delivery, intake, matching, metadata, peers, sharing
+from service.api.notifications import router as notifications_router
 from service.api.responses import FhirResponse
 from service.errors import PeerwayError
 from service.fhir.build import operation_outcome
-from service.fhir.client import EhrClient
+from service.fhir.smart import ehr_client
 from service.fhir.validation import fhirpath
 from service.settings import Settings
 from service.store.db import create_engine, session_factory
@@ -63,8 +64,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings.database_url)
         app.state.sessions = session_factory(engine)
-        token = settings.ehr_bearer_token.get_secret_value() if settings.ehr_bearer_token else None
-        ehr = EhrClient(settings.ehr_base_url, bearer_token=token, timeout=settings.ehr_timeout_seconds)
+        ehr = ehr_client(settings)  # SMART Backend Services tokens when configured, else the static token
+        app.state.ehr = ehr
         stop = asyncio.Event()
         worker = (
             asyncio.create_task(run_worker(app.state.sessions, ehr, settings, stop)) if settings.run_worker else None
@@ -87,7 +88,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     _install_error_handlers(app)
-    for module in (metadata, intake, peers, consents, sharing, clients, contacts, audit, cds, matching):
+    for module in (metadata, intake, peers, consents, sharing, clients, contacts, audit, cds, matching, delivery):
         app.include_router(module.router)
     app.include_router(matching.fhir_router)
+    app.include_router(notifications_router)
     return app

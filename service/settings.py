@@ -53,3 +53,60 @@ class Settings(BaseSettings):
     @cached_property
     def base_url(self) -> str:
         return (self.public_base_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    # --- Delivery to the EHR: SMART Backend Services, retries and dead letters, the program's CareTeam ---
+    # With ehr_token_url set, Peerway gets its EHR token by SMART Backend Services (client_credentials with a
+    # JWT assertion signed by the key in ehr_private_key_path: PEM or JWKS, RSA -> RS384, EC P-384 -> ES384);
+    # without it, ehr_bearer_token (or nothing) is sent as before.
+    ehr_token_url: str | None = None
+    ehr_client_id: str | None = None
+    ehr_private_key_path: str | None = None
+    ehr_key_id: str | None = None
+    ehr_scope: str = "system/Encounter.cu system/Practitioner.cu system/CareTeam.cu"
+    ehr_token_refresh_margin_seconds: float = 60.0
+    # Transient failures (unreachable, 408/409/425/429, 5xx) are retried for this long after the first one.
+    outbox_retry_hours: float = 96.0
+    # Rows of a claimed batch a worker writes to the EHR at once.
+    outbox_concurrency: int = 4
+    # The program the CareTeam is managed by, as the EHR knows it.
+    program_organization_reference: str = "Organization/peerway-program"
+    program_organization_name: str = "Peer support program"
+    # /metrics needs "Authorization: Bearer <this>" when set; unset, /metrics is open only in dev.
+    metrics_token: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _smart_settings_complete(self) -> Settings:
+        if self.ehr_token_url and not (self.ehr_client_id and self.ehr_private_key_path):
+            raise ValueError("PEERWAY_EHR_TOKEN_URL needs PEERWAY_EHR_CLIENT_ID and PEERWAY_EHR_PRIVATE_KEY_PATH")
+        return self
+
+    # --- Hospital events: subscription notifications, recovery of missed events, notifications (issue 4) ---
+    # Subscription notifications authenticate with this header and secret (Subscription.channel.header), or
+    # with an ehr-system bearer token. Notifications authenticated by the header belong to subscription_site.
+    subscription_header: str = "X-Peerway-Channel"
+    subscription_secret: SecretStr | None = None
+    subscription_site: str = "default"
+    # What `peerway subscription create` asks the EHR for.
+    subscription_id: str = "peerway-encounters"
+    subscription_topic: str = "http://hl7.org/fhir/uv/subscriptions-backport/SubscriptionTopic/r4-encounter-complete"
+    subscription_payload: Literal["empty", "id-only", "full-resource"] = "id-only"
+    subscription_filter: str | None = None
+    # Heartbeat period of our Subscription, also assumed for channels we did not create (0: not watched).
+    subscription_heartbeat_seconds: int = 300
+    # A missing event number is recovered after this wait (it may only be late); silence is 2 heartbeats.
+    subscription_gap_grace_seconds: float = 30.0
+    # Searches for what changed start this long before the last event we hold (clock skew, slow commits).
+    subscription_search_margin_seconds: float = 300.0
+    # Extra search parameters that scope recovery searches to the program's stays, e.g. "location=Location/7".
+    subscription_search_params: str = ""
+    # Notification Bundles (Da Vinci and subscriptions) with more entries than this are refused with 422.
+    max_bundle_entries: int = 200
+    # An Encounter extension carrying the expected discharge date (valueDateTime, valueDate or valuePeriod.end).
+    expected_discharge_extension: str | None = None
+    # The intake worker (id-only fetches, searches, recovery, silence checks).
+    intake_poll_seconds: float = 1.0
+    intake_lease_seconds: float = 60.0
+    intake_max_backoff_seconds: float = 300.0
+    intake_max_attempts: int = 50
+    # Feeds answer next_since this far behind the newest item, so a slow commit is never skipped.
+    notification_feed_overlap_seconds: float = 5.0

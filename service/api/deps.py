@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable
 from typing import Annotated
 
@@ -49,6 +50,24 @@ Coordinator = Annotated[Principal, Depends(require(Role.COORDINATOR))]
 Peer = Annotated[Principal, Depends(require(Role.PEER))]
 # Consents are recorded by coordinators and also arrive from the EHR; both are honoured the same way.
 ConsentWriter = Annotated[Principal, Depends(require(Role.COORDINATOR, Role.EHR_SYSTEM))]
+
+
+def notification_sender(request: Request, settings: SettingsDep) -> Principal:
+    """A subscription notification: the channel's secret header (Subscription.channel.header), or else an
+    ehr-system bearer token. A wrong header is a 401 even when a token is also sent."""
+    given = request.headers.get(settings.subscription_header)
+    secret = settings.subscription_secret
+    if given is not None and secret is not None:
+        if hmac.compare_digest(given.strip().encode(), secret.get_secret_value().encode()):
+            return Principal(subject="subscription-channel", role=Role.EHR_SYSTEM, site=settings.subscription_site)
+        raise Unauthorized("the channel header does not match")
+    caller = principal(request, settings)
+    if caller.role is not Role.EHR_SYSTEM:
+        raise Forbidden("this needs the role ehr-system")
+    return caller
+
+
+NotificationSender = Annotated[Principal, Depends(notification_sender)]
 
 
 async def read_body(request: Request, settings: Settings) -> bytes:

@@ -1,15 +1,55 @@
-"""Hospital events in: Da Vinci notifications over $process-message."""
+"""Hospital events in: Da Vinci notifications over $process-message, subscription notifications (R4 backport,
+R4B, R5) on one endpoint, and the channels' health for operators.
+
+The router's lifespan runs the intake worker (id-only fetches, searches, recovery, silence watch) when the
+service runs its workers; FastAPI merges it into the app's lifespan, after the database is set up.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from dataclasses import asdict
+from datetime import datetime
 
-from service.api.deps import EhrSystem, SessionsDep, SettingsDep, read_body
+from fastapi import APIRouter, FastAPI, Request
+from pydantic import BaseModel
+
+from service.api.deps import Coordinator, EhrSystem, NotificationSender, SessionsDep, SettingsDep, read_body
 from service.api.responses import FhirResponse
-from service.app.intake import process_notification
-from service.fhir.parse import load_json
+from service.app import channels, notifications
+from service.app.intake import ChannelPolicy, process_notification, receive_subscription_notification
+from service.fhir.fetch import EhrReader
+from service.fhir.parse import check_entry_count, load_json
+from service.fhir.smart import token_provider
+from service.fhir.subscription import parse_subscription_notification
+from service.settings import Settings
 
-router = APIRouter(tags=["intake"])
+
+@asynccontextmanager
+async def intake_worker(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    if not settings.run_worker:
+        yield
+        return
+    # The same authorisation as the write-back: SMART Backend Services when configured, else a static token.
+    reader = EhrReader(settings.ehr_base_url, token_provider(settings).token, timeout=settings.ehr_timeout_seconds)
+    stop, wake = asyncio.Event(), asyncio.Event()
+    app.state.intake_wake = wake
+    task = asyncio.create_task(channels.run_intake_worker(app.state.sessions, reader, settings, stop, wake))
+    try:
+        yield
+    finally:
+        stop.set()
+        with suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, timeout=30)
+        await reader.aclose()
+
+
+router = APIRouter(tags=["intake"], lifespan=intake_worker)
+
+NOTIFICATION_ENDPOINT = "/fhir/subscription-notification"
 
 
 @router.post(
@@ -21,5 +61,60 @@ async def process_message(
     request: Request, caller: EhrSystem, sessions: SessionsDep, settings: SettingsDep
 ) -> FhirResponse:
     data = load_json(await read_body(request, settings), "Bundle")
-    answer = await process_notification(sessions, caller.site, data)
+    check_entry_count(data, settings.max_bundle_entries)
+    answer = await process_notification(sessions, caller.site, data, settings.expected_discharge_extension)
     return FhirResponse(answer.body, status_code=answer.status)
+
+
+@router.post(
+    NOTIFICATION_ENDPOINT,
+    response_class=FhirResponse,
+    summary="Receive a subscription notification (R4 backport, R4B or R5; handshake, heartbeat, events)",
+)
+async def subscription_notification(
+    request: Request, caller: NotificationSender, sessions: SessionsDep, settings: SettingsDep
+) -> FhirResponse:
+    data = load_json(await read_body(request, settings), "Bundle")
+    check_entry_count(data, settings.max_bundle_entries)
+    note = parse_subscription_notification(data, settings.expected_discharge_extension)
+    policy = ChannelPolicy(
+        heartbeat_seconds=settings.subscription_heartbeat_seconds,
+        gap_grace_seconds=settings.subscription_gap_grace_seconds,
+        search_margin_seconds=settings.subscription_search_margin_seconds,
+    )
+    answer = await receive_subscription_notification(sessions, caller.site, note, policy)
+    wake: asyncio.Event | None = getattr(request.app.state, "intake_wake", None)
+    if wake is not None:
+        wake.set()  # queued work (id-only, empty, a gap) is picked up now rather than at the next poll
+    return FhirResponse(answer.body, status_code=answer.status)
+
+
+class ChannelOut(BaseModel):
+    id: str
+    site: str
+    subscription: str
+    topic: str | None
+    health: str
+    ehr_status: str | None
+    form: str | None
+    created_by_peerway: bool
+    heartbeat_seconds: int | None
+    last_seen_at: datetime | None
+    last_heartbeat_at: datetime | None
+    events_since_start: int | None
+    highest_event: int
+    contiguous_through: int
+    missing_events: int
+    silent_since: datetime | None
+    last_recovery_at: datetime | None
+    last_recovery_note: str | None
+    pending_work: int
+    failed_work: int
+
+
+@router.get(
+    "/api/channels",
+    summary="Subscription channels and their health: ok, waiting, gap (missed events), silent (no heartbeat), error",
+)
+async def channel_health(_: Coordinator, sessions: SessionsDep, settings: SettingsDep) -> list[ChannelOut]:
+    return [ChannelOut(**asdict(h)) for h in await notifications.channel_health(sessions, settings)]

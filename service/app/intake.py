@@ -1,32 +1,62 @@
-"""Hospital events in: a Da Vinci notification opens, moves or discharges a client's episode.
+"""Hospital events in: Da Vinci notifications and subscription notifications open, move or discharge a
+client's episode.
 
-Rules (also in the README):
+Rules (also in the README, "Hospital events"):
 - An episode is one hospital stay (the EHR's Encounter id) of one client (the EHR's Patient id at that site).
 - Admit or transfer of an unknown stay opens an episode "on-ward"; a discharge moves it to "in-community"
   with the discharge date (Encounter.period.end, else the message time) and disposition. A discharge for a stay
   we never saw opens the episode directly in the community.
+- A subscription notification has no event code: the Encounter's status decides (service/fhir/subscription.py):
+  in-progress or on leave is an admit (for a known stay an update, which is what a transfer is); finished
+  (R5 discharged, completed, discontinued) is a discharge; any other status is recorded without effect.
 - State only moves forward: an admit or transfer that arrives after the discharge of the same stay is
   recorded but does not pull the client back onto the ward (nor overwrite the newer snapshot).
+- Snapshots only move forward in time: an Encounter older (meta.lastUpdated, else the event's time) than the
+  one kept does not replace it; a discharge still moves an on-ward stay into the community.
+- A stay that began before the client's current stay never becomes current (a late event of an old stay).
 - A new stay of a client whose previous episode had a peer keeps that peer: the program's presence goes on.
-- The same Bundle.id from the same site is processed once; a replay gets the first answer.
+- Readmission: a new stay of a client whose current episode is in the community, or an Encounter carrying
+  hospitalization.reAdmission, marks the episode readmitted and notifies the assigned peer and the
+  coordinators in the same transaction.
+- Expected discharge of an on-ward stay: the extension the deployment names (or R5 plannedEndDate), else an
+  in-progress Encounter's period.end when it lies after the event's time.
+- The same Bundle.id from the same site is processed once; a replay gets the first answer. One event of a
+  subscription (channel, event number) is processed once; a repeat is acknowledged without effect.
+- Events that need the EHR (id-only, empty, missed) are written to the intake inbox in the transaction that
+  acknowledges them; service/app/channels.py does the reading, never inside a request's transaction.
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.app.clock import new_id, utcnow
-from service.domain import EpisodeState, HospitalEvent, HospitalEventKind
+from service.app.notifications import record_readmission
+from service.app.peers import carry_peer_over
+from service.domain import (
+    EncounterSnapshot,
+    EpisodeState,
+    HospitalEventKind,
+    NotificationType,
+    NotifiedEvent,
+    Stay,
+    SubscriptionNotification,
+)
 from service.fhir.build import operation_outcome, to_json
 from service.fhir.parse import parse_notification
+from service.store import channel as store
 from service.store import repository
 from service.store.db import SessionFactory, transaction
 from service.store.models import Client, Episode, ProcessedMessage
+
+ON_LEAVE_OR_IN_PROGRESS = frozenset({"in-progress", "onleave"})
 
 
 @dataclass(frozen=True)
@@ -36,12 +66,26 @@ class IntakeAnswer:
     replayed: bool
 
 
-async def process_notification(sessions: SessionFactory, site: str, data: dict[str, Any]) -> IntakeAnswer:
+@dataclass(frozen=True)
+class ChannelPolicy:
+    """The settings a notification's transaction needs (read once by the router)."""
+
+    heartbeat_seconds: int
+    gap_grace_seconds: float
+    search_margin_seconds: float
+
+
+# --- Da Vinci $process-message -------------------------------------------------------------------------------
+
+
+async def process_notification(
+    sessions: SessionFactory, site: str, data: dict[str, Any], expected_discharge_extension: str | None = None
+) -> IntakeAnswer:
     """Apply one notification Bundle exactly once and return the answer to give the sender."""
-    event = parse_notification(data)
+    event = parse_notification(data, expected_discharge_extension)
     for attempt in range(3):
         try:
-            return await _process_once(sessions, site, event)
+            return await _process_once(sessions, site, event.message_id, event.event_code, _stay(event), event.sent_at)
         except IntegrityError:
             # A concurrent transaction inserted the same message, client or stay first. If it was this very
             # message, answer what it answered; otherwise try again: the rows it made are now visible.
@@ -54,21 +98,28 @@ async def process_notification(sessions: SessionFactory, site: str, data: dict[s
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-async def _process_once(sessions: SessionFactory, site: str, event: HospitalEvent) -> IntakeAnswer:
+def _stay(event: Any) -> Stay:
+    return Stay(encounter=event.encounter, patient=event.patient, kind=event.kind)
+
+
+async def _process_once(
+    sessions: SessionFactory, site: str, message_id: str, code: str, stay: Stay, sent_at: datetime | None
+) -> IntakeAnswer:
     async with transaction(sessions) as session:
-        done = await session.get(ProcessedMessage, (site, event.message_id))
+        done = await session.get(ProcessedMessage, (site, message_id))
         if done is not None:
             return _replay(done)
-        effect = await _apply(session, site, event)
-        body = operation_outcome("information", "informational", f"{event.event_code}: {effect}")
+        now = utcnow()
+        effect = await apply_stay(session, site, stay, sent_at, now)
+        body = operation_outcome("information", "informational", f"{code}: {effect}")
         session.add(
             ProcessedMessage(
                 site=site,
-                bundle_id=event.message_id,
-                event=event.event_code,
+                bundle_id=message_id,
+                event=code,
                 response_status=200,
                 response_body=to_json(body),
-                received_at=utcnow(),
+                received_at=now,
             )
         )
     return IntakeAnswer(200, body, replayed=False)
@@ -78,61 +129,303 @@ def _replay(done: ProcessedMessage) -> IntakeAnswer:
     return IntakeAnswer(done.response_status, json.loads(done.response_body), replayed=True)
 
 
-async def _apply(session: AsyncSession, site: str, event: HospitalEvent) -> str:
-    if event.kind is None:
-        return "acknowledged; no change to any episode"
-    now = utcnow()
-    client = await repository.client_by_ehr_id(session, site, event.patient.ehr_id)
+# --- the episode rules, whichever way the event came ---------------------------------------------------------
+
+
+def _older(candidate: datetime | None, kept: datetime | None) -> bool:
+    return candidate is not None and kept is not None and candidate < kept
+
+
+def _expected_discharge(encounter: EncounterSnapshot, event_time: datetime | None, now: datetime) -> datetime | None:
+    if encounter.expected_end is not None:
+        return encounter.expected_end
+    if (
+        encounter.status in ON_LEAVE_OR_IN_PROGRESS
+        and encounter.end is not None
+        and encounter.end > (event_time or now)
+    ):
+        return encounter.end
+    return None
+
+
+async def _client(session: AsyncSession, site: str, stay: Stay, now: datetime) -> Client:
+    client = await repository.client_by_ehr_id(session, site, stay.patient.ehr_id)
     if client is None:
         client = Client(
             id=new_id(),
             site=site,
-            ehr_patient_id=event.patient.ehr_id,
-            patient_json=event.patient.resource_json,
+            ehr_patient_id=stay.patient.ehr_id,
+            patient_json=stay.patient.resource_json,
             created_at=now,
             updated_at=now,
         )
         session.add(client)
         await session.flush()
-    else:
-        client.patient_json = event.patient.resource_json
+    elif stay.patient.complete:  # a reference-only snapshot never replaces the resource we hold
+        client.patient_json = stay.patient.resource_json
         client.updated_at = now
+    return client
 
-    episode = await repository.episode_by_encounter(session, client.id, event.encounter.ehr_id)
+
+async def apply_stay(session: AsyncSession, site: str, stay: Stay, event_time: datetime | None, now: datetime) -> str:
+    """Apply what one event says about one stay to the client's episodes (the rules in the module docstring).
+
+    Answers what it did, in words for the sender's OperationOutcome (ids only: no PHI).
+    """
+    if stay.kind is None:
+        return "acknowledged; no change to any episode"
+    encounter = stay.encounter
+    client = await _client(session, site, stay, now)
+    snapshot_at = encounter.updated_at or event_time
+    episode = await store.episode_for_update(session, client.id, encounter.ehr_id)
+    opened = episode is None
     if episode is None:
         previous = await repository.current_episode(session, client.id)
+        if previous is not None and _older(encounter.start, previous.admitted_at):
+            return "a stay older than the client's current one; recorded without effect"
+        readmission = encounter.readmission or (
+            previous is not None and previous.state == EpisodeState.IN_COMMUNITY.value
+        )
         episode = Episode(
             id=new_id(),
             client_id=client.id,
-            ehr_encounter_id=event.encounter.ehr_id,
+            ehr_encounter_id=encounter.ehr_id,
             state=EpisodeState.ON_WARD.value,
-            admitted_at=event.encounter.start,
+            admitted_at=encounter.start,
             discharged_at=None,
             discharge_disposition=None,
-            encounter_json=event.encounter.resource_json,
-            peer_id=previous.peer_id if previous is not None else None,
-            assigned_at=now if previous is not None and previous.peer_id else None,
+            encounter_json=encounter.resource_json,
+            peer_id=None,
+            assigned_at=None,
             created_at=now,
             updated_at=now,
+            readmission=readmission,
+            previous_episode_id=previous.id if previous is not None else None,
+            snapshot_at=snapshot_at,
         )
         session.add(episode)
-        opened = True
-    else:
-        opened = False
+        await session.flush()
+        if previous is not None:
+            await carry_peer_over(session, previous, episode, now)
+        if readmission:
+            record_readmission(session, episode, now)
 
-    if event.kind is HospitalEventKind.DISCHARGE:
+    if stay.kind is HospitalEventKind.DISCHARGE:
+        if not opened and episode.state == EpisodeState.IN_COMMUNITY.value and _older(snapshot_at, episode.snapshot_at):
+            return "an older snapshot of a discharged stay; recorded without effect"
         episode.state = EpisodeState.IN_COMMUNITY.value
-        episode.discharged_at = event.encounter.end or event.sent_at or now
-        episode.discharge_disposition = event.encounter.discharge_disposition
-        episode.encounter_json = event.encounter.resource_json
-        episode.admitted_at = episode.admitted_at or event.encounter.start
+        episode.discharged_at = encounter.end or event_time or now
+        episode.discharge_disposition = (
+            encounter.discharge_disposition[:64] if encounter.discharge_disposition else None
+        )
+        episode.encounter_json = encounter.resource_json
+        episode.admitted_at = episode.admitted_at or encounter.start
+        episode.expected_discharge_at = None
+        episode.snapshot_at = max(filter(None, (snapshot_at, episode.snapshot_at)), default=None)
         episode.updated_at = now
         return "episode opened in the community" if opened else "episode moved to the community"
     if episode.state == EpisodeState.IN_COMMUNITY.value:
         return "stay already discharged; late event recorded without effect"
-    episode.encounter_json = event.encounter.resource_json
-    episode.admitted_at = episode.admitted_at or event.encounter.start
+    if not opened and _older(snapshot_at, episode.snapshot_at):
+        return "an older snapshot of the stay; recorded without effect"
+    episode.encounter_json = encounter.resource_json
+    episode.admitted_at = episode.admitted_at or encounter.start
+    episode.expected_discharge_at = _expected_discharge(encounter, event_time, now)
+    episode.snapshot_at = snapshot_at or episode.snapshot_at
     episode.updated_at = now
+    if encounter.readmission and not episode.readmission:
+        episode.readmission = True
+        record_readmission(session, episode, now)
+        return "episode marked readmitted"
     if opened:
-        return "episode opened on the ward"
-    return "episode updated" if event.kind is HospitalEventKind.TRANSFER else "episode already open"
+        return "episode opened on the ward (readmission)" if episode.readmission else "episode opened on the ward"
+    return "episode updated"
+
+
+# --- subscription notifications ------------------------------------------------------------------------------
+
+
+async def receive_subscription_notification(
+    sessions: SessionFactory, site: str, note: SubscriptionNotification, policy: ChannelPolicy
+) -> IntakeAnswer:
+    """Take one notification: channel health, each new event applied (full-resource) or queued for the EHR
+    (id-only, empty), gaps in the event numbers queued for recovery. All in one transaction: once this returns
+    (and the sender gets its 2xx) nothing of the notification can be lost."""
+    for attempt in range(3):
+        try:
+            return await _receive_once(sessions, site, note, policy)
+        except IntegrityError:
+            # The same channel, client or stay was created concurrently; its rows are visible now.
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _baseline(note: SubscriptionNotification) -> int:
+    """Events before the first notification we ever got from a channel are not ours to recover."""
+    if note.type is NotificationType.HANDSHAKE:
+        return 0
+    if note.events:
+        return min(e.number for e in note.events) - 1
+    return note.events_since_start or 0
+
+
+async def _receive_once(
+    sessions: SessionFactory, site: str, note: SubscriptionNotification, policy: ChannelPolicy
+) -> IntakeAnswer:
+    now = utcnow()
+    counts: Counter[str] = Counter()
+    async with transaction(sessions) as session:
+        channel = await store.lock_channel(session, site, note.subscription, now)
+        if channel is None:
+            baseline = _baseline(note)
+            channel = store.SubscriptionChannel(
+                id=new_id(),
+                site=site,
+                subscription=note.subscription,
+                created_by_peerway=False,
+                heartbeat_seconds=policy.heartbeat_seconds or None,
+                created_at=now,
+                last_seen_at=now,
+                highest_event=baseline,
+                contiguous_through=baseline,
+            )
+            session.add(channel)
+            await session.flush()
+        elif (
+            note.type is NotificationType.HANDSHAKE
+            and note.events_since_start is not None
+            and note.events_since_start < channel.highest_event
+        ):
+            # The EHR started the Subscription over: numbers count from here again, old ones are not duplicates.
+            await store.forget_events(session, channel.id)
+            channel.highest_event = channel.contiguous_through = note.events_since_start
+        channel.silent_since = None
+        channel.form = note.form.value
+        channel.topic = note.topic[:500] if note.topic else channel.topic
+        channel.ehr_status = note.status or channel.ehr_status
+        if note.type is NotificationType.HEARTBEAT:
+            channel.last_heartbeat_at = now
+        elif note.type is NotificationType.HANDSHAKE:
+            channel.handshake_at = now
+        if note.events_since_start is not None:
+            channel.events_since_start = note.events_since_start
+            channel.highest_event = max(channel.highest_event, note.events_since_start)
+        for event in note.events:
+            if await session.get(store.ChannelEvent, (channel.id, event.number)) is not None:
+                counts["duplicate"] += 1
+                continue
+            outcome = await _take_event(session, channel, event, note, policy, now)
+            counts[outcome] += 1
+            session.add(
+                store.ChannelEvent(
+                    channel_id=channel.id,
+                    number=event.number,
+                    occurred_at=event.occurred_at,
+                    outcome=outcome,
+                    focus=event.focus,
+                    received_at=now,
+                )
+            )
+            await session.flush()
+            channel.highest_event = max(channel.highest_event, event.number)
+            if event.occurred_at is not None and (
+                channel.last_event_at is None or event.occurred_at > channel.last_event_at
+            ):
+                channel.last_event_at = event.occurred_at
+        first_missing, missing = await advance(session, channel)
+        if missing:
+            await queue_recovery(session, channel, now + timedelta(seconds=policy.gap_grace_seconds))
+        text = _answer_text(note, counts, first_missing, missing)
+    body = operation_outcome("information", "informational", text)
+    replayed = bool(note.events) and counts["duplicate"] == len(note.events)
+    return IntakeAnswer(200, body, replayed=replayed)
+
+
+def _answer_text(note: SubscriptionNotification, counts: Counter[str], first_missing: int, missing: int) -> str:
+    if not note.events:
+        text = f"{note.type.value} for {note.subscription}: acknowledged"
+        return text + (f"; {missing} missed event(s) will be recovered from the EHR" if missing else "")
+    parts = [f"{n} {what}" for what, n in sorted(counts.items())]
+    text = f"{note.type.value} for {note.subscription}: " + ", ".join(parts)
+    if missing:
+        text += f"; {missing} missed event(s) from number {first_missing} will be recovered from the EHR"
+    return text
+
+
+async def _take_event(
+    session: AsyncSession,
+    channel: store.SubscriptionChannel,
+    event: NotifiedEvent,
+    note: SubscriptionNotification,
+    policy: ChannelPolicy,
+    now: datetime,
+) -> str:
+    if event.other_focus:
+        return "acknowledged"
+    if event.stay is not None:
+        await apply_stay(session, channel.site, event.stay, event.occurred_at or note.sent_at, now)
+        if not event.stay.patient.complete:
+            queue_work(session, channel, "patient", now, focus=f"Patient/{event.stay.patient.ehr_id}")
+        return "applied"
+    if event.focus is not None:
+        queue_work(session, channel, "fetch", now, focus=event.focus, event_number=event.number)
+        return "queued"
+    when = event.occurred_at or note.sent_at or channel.last_event_at or now
+    await queue_search(session, channel, when - timedelta(seconds=policy.search_margin_seconds), now)
+    return "queued"
+
+
+def queue_work(
+    session: AsyncSession,
+    channel: store.SubscriptionChannel,
+    kind: str,
+    available_at: datetime,
+    *,
+    focus: str | None = None,
+    event_number: int | None = None,
+    since: datetime | None = None,
+) -> None:
+    """Write intake work for the worker (ids only) in the caller's transaction."""
+    session.add(
+        store.InboxItem(
+            kind=kind,
+            site=channel.site,
+            channel_id=channel.id,
+            event_number=event_number,
+            focus=focus,
+            since=since,
+            status="pending",
+            attempts=0,
+            available_at=available_at,
+            created_at=utcnow(),
+        )
+    )
+
+
+async def queue_search(
+    session: AsyncSession, channel: store.SubscriptionChannel, since: datetime, now: datetime
+) -> None:
+    """One pending search per channel, from the earliest point any notification asked for."""
+    pending = await store.pending_work(session, channel.id, "search")
+    if pending is None:
+        queue_work(session, channel, "search", now, since=since)
+    elif pending.since is None or since < pending.since:
+        pending.since = since
+
+
+async def queue_recovery(session: AsyncSession, channel: store.SubscriptionChannel, available_at: datetime) -> None:
+    """One pending recovery per channel; it works out what is still missing when it runs."""
+    if await store.pending_work(session, channel.id, "recover") is None:
+        queue_work(session, channel, "recover", available_at)
+
+
+async def advance(session: AsyncSession, channel: store.SubscriptionChannel) -> tuple[int, int]:
+    """Move the channel's contiguous mark over the events we hold; answer (first missing number, how many)."""
+    held = await store.event_numbers_above(session, channel.id, channel.contiguous_through)
+    mark = channel.contiguous_through
+    while mark + 1 in held:
+        mark += 1
+    channel.contiguous_through = mark
+    missing = channel.highest_event - mark - sum(1 for n in held if mark < n <= channel.highest_event)
+    return (mark + 1, missing) if missing > 0 else (0, 0)

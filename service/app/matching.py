@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from service import matching
 from service.app import peers, profiles
 from service.app.clock import utcnow
+from service.app.delivery import queue_careteam
 from service.domain import EpisodeState
 from service.errors import InvalidResource, NotFound
 from service.matching import ClientPreferences, PeerProfile, PeerStatus, Ranking
@@ -129,6 +130,7 @@ async def rematch(
         await peers.end_assignment(
             session, episode, utcnow(), kind="rematch", reason=reason, requested_by=requested_by, note=note
         )
+        await queue_careteam(session, episode.id)  # the peer's period on the client's CareTeam ends
     return peers.episode_view(episode)
 
 
@@ -150,7 +152,8 @@ async def end_episode(sessions: SessionFactory, episode_id: str, reason: str, no
         episode = await session.get(Episode, episode_id, with_for_update=True)
         if episode is None or await session.get(EpisodeClosure, episode_id) is not None:
             raise NotFound(f"no open episode {episode_id}")
-        await peers.end_assignment(session, episode, now, kind="episode-ended", reason=reason)
+        if await peers.end_assignment(session, episode, now, kind="episode-ended", reason=reason) is not None:
+            await queue_careteam(session, episode_id)
         session.add(EpisodeClosure(episode_id=episode_id, ended_at=now, reason=reason, note=note))
 
 

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service import matching
 from service.app import profiles
 from service.app.clock import new_id, utcnow
+from service.app.delivery import queue_careteam
 from service.errors import InvalidResource, NotFound
 from service.matching import PeerProfile
 from service.store import repository
@@ -120,7 +121,22 @@ async def assign_peer(
         session.add(
             Assignment(episode_id=episode.id, peer_id=peer.id, started_at=now, suggested=suggested, score=score)
         )
+        await queue_careteam(session, episode.id)
     return episode_view(episode)
+
+
+async def carry_peer_over(session: AsyncSession, previous: Episode, episode: Episode, now: datetime) -> None:
+    """A client's new stay keeps the peer of the previous one: the program's presence goes on through a
+    readmission. The move is kept in the history, and both stays' CareTeams are brought up to date."""
+    peer_id = await end_assignment(session, previous, now, kind="new-stay")
+    if peer_id is None:
+        return
+    episode.peer_id = peer_id
+    episode.assigned_at = now
+    episode.updated_at = now
+    session.add(Assignment(episode_id=episode.id, peer_id=peer_id, started_at=now, suggested=False))
+    await queue_careteam(session, previous.id)
+    await queue_careteam(session, episode.id)
 
 
 async def end_assignment(

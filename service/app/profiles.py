@@ -64,9 +64,7 @@ async def candidate(session: AsyncSession, peer_id: str) -> Candidate | None:
     record = await session.get(PeerProfileRecord, peer_id)
     if record is None:
         return None
-    count = await session.scalar(
-        select(func.count(func.distinct(Episode.client_id))).where(Episode.peer_id == peer_id)
-    )
+    count = await session.scalar(select(func.count(func.distinct(Episode.client_id))).where(Episode.peer_id == peer_id))
     return Candidate(profile_of(record), int(count or 0))
 
 

@@ -29,7 +29,11 @@ def capability_statement(base_url: str, version: str) -> dict[str, Any]:
             {
                 "mode": "server",
                 "documentation": "Every interaction but metadata needs a bearer JWT (roles ehr-system, "
-                "coordinator, peer).",
+                "coordinator, peer)."
+                " Topic-based subscription notifications (rest-hook; R4 backport, R4B and R5 forms; handshake, "
+                "heartbeat, event-notification with full-resource, id-only or empty payloads) are received at "
+                "POST [base]/subscription-notification, authenticated by the channel header of the Subscription "
+                "or by an ehr-system bearer JWT.",
                 "security": {
                     "service": [{"coding": [{"system": SMART_SECURITY, "code": "OAuth", "display": "OAuth"}]}],
                     "description": "Bearer JWT in the Authorization header",
@@ -75,7 +79,8 @@ def capability_statement(base_url: str, version: str) -> dict[str, Any]:
                     {
                         "name": "process-message",
                         "definition": "http://hl7.org/fhir/OperationDefinition/MessageHeader-process-message",
-                        "documentation": "Da Vinci Unsolicited Notifications (admit, transfer, discharge).",
+                        "documentation": "Da Vinci Unsolicited Notifications (admit, transfer, discharge); the "
+                        "other codes of the notification-event CodeSystem are acknowledged without effect.",
                     }
                 ],
             }

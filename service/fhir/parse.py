@@ -17,6 +17,7 @@ from fhir.resources.R4B.patient import Patient
 
 import fhir_profiles
 from service.domain import (
+    DAVINCI_EVENT_CODES,
     ContactKind,
     ContactReport,
     EncounterSnapshot,
@@ -28,6 +29,7 @@ from service.errors import BadRequest, InvalidResource
 from service.fhir.validation import validated
 
 DAVINCI_EVENT_SYSTEM = "http://hl7.org/fhir/us/davinci-alerts/CodeSystem/notification-event"
+MAX_ID_LENGTH = 64  # FHIR ids are at most 64 characters; so are the columns that keep them
 R4_ENCOUNTER_STATUSES = frozenset(
     {
         "planned",
@@ -56,8 +58,25 @@ def load_json(body: bytes, what: str) -> dict[str, Any]:
     return data
 
 
-def _entry_index(bundle: Bundle) -> dict[str, Any]:
-    """Resolve references inside a message Bundle: by fullUrl and by Type/id."""
+def check_entry_count(data: dict[str, Any], limit: int) -> None:
+    """Refuse a Bundle with more entries than the configured limit before any model is built (422)."""
+    entries = data.get("entry")
+    if isinstance(entries, list) and len(entries) > limit:
+        raise InvalidResource(f"the Bundle has {len(entries)} entries; at most {limit} are accepted", "Bundle.entry")
+
+
+def check_id(value: object, expression: str) -> str:
+    """A resource id we key rows on: present and at most 64 characters (the FHIR limit), else a 422."""
+    if not value:
+        raise InvalidResource("the resource needs the EHR's id", expression)
+    text = str(value)
+    if len(text) > MAX_ID_LENGTH:
+        raise InvalidResource(f"an id has at most {MAX_ID_LENGTH} characters", expression)
+    return text
+
+
+def entry_index(bundle: Any) -> dict[str, Any]:
+    """Resolve references inside a Bundle (R4B or R5 model): by fullUrl and by Type/id."""
     index: dict[str, Any] = {}
     for entry in bundle.entry or []:
         resource = entry.resource
@@ -70,7 +89,7 @@ def _entry_index(bundle: Bundle) -> dict[str, Any]:
     return index
 
 
-def _resolve(index: dict[str, Any], reference: str | None) -> Any:
+def resolve(index: dict[str, Any], reference: str | None) -> Any:
     if not reference:
         return None
     if reference in index:
@@ -80,7 +99,7 @@ def _resolve(index: dict[str, Any], reference: str | None) -> Any:
     return index.get(tail)
 
 
-def _instant(value: object) -> datetime | None:
+def instant(value: object) -> datetime | None:
     """A FHIR dateTime as the model gives it (datetime, date, or 'YYYY' / 'YYYY-MM' text) -> UTC-aware start."""
     if value is None:
         return None
@@ -92,7 +111,7 @@ def _instant(value: object) -> datetime | None:
     return datetime(parts[0], parts[1] if len(parts) > 1 else 1, 1, tzinfo=UTC)
 
 
-def _codes_text(concept: Any) -> str | None:
+def codes_text(concept: Any) -> str | None:
     if concept is None:
         return None
     for coding in concept.coding or []:
@@ -101,13 +120,14 @@ def _codes_text(concept: Any) -> str | None:
     return str(concept.text) if concept.text else None
 
 
-def parse_notification(data: dict[str, Any]) -> HospitalEvent:
+def parse_notification(data: dict[str, Any], expected_discharge_extension: str | None = None) -> HospitalEvent:
     """A Da Vinci notification message Bundle -> HospitalEvent, or a 4xx naming the element at fault."""
     bundle = validated(Bundle, data, "Bundle")
     if bundle.type != "message":
         raise InvalidResource(f"Bundle.type must be 'message', got {bundle.type!r}", "Bundle.type")
     if not bundle.id:
         raise InvalidResource("a notification Bundle needs an id (it makes replays safe)", "Bundle.id")
+    check_id(bundle.id, "Bundle.id")
     entries = bundle.entry or []
     header = entries[0].resource if entries else None
     if not isinstance(header, MessageHeader):
@@ -117,26 +137,26 @@ def parse_notification(data: dict[str, Any]) -> HospitalEvent:
         raise InvalidResource(
             f"MessageHeader.eventCoding must be a code of {DAVINCI_EVENT_SYSTEM}", "MessageHeader.eventCoding"
         )
-    index = _entry_index(bundle)
+    if coding.code not in DAVINCI_EVENT_CODES:
+        raise InvalidResource(
+            f"{coding.code!r} is not a code of {DAVINCI_EVENT_SYSTEM}", "MessageHeader.eventCoding.code"
+        )
+    index = entry_index(bundle)
     focus_ref = header.focus[0].reference if header.focus else None
-    encounter = _resolve(index, focus_ref)
+    encounter = resolve(index, focus_ref)
     if not isinstance(encounter, Encounter):
         raise InvalidResource(
             f"MessageHeader.focus must reference an Encounter in the Bundle (got {focus_ref!r})",
             "MessageHeader.focus[0]",
         )
-    if not encounter.id:
-        raise InvalidResource("the focus Encounter needs the EHR's id", "Encounter.id")
-    if encounter.status not in R4_ENCOUNTER_STATUSES:
-        raise InvalidResource(f"Encounter.status {encounter.status!r} is not an R4 code", "Encounter.status")
     subject_ref = encounter.subject.reference if encounter.subject else None
-    patient = _resolve(index, subject_ref)
+    patient = resolve(index, subject_ref)
     if not isinstance(patient, Patient) or not patient.id:
         raise InvalidResource(
             f"Encounter.subject must reference a Patient with an id in the Bundle (got {subject_ref!r})",
             "Encounter.subject",
         )
-    hospitalization = encounter.hospitalization
+    check_id(patient.id, "Patient.id")
     try:
         kind: HospitalEventKind | None = HospitalEventKind(coding.code)
     except ValueError:
@@ -145,21 +165,51 @@ def parse_notification(data: dict[str, Any]) -> HospitalEvent:
         message_id=str(bundle.id),
         event_code=str(coding.code),
         kind=kind,
-        sent_at=_instant(bundle.timestamp),
-        encounter=EncounterSnapshot(
-            ehr_id=str(encounter.id),
-            status=str(encounter.status),
-            start=_instant(encounter.period.start) if encounter.period else None,
-            end=_instant(encounter.period.end) if encounter.period else None,
-            discharge_disposition=_codes_text(hospitalization.dischargeDisposition) if hospitalization else None,
-            readmission=bool(hospitalization and hospitalization.reAdmission),
-            resource_json=_original_json(data, encounter),
-        ),
-        patient=PatientSnapshot(ehr_id=str(patient.id), resource_json=_original_json(data, patient)),
+        sent_at=instant(bundle.timestamp),
+        encounter=encounter_snapshot(encounter, original_json(data, encounter), expected_discharge_extension),
+        patient=PatientSnapshot(ehr_id=str(patient.id), resource_json=original_json(data, patient)),
     )
 
 
-def _original_json(bundle_data: dict[str, Any], resource: Any) -> str:
+def encounter_snapshot(
+    encounter: Encounter, resource_json: str, expected_discharge_extension: str | None
+) -> EncounterSnapshot:
+    """An R4 Encounter (R4B model) -> the snapshot intake keeps; its id and status are checked here."""
+    check_id(encounter.id, "Encounter.id")
+    if encounter.status not in R4_ENCOUNTER_STATUSES:
+        raise InvalidResource(f"Encounter.status {encounter.status!r} is not an R4 code", "Encounter.status")
+    hospitalization = encounter.hospitalization
+    return EncounterSnapshot(
+        ehr_id=str(encounter.id),
+        status=str(encounter.status),
+        start=instant(encounter.period.start) if encounter.period else None,
+        end=instant(encounter.period.end) if encounter.period else None,
+        discharge_disposition=codes_text(hospitalization.dischargeDisposition) if hospitalization else None,
+        readmission=bool(hospitalization and hospitalization.reAdmission),
+        resource_json=resource_json,
+        updated_at=instant(encounter.meta.lastUpdated) if encounter.meta else None,
+        expected_end=extension_instant(encounter, expected_discharge_extension),
+    )
+
+
+def extension_instant(resource: Any, url: str | None) -> datetime | None:
+    """The date a deployment-named extension carries (dateTime, date, instant or a Period's end), if any."""
+    if not url:
+        return None
+    for extension in getattr(resource, "extension", None) or []:
+        if extension.url != url:
+            continue
+        for name in ("valueDateTime", "valueInstant", "valueDate"):
+            value = getattr(extension, name, None)
+            if value is not None:
+                return instant(value)
+        period = getattr(extension, "valuePeriod", None)
+        if period is not None and period.end is not None:
+            return instant(period.end)
+    return None
+
+
+def original_json(bundle_data: dict[str, Any], resource: Any) -> str:
     """The entry's resource exactly as the sender wrote it (not re-serialised by the model)."""
     for entry in bundle_data.get("entry") or []:
         found = entry.get("resource") if isinstance(entry, dict) else None
@@ -169,7 +219,9 @@ def _original_json(bundle_data: dict[str, Any], resource: Any) -> str:
             and found.get("id") == resource.id
         ):
             return json.dumps(found, separators=(",", ":"), sort_keys=True)
-    raise AssertionError("resolved resource not found in the Bundle")  # pragma: no cover
+    # Not matched by type and id as written (the model normalised the id): keep what the model read.
+    dumped: str = resource.model_dump_json(by_alias=True, exclude_none=True)
+    return dumped
 
 
 # --- PeerContact ---------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     DateTime,
     Dialect,
     ForeignKey,
@@ -15,6 +16,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -87,6 +89,11 @@ class Episode(Base):
     assigned_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Intake (issue 4): a readmission flag, the stay's expected discharge, and the time of the kept snapshot.
+    readmission: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    previous_episode_id: Mapped[str | None] = mapped_column(String(64))
+    expected_discharge_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    snapshot_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class ProcessedMessage(Base):
@@ -136,22 +143,32 @@ class Contact(Base):
 class OutboxItem(Base):
     """Work for the delivery worker, written in the transaction of the change it announces.
 
-    It carries ids only; the worker builds the FHIR resource from current state when it delivers.
+    It carries ids only; the worker builds the FHIR resource from current state when it delivers. A worker
+    claims a row with a lease (claimed_until) under a claim token (claimed_by) that it renews while it works;
+    a worker that dies leaves the row claimable again when the lease ends.
     """
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_due", "status", "available_at"),)
+    __table_args__ = (
+        Index("ix_outbox_due", "status", "available_at"),
+        Index("ix_outbox_subject", "kind", "subject_id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     kind: Mapped[str] = mapped_column(String(32))
     subject_id: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16))  # pending | done | dead
+    status: Mapped[str] = mapped_column(String(16))  # pending | done | dead | discarded
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     available_at: Mapped[datetime] = mapped_column(UTCDateTime())
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     done_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    first_failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # the retry horizon counts from here
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_status: Mapped[int | None] = mapped_column(Integer)  # the EHR's HTTP status; None: unreachable
+    outcome_json: Mapped[str | None] = mapped_column(Text)  # the EHR's OperationOutcome, as it answered
 
 
 class AuditRecord(Base):

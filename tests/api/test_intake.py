@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from service.auth import Role
+from service.domain import DAVINCI_EVENT_CODES, HospitalEventKind
 from tests.conftest import fixture_json
 
 ADMIT = "davinci/davinci-alerts-admit-notification-message-bundle-01.json"
@@ -214,3 +215,48 @@ async def test_eight_copies_at_once_make_one_episode_and_get_one_answer(client: 
     assert {r.status_code for r in responses} == {200}
     assert len({r.text for r in responses}) == 1
     assert len(await episodes(client, auth)) == 1
+
+
+OTHER_DAVINCI_CODES = sorted(DAVINCI_EVENT_CODES - {k.value for k in HospitalEventKind})
+
+
+@pytest.mark.parametrize("code", OTHER_DAVINCI_CODES)
+async def test_every_other_code_of_the_ig_is_acknowledged_and_recorded_without_effect(
+    client: httpx.AsyncClient, auth: Auth, code: str
+) -> None:
+    bundle = fixture_json(DISCHARGE)
+    bundle["entry"][0]["resource"]["eventCoding"]["code"] = code
+    response = await send(client, auth, bundle)
+    assert response.status_code == 200
+    assert response.json()["issue"][0]["diagnostics"] == f"{code}: acknowledged; no change to any episode"
+    assert await episodes(client, auth) == []
+    assert (await send(client, auth, bundle)).json() == response.json()  # recorded: a replay gets the same answer
+
+
+def test_the_ig_code_list_is_complete() -> None:
+    assert len(DAVINCI_EVENT_CODES) == 23  # CodeSystem notification-event 1.0.0 ("count": 23 concepts listed)
+    assert {k.value for k in HospitalEventKind} <= DAVINCI_EVENT_CODES
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expression"),
+    [
+        (
+            lambda b: b["entry"][0]["resource"]["eventCoding"].update(code="notification-readmit"),
+            "MessageHeader.eventCoding.code",
+        ),
+        (lambda b: b.update(id="b" * 65), "Bundle.id"),
+        (lambda b: b["entry"][1]["resource"].update(id="e" * 65), "Encounter.id"),
+        (lambda b: b["entry"].extend([b["entry"][-1]] * 200), "Bundle.entry"),
+    ],
+    ids=["code-outside-the-ig", "bundle-id-too-long", "encounter-id-too-long", "too-many-entries"],
+)
+async def test_what_the_ig_does_not_allow_is_a_422_naming_the_element(
+    client: httpx.AsyncClient, auth: Auth, mutate: Callable[[dict[str, Any]], None], expression: str
+) -> None:
+    bundle = fixture_json(DISCHARGE)
+    mutate(bundle)
+    response = await send(client, auth, bundle)
+    assert response.status_code == 422, response.text
+    assert response.json()["issue"][0]["expression"] == [expression]
+    assert await episodes(client, auth) == []

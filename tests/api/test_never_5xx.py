@@ -8,10 +8,11 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from service.auth import Role
+from tests.api.test_subscriptions import as_r5, event_notification, stay
 from tests.conftest import fixture_json
 from tests.support.flow import discharged_client_with_peer, peer_contact
 
@@ -107,3 +108,34 @@ async def test_damaged_contacts_never_cause_a_5xx(
     )
     assert response.status_code < 500, response.text
     assert response.json()["resourceType"] in ("OperationOutcome", "Encounter")
+
+
+# --- subscription notifications (issue 4) ---------------------------------------------------------------------
+
+
+def numbered(number: int, r5: bool) -> dict[str, Any]:
+    """The example with its own event number (so that examples are not all duplicates), maybe in R5 form."""
+    bundle = event_notification(number, stay(f"stay-{number}"))
+    return as_r5(bundle) if r5 else bundle
+
+
+NOTIFICATIONS = st.tuples(st.integers(1, 10**9), st.booleans()).flatmap(
+    lambda drawn: damaged(numbered(*drawn), paths(numbered(*drawn)))
+)
+
+
+@BUDGET
+@given(bundle=NOTIFICATIONS)
+async def test_damaged_subscription_notifications_never_cause_a_5xx(
+    client: httpx.AsyncClient, auth: Auth, bundle: Any
+) -> None:
+    before = (await client.get("/api/episodes", headers=auth(Role.COORDINATOR))).json()
+    response = await client.post(
+        "/fhir/subscription-notification", content=json.dumps(bundle), headers=auth(Role.EHR_SYSTEM, "hospital")
+    )
+    event(f"HTTP {response.status_code}")  # --hypothesis-show-statistics: how many got past validation
+    assert response.status_code < 500, response.text
+    assert response.json()["resourceType"] == "OperationOutcome"
+    if response.status_code >= 400:
+        assert response.json()["issue"][0]["severity"] == "error"
+        assert (await client.get("/api/episodes", headers=auth(Role.COORDINATOR))).json() == before

@@ -1,0 +1,278 @@
+"""What peers, coordinators and operators are told: readmissions at once, the discharges coming up, and the
+health of the channels hospital events arrive on.
+
+Privacy: a notification carries ids, the event and the time Peerway recorded it: "your client <id> was
+readmitted". Nothing from the EHR's Encounter (dates of the stay, unit, reasons, diagnoses) is in it; those
+stay behind the client's consent in the $summary. Peers see notifications only about clients who are theirs
+when they read the feed. An expected discharge date is admission/discharge data: a peer sees it only when the
+client's consent permits the admission-discharge category to them, and each such disclosure is audited.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from consent import DataCategory
+from consent.categories import PURPOSE_COC
+from service.app.clock import new_id, utcnow
+from service.app.peers import clients_of_peer
+from service.app.sharing import Holdings, decide
+from service.fhir import build
+from service.settings import Settings
+from service.store import channel as store
+from service.store import repository
+from service.store.db import SessionFactory, transaction
+from service.store.models import AuditRecord, Client, Episode, PeerSupporter
+
+PEER = "peer"
+COORDINATOR = "coordinator"
+READMITTED = "readmitted"
+FEED_PAGE = 500
+
+
+@dataclass(frozen=True)
+class NotificationView:
+    id: int
+    event: str
+    client_id: str
+    episode_id: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Feed:
+    notifications: list[NotificationView]
+    next_since: datetime  # ask again with _since=this; items may repeat (same id), none is skipped
+
+
+@dataclass(frozen=True)
+class ChannelHealth:
+    id: str
+    site: str
+    subscription: str
+    topic: str | None
+    health: str  # ok | waiting | gap | silent | error
+    ehr_status: str | None
+    form: str | None
+    created_by_peerway: bool
+    heartbeat_seconds: int | None
+    last_seen_at: datetime | None
+    last_heartbeat_at: datetime | None
+    events_since_start: int | None
+    highest_event: int
+    contiguous_through: int
+    missing_events: int
+    silent_since: datetime | None
+    last_recovery_at: datetime | None
+    last_recovery_note: str | None
+    pending_work: int
+    failed_work: int
+
+
+@dataclass(frozen=True)
+class UpcomingDischarge:
+    episode_id: str
+    client_id: str
+    peer_id: str | None
+    expected_discharge_at: datetime
+    readmission: bool
+
+
+def record_readmission(session: AsyncSession, episode: Episode, now: datetime) -> None:
+    """Tell the coordinators and the assigned peer, in the transaction that marks the episode readmitted."""
+    session.add(
+        store.Notification(
+            audience=COORDINATOR,
+            peer_id=None,
+            event=READMITTED,
+            client_id=episode.client_id,
+            episode_id=episode.id,
+            created_at=now,
+        )
+    )
+    if episode.peer_id is not None:
+        session.add(
+            store.Notification(
+                audience=PEER,
+                peer_id=episode.peer_id,
+                event=READMITTED,
+                client_id=episode.client_id,
+                episode_id=episode.id,
+                created_at=now,
+            )
+        )
+
+
+def _next_since(rows: list[store.Notification], since: datetime | None, now: datetime, overlap: float) -> datetime:
+    """Where the next poll starts: never past a point a transaction still running could commit before."""
+    settled = now - timedelta(seconds=overlap)
+    if not rows:
+        return max(since, settled) if since is not None else settled
+    newest = rows[-1].created_at
+    if len(rows) >= FEED_PAGE:
+        return newest - timedelta(microseconds=1)  # more to read; a tie on the last instant is read again
+    return min(newest, settled) if since is None else max(since, min(newest, settled))
+
+
+def _view(row: store.Notification) -> NotificationView:
+    return NotificationView(
+        id=row.id, event=row.event, client_id=row.client_id, episode_id=row.episode_id, created_at=row.created_at
+    )
+
+
+async def peer_feed(sessions: SessionFactory, peer_id: str, since: datetime | None, overlap: float) -> Feed:
+    """The calling peer's notifications after `since`, only about clients who are theirs now."""
+    now = utcnow()
+    async with sessions() as session:
+        rows = list(await store.feed(session, PEER, peer_id, since, FEED_PAGE))
+    mine = set(await clients_of_peer(sessions, peer_id)) if rows else set()
+    return Feed([_view(r) for r in rows if r.client_id in mine], _next_since(rows, since, now, overlap))
+
+
+async def coordinator_feed(sessions: SessionFactory, since: datetime | None, overlap: float) -> Feed:
+    """Every notification addressed to the coordinators after `since`."""
+    now = utcnow()
+    async with sessions() as session:
+        rows = list(await store.feed(session, COORDINATOR, None, since, FEED_PAGE))
+    return Feed([_view(r) for r in rows], _next_since(rows, since, now, overlap))
+
+
+async def _current(session: AsyncSession, episodes: list[Episode]) -> list[Episode]:
+    """Only episodes that are their client's current one (an older stay never shows)."""
+    kept = []
+    for episode in episodes:
+        current = await repository.current_episode(session, episode.client_id)
+        if current is not None and current.id == episode.id:
+            kept.append(episode)
+    return kept
+
+
+def _upcoming(episode: Episode) -> UpcomingDischarge:
+    assert episode.expected_discharge_at is not None
+    return UpcomingDischarge(
+        episode_id=episode.id,
+        client_id=episode.client_id,
+        peer_id=episode.peer_id,
+        expected_discharge_at=episode.expected_discharge_at,
+        readmission=episode.readmission,
+    )
+
+
+async def upcoming_discharges(sessions: SessionFactory) -> list[UpcomingDischarge]:
+    """Clients on the ward whose EHR named an expected discharge date, soonest first (coordinators).
+
+    A date that has passed stays listed until the discharge arrives: it may be a discharge not yet sent.
+    """
+    async with sessions() as session:
+        episodes = await _current(session, list(await store.on_ward_with_expected_discharge(session)))
+    return [_upcoming(e) for e in episodes]
+
+
+async def my_upcoming_discharges(sessions: SessionFactory, peer_id: str) -> list[UpcomingDischarge]:
+    """The calling peer's clients on the ward with an expected discharge date their consent lets the peer see."""
+    now = utcnow()
+    shown: list[UpcomingDischarge] = []
+    async with transaction(sessions) as session:
+        peer = await session.get(PeerSupporter, peer_id)
+        if peer is None:
+            return []
+        episodes = await _current(session, list(await store.on_ward_with_expected_discharge(session, peer_id)))
+        actor = f"Practitioner/{peer_id}"
+        for episode in episodes:
+            client = await session.get(Client, episode.client_id)
+            if client is None:
+                continue
+            holdings = Holdings.of(client, episode)
+            decision = await decide(
+                session, holdings, actor, assigned=True, categories=(DataCategory.ADMISSION_DISCHARGE,), at=now
+            )
+            if DataCategory.ADMISSION_DISCHARGE not in decision.permitted_categories():
+                continue
+            shown.append(_upcoming(episode))
+            audit = build.disclosure_audit_event(
+                build.Disclosure(
+                    audit_id=new_id(),
+                    client_id=client.id,
+                    actor_reference=actor,
+                    actor_name=peer.name,
+                    purpose=PURPOSE_COC.code,
+                    disclosed=frozenset({DataCategory.ADMISSION_DISCHARGE}),
+                    withheld=frozenset(),
+                    consent_ids=frozenset(d.consent_id for d in decision.items if d.permitted and d.consent_id),
+                    recorded_at=now,
+                )
+            )
+            session.add(
+                AuditRecord(
+                    id=audit["id"],
+                    client_id=client.id,
+                    actor=actor,
+                    outcome=audit["outcome"],
+                    recorded_at=now,
+                    resource_json=build.to_json(audit),
+                )
+            )
+    return shown
+
+
+# --- health --------------------------------------------------------------------------------------------------
+
+
+async def channel_health(sessions: SessionFactory, settings: Settings) -> list[ChannelHealth]:
+    """Every channel as an operator needs to see it: alive, complete, recovering, failing."""
+    now = utcnow()
+    async with sessions() as session:
+        rows = list(await store.channels(session))
+        work = await store.work_counts(session)
+        found: list[ChannelHealth] = []
+        for channel in rows:
+            held = await store.event_numbers_above(session, channel.id, channel.contiguous_through)
+            missing = max(0, channel.highest_event - channel.contiguous_through - len(held))
+            found.append(_health(channel, missing, work, now, settings))
+    return found
+
+
+def _health(
+    channel: store.SubscriptionChannel,
+    missing: int,
+    work: dict[tuple[str | None, str], int],
+    now: datetime,
+    settings: Settings,
+) -> ChannelHealth:
+    period = channel.heartbeat_seconds or settings.subscription_heartbeat_seconds
+    silent = bool(period) and now - (channel.last_seen_at or channel.created_at) > timedelta(seconds=2 * period)
+    if channel.ehr_status in ("error", "off"):
+        health = "error"
+    elif silent:
+        health = "silent"
+    elif missing:
+        health = "gap"
+    elif channel.last_seen_at is None:
+        health = "waiting"
+    else:
+        health = "ok"
+    return ChannelHealth(
+        id=channel.id,
+        site=channel.site,
+        subscription=channel.subscription,
+        topic=channel.topic,
+        health=health,
+        ehr_status=channel.ehr_status,
+        form=channel.form,
+        created_by_peerway=channel.created_by_peerway,
+        heartbeat_seconds=channel.heartbeat_seconds,
+        last_seen_at=channel.last_seen_at,
+        last_heartbeat_at=channel.last_heartbeat_at,
+        events_since_start=channel.events_since_start,
+        highest_event=channel.highest_event,
+        contiguous_through=channel.contiguous_through,
+        missing_events=missing,
+        silent_since=channel.silent_since or (now if silent else None),
+        last_recovery_at=channel.last_recovery_at,
+        last_recovery_note=channel.last_recovery_note,
+        pending_work=work.get((channel.id, "pending"), 0),
+        failed_work=work.get((channel.id, "dead"), 0),
+    )
