@@ -56,7 +56,7 @@ async def _deliver_once(settings: Settings) -> None:
 
 async def _subscription(settings: Settings, args: argparse.Namespace) -> int:
     """`peerway subscription create|status`: Peerway's R4 backport Subscription on the EHR (issue 4)."""
-    from service.app import channels
+    from service.app import own_subscription
     from service.errors import PeerwayError
     from service.fhir.fetch import EhrReader
     from service.fhir.smart import token_provider
@@ -68,7 +68,7 @@ async def _subscription(settings: Settings, args: argparse.Namespace) -> int:
     subscription_id = args.id or settings.subscription_id
     try:
         if args.action == "create":
-            report = await channels.create_subscription(
+            report = await own_subscription.create_subscription(
                 session_factory(engine),
                 reader,
                 settings,
@@ -82,7 +82,9 @@ async def _subscription(settings: Settings, args: argparse.Namespace) -> int:
             endpoint = f"{settings.base_url}/fhir/subscription-notification"
             print(f"  notifications to {endpoint} (header {settings.subscription_header})")
             return 0
-        found, health = await channels.subscription_status(session_factory(engine), reader, settings, subscription_id)
+        found, health = await own_subscription.subscription_status(
+            session_factory(engine), reader, settings, subscription_id
+        )
     except PeerwayError as exc:
         print(f"subscription {args.action}: {exc.diagnostics}", file=sys.stderr)
         return 1

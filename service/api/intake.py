@@ -19,7 +19,8 @@ from pydantic import BaseModel
 from service.api.deps import Coordinator, EhrSystem, NotificationSender, SessionsDep, SettingsDep, read_body
 from service.api.responses import FhirResponse
 from service.app import channels, notifications
-from service.app.intake import ChannelPolicy, process_notification, receive_subscription_notification
+from service.app.intake import ChannelPolicy, process_notification
+from service.app.subscriptions import receive_subscription_notification
 from service.fhir.fetch import EhrReader
 from service.fhir.parse import check_entry_count, load_json
 from service.fhir.smart import token_provider

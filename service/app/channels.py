@@ -1,5 +1,6 @@
 """Subscription channels: the intake worker that reads the EHR for id-only, empty and missed events, the
-watch for silent channels, and Peerway's own Subscription on the EHR (channel health: app/notifications.py).
+watch for silent channels (channel health: app/notifications.py; Peerway's own
+Subscription: app/own_subscription.py).
 
 Why an inbox and a worker rather than fetching inline before the transaction: the EHR's sender waits on our
 answer, and a slow or failing read would either hold it (and its retries pile up) or lose the event when we
@@ -28,15 +29,14 @@ from urllib.parse import parse_qsl
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.app import notifications
-from service.app.clock import new_id, utcnow
-from service.app.intake import advance, apply_stay, queue_recovery
+from service.app.clock import utcnow
+from service.app.intake import apply_stay
+from service.app.subscriptions import advance, queue_recovery
 from service.domain import PatientSnapshot, Stay, SubscriptionReport
-from service.errors import InvalidResource, PeerwayError, UpstreamError
+from service.errors import PeerwayError, UpstreamError
 from service.fhir.build import fhir_instant
 from service.fhir.fetch import (
     EhrReader,
-    backport_subscription,
     changed_encounters,
     fetched_stay,
     last_updated,
@@ -258,7 +258,7 @@ async def _recover(sessions: SessionFactory, reader: EhrReader, settings: Settin
     if channel is None:
         return "channel gone"
     subscription_id = channel.subscription.split("/", 1)[1]
-    report = await _ehr_status(reader, subscription_id)
+    report = await ehr_status(reader, subscription_id)
 
     async def count(session: AsyncSession) -> tuple[int, int, int, datetime, bool]:
         row = await store.channel_for_update(session, item.channel_id or "")
@@ -298,7 +298,7 @@ async def _recover(sessions: SessionFactory, reader: EhrReader, settings: Settin
     return f"recovery of {item.channel_id}: {missing} missed event(s), by {method}"
 
 
-async def _ehr_status(reader: EhrReader, subscription_id: str) -> SubscriptionReport | None:
+async def ehr_status(reader: EhrReader, subscription_id: str) -> SubscriptionReport | None:
     try:
         data = await reader.operation(f"Subscription/{subscription_id}/$status")
         return subscription_report(data, "$status") if data is not None else None
@@ -411,73 +411,3 @@ async def run_intake_worker(
             with contextlib.suppress(asyncio.CancelledError):
                 await waiting
         wake.clear()
-
-
-# --- Peerway's own Subscription ------------------------------------------------------------------------------
-
-
-async def create_subscription(
-    sessions: SessionFactory,
-    reader: EhrReader,
-    settings: Settings,
-    *,
-    subscription_id: str,
-    topic: str,
-    payload: str,
-    heartbeat_seconds: int,
-    filter_criteria: str | None,
-) -> SubscriptionReport:
-    """Create (or update: PUT with our id is idempotent) Peerway's R4 backport Subscription on the EHR and
-    record the channel, so its heartbeat is watched and its first events count from 1."""
-    if settings.subscription_secret is None:
-        raise InvalidResource("set PEERWAY_SUBSCRIPTION_SECRET: the EHR must send it in the channel header")
-    resource = backport_subscription(
-        subscription_id=subscription_id,
-        topic=topic,
-        endpoint=f"{settings.base_url}/fhir/subscription-notification",
-        header=f"{settings.subscription_header}: {settings.subscription_secret.get_secret_value()}",
-        payload=payload,
-        heartbeat_seconds=heartbeat_seconds,
-        timeout_seconds=max(1, int(settings.ehr_timeout_seconds)),
-        filter_criteria=filter_criteria,
-    )
-    report = subscription_report(await reader.put(resource), "read")
-    now = utcnow()
-    async with transaction(sessions) as session:
-        channel = await store.channel_by_subscription(session, settings.subscription_site, report.subscription)
-        if channel is None:
-            channel = store.SubscriptionChannel(
-                id=new_id(),
-                site=settings.subscription_site,
-                subscription=report.subscription,
-                created_at=now,
-                highest_event=0,
-                contiguous_through=0,
-            )
-            session.add(channel)
-        channel.created_by_peerway = True
-        channel.topic = topic[:500]
-        channel.payload = payload
-        channel.heartbeat_seconds = heartbeat_seconds or None
-        channel.ehr_status = report.status
-    return report
-
-
-async def subscription_status(
-    sessions: SessionFactory, reader: EhrReader, settings: Settings, subscription_id: str
-) -> tuple[SubscriptionReport | None, notifications.ChannelHealth | None]:
-    """The EHR's report on our Subscription ($status, else a read) and the channel's health as we see it."""
-    report = await _ehr_status(reader, subscription_id)
-    if report is None:
-        data = await reader.read("Subscription", subscription_id)
-        report = subscription_report(data, "read") if data is not None else None
-    subscription = f"Subscription/{subscription_id}"
-    health = next(
-        (
-            h
-            for h in await notifications.channel_health(sessions, settings)
-            if h.subscription == subscription and h.site == settings.subscription_site
-        ),
-        None,
-    )
-    return report, health
