@@ -10,11 +10,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
-from dataclasses import asdict
-from datetime import datetime
 
 from fastapi import APIRouter, FastAPI, Request
-from pydantic import BaseModel
 
 from service.api.deps import Coordinator, EhrSystem, NotificationSender, SessionsDep, SettingsDep, read_body
 from service.api.responses import FhirResponse
@@ -90,32 +87,14 @@ async def subscription_notification(
     return FhirResponse(answer.body, status_code=answer.status)
 
 
-class ChannelOut(BaseModel):
-    id: str
-    site: str
-    subscription: str
-    topic: str | None
-    health: str
-    ehr_status: str | None
-    form: str | None
-    created_by_peerway: bool
-    heartbeat_seconds: int | None
-    last_seen_at: datetime | None
-    last_heartbeat_at: datetime | None
-    events_since_start: int | None
-    highest_event: int
-    contiguous_through: int
-    missing_events: int
-    silent_since: datetime | None
-    last_recovery_at: datetime | None
-    last_recovery_note: str | None
-    pending_work: int
-    failed_work: int
+# The channel health view is a frozen dataclass; FastAPI serialises it as it is.
 
 
 @router.get(
     "/api/channels",
     summary="Subscription channels and their health: ok, waiting, gap (missed events), silent (no heartbeat), error",
 )
-async def channel_health(_: Coordinator, sessions: SessionsDep, settings: SettingsDep) -> list[ChannelOut]:
-    return [ChannelOut(**asdict(h)) for h in await notifications.channel_health(sessions, settings)]
+async def channel_health(
+    _: Coordinator, sessions: SessionsDep, settings: SettingsDep
+) -> list[notifications.ChannelHealth]:
+    return list(await notifications.channel_health(sessions, settings))

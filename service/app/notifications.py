@@ -16,16 +16,14 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from consent import DataCategory
-from consent.categories import PURPOSE_COC
-from service.app.clock import new_id, utcnow
+from service.app.clock import utcnow
 from service.app.peers import clients_of_peer
-from service.app.sharing import Holdings, decide
-from service.fhir import build
+from service.app.sharing import Holdings, decide, record_disclosure
 from service.settings import Settings
 from service.store import channel as store
 from service.store import repository
 from service.store.db import SessionFactory, transaction
-from service.store.models import AuditRecord, Client, Episode, PeerSupporter
+from service.store.models import Client, Episode, PeerSupporter
 
 PEER = "peer"
 COORDINATOR = "coordinator"
@@ -192,29 +190,8 @@ async def my_upcoming_discharges(sessions: SessionFactory, peer_id: str) -> list
             if DataCategory.ADMISSION_DISCHARGE not in decision.permitted_categories():
                 continue
             shown.append(_upcoming(episode))
-            audit = build.disclosure_audit_event(
-                build.Disclosure(
-                    audit_id=new_id(),
-                    client_id=client.id,
-                    actor_reference=actor,
-                    actor_name=peer.name,
-                    purpose=PURPOSE_COC.code,
-                    disclosed=frozenset({DataCategory.ADMISSION_DISCHARGE}),
-                    withheld=frozenset(),
-                    consent_ids=frozenset(d.consent_id for d in decision.items if d.permitted and d.consent_id),
-                    recorded_at=now,
-                )
-            )
-            session.add(
-                AuditRecord(
-                    id=audit["id"],
-                    client_id=client.id,
-                    actor=actor,
-                    outcome=audit["outcome"],
-                    recorded_at=now,
-                    resource_json=build.to_json(audit),
-                )
-            )
+            requested = (DataCategory.ADMISSION_DISCHARGE,)
+            record_disclosure(session, client.id, actor, peer.name, decision, requested, now)
     return shown
 
 

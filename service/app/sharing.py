@@ -16,10 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from consent import AccessRequest, Coding, DataCategory, Decision, RequestedItem, evaluate
 from consent.categories import ACTION_ACCESS, ASSIGNED_PEER_ROLE, PURPOSE_COC, ROLE_IRCP
+from service.app.clock import new_id
 from service.app.consents import consent_record
 from service.fhir import build
 from service.store import repository
-from service.store.models import Client, Episode
+from service.store.models import AuditRecord, Client, Episode
 
 # Where each category's data lives (FHIR resource type), as the data-category CodeSystem describes it.
 SOURCE_TYPES: dict[DataCategory, str] = {
@@ -107,3 +108,39 @@ def disclosed_resources(decision: Decision, holdings: Holdings) -> list[dict[str
     if DataCategory.ADMISSION_DISCHARGE in permitted:
         resources.append(build.summary_encounter(holdings.episode.id, client_id, holdings.encounter))
     return resources
+
+
+def record_disclosure(
+    session: AsyncSession,
+    client_id: str,
+    actor_reference: str,
+    actor_name: str,
+    decision: Decision,
+    requested: Iterable[DataCategory],
+    at: datetime,
+) -> None:
+    """Audit one read of a client's data by a peer: what was disclosed, what withheld, under which Consents."""
+    disclosed = decision.permitted_categories()
+    audit = build.disclosure_audit_event(
+        build.Disclosure(
+            audit_id=new_id(),
+            client_id=client_id,
+            actor_reference=actor_reference,
+            actor_name=actor_name,
+            purpose=PURPOSE_COC.code,
+            disclosed=disclosed,
+            withheld=frozenset(requested) - disclosed,
+            consent_ids=frozenset(d.consent_id for d in decision.items if d.permitted and d.consent_id is not None),
+            recorded_at=at,
+        )
+    )
+    session.add(
+        AuditRecord(
+            id=audit["id"],
+            client_id=client_id,
+            actor=actor_reference,
+            outcome=audit["outcome"],
+            recorded_at=at,
+            resource_json=build.to_json(audit),
+        )
+    )

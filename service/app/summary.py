@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from consent.categories import PURPOSE_COC
-from service.app.clock import new_id, utcnow
-from service.app.sharing import HELD, Holdings, decide, disclosed_resources
+from service.app.clock import utcnow
+from service.app.sharing import HELD, Holdings, decide, disclosed_resources, record_disclosure
 from service.errors import NotFound
 from service.fhir import build
 from service.store import repository
 from service.store.db import SessionFactory, transaction
-from service.store.models import AuditRecord, Client, PeerSupporter
+from service.store.models import Client, PeerSupporter
 
 
 async def read_summary(sessions: SessionFactory, base_url: str, peer_id: str, client_id: str) -> dict[str, Any]:
@@ -31,28 +30,5 @@ async def read_summary(sessions: SessionFactory, base_url: str, peer_id: str, cl
         actor = f"Practitioner/{peer_id}"
         decision = await decide(session, holdings, actor, assigned=True, categories=HELD, at=now)
         resources = disclosed_resources(decision, holdings)
-        disclosed = decision.permitted_categories()
-        audit = build.disclosure_audit_event(
-            build.Disclosure(
-                audit_id=new_id(),
-                client_id=client.id,
-                actor_reference=actor,
-                actor_name=peer.name,
-                purpose=PURPOSE_COC.code,
-                disclosed=disclosed,
-                withheld=frozenset(HELD) - disclosed,
-                consent_ids=frozenset(d.consent_id for d in decision.items if d.permitted and d.consent_id is not None),
-                recorded_at=now,
-            )
-        )
-        session.add(
-            AuditRecord(
-                id=audit["id"],
-                client_id=client.id,
-                actor=actor,
-                outcome=audit["outcome"],
-                recorded_at=now,
-                resource_json=build.to_json(audit),
-            )
-        )
+        record_disclosure(session, client.id, actor, peer.name, decision, HELD, now)
     return build.collection(resources, base_url, now)
