@@ -60,6 +60,7 @@ demo: install-test
 bench: install-test
 	$(BIN)/python bench/consent_bench.py
 	$(BIN)/python bench/intake_bench.py
+	$(BIN)/python bench/matching_bench.py
 
 clean:
 	rm -rf $(VENV) var tests/ehr/node_modules .pytest_cache .mypy_cache .ruff_cache
