@@ -89,7 +89,8 @@ class Written:
         return self.status == 201
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def retry_after(response: httpx.Response) -> float | None:
+    """Seconds the EHR asked us to wait (Retry-After as seconds or an HTTP date), if it asked."""
     value = response.headers.get("Retry-After")
     if not value:
         return None
@@ -270,7 +271,7 @@ class EhrClient:
         raise UpstreamError(
             f"EHR answered {response.status_code} to {method} {path.split('?')[0]}",
             http_status=response.status_code,
-            retry_after=_retry_after(response),
+            retry_after=retry_after(response),
             outcome=_json_object(response),
         )
 

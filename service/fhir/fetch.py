@@ -10,10 +10,9 @@ Only Type/id paths under the configured base are requested; hosts named in notif
 
 from __future__ import annotations
 
-import email.utils
 import json
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -24,6 +23,7 @@ from fhir.resources.R4B.patient import Patient
 
 from service.domain import PatientSnapshot, Stay, SubscriptionReport
 from service.errors import InvalidResource, UpstreamError
+from service.fhir.client import retry_after
 from service.fhir.parse import encounter_snapshot, instant
 from service.fhir.subscription import (
     BACKPORT_SUBSCRIPTION,
@@ -53,23 +53,6 @@ def static_token(token: str | None) -> TokenProvider:
         return token
 
     return provide
-
-
-def retry_after(response: httpx.Response) -> float | None:
-    """Seconds the EHR asked us to wait (Retry-After as seconds or an HTTP date), if it asked."""
-    value = response.headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 class EhrReader:
