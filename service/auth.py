@@ -21,7 +21,8 @@ from service.settings import Settings
 
 class Role(StrEnum):
     EHR_SYSTEM = "ehr-system"
-    COORDINATOR = "coordinator"
+    COORDINATOR = "coordinator"  # a hospital's (site's) coordinator: that site's clients only
+    ORGANIZATION_COORDINATOR = "organization-coordinator"  # a peer organization's: its own peers' caseloads only
     PEER = "peer"
 
 
@@ -29,13 +30,22 @@ class Role(StrEnum):
 class Principal:
     subject: str  # a peer's token carries the peer supporter's id here
     role: Role
-    site: str
+    site: str  # the hospital an ehr-system or coordinator acts for ("site" claim; "default" when absent)
+    organization: str | None = None  # the peer organization of an organization-coordinator ("org" claim)
 
 
-def mint_token(settings: Settings, subject: str, role: Role, *, site: str = "default", ttl: int = 3600) -> str:
+def mint_token(
+    settings: Settings,
+    subject: str,
+    role: Role,
+    *,
+    site: str = "default",
+    organization: str | None = None,
+    ttl: int = 3600,
+) -> str:
     """A signed token for local use and tests (`peerway token`)."""
     now = int(time.time())
-    claims = {
+    claims: dict[str, Any] = {
         "iss": settings.jwt_issuer,
         "aud": settings.jwt_audience,
         "sub": subject,
@@ -44,6 +54,8 @@ def mint_token(settings: Settings, subject: str, role: Role, *, site: str = "def
         "iat": now,
         "exp": now + ttl,
     }
+    if organization is not None:
+        claims["org"] = organization
     token: bytes = jwt.encode({"alg": "HS256", "typ": "JWT"}, claims, settings.jwt_secret.get_secret_value())
     return token.decode()
 
@@ -68,4 +80,13 @@ def verify_token(settings: Settings, token: str) -> Principal:
         claims.validate(now=int(time.time()), leeway=30)
     except (JoseError, ValueError) as exc:
         raise Unauthorized(f"invalid bearer token ({type(exc).__name__})") from None
-    return Principal(subject=str(claims["sub"]), role=Role(claims["role"]), site=str(claims.get("site", "default")))
+    role = Role(claims["role"])
+    if role is Role.ORGANIZATION_COORDINATOR:
+        organization = claims.get("org")
+        if not isinstance(organization, str) or not organization:
+            raise Unauthorized("an organization-coordinator token needs an org claim")
+        return Principal(subject=str(claims["sub"]), role=role, site="", organization=organization)
+    site = claims.get("site", "default")
+    if not isinstance(site, str) or not site:
+        raise Unauthorized("the site claim must be a site id")
+    return Principal(subject=str(claims["sub"]), role=role, site=site)

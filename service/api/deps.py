@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from service.app import sites
 from service.auth import Principal, Role, verify_token
 from service.errors import Forbidden, PayloadTooLarge, Unauthorized
 from service.settings import Settings
@@ -45,26 +46,47 @@ def require(*roles: Role) -> Callable[..., Principal]:
     return check
 
 
-EhrSystem = Annotated[Principal, Depends(require(Role.EHR_SYSTEM))]
+async def registered_site(caller: Principal, sessions: SessionFactory) -> Principal:
+    """An EHR acts only for a registered, active site (its token's site claim, or its channel secret)."""
+    if not await sites.is_active_site(sessions, caller.site):
+        raise Forbidden(f"site {caller.site} is not registered or is disabled")
+    return caller
+
+
+async def ehr_system(
+    caller: Annotated[Principal, Depends(require(Role.EHR_SYSTEM))], sessions: SessionsDep
+) -> Principal:
+    return await registered_site(caller, sessions)
+
+
+EhrSystem = Annotated[Principal, Depends(ehr_system)]
 Coordinator = Annotated[Principal, Depends(require(Role.COORDINATOR))]
 Peer = Annotated[Principal, Depends(require(Role.PEER))]
+# A peer organization's coordinator: its own peers and their caseloads, nothing of any site's clients.
+OrgCoordinator = Annotated[Principal, Depends(require(Role.ORGANIZATION_COORDINATOR))]
 # Consents are recorded by coordinators and also arrive from the EHR; both are honoured the same way.
 ConsentWriter = Annotated[Principal, Depends(require(Role.COORDINATOR, Role.EHR_SYSTEM))]
 
 
-def notification_sender(request: Request, settings: SettingsDep) -> Principal:
+async def notification_sender(request: Request, settings: SettingsDep, sessions: SessionsDep) -> Principal:
     """A subscription notification: the channel's secret header (Subscription.channel.header), or else an
-    ehr-system bearer token. A wrong header is a 401 even when a token is also sent."""
+    ehr-system bearer token. The secret says which site sent it: each site has its own (`peerway site add`),
+    and PEERWAY_SUBSCRIPTION_SECRET, when set, belongs to PEERWAY_SUBSCRIPTION_SITE. Nothing in the payload
+    chooses the site. A wrong header is a 401 even when a token is also sent."""
     given = request.headers.get(settings.subscription_header)
-    secret = settings.subscription_secret
-    if given is not None and secret is not None:
-        if hmac.compare_digest(given.strip().encode(), secret.get_secret_value().encode()):
-            return Principal(subject="subscription-channel", role=Role.EHR_SYSTEM, site=settings.subscription_site)
+    if given is not None:
+        legacy = settings.subscription_secret
+        if legacy is not None and hmac.compare_digest(given.strip().encode(), legacy.get_secret_value().encode()):
+            caller = Principal(subject="subscription-channel", role=Role.EHR_SYSTEM, site=settings.subscription_site)
+            return await registered_site(caller, sessions)
+        site = await sites.site_of_secret(sessions, given) if given.strip() else None
+        if site is not None:
+            return Principal(subject="subscription-channel", role=Role.EHR_SYSTEM, site=site)
         raise Unauthorized("the channel header does not match")
     caller = principal(request, settings)
     if caller.role is not Role.EHR_SYSTEM:
         raise Forbidden("this needs the role ehr-system")
-    return caller
+    return await registered_site(caller, sessions)
 
 
 NotificationSender = Annotated[Principal, Depends(notification_sender)]

@@ -18,6 +18,7 @@ from service.store import repository
 from service.store.db import SessionFactory, transaction
 from service.store.matching import Assignment, EpisodeClosure
 from service.store.models import Episode, PeerSupporter
+from service.store.sites import DEFAULT_ORGANIZATION
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,9 @@ async def register_peer(sessions: SessionFactory, name: str) -> PeerView:
         raise InvalidResource("a peer supporter needs a name", "name")
     now = utcnow()
     async with transaction(sessions) as session:
-        peer = PeerSupporter(id=new_id(), name=name.strip(), status="active", created_at=now)
+        peer = PeerSupporter(
+            id=new_id(), name=name.strip(), status="active", created_at=now, organization_id=DEFAULT_ORGANIZATION
+        )
         session.add(peer)
         await session.flush()
         profiles.store_profile(session, PeerProfile(peer_id=peer.id, name=peer.name), now, None)

@@ -6,7 +6,7 @@ adds one import line here.
 
 from __future__ import annotations
 
-from service.store import channel, delivery, matching, models
+from service.store import channel, delivery, matching, models, sites
 from service.store.models import Base
 
-__all__ = ["Base", "channel", "delivery", "matching", "models"]
+__all__ = ["Base", "channel", "delivery", "matching", "models", "sites"]
