@@ -11,7 +11,20 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.api import audit, cds, clients, consents, contacts, delivery, intake, matching, metadata, peers, sharing
+from service.api import (
+    audit,
+    cds,
+    clients,
+    consents,
+    contacts,
+    delivery,
+    intake,
+    links,
+    matching,
+    metadata,
+    peers,
+    sharing,
+)
 from service.api.notifications import router as notifications_router
 from service.api.responses import FhirResponse
 from service.errors import PeerwayError
@@ -88,7 +101,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     _install_error_handlers(app)
-    for module in (metadata, intake, peers, consents, sharing, clients, contacts, audit, cds, matching, delivery):
+    for module in (
+        metadata,
+        intake,
+        peers,
+        consents,
+        sharing,
+        clients,
+        contacts,
+        audit,
+        cds,
+        matching,
+        delivery,
+        links,
+    ):
         app.include_router(module.router)
     app.include_router(matching.fhir_router)
     app.include_router(notifications_router)

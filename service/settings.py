@@ -110,3 +110,10 @@ class Settings(BaseSettings):
     intake_max_attempts: int = 50
     # Feeds answer next_since this far behind the newest item, so a slow commit is never skipped.
     notification_feed_overlap_seconds: float = 5.0
+
+    # --- A region of several sites (issue 7) ---
+    # The identifier system (Patient.identifier.system) that names one person at every site, e.g. a provincial
+    # health number. Unset: records at different sites are never linked. Set: a site's coordinator sees the
+    # person's record at another site only where the consent recorded at that other site permits disclosing
+    # its admission-discharge data to Organization/<the asking site's id> (see README, "Sites").
+    link_identifier_system: str | None = None

@@ -37,6 +37,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.app.clock import new_id, utcnow
+from service.app.linking import record_identifiers
 from service.app.notifications import record_readmission
 from service.app.peers import carry_peer_over
 from service.domain import (
@@ -157,9 +158,13 @@ async def _client(session: AsyncSession, site: str, stay: Stay, now: datetime) -
         )
         session.add(client)
         await session.flush()
+        await record_identifiers(session, client)
     elif stay.patient.complete:  # a reference-only snapshot never replaces the resource we hold
+        changed = client.patient_json != stay.patient.resource_json
         client.patient_json = stay.patient.resource_json
         client.updated_at = now
+        if changed:
+            await record_identifiers(session, client)
     return client
 
 

@@ -296,3 +296,20 @@ def _minutes(encounter: Encounter, start: datetime) -> int:
     if not 1 <= value <= 24 * 60 or value != int(value):
         raise InvalidResource("Encounter.length must be whole minutes between 1 and 1440", "Encounter.length")
     return int(value)
+
+
+def patient_identifiers(patient_json: str) -> list[tuple[str, str]]:
+    """(system, value) of each Patient.identifier that has both, from a stored snapshot (plain JSON: no model)."""
+    try:
+        patient = json.loads(patient_json)
+    except ValueError:
+        return []
+    identifiers = patient.get("identifier") if isinstance(patient, dict) else None
+    found: list[tuple[str, str]] = []
+    for identifier in identifiers if isinstance(identifiers, list) else []:
+        if not isinstance(identifier, dict):
+            continue
+        system, value = identifier.get("system"), identifier.get("value")
+        if isinstance(system, str) and isinstance(value, str) and system and value.strip():
+            found.append((system, value.strip()))
+    return found

@@ -57,9 +57,6 @@ class Client(Base):
     patient_json: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    # A keyed hash (HMAC) of the shared identifier a deployment links sites' records by, e.g. a provincial health
-    # number (PEERWAY_LINK_IDENTIFIER_SYSTEM); the number itself is not kept.
-    link_key: Mapped[str | None] = mapped_column(String(64), index=True)
 
 
 class PeerSupporter(Base):

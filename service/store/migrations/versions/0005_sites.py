@@ -1,4 +1,4 @@
-"""sites: hospitals with their own EHR connection, peer organizations, peers enabled per site, linked clients
+"""sites: hospitals with their own EHR connection, peer organizations, peers per site, clients' identifiers
 
 Merges the capability branches. Nothing is lost: every site name already in use (clients, processed messages,
 subscription channels) becomes a site row whose connection is the PEERWAY_EHR_* settings, as before; existing
@@ -12,6 +12,8 @@ Create Date: 2026-11-26
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -114,15 +116,50 @@ def upgrade() -> None:
         {"now": now},
     )
 
-    with op.batch_alter_table("client") as batch:
-        batch.add_column(sa.Column("link_key", sa.String(length=64), nullable=True))
-        batch.create_index("ix_client_link_key", ["link_key"])
+    op.create_table(
+        "client_identifier",
+        sa.Column("client_id", sa.String(length=64), nullable=False),
+        sa.Column("system", sa.String(length=300), nullable=False),
+        sa.Column("value_sha256", sa.String(length=64), nullable=False),
+        sa.ForeignKeyConstraint(["client_id"], ["client.id"]),
+        sa.PrimaryKeyConstraint("client_id", "system", "value_sha256"),
+    )
+    op.create_index("ix_client_identifier_value", "client_identifier", ["system", "value_sha256"])
+    # Identifiers of the clients already known, from the Patient snapshots they were stored with.
+    rows = bind.execute(sa.text("SELECT id, patient_json FROM client")).all()
+    found = [
+        {"client_id": client_id, "system": system, "value_sha256": digest}
+        for client_id, patient_json in rows
+        for system, digest in _identifier_digests(patient_json)
+    ]
+    if found:
+        bind.execute(
+            sa.text(
+                "INSERT INTO client_identifier (client_id, system, value_sha256)"
+                " VALUES (:client_id, :system, :value_sha256)"
+            ),
+            found,
+        )
+
+
+def _identifier_digests(patient_json: str) -> set[tuple[str, str]]:
+    """The same digests service/app/linking.py records (kept here so the migration never changes with the code)."""
+    try:
+        patient = json.loads(patient_json)
+    except ValueError:
+        return set()
+    found: set[tuple[str, str]] = set()
+    for identifier in patient.get("identifier") or [] if isinstance(patient, dict) else []:
+        if isinstance(identifier, dict):
+            system, value = identifier.get("system"), identifier.get("value")
+            if isinstance(system, str) and isinstance(value, str) and system and value.strip() and len(system) <= 300:
+                found.add((system, hashlib.sha256(value.strip().encode()).hexdigest()))
+    return found
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("client") as batch:
-        batch.drop_index("ix_client_link_key")
-        batch.drop_column("link_key")
+    op.drop_index("ix_client_identifier_value", table_name="client_identifier")
+    op.drop_table("client_identifier")
     with op.batch_alter_table("peer_supporter") as batch:
         batch.drop_index("ix_peer_supporter_organization_id")
         batch.drop_constraint("fk_peer_supporter_organization", type_="foreignkey")
