@@ -29,14 +29,11 @@ def _downgrade_one(database_url: str) -> None:
 
 
 def _seed(connection: sa.Connection) -> None:
-    rows = {
-        "client": [
-            {"id": "c-1", "site": "default", "ehr_patient_id": "p-1", "patient_json": json.dumps(PATIENT)},
-            {"id": "c-2", "site": "east", "ehr_patient_id": "p-1", "patient_json": "{}"},
-        ],
-        "peer_supporter": [{"id": "peer-1", "name": "Alex", "status": "active"}],
-    }
-    for row in rows["client"]:
+    clients = [
+        {"id": "c-1", "site": "default", "ehr_patient_id": "p-1", "patient_json": json.dumps(PATIENT)},
+        {"id": "c-2", "site": "east", "ehr_patient_id": "p-1", "patient_json": "{}"},
+    ]
+    for row in clients:
         connection.execute(
             sa.text(
                 "INSERT INTO client (id, site, ehr_patient_id, patient_json, created_at, updated_at)"
