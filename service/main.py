@@ -1,4 +1,5 @@
-"""create_app(settings): routers, error handlers and the lifespan (database, EHR client, outbox worker)."""
+"""create_app(settings): routers, error handlers and the lifespan (database, each site's EHR connection, outbox
+worker)."""
 
 from __future__ import annotations
 
@@ -27,9 +28,9 @@ from service.api import (
 )
 from service.api.notifications import router as notifications_router
 from service.api.responses import FhirResponse
+from service.app.connections import EhrDirectory
 from service.errors import PeerwayError
 from service.fhir.build import operation_outcome
-from service.fhir.smart import ehr_client
 from service.fhir.validation import fhirpath
 from service.settings import Settings
 from service.store.db import create_engine, session_factory
@@ -77,7 +78,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings.database_url)
         app.state.sessions = session_factory(engine)
-        ehr = ehr_client(settings)  # SMART Backend Services tokens when configured, else the static token
+        # Each site's EHR client, built from its row (SMART Backend Services, a static token, or none).
+        ehr = EhrDirectory(app.state.sessions, settings)
         app.state.ehr = ehr
         stop = asyncio.Event()
         worker = (

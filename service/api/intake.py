@@ -16,11 +16,10 @@ from fastapi import APIRouter, FastAPI, Request
 from service.api.deps import Coordinator, EhrSystem, NotificationSender, SessionsDep, SettingsDep, read_body
 from service.api.responses import FhirResponse
 from service.app import channels, notifications
+from service.app.connections import EhrDirectory
 from service.app.intake import ChannelPolicy, process_notification
 from service.app.subscriptions import receive_subscription_notification
-from service.fhir.fetch import EhrReader
 from service.fhir.parse import check_entry_count, load_json
-from service.fhir.smart import token_provider
 from service.fhir.subscription import parse_subscription_notification
 from service.settings import Settings
 
@@ -31,18 +30,18 @@ async def intake_worker(app: FastAPI) -> AsyncIterator[None]:
     if not settings.run_worker:
         yield
         return
-    # The same authorisation as the write-back: SMART Backend Services when configured, else a static token.
-    reader = EhrReader(settings.ehr_base_url, token_provider(settings).token, timeout=settings.ehr_timeout_seconds)
+    # Each item is read from the EHR of its own site, with that site's authorisation (as its write-back).
+    readers = EhrDirectory(app.state.sessions, settings)
     stop, wake = asyncio.Event(), asyncio.Event()
     app.state.intake_wake = wake
-    task = asyncio.create_task(channels.run_intake_worker(app.state.sessions, reader, settings, stop, wake))
+    task = asyncio.create_task(channels.run_intake_worker(app.state.sessions, readers, settings, stop, wake))
     try:
         yield
     finally:
         stop.set()
         with suppress(asyncio.CancelledError):
             await asyncio.wait_for(task, timeout=30)
-        await reader.aclose()
+        await readers.aclose()
 
 
 router = APIRouter(tags=["intake"], lifespan=intake_worker)

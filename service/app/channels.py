@@ -23,7 +23,7 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qsl
 
 from sqlalchemy.exc import IntegrityError
@@ -59,6 +59,12 @@ MAX_SEARCH_PAGES = 50
 BATCH = 20
 
 
+class SiteReaders(Protocol):
+    """Each site's EHR reader (service/app/connections.py EhrDirectory)."""
+
+    async def reader(self, site: str) -> EhrReader: ...
+
+
 @dataclass(frozen=True)
 class InboxReport:
     claimed: int = 0
@@ -82,8 +88,12 @@ async def _in_transaction(sessions: SessionFactory, work: Callable[[AsyncSession
 # --- the worker ----------------------------------------------------------------------------------------------
 
 
-async def process_inbox(sessions: SessionFactory, reader: EhrReader, settings: Settings) -> InboxReport:
-    """Do every due inbox item once (one claim batch). Safe to run in any number of workers."""
+async def process_inbox(sessions: SessionFactory, readers: EhrReader | SiteReaders, settings: Settings) -> InboxReport:
+    """Do every due inbox item once (one claim batch). Safe to run in any number of workers.
+
+    Each item is read from the EHR of its own site (the site whose credentials its notification carried); one
+    EhrReader given instead serves every site (single-EHR tests and tools).
+    """
     now = utcnow()
     async with transaction(sessions) as session:
         ids = await store.claim_due(session, now, now + timedelta(seconds=settings.intake_lease_seconds), BATCH)
@@ -94,6 +104,7 @@ async def process_inbox(sessions: SessionFactory, reader: EhrReader, settings: S
         if item is None or item.status != "pending":
             continue
         try:
+            reader = readers if isinstance(readers, EhrReader) else await readers.reader(item.site)
             await _work(sessions, reader, settings, item)
         except Exception as exc:  # one item's failure never holds up the others
             permanent, wait, why = _verdict(exc, item, settings)
@@ -392,13 +403,17 @@ async def check_channels(sessions: SessionFactory, settings: Settings) -> list[s
 
 
 async def run_intake_worker(
-    sessions: SessionFactory, reader: EhrReader, settings: Settings, stop: asyncio.Event, wake: asyncio.Event
+    sessions: SessionFactory,
+    readers: EhrReader | SiteReaders,
+    settings: Settings,
+    stop: asyncio.Event,
+    wake: asyncio.Event,
 ) -> None:
     """Work until stopped: watch for silence, drain the inbox, then wait for a poll or a new notification."""
     while not stop.is_set():
         try:
             await check_channels(sessions, settings)
-            report = await process_inbox(sessions, reader, settings)
+            report = await process_inbox(sessions, readers, settings)
         except Exception:  # keep the worker alive across a database hiccup; the items stay claimable
             log.exception("intake round failed")
             report = InboxReport()

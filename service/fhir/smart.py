@@ -24,6 +24,7 @@ import httpx
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet, RSAKey
 
+from service.domain import SiteConnection
 from service.errors import UpstreamError
 from service.fhir.client import EhrClient, StaticToken, TokenProvider
 from service.settings import Settings
@@ -231,3 +232,28 @@ def configured_signing_key(settings: Settings) -> SigningKey | None:
     if not settings.ehr_private_key_path:
         return None
     return load_signing_key(Path(settings.ehr_private_key_path), settings.ehr_key_id)
+
+
+def connection_tokens(connection: SiteConnection, settings: Settings, *, static: str | None = None) -> TokenProvider:
+    """A site's token provider: SMART Backend Services when the site has a token URL, else the static bearer token
+    kept in its bearer_token_path file, else `static` (the PEERWAY_EHR_BEARER_TOKEN of the settings-based site)."""
+    if connection.token_url:
+        if not (connection.client_id and connection.private_key_path):
+            raise SigningKeyError(f"site {connection.site}: a SMART token URL needs a client id and a private key")
+        return SmartBackendTokens(
+            connection.token_url,
+            connection.client_id,
+            load_signing_key(Path(connection.private_key_path), connection.key_id),
+            connection.scope or settings.ehr_scope,
+            refresh_margin=settings.ehr_token_refresh_margin_seconds,
+            timeout=settings.ehr_timeout_seconds,
+        )
+    if connection.bearer_token_path:
+        try:
+            value = Path(connection.bearer_token_path).read_text().strip()
+        except OSError as exc:
+            raise SigningKeyError(
+                f"site {connection.site}: cannot read its bearer token file: {exc.strerror}"
+            ) from None
+        return StaticToken(value or None)
+    return StaticToken(static)

@@ -10,8 +10,8 @@ import signal
 import sys
 
 from service.app import delivery
+from service.app.connections import EhrDirectory
 from service.errors import PeerwayError
-from service.fhir.smart import ehr_client
 from service.settings import Settings
 from service.store.db import create_engine, session_factory
 from service.workers.outbox import run_worker
@@ -21,14 +21,15 @@ log = logging.getLogger("service.workers")
 
 async def _work(settings: Settings) -> int:
     engine = create_engine(settings.database_url)
-    ehr = ehr_client(settings)
+    sessions = session_factory(engine)
+    ehr = EhrDirectory(sessions, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    log.info("peerway worker %s delivering to %s", os.getpid(), settings.ehr_base_url)
+    log.info("peerway worker %s delivering to each site's EHR", os.getpid())
     try:
-        await run_worker(session_factory(engine), ehr, settings, stop)
+        await run_worker(sessions, ehr, settings, stop)
     finally:
         await ehr.aclose()
         await engine.dispose()

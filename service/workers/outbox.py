@@ -30,7 +30,7 @@ from service.settings import Settings
 from service.store import delivery as store
 from service.store.db import SessionFactory, transaction
 from service.workers import retry
-from service.workers.writeback import Undeliverable, Writer
+from service.workers.writeback import Undeliverable, Writer, WriteTargets
 
 __all__ = ["DeliveryReport", "deliver_due", "run_worker"]
 
@@ -168,7 +168,7 @@ def _instant(value: datetime) -> str:
 
 async def deliver_due(
     sessions: SessionFactory,
-    ehr: EhrClient,
+    ehr: EhrClient | WriteTargets,
     settings: Settings,
     *,
     writer: Writer | None = None,
@@ -176,7 +176,8 @@ async def deliver_due(
 ) -> DeliveryReport:
     """Deliver one claim batch of due rows, outbox_concurrency at a time. Safe in any number of workers.
 
-    When `stop` is set the rows in hand are finished and the rest of the batch is released unattempted.
+    When `stop` is set the rows in hand are finished and the rest of the batch is released unattempted. `ehr` is
+    the EhrDirectory (each row goes to its client's site), or one EhrClient for every site.
     """
     writer = writer or Writer(sessions, ehr, settings)
     token = uuid.uuid4().hex
@@ -219,7 +220,9 @@ async def deliver_due(
     )
 
 
-async def run_worker(sessions: SessionFactory, ehr: EhrClient, settings: Settings, stop: asyncio.Event) -> None:
+async def run_worker(
+    sessions: SessionFactory, ehr: EhrClient | WriteTargets, settings: Settings, stop: asyncio.Event
+) -> None:
     """Deliver until stopped: drain what is due, then wait for the next poll (or the stop signal)."""
     writer = Writer(sessions, ehr, settings)
     while not stop.is_set():

@@ -2,7 +2,11 @@
 
 Contacts become Encounters, assignments the client's program CareTeam, each with its peer's Practitioner
 first. How a write lands once (PUT with our id, or a conditional create with duplicates resolved) is the EHR
-client's `place` (service/fhir/client.py), in the EHR's write mode (PEERWAY_EHR_WRITE_MODE).
+client's `place` (service/fhir/client.py), in the EHR's write mode.
+
+Every row goes to its client's own site: the contact's (or the episode's) client names the site, and the site's
+EHR client and write mode come from the EhrDirectory (service/app/connections.py). A peer's Practitioner is
+written to each EHR it appears in, so the Practitioners written lately are remembered per site.
 """
 
 from __future__ import annotations
@@ -10,20 +14,32 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import fhir_profiles
+from service.app.connections import FixedEhr
 from service.app.contacts import OUTBOX_CONTACT
 from service.app.delivery import OUTBOX_CARETEAM
 from service.domain import ContactKind
 from service.fhir import build, careteam
-from service.fhir.client import EhrClient
+from service.fhir.client import EhrClient, WriteMode
 from service.settings import Settings
 from service.store import delivery as store
 from service.store.db import SessionFactory
 from service.store.models import Client, Episode, PeerSupporter
 
 PRACTITIONER_REWRITE_SECONDS = 600.0  # a worker re-writes a peer's Practitioner at most this often
+
+
+class WriteTargets(Protocol):
+    """Where a site's writes go: its EHR client and write mode (an EhrDirectory, or one FixedEhr for all)."""
+
+    async def write_target(self, site: str) -> tuple[EhrClient, WriteMode]: ...
+
+
+def write_targets(ehr: EhrClient | WriteTargets, settings: Settings) -> WriteTargets:
+    """A single EhrClient (tools, tests) serves every site in the settings' write mode."""
+    return FixedEhr(ehr, settings) if isinstance(ehr, EhrClient) else ehr
 
 
 class Undeliverable(Exception):
@@ -36,17 +52,18 @@ class Writer:
     def __init__(
         self,
         sessions: SessionFactory,
-        ehr: EhrClient,
+        ehr: EhrClient | WriteTargets,
         settings: Settings,
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._sessions = sessions
-        self._ehr = ehr
+        self._ehr = write_targets(ehr, settings)
         self._settings = settings
         self._clock = clock
-        self._practitioners: dict[str, tuple[str, str, float]] = {}  # peer id -> (name, reference, when)
-        self._writing: dict[str, asyncio.Lock] = {}  # one write of a peer's Practitioner at a time
+        # (site, peer id) -> (name, reference at that site's EHR, when)
+        self._practitioners: dict[tuple[str, str], tuple[str, str, float]] = {}
+        self._writing: dict[tuple[str, str], asyncio.Lock] = {}  # one write of a peer's Practitioner at a time
         self._contacts: dict[str, store.ContactState] = {}
 
     async def prefetch(self, rows: Sequence[tuple[str, str]]) -> None:
@@ -78,7 +95,8 @@ class Writer:
                 raise Undeliverable(f"contact {contact_id} no longer exists")
             state = found[0]
         contact, episode, peer, client = state
-        practitioner, first = await self._practitioner(peer.id, peer.name)
+        target = await self._ehr.write_target(client.site)
+        practitioner, first = await self._practitioner(target, client.site, peer.id, peer.name)
         view = build.ContactView(
             contact_id=contact.id,
             kind=ContactKind(contact.kind),
@@ -91,7 +109,7 @@ class Writer:
             peer_name=peer.name,
         )
         identifier = f"{fhir_profiles.CONTACT_IDENTIFIER_SYSTEM}|{contact.id}"
-        _, note = await self._upsert(build.contact_encounter(view), identifier, mutable=False)
+        _, note = await _upsert(target, build.contact_encounter(view), identifier, mutable=False)
         return _join(first, note)
 
     async def _careteam(self, episode_id: str) -> str | None:
@@ -103,6 +121,7 @@ class Writer:
             peers = {p: await session.get(PeerSupporter, p) for p in sorted(peer_ids)}
         if episode is None or client is None:
             raise Undeliverable(f"episode {episode_id} no longer exists")
+        target = await self._ehr.write_target(client.site)
         periods = [(m.peer_id, m.started_at, m.ended_at) for m in members]
         if not periods and episode.peer_id and episode.assigned_at:  # assigned before the history was kept
             periods = [(episode.peer_id, episode.assigned_at, None)]
@@ -112,7 +131,7 @@ class Writer:
             peer = peers.get(peer_id)
             if peer is None:
                 raise Undeliverable(f"peer supporter {peer_id} no longer exists")
-            reference, note = await self._practitioner(peer.id, peer.name)
+            reference, note = await self._practitioner(target, client.site, peer.id, peer.name)
             notes.append(note)
             views.append(careteam.CareTeamMemberView(reference, peer.name, started_at, ended_at))
         view = careteam.CareTeamView(
@@ -123,29 +142,34 @@ class Writer:
             organization_name=self._settings.program_organization_name,
             members=views,
         )
-        _, note = await self._upsert(
-            careteam.program_careteam(view), careteam.careteam_identifier(episode.id), mutable=True
+        _, note = await _upsert(
+            target, careteam.program_careteam(view), careteam.careteam_identifier(episode.id), mutable=True
         )
         return _join(*notes, note)
 
-    async def _practitioner(self, peer_id: str, name: str) -> tuple[str, str | None]:
-        """The peer's Practitioner at the EHR (written unless this worker wrote it, unchanged, lately)."""
-        async with self._writing.setdefault(peer_id, asyncio.Lock()):
-            known = self._practitioners.get(peer_id)
+    async def _practitioner(
+        self, target: tuple[EhrClient, WriteMode], site: str, peer_id: str, name: str
+    ) -> tuple[str, str | None]:
+        """The peer's Practitioner at the site's EHR (written unless this worker wrote it there, unchanged, lately)."""
+        key = (site, peer_id)
+        async with self._writing.setdefault(key, asyncio.Lock()):
+            known = self._practitioners.get(key)
             now = self._clock()
             if known is not None and known[0] == name and now - known[2] < PRACTITIONER_REWRITE_SECONDS:
                 return known[1], None
             identifier = f"{fhir_profiles.PEER_IDENTIFIER_SYSTEM}|{peer_id}"
-            reference, note = await self._upsert(build.practitioner(peer_id, name), identifier, mutable=True)
-            self._practitioners[peer_id] = (name, reference, now)
+            reference, note = await _upsert(target, build.practitioner(peer_id, name), identifier, mutable=True)
+            self._practitioners[key] = (name, reference, now)
             return reference, note
 
-    # --- idempotent writes -------------------------------------------------------------------------------------
 
-    async def _upsert(self, resource: dict[str, Any], identifier: str, *, mutable: bool) -> tuple[str, str | None]:
-        """Write the resource once; answers its reference at the EHR and a note if duplicates were resolved."""
-        placed = await self._ehr.place(resource, identifier, mode=self._settings.ehr_write_mode, mutable=mutable)
-        return placed.reference, placed.note
+async def _upsert(
+    target: tuple[EhrClient, WriteMode], resource: dict[str, Any], identifier: str, *, mutable: bool
+) -> tuple[str, str | None]:
+    """Write the resource once; answers its reference at the EHR and a note if duplicates were resolved."""
+    ehr, mode = target
+    placed = await ehr.place(resource, identifier, mode=mode, mutable=mutable)
+    return placed.reference, placed.note
 
 
 def _join(*notes: str | None) -> str | None:
