@@ -29,6 +29,7 @@ from service.store.db import create_engine, session_factory, transaction
 from service.store.matching import PeerProfileRecord
 from service.store.migrate import upgrade
 from service.store.models import Client, Episode, PeerSupporter
+from service.store.sites import PeerSite
 
 PEERS = 2000
 INTERESTS = ["tennis", "old movies", "chess", "hiking", "music", "cooking", "gardening", "soccer", "art", "reading"]
@@ -86,7 +87,7 @@ async def whole_use_case(n: int, directory: str, peers: list[PeerProfile]) -> tu
     now = utcnow()
     async with transaction(sessions) as session:
         session.add(
-            Client(id="client", site="s", ehr_patient_id="p", patient_json="{}", created_at=now, updated_at=now)
+            Client(id="client", site="default", ehr_patient_id="p", patient_json="{}", created_at=now, updated_at=now)
         )
         session.add(
             Episode(
@@ -105,19 +106,23 @@ async def whole_use_case(n: int, directory: str, peers: list[PeerProfile]) -> tu
             )
         )
         for p in peers:
-            session.add(PeerSupporter(id=p.peer_id, name=p.name, status="active", created_at=now))
+            session.add(
+                PeerSupporter(id=p.peer_id, name=p.name, status="active", created_at=now, organization_id="default")
+            )
         await session.flush()
+        for p in peers:  # every peer is enabled at the client's site: suggestions consider them all
+            session.add(PeerSite(peer_id=p.peer_id, site_id="default", enabled_at=now))
         for p in peers:
             profiles.store_profile(session, p, now, None)
-    await use.set_preferences(sessions, "episode", CLIENT)
-    await use.suggest(sessions, "episode")  # the first call reads every profile once into the cache
+    await use.set_preferences(sessions, "default", "episode", CLIENT)
+    await use.suggest(sessions, "default", "episode")  # the first call reads every profile once into the cache
 
     async def load_only() -> None:
         async with sessions() as session:
             (await session.execute(select(PeerProfileRecord))).scalars().all()
 
     baseline = await timed_async(n, load_only)
-    measured = await timed_async(n, lambda: use.suggest(sessions, "episode"))
+    measured = await timed_async(n, lambda: use.suggest(sessions, "default", "episode"))
     await engine.dispose()
     return baseline, measured
 

@@ -1,4 +1,8 @@
-"""Matching: peer profiles and status, clients' preferences, suggestions, confirm / re-match / end, caseloads."""
+"""Matching: peer profiles and status, clients' preferences, suggestions, confirm / re-match / end, caseloads.
+
+A site's coordinator reaches the site's episodes and the peers enabled at the site; a peer organization's
+coordinator sets its own peers' profiles and status and reads their caseloads under /api/org.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field, model_validator
 
-from service.api.deps import Coordinator, Peer, SessionsDep
+from service.api.deps import Coordinator, OrgCoordinator, Peer, SessionsDep
 from service.api.peers import EpisodeOut, episode_out
 from service.api.responses import FhirResponse
 from service.app import matching as use
@@ -97,28 +101,40 @@ def _profile_out(profile: PeerProfile, version: int) -> ProfileOut:
 
 
 @router.put("/peers/{peer_id}/profile", summary="Set a peer supporter's profile (stored as FHIR)")
-async def put_profile(peer_id: str, body: ProfileIn, _: Coordinator, sessions: SessionsDep) -> ProfileOut:
-    profile, version = await use.update_profile(sessions, _profile(peer_id, body))
+async def put_profile(peer_id: str, body: ProfileIn, caller: Coordinator, sessions: SessionsDep) -> ProfileOut:
+    profile, version = await use.update_profile(sessions, _profile(peer_id, body), site=caller.site)
     return _profile_out(profile, version)
 
 
 @router.get("/peers/{peer_id}/profile", summary="A peer supporter's profile")
-async def get_profile(peer_id: str, _: Coordinator, sessions: SessionsDep) -> ProfileOut:
-    profile, practitioner, _role = await use.read_profile(sessions, peer_id)
+async def get_profile(peer_id: str, caller: Coordinator, sessions: SessionsDep) -> ProfileOut:
+    profile, practitioner, _role = await use.read_profile(sessions, peer_id, site=caller.site)
+    return _profile_out(profile, int(json.loads(practitioner)["meta"]["versionId"]))
+
+
+@router.put("/org/peers/{peer_id}/profile", summary="Set one of the organization's peers' profile")
+async def put_org_profile(peer_id: str, body: ProfileIn, caller: OrgCoordinator, sessions: SessionsDep) -> ProfileOut:
+    profile, version = await use.update_profile(sessions, _profile(peer_id, body), organization=caller.organization)
+    return _profile_out(profile, version)
+
+
+@router.get("/org/peers/{peer_id}/profile", summary="One of the organization's peers' profile")
+async def get_org_profile(peer_id: str, caller: OrgCoordinator, sessions: SessionsDep) -> ProfileOut:
+    profile, practitioner, _role = await use.read_profile(sessions, peer_id, organization=caller.organization)
     return _profile_out(profile, int(json.loads(practitioner)["meta"]["versionId"]))
 
 
 @fhir_router.get("/Practitioner/{peer_id}", response_class=FhirResponse, summary="A peer supporter as FHIR")
-async def get_practitioner(peer_id: str, _: Coordinator, sessions: SessionsDep) -> FhirResponse:
-    practitioner = (await use.read_profile(sessions, peer_id))[1]
+async def get_practitioner(peer_id: str, caller: Coordinator, sessions: SessionsDep) -> FhirResponse:
+    practitioner = (await use.read_profile(sessions, peer_id, site=caller.site))[1]
     return FhirResponse(json.loads(practitioner))
 
 
 @fhir_router.get(
     "/PractitionerRole/{peer_id}", response_class=FhirResponse, summary="A peer supporter's role in the program"
 )
-async def get_practitioner_role(peer_id: str, _: Coordinator, sessions: SessionsDep) -> FhirResponse:
-    role = (await use.read_profile(sessions, peer_id))[2]
+async def get_practitioner_role(peer_id: str, caller: Coordinator, sessions: SessionsDep) -> FhirResponse:
+    role = (await use.read_profile(sessions, peer_id, site=caller.site))[2]
     return FhirResponse(json.loads(role))
 
 
@@ -131,8 +147,14 @@ class OwnStatusIn(BaseModel):
 
 
 @router.put("/peers/{peer_id}/status", summary="Pause, resume or retire a peer supporter")
-async def put_status(peer_id: str, body: StatusIn, _: Coordinator, sessions: SessionsDep) -> StatusIn:
-    return StatusIn(status=(await use.set_status(sessions, peer_id, body.status)).status)
+async def put_status(peer_id: str, body: StatusIn, caller: Coordinator, sessions: SessionsDep) -> StatusIn:
+    return StatusIn(status=(await use.set_status(sessions, peer_id, body.status, site=caller.site)).status)
+
+
+@router.put("/org/peers/{peer_id}/status", summary="Pause, resume or retire one of the organization's peers")
+async def put_org_status(peer_id: str, body: StatusIn, caller: OrgCoordinator, sessions: SessionsDep) -> StatusIn:
+    updated = await use.set_status(sessions, peer_id, body.status, organization=caller.organization)
+    return StatusIn(status=updated.status)
 
 
 @router.put("/me/status", summary="A peer pauses (or resumes) their own availability")
@@ -167,7 +189,9 @@ def _preferences_out(p: ClientPreferences) -> PreferencesIn:
 
 
 @router.put("/episodes/{episode_id}/preferences", summary="What the client shared for matching")
-async def put_preferences(episode_id: str, body: PreferencesIn, _: Coordinator, sessions: SessionsDep) -> PreferencesIn:
+async def put_preferences(
+    episode_id: str, body: PreferencesIn, caller: Coordinator, sessions: SessionsDep
+) -> PreferencesIn:
     preferences = ClientPreferences(
         client_id="",
         peer_genders=frozenset(body.peer_genders),
@@ -179,12 +203,12 @@ async def put_preferences(episode_id: str, body: PreferencesIn, _: Coordinator, 
         neighbourhood=body.neighbourhood,
         excluded_peers=frozenset(body.excluded_peers),
     )
-    return _preferences_out(await use.set_preferences(sessions, episode_id, preferences))
+    return _preferences_out(await use.set_preferences(sessions, caller.site, episode_id, preferences))
 
 
 @router.get("/episodes/{episode_id}/preferences", summary="What the client shared for matching")
-async def get_preferences(episode_id: str, _: Coordinator, sessions: SessionsDep) -> PreferencesIn:
-    return _preferences_out(await use.read_preferences(sessions, episode_id))
+async def get_preferences(episode_id: str, caller: Coordinator, sessions: SessionsDep) -> PreferencesIn:
+    return _preferences_out(await use.read_preferences(sessions, caller.site, episode_id))
 
 
 class SuggestionOut(BaseModel):
@@ -212,11 +236,11 @@ class SuggestionsOut(BaseModel):
 @router.get("/episodes/{episode_id}/suggestions", summary="Peers ranked for this client, with reasons")
 async def suggestions(
     episode_id: str,
-    _: Coordinator,
+    caller: Coordinator,
     sessions: SessionsDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
 ) -> SuggestionsOut:
-    ranking = await use.suggest(sessions, episode_id, limit)
+    ranking = await use.suggest(sessions, caller.site, episode_id, limit)
     return SuggestionsOut(
         episode_id=episode_id,
         suggestions=[
@@ -241,8 +265,8 @@ class ConfirmIn(BaseModel):
 
 
 @router.post("/episodes/{episode_id}/confirm", summary="Confirm a suggested peer")
-async def confirm(episode_id: str, body: ConfirmIn, _: Coordinator, sessions: SessionsDep) -> EpisodeOut:
-    return episode_out(await use.confirm(sessions, episode_id, body.peer_id))
+async def confirm(episode_id: str, body: ConfirmIn, caller: Coordinator, sessions: SessionsDep) -> EpisodeOut:
+    return episode_out(await use.confirm(sessions, caller.site, episode_id, body.peer_id))
 
 
 class RematchIn(BaseModel):
@@ -252,8 +276,8 @@ class RematchIn(BaseModel):
 
 
 @router.post("/episodes/{episode_id}/rematch", summary="End the pairing so the client can be matched again")
-async def rematch(episode_id: str, body: RematchIn, _: Coordinator, sessions: SessionsDep) -> EpisodeOut:
-    return episode_out(await use.rematch(sessions, episode_id, body.requested_by, body.reason, body.note))
+async def rematch(episode_id: str, body: RematchIn, caller: Coordinator, sessions: SessionsDep) -> EpisodeOut:
+    return episode_out(await use.rematch(sessions, caller.site, episode_id, body.requested_by, body.reason, body.note))
 
 
 class PeerRematchIn(BaseModel):
@@ -271,8 +295,8 @@ class EndIn(BaseModel):
 
 
 @router.post("/episodes/{episode_id}/end", status_code=204, summary="End the episode and free the peer's place")
-async def end(episode_id: str, body: EndIn, _: Coordinator, sessions: SessionsDep) -> None:
-    await use.end_episode(sessions, episode_id, body.reason, body.note)
+async def end(episode_id: str, body: EndIn, caller: Coordinator, sessions: SessionsDep) -> None:
+    await use.end_episode(sessions, caller.site, episode_id, body.reason, body.note)
 
 
 class HistoryOut(BaseModel):
@@ -295,8 +319,8 @@ class EpisodeHistoryOut(BaseModel):
 
 
 @router.get("/episodes/{episode_id}/history", summary="Every assignment, re-match and ending of the episode")
-async def history(episode_id: str, _: Coordinator, sessions: SessionsDep) -> EpisodeHistoryOut:
-    entries, closure = await use.history(sessions, episode_id)
+async def history(episode_id: str, caller: Coordinator, sessions: SessionsDep) -> EpisodeHistoryOut:
+    entries, closure = await use.history(sessions, caller.site, episode_id)
     return EpisodeHistoryOut(
         episode_id=episode_id,
         assignments=[HistoryOut(**vars(e)) for e in entries],
@@ -317,17 +341,35 @@ class CaseloadOut(BaseModel):
     name: str
     status: str
     caseload_cap: int
-    clients: list[ClientLoadOut]
+    free_places: int = Field(description="the cap less the peer's clients at every site")
+    clients: list[ClientLoadOut] = Field(description="this site's clients only")
 
 
-@router.get("/caseloads", summary="Each peer's clients and contact time against the weekly minimum")
-async def caseloads(_: Coordinator, sessions: SessionsDep) -> list[CaseloadOut]:
+class OrgClientLoadOut(BaseModel):
+    client_id: str
+    site: str
+    minutes_last_7_days: int
+    below_weekly_minimum: bool
+
+
+class OrgCaseloadOut(BaseModel):
+    peer_id: str
+    name: str
+    status: str
+    caseload_cap: int
+    free_places: int
+    clients: list[OrgClientLoadOut]
+
+
+@router.get("/caseloads", summary="Each peer's clients at this site and contact time against the weekly minimum")
+async def caseloads(caller: Coordinator, sessions: SessionsDep) -> list[CaseloadOut]:
     return [
         CaseloadOut(
             peer_id=c.peer_id,
             name=c.name,
             status=c.status,
             caseload_cap=c.caseload_cap,
+            free_places=c.free_places,
             clients=[
                 ClientLoadOut(
                     client_id=x.client_id,
@@ -338,5 +380,29 @@ async def caseloads(_: Coordinator, sessions: SessionsDep) -> list[CaseloadOut]:
                 for x in c.clients
             ],
         )
-        for c in await use.caseload_view(sessions)
+        for c in await use.caseload_view(sessions, caller.site)
+    ]
+
+
+@router.get("/org/caseloads", summary="The organization's peers: their clients (ids, site) and contact minutes")
+async def org_caseloads(caller: OrgCoordinator, sessions: SessionsDep) -> list[OrgCaseloadOut]:
+    assert caller.organization is not None
+    return [
+        OrgCaseloadOut(
+            peer_id=c.peer_id,
+            name=c.name,
+            status=c.status,
+            caseload_cap=c.caseload_cap,
+            free_places=c.free_places,
+            clients=[
+                OrgClientLoadOut(
+                    client_id=x.client_id,
+                    site=x.site,
+                    minutes_last_7_days=x.minutes_last_7_days,
+                    below_weekly_minimum=x.below_minimum,
+                )
+                for x in c.clients
+            ],
+        )
+        for c in await use.organization_caseloads(sessions, caller.organization)
     ]

@@ -1,4 +1,10 @@
-"""Coordinators: peer supporters, episodes and hand assignment."""
+"""Coordinators: peer supporters, episodes and hand assignment; peer organizations: their own peers.
+
+A site's coordinator (/api/peers, /api/episodes) sees the site's clients and the peers enabled at the site.
+A peer organization's coordinator works under /api/org: registers its peers (choosing their sites), enables or
+disables them per site (PUT/DELETE /api/org/peers/{id}/sites/{site}); profiles, status and caseloads are in
+service/api/matching.py. Another site's episode, or another organization's peer, is a 404 like a missing one.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ from datetime import datetime
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from service.api.deps import Coordinator, SessionsDep
+from service.api.deps import Coordinator, OrgCoordinator, SessionsDep
 from service.app import peers
 
 router = APIRouter(prefix="/api", tags=["coordinator"])
@@ -22,6 +28,18 @@ class PeerOut(BaseModel):
     name: str
     status: str
     practitioner: str = Field(description="How a Consent names this peer: Practitioner/<id>")
+
+
+class OrgPeerIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    sites: list[str] = Field(default_factory=list, max_length=100, description="the sites it is enabled at")
+
+
+class OrgPeerOut(BaseModel):
+    id: str
+    name: str
+    status: str
+    sites: list[str]
 
 
 class EpisodeOut(BaseModel):
@@ -56,26 +74,57 @@ def episode_out(e: peers.EpisodeView) -> EpisodeOut:
     )
 
 
-@router.post("/peers", status_code=201, summary="Register a peer supporter")
-async def register_peer(body: PeerIn, _: Coordinator, sessions: SessionsDep) -> PeerOut:
-    return _peer(await peers.register_peer(sessions, body.name))
+def _org_peer(p: peers.OrgPeerView) -> OrgPeerOut:
+    return OrgPeerOut(id=p.id, name=p.name, status=p.status, sites=list(p.sites))
 
 
-@router.get("/peers", summary="List peer supporters")
-async def list_peers(_: Coordinator, sessions: SessionsDep) -> list[PeerOut]:
-    return [_peer(p) for p in await peers.list_peers(sessions)]
+@router.post("/peers", status_code=201, summary="Register a peer supporter (organization default, this site)")
+async def register_peer(body: PeerIn, caller: Coordinator, sessions: SessionsDep) -> PeerOut:
+    return _peer(await peers.register_peer(sessions, caller.site, body.name))
 
 
-@router.get("/episodes", summary="List clients' episodes (on ward, in community)")
-async def list_episodes(_: Coordinator, sessions: SessionsDep) -> list[EpisodeOut]:
-    return [episode_out(e) for e in await peers.list_episodes(sessions)]
+@router.get("/peers", summary="List the peer supporters enabled at this site")
+async def list_peers(caller: Coordinator, sessions: SessionsDep) -> list[PeerOut]:
+    return [_peer(p) for p in await peers.list_peers(sessions, caller.site)]
+
+
+@router.get("/episodes", summary="List this site's clients' episodes (on ward, in community)")
+async def list_episodes(caller: Coordinator, sessions: SessionsDep) -> list[EpisodeOut]:
+    return [episode_out(e) for e in await peers.list_episodes(sessions, caller.site)]
 
 
 @router.get("/episodes/{episode_id}", summary="One episode")
-async def get_episode(episode_id: str, _: Coordinator, sessions: SessionsDep) -> EpisodeOut:
-    return episode_out(await peers.get_episode(sessions, episode_id))
+async def get_episode(episode_id: str, caller: Coordinator, sessions: SessionsDep) -> EpisodeOut:
+    return episode_out(await peers.get_episode(sessions, caller.site, episode_id))
 
 
 @router.put("/episodes/{episode_id}/peer", summary="Assign a peer supporter to the episode by hand")
-async def assign_peer(episode_id: str, body: AssignmentIn, _: Coordinator, sessions: SessionsDep) -> EpisodeOut:
-    return episode_out(await peers.assign_peer(sessions, episode_id, body.peer_id))
+async def assign_peer(episode_id: str, body: AssignmentIn, caller: Coordinator, sessions: SessionsDep) -> EpisodeOut:
+    return episode_out(await peers.assign_peer(sessions, caller.site, episode_id, body.peer_id))
+
+
+@router.post("/org/peers", status_code=201, summary="Register one of the organization's peers, at the sites named")
+async def register_org_peer(body: OrgPeerIn, caller: OrgCoordinator, sessions: SessionsDep) -> OrgPeerOut:
+    assert caller.organization is not None
+    return _org_peer(await peers.register_org_peer(sessions, caller.organization, body.name, body.sites))
+
+
+@router.get("/org/peers", summary="The organization's peers and the sites each is enabled at")
+async def list_org_peers(caller: OrgCoordinator, sessions: SessionsDep) -> list[OrgPeerOut]:
+    assert caller.organization is not None
+    return [_org_peer(p) for p in await peers.org_peers(sessions, caller.organization)]
+
+
+@router.put("/org/peers/{peer_id}/sites/{site}", summary="Enable one of the organization's peers at a site")
+async def enable_at_site(peer_id: str, site: str, caller: OrgCoordinator, sessions: SessionsDep) -> OrgPeerOut:
+    assert caller.organization is not None
+    return _org_peer(await peers.set_peer_site(sessions, caller.organization, peer_id, site, True))
+
+
+@router.delete(
+    "/org/peers/{peer_id}/sites/{site}",
+    summary="Disable a peer at a site: no new clients there (current ones stay until re-matched)",
+)
+async def disable_at_site(peer_id: str, site: str, caller: OrgCoordinator, sessions: SessionsDep) -> OrgPeerOut:
+    assert caller.organization is not None
+    return _org_peer(await peers.set_peer_site(sessions, caller.organization, peer_id, site, False))

@@ -2,6 +2,10 @@
 reasons, confirmation, re-matching and ending episodes, and the caseload view.
 
 The scoring itself is pure (service/matching.py); here it gets its inputs — never anything clinical.
+
+Scope: a site's coordinator works on the site's episodes with the peers enabled at the site; a peer
+organization's coordinator sets its own peers' profiles and status and sees their caseloads (client ids, site,
+minutes) — nothing else. The free places a cap leaves count a peer's clients at every site.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from service import matching
 from service.app import peers, profiles
@@ -22,7 +27,7 @@ from service.matching import ClientPreferences, PeerProfile, PeerStatus, Ranking
 from service.store import repository
 from service.store.db import SessionFactory, transaction
 from service.store.matching import Assignment, ClientPreference, EpisodeClosure, PeerProfileRecord
-from service.store.models import Contact, Episode, PeerSupporter
+from service.store.models import Client, Contact, Episode, PeerSupporter
 
 END_REASONS = frozenset({"completed", "client-withdrew", "no-contact"})
 REMATCH_REASONS = frozenset({"no-connection", "client-request", "peer-request", "peer-unavailable", "safety", "other"})
@@ -30,13 +35,29 @@ REQUESTERS = frozenset({"client", "peer", "coordinator"})
 MINIMUM_MINUTES_PER_CLIENT_WEEK = 60  # the program asks for at least one hour a week with each client
 
 
-async def update_profile(sessions: SessionFactory, profile: PeerProfile) -> tuple[PeerProfile, int]:
+async def _scoped_peer(
+    session: AsyncSession, peer_id: str, site: str | None, organization: str | None
+) -> PeerSupporter:
+    """The peer as the caller may reach it: enabled at the site (a site's coordinator), owned by the
+    organization (its coordinator), or — neither given — the peer acting on themselves (/api/me)."""
+    if organization is not None:
+        return await peers.peer_of_organization(session, organization, peer_id)
+    if site is not None:
+        return await peers.peer_at_site(session, site, peer_id)
+    peer = await session.get(PeerSupporter, peer_id)
+    if peer is None:
+        raise NotFound(f"no peer supporter {peer_id}")
+    return peer
+
+
+async def update_profile(
+    sessions: SessionFactory, profile: PeerProfile, *, site: str | None = None, organization: str | None = None
+) -> tuple[PeerProfile, int]:
     """Replace a peer's profile (name and status stay in step with the peer record)."""
     now = utcnow()
     async with transaction(sessions) as session:
-        peer = await session.get(PeerSupporter, profile.peer_id, with_for_update=True)
-        if peer is None:
-            raise NotFound(f"no peer supporter {profile.peer_id}")
+        peer = await _scoped_peer(session, profile.peer_id, site, organization)
+        await session.refresh(peer, with_for_update=True)
         record = await session.get(PeerProfileRecord, peer.id)
         profile = replace(profile, name=profile.name or peer.name)
         peer.name = profile.name
@@ -45,35 +66,44 @@ async def update_profile(sessions: SessionFactory, profile: PeerProfile) -> tupl
     return profile, version
 
 
-async def read_profile(sessions: SessionFactory, peer_id: str) -> tuple[PeerProfile, str, str]:
+async def read_profile(
+    sessions: SessionFactory, peer_id: str, *, site: str | None = None, organization: str | None = None
+) -> tuple[PeerProfile, str, str]:
     """The profile and its FHIR Practitioner and PractitionerRole JSON, as stored."""
     async with sessions() as session:
+        await _scoped_peer(session, peer_id, site, organization)
         record = await session.get(PeerProfileRecord, peer_id)
         if record is None:
             raise NotFound(f"no peer supporter {peer_id}")
         return profiles.profile_of(record), record.practitioner_json, record.role_json
 
 
-async def set_status(sessions: SessionFactory, peer_id: str, status: PeerStatus) -> PeerProfile:
+async def set_status(
+    sessions: SessionFactory,
+    peer_id: str,
+    status: PeerStatus,
+    *,
+    site: str | None = None,
+    organization: str | None = None,
+) -> PeerProfile:
     """Pause, resume or retire a peer. A paused peer keeps their clients but gets no new ones."""
     async with sessions() as session:
+        await _scoped_peer(session, peer_id, site, organization)
         record = await session.get(PeerProfileRecord, peer_id)
         if record is None:
             raise NotFound(f"no peer supporter {peer_id}")
         current = profiles.profile_of(record)
-    updated, _ = await update_profile(sessions, replace(current, status=status))
+    updated, _ = await update_profile(sessions, replace(current, status=status), site=site, organization=organization)
     return updated
 
 
 async def set_preferences(
-    sessions: SessionFactory, episode_id: str, preferences: ClientPreferences
+    sessions: SessionFactory, site: str, episode_id: str, preferences: ClientPreferences
 ) -> ClientPreferences:
     """Record what the client agreed to share for matching (replaces what was recorded before)."""
     now = utcnow()
     async with transaction(sessions) as session:
-        episode = await session.get(Episode, episode_id)
-        if episode is None:
-            raise NotFound(f"no episode {episode_id}")
+        episode = await peers.episode_in_scope(session, site, episode_id)
         preferences = replace(preferences, client_id=episode.client_id)
         stored = await session.get(ClientPreference, episode_id)
         if stored is None:
@@ -84,39 +114,36 @@ async def set_preferences(
     return preferences
 
 
-async def read_preferences(sessions: SessionFactory, episode_id: str) -> ClientPreferences:
+async def read_preferences(sessions: SessionFactory, site: str, episode_id: str) -> ClientPreferences:
     async with sessions() as session:
-        episode = await session.get(Episode, episode_id)
-        if episode is None:
-            raise NotFound(f"no episode {episode_id}")
+        episode = await peers.episode_in_scope(session, site, episode_id)
         return await profiles.preferences_of(session, episode)
 
 
-async def suggest(sessions: SessionFactory, episode_id: str, limit: int = 10) -> Ranking:
-    """Peers ranked for the episode's client, best first, each with reasons; excluded peers with why."""
+async def suggest(sessions: SessionFactory, site: str, episode_id: str, limit: int = 10) -> Ranking:
+    """Peers enabled at the site ranked for the episode's client, best first, each with reasons; excluded
+    peers with why."""
     async with sessions() as session:
-        episode = await session.get(Episode, episode_id)
-        if episode is None or await session.get(EpisodeClosure, episode_id) is not None:
-            raise NotFound(f"no open episode {episode_id}")
+        episode = await peers.episode_in_scope(session, site, episode_id, open_only=True)
         preferences = await profiles.preferences_of(session, episode)
         tried = await profiles.tried_peers(session, episode_id)
-        candidates = await profiles.candidates(session)
+        candidates = await profiles.candidates(session, site=site)
     on_ward = episode.state == EpisodeState.ON_WARD.value
     return matching.rank(preferences, candidates, on_ward=on_ward, tried=tried, limit=limit)
 
 
-async def confirm(sessions: SessionFactory, episode_id: str, peer_id: str) -> peers.EpisodeView:
+async def confirm(sessions: SessionFactory, site: str, episode_id: str, peer_id: str) -> peers.EpisodeView:
     """Assign a suggested peer, keeping their score in the history."""
-    ranking = await suggest(sessions, episode_id, limit=10_000)
+    ranking = await suggest(sessions, site, episode_id, limit=10_000)
     chosen = next((s for s in ranking.suggestions if s.peer_id == peer_id), None)
     if chosen is None:
-        why = next((e.reason for e in ranking.excluded if e.peer_id == peer_id), "not a peer supporter")
+        why = next((e.reason for e in ranking.excluded if e.peer_id == peer_id), "not a peer supporter at this site")
         raise InvalidResource(f"peer {peer_id} cannot be suggested: {why}", "peer_id")
-    return await peers.assign_peer(sessions, episode_id, peer_id, suggested=True, score=chosen.score)
+    return await peers.assign_peer(sessions, site, episode_id, peer_id, suggested=True, score=chosen.score)
 
 
 async def rematch(
-    sessions: SessionFactory, episode_id: str, requested_by: str, reason: str, note: str | None = None
+    sessions: SessionFactory, site: str, episode_id: str, requested_by: str, reason: str, note: str | None = None
 ) -> peers.EpisodeView:
     """Either side asks for a new peer: the pair ends, the reason is kept, the peer is not suggested again."""
     if requested_by not in REQUESTERS:
@@ -124,7 +151,7 @@ async def rematch(
     if reason not in REMATCH_REASONS:
         raise InvalidResource(f"reason must be one of {sorted(REMATCH_REASONS)}", "reason")
     async with transaction(sessions) as session:
-        episode = await session.get(Episode, episode_id, with_for_update=True)
+        episode = await repository.episode_at(session, site, episode_id, for_update=True)
         if episode is None or episode.peer_id is None:
             raise NotFound(f"no episode {episode_id} with a peer assigned")
         await peers.end_assignment(
@@ -138,20 +165,21 @@ async def rematch_by_peer(sessions: SessionFactory, peer_id: str, client_id: str
     """A peer asks to stop working with one of their clients (404 for anyone else's client)."""
     async with sessions() as session:
         episode = await repository.episode_of_peer(session, peer_id, client_id)
-    if episode is None:
+        client = await session.get(Client, client_id) if episode is not None else None
+    if episode is None or client is None:
         raise NotFound(f"Patient/{client_id} is not known")
-    await rematch(sessions, episode.id, "peer", "peer-request", note)
+    await rematch(sessions, client.site, episode.id, "peer", "peer-request", note)
 
 
-async def end_episode(sessions: SessionFactory, episode_id: str, reason: str, note: str | None = None) -> None:
+async def end_episode(
+    sessions: SessionFactory, site: str, episode_id: str, reason: str, note: str | None = None
+) -> None:
     """The program's work with the client ends; the peer's place is freed; the ending is kept."""
     if reason not in END_REASONS:
         raise InvalidResource(f"reason must be one of {sorted(END_REASONS)}", "reason")
     now = utcnow()
     async with transaction(sessions) as session:
-        episode = await session.get(Episode, episode_id, with_for_update=True)
-        if episode is None or await session.get(EpisodeClosure, episode_id) is not None:
-            raise NotFound(f"no open episode {episode_id}")
+        episode = await peers.episode_in_scope(session, site, episode_id, for_update=True, open_only=True)
         if await peers.end_assignment(session, episode, now, kind="episode-ended", reason=reason) is not None:
             await queue_careteam(session, episode_id)
         session.add(EpisodeClosure(episode_id=episode_id, ended_at=now, reason=reason, note=note))
@@ -170,10 +198,11 @@ class HistoryEntry:
     note: str | None
 
 
-async def history(sessions: SessionFactory, episode_id: str) -> tuple[Sequence[HistoryEntry], EpisodeClosure | None]:
+async def history(
+    sessions: SessionFactory, site: str, episode_id: str
+) -> tuple[Sequence[HistoryEntry], EpisodeClosure | None]:
     async with sessions() as session:
-        if await session.get(Episode, episode_id) is None:
-            raise NotFound(f"no episode {episode_id}")
+        await peers.episode_in_scope(session, site, episode_id)
         rows = await session.execute(
             select(Assignment).where(Assignment.episode_id == episode_id).order_by(Assignment.started_at, Assignment.id)
         )
@@ -199,6 +228,7 @@ class ClientLoad:
     client_id: str
     episode_id: str
     minutes_last_7_days: int
+    site: str = ""
 
     @property
     def below_minimum(self) -> bool:
@@ -212,31 +242,66 @@ class Caseload:
     status: str
     caseload_cap: int
     clients: tuple[ClientLoad, ...]
+    free_places: int = 0  # the cap less the peer's clients at every site (the only figure counting other sites)
 
 
-async def caseload_view(sessions: SessionFactory, now: datetime | None = None) -> list[Caseload]:
-    """Each peer's clients and minutes of contact in the last 7 days against the one-hour-a-week minimum."""
-    now = now or utcnow()
-    since = now - timedelta(days=7)
-    async with sessions() as session:
-        minutes = dict(
-            (
-                await session.execute(
-                    select(Contact.episode_id, func.sum(Contact.minutes))
-                    .where(Contact.started_at >= since)
-                    .group_by(Contact.episode_id)
-                )
-            ).all()
-        )
-        episodes = (await session.execute(select(Episode).where(Episode.peer_id.is_not(None)))).scalars().all()
-        by_peer: dict[str, list[ClientLoad]] = {}
-        for e in episodes:
-            assert e.peer_id is not None
-            by_peer.setdefault(e.peer_id, []).append(ClientLoad(e.client_id, e.id, int(minutes.get(e.id) or 0)))
-        records = (await session.execute(select(PeerProfileRecord))).scalars().all()
-        out = []
-        for record in records:
-            profile = profiles.profile_of(record)
-            loads = tuple(sorted(by_peer.get(record.peer_id, []), key=lambda c: c.client_id))
-            out.append(Caseload(profile.peer_id, profile.name, profile.status.value, profile.caseload_cap, loads))
+async def _loads(
+    session: AsyncSession, since: datetime, *, site: str | None, peer_ids: Sequence[str] | None
+) -> dict[str, list[ClientLoad]]:
+    """Assigned episodes by peer with their minutes since `since`: of one site's clients, or of some peers."""
+    query = (
+        select(Episode.id, Episode.client_id, Episode.peer_id, Client.site, func.coalesce(func.sum(Contact.minutes), 0))
+        .join(Client, Client.id == Episode.client_id)
+        .outerjoin(Contact, (Contact.episode_id == Episode.id) & (Contact.started_at >= since))
+        .where(Episode.peer_id.is_not(None))
+        .group_by(Episode.id, Episode.client_id, Episode.peer_id, Client.site)
+    )
+    if site is not None:
+        query = query.where(Client.site == site)
+    if peer_ids is not None:
+        query = query.where(Episode.peer_id.in_(peer_ids))
+    by_peer: dict[str, list[ClientLoad]] = {}
+    for episode_id, client_id, peer_id, client_site, minutes in (await session.execute(query)).all():
+        by_peer.setdefault(str(peer_id), []).append(ClientLoad(client_id, episode_id, int(minutes or 0), client_site))
+    return by_peer
+
+
+async def _caseloads(
+    session: AsyncSession, peer_rows: Sequence[PeerSupporter], loads: dict[str, list[ClientLoad]]
+) -> list[Caseload]:
+    everywhere = await profiles.caseloads(session)
+    out = []
+    for peer in peer_rows:
+        record = await session.get(PeerProfileRecord, peer.id)
+        if record is None:
+            continue
+        profile = profiles.profile_of(record)
+        shown = tuple(sorted(loads.get(peer.id, []), key=lambda c: (c.client_id, c.episode_id)))
+        free = max(0, profile.caseload_cap - everywhere.get(peer.id, 0))
+        out.append(Caseload(peer.id, profile.name, profile.status.value, profile.caseload_cap, shown, free))
     return sorted(out, key=lambda c: (c.name, c.peer_id))
+
+
+async def caseload_view(sessions: SessionFactory, site: str, now: datetime | None = None) -> list[Caseload]:
+    """A site's coordinator: each peer enabled at the site (or still holding one of its clients) with the
+    site's clients only and their minutes of contact in the last 7 days against the one-hour-a-week minimum."""
+    now = now or utcnow()
+    async with sessions() as session:
+        loads = await _loads(session, now - timedelta(days=7), site=site, peer_ids=None)
+        enabled = {p.id: p for p in await repository.peers(session, site=site)}
+        holding = [p for p in loads if p not in enabled]
+        if holding:
+            rows = await session.execute(select(PeerSupporter).where(PeerSupporter.id.in_(holding)))
+            enabled.update({p.id: p for p in rows.scalars()})
+        return await _caseloads(session, list(enabled.values()), loads)
+
+
+async def organization_caseloads(
+    sessions: SessionFactory, organization: str, now: datetime | None = None
+) -> list[Caseload]:
+    """An organization's coordinator: its own peers' clients (ids and site) and minutes, at every site."""
+    now = now or utcnow()
+    async with sessions() as session:
+        own = list(await repository.peers(session, organization=organization))
+        loads = await _loads(session, now - timedelta(days=7), site=None, peer_ids=[p.id for p in own])
+        return await _caseloads(session, own, loads)

@@ -1,4 +1,10 @@
-"""Coordinators register peer supporters and assign one to a client's episode by hand."""
+"""Coordinators register peer supporters and assign one to a client's episode by hand; peer organizations
+register their own peers and choose the sites each is enabled for.
+
+Scope: a site's coordinator reaches only episodes of the site's clients and only peers enabled at the site; an
+organization's coordinator reaches only the organization's peers. Anything else is the same NotFound as
+something that does not exist (`episode_in_scope`, `peer_at_site`, `peer_of_organization`).
+"""
 
 from __future__ import annotations
 
@@ -12,13 +18,13 @@ from service import matching
 from service.app import profiles
 from service.app.clock import new_id, utcnow
 from service.app.delivery import queue_careteam
-from service.errors import InvalidResource, NotFound
+from service.errors import Forbidden, InvalidResource, NotFound
 from service.matching import PeerProfile
 from service.store import repository
 from service.store.db import SessionFactory, transaction
 from service.store.matching import Assignment, EpisodeClosure
 from service.store.models import Episode, PeerSupporter
-from service.store.sites import DEFAULT_ORGANIZATION
+from service.store.sites import DEFAULT_ORGANIZATION, PeerSite, Site, sites_of_peer
 
 
 @dataclass(frozen=True)
@@ -31,6 +37,16 @@ class PeerView:
     def practitioner(self) -> str:
         """How a Consent names this peer (Consent.provision.actor.reference)."""
         return f"Practitioner/{self.id}"
+
+
+@dataclass(frozen=True)
+class OrgPeerView:
+    """An organization's peer as its coordinator sees it: where it is enabled, nothing of any client."""
+
+    id: str
+    name: str
+    status: str
+    sites: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -60,54 +76,145 @@ def episode_view(e: Episode) -> EpisodeView:
     )
 
 
-async def register_peer(sessions: SessionFactory, name: str) -> PeerView:
-    """Add a peer supporter to the program (active from now, with a default profile to complete)."""
+# --- scope ---------------------------------------------------------------------------------------------------
+
+
+async def episode_in_scope(
+    session: AsyncSession, site: str, episode_id: str, *, for_update: bool = False, open_only: bool = False
+) -> Episode:
+    """The episode if its client belongs to the site (and, with open_only, it has not ended); else NotFound,
+    worded the same whether the episode is another site's or does not exist."""
+    episode = await repository.episode_at(session, site, episode_id, for_update=for_update)
+    if open_only:
+        if episode is None or await session.get(EpisodeClosure, episode_id) is not None:
+            raise NotFound(f"no open episode {episode_id}")
+    elif episode is None:
+        raise NotFound(f"no episode {episode_id}")
+    return episode
+
+
+async def peer_at_site(session: AsyncSession, site: str, peer_id: str) -> PeerSupporter:
+    """A peer enabled at the site; NotFound otherwise (another organization's peer looks like no peer)."""
+    peer = await session.get(PeerSupporter, peer_id)
+    if peer is None or not await repository.peer_enabled_at(session, peer_id, site):
+        raise NotFound(f"no peer supporter {peer_id}")
+    return peer
+
+
+async def peer_of_organization(session: AsyncSession, organization: str, peer_id: str) -> PeerSupporter:
+    peer = await repository.peer_of_organization(session, organization, peer_id)
+    if peer is None:
+        raise NotFound(f"no peer supporter {peer_id}")
+    return peer
+
+
+async def _registered_sites(session: AsyncSession, names: Sequence[str], expression: str) -> list[str]:
+    chosen = list(dict.fromkeys(names))
+    for name in chosen:
+        row = await session.get(Site, name)
+        if row is None or row.status != "active":
+            raise InvalidResource(f"{name} is not a registered, active site", expression)
+    return chosen
+
+
+# --- registering peers ----------------------------------------------------------------------------------------
+
+
+async def _add_peer(session: AsyncSession, name: str, organization: str, sites: Sequence[str]) -> PeerSupporter:
     if not name.strip():
         raise InvalidResource("a peer supporter needs a name", "name")
     now = utcnow()
+    peer = PeerSupporter(id=new_id(), name=name.strip(), status="active", created_at=now, organization_id=organization)
+    session.add(peer)
+    await session.flush()
+    for site in sites:
+        session.add(PeerSite(peer_id=peer.id, site_id=site, enabled_at=now))
+    profiles.store_profile(session, PeerProfile(peer_id=peer.id, name=peer.name), now, None)
+    return peer
+
+
+async def register_peer(sessions: SessionFactory, site: str, name: str) -> PeerView:
+    """A site's coordinator adds a peer supporter (active from now, with a default profile to complete): it
+    belongs to the "default" organization and is enabled at the coordinator's site."""
     async with transaction(sessions) as session:
-        peer = PeerSupporter(
-            id=new_id(), name=name.strip(), status="active", created_at=now, organization_id=DEFAULT_ORGANIZATION
-        )
-        session.add(peer)
-        await session.flush()
-        profiles.store_profile(session, PeerProfile(peer_id=peer.id, name=peer.name), now, None)
+        row = await session.get(Site, site)
+        if row is None or row.status != "active":
+            raise Forbidden(f"site {site} is not registered or is disabled")
+        peer = await _add_peer(session, name, DEFAULT_ORGANIZATION, [site])
     return _peer(peer)
 
 
-async def list_peers(sessions: SessionFactory) -> Sequence[PeerView]:
+async def register_org_peer(
+    sessions: SessionFactory, organization: str, name: str, sites: Sequence[str]
+) -> OrgPeerView:
+    """An organization's coordinator adds one of its peers, enabled at the sites named (possibly none yet)."""
+    async with transaction(sessions) as session:
+        chosen = await _registered_sites(session, sites, "sites")
+        peer = await _add_peer(session, name, organization, chosen)
+    return OrgPeerView(peer.id, peer.name, peer.status, tuple(sorted(chosen)))
+
+
+async def org_peers(sessions: SessionFactory, organization: str) -> list[OrgPeerView]:
     async with sessions() as session:
-        return [_peer(p) for p in await repository.peers(session)]
+        return [
+            OrgPeerView(p.id, p.name, p.status, tuple(await sites_of_peer(session, p.id)))
+            for p in await repository.peers(session, organization=organization)
+        ]
 
 
-async def list_episodes(sessions: SessionFactory) -> Sequence[EpisodeView]:
+async def set_peer_site(
+    sessions: SessionFactory, organization: str, peer_id: str, site: str, enabled: bool
+) -> OrgPeerView:
+    """Enable or disable one of the organization's peers at a site. Disabling stops new matches there; the
+    clients the peer already has at that site stay theirs until a coordinator re-matches or ends the episode."""
+    async with transaction(sessions) as session:
+        peer = await peer_of_organization(session, organization, peer_id)
+        current = await session.get(PeerSite, (peer.id, site))
+        if enabled and current is None:
+            await _registered_sites(session, [site], "site")
+            session.add(PeerSite(peer_id=peer.id, site_id=site, enabled_at=utcnow()))
+        elif not enabled and current is not None:
+            await session.delete(current)
+        await session.flush()
+        return OrgPeerView(peer.id, peer.name, peer.status, tuple(await sites_of_peer(session, peer.id)))
+
+
+async def list_peers(sessions: SessionFactory, site: str) -> Sequence[PeerView]:
+    """The peers enabled at the site (whatever their organization)."""
     async with sessions() as session:
-        return [episode_view(e) for e in await repository.episodes(session)]
+        return [_peer(p) for p in await repository.peers(session, site=site)]
 
 
-async def get_episode(sessions: SessionFactory, episode_id: str) -> EpisodeView:
+async def list_episodes(sessions: SessionFactory, site: str) -> Sequence[EpisodeView]:
     async with sessions() as session:
-        episode = await session.get(Episode, episode_id)
-        if episode is None:
-            raise NotFound(f"no episode {episode_id}")
-        return episode_view(episode)
+        return [episode_view(e) for e in await repository.episodes(session, site=site)]
+
+
+async def get_episode(sessions: SessionFactory, site: str, episode_id: str) -> EpisodeView:
+    async with sessions() as session:
+        return episode_view(await episode_in_scope(session, site, episode_id))
 
 
 async def assign_peer(
-    sessions: SessionFactory, episode_id: str, peer_id: str, *, suggested: bool = False, score: float | None = None
+    sessions: SessionFactory,
+    site: str,
+    episode_id: str,
+    peer_id: str,
+    *,
+    suggested: bool = False,
+    score: float | None = None,
 ) -> EpisodeView:
     """Assign a peer to the episode (replacing any earlier one), by hand or confirming a suggestion.
 
-    The hard rules of matching hold either way: the peer is active, has a free place, was not excluded by the
-    client and was not re-matched away from this client before. Every change is kept in the history.
+    The hard rules of matching hold either way: the peer is enabled at the client's site, active, has a free
+    place, was not excluded by the client and was not re-matched away from this client before. Every change is
+    kept in the history.
     """
     async with transaction(sessions) as session:
-        episode = await session.get(Episode, episode_id, with_for_update=True)
-        if episode is None or await session.get(EpisodeClosure, episode_id) is not None:
-            raise NotFound(f"no open episode {episode_id}")
+        episode = await episode_in_scope(session, site, episode_id, for_update=True, open_only=True)
         peer = await session.get(PeerSupporter, peer_id)
-        if peer is None:
-            raise InvalidResource(f"no peer supporter {peer_id}", "peer_id")
+        if peer is None or not await repository.peer_enabled_at(session, peer_id, site):
+            raise InvalidResource(f"no peer supporter {peer_id} is enabled at this site", "peer_id")
         if episode.peer_id == peer.id:
             return episode_view(episode)
         candidate = await profiles.candidate(session, peer.id)

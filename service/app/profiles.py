@@ -20,6 +20,7 @@ from service.fhir.build import to_json
 from service.matching import Candidate, ClientPreferences, PeerProfile
 from service.store.matching import Assignment, ClientPreference, PeerProfileRecord
 from service.store.models import Episode, PeerSupporter
+from service.store.sites import PeerSite
 
 _CACHE_SIZE = 8192
 _profiles: OrderedDict[tuple[str, int], PeerProfile] = OrderedDict()
@@ -68,16 +69,20 @@ async def candidate(session: AsyncSession, peer_id: str) -> Candidate | None:
     return Candidate(profile_of(record), int(count or 0))
 
 
-async def candidates(session: AsyncSession) -> list[Candidate]:
-    """Every peer with their caseload. Only (id, version) is read for peers already cached: the FHIR JSON
-    of a profile is read again only when its version changed."""
+async def candidates(session: AsyncSession, *, site: str | None = None) -> list[Candidate]:
+    """Every peer (enabled at the site, when one is named) with their caseload at every site — a cap is a cap
+    wherever the clients are. Only (id, version) is read for peers already cached: the FHIR JSON of a profile
+    is read again only when its version changed."""
     loads = await caseloads(session)
-    versions = (await session.execute(select(PeerProfileRecord.peer_id, PeerProfileRecord.version))).all()
+    query = select(PeerProfileRecord.peer_id, PeerProfileRecord.version)
+    if site is not None:
+        query = query.join(PeerSite, PeerSite.peer_id == PeerProfileRecord.peer_id).where(PeerSite.site_id == site)
+    versions = (await session.execute(query)).all()
     missing = [peer_id for peer_id, version in versions if (peer_id, version) not in _profiles]
     read: dict[str, PeerProfile] = {}
     if missing:
-        query = select(PeerProfileRecord).where(PeerProfileRecord.peer_id.in_(missing))
-        read = {record.peer_id: profile_of(record) for record in (await session.execute(query)).scalars()}
+        rows = select(PeerProfileRecord).where(PeerProfileRecord.peer_id.in_(missing))
+        read = {record.peer_id: profile_of(record) for record in (await session.execute(rows)).scalars()}
     found = []
     for peer_id, version in versions:
         profile = _profiles.get((peer_id, version)) or read.get(peer_id)

@@ -1,4 +1,9 @@
-"""Queries the use cases share. Plain functions over an AsyncSession; no commits here."""
+"""Queries the use cases share. Plain functions over an AsyncSession; no commits here.
+
+Scope: every query a site's coordinator reaches takes the site and filters by it in SQL (a client belongs to
+the site whose EHR sent it; an episode, consent or audit record belongs to its client's site). Something of
+another site is simply not found, exactly like something that does not exist.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +13,35 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.store.channel import Notification
 from service.store.models import AuditRecord, Client, ConsentDocument, Contact, Episode, PeerSupporter
+from service.store.sites import PeerSite
 
 
 async def client_by_ehr_id(session: AsyncSession, site: str, ehr_patient_id: str) -> Client | None:
     result = await session.execute(select(Client).where(Client.site == site, Client.ehr_patient_id == ehr_patient_id))
     return result.scalar_one_or_none()
+
+
+async def client_at(session: AsyncSession, site: str, client_id: str) -> Client | None:
+    """The client with this Peerway id, if it belongs to the site (None for another site's, as for none)."""
+    client = await session.get(Client, client_id)
+    return client if client is not None and client.site == site else None
+
+
+async def client_named(session: AsyncSession, site: str, patient: str) -> Client | None:
+    """A site's client named as Patient/<client id>, <client id> or the site's EHR Patient id."""
+    patient_id = patient.removeprefix("Patient/")
+    return await client_at(session, site, patient_id) or await client_by_ehr_id(session, site, patient_id)
+
+
+async def episode_at(session: AsyncSession, site: str, episode_id: str, *, for_update: bool = False) -> Episode | None:
+    """The episode, if its client belongs to the site."""
+    query = select(Episode).join(Client, Client.id == Episode.client_id)
+    query = query.where(Episode.id == episode_id, Client.site == site)
+    if for_update:
+        query = query.with_for_update(of=Episode)
+    return (await session.execute(query)).scalar_one_or_none()
 
 
 async def episode_by_encounter(session: AsyncSession, client_id: str, ehr_encounter_id: str) -> Episode | None:
@@ -37,15 +65,51 @@ async def episode_of_peer(session: AsyncSession, peer_id: str, client_id: str) -
     return episode if episode is not None and episode.peer_id == peer_id else None
 
 
-async def episodes(session: AsyncSession, *, peer_id: str | None = None) -> Sequence[Episode]:
+async def episodes(session: AsyncSession, *, peer_id: str | None = None, site: str | None = None) -> Sequence[Episode]:
+    """Episodes oldest first; of one peer (any site: a peer's own view) and/or of one site's clients."""
     query = select(Episode).order_by(Episode.created_at)
     if peer_id is not None:
         query = query.where(Episode.peer_id == peer_id)
+    if site is not None:
+        query = query.join(Client, Client.id == Episode.client_id).where(Client.site == site)
     return (await session.execute(query)).scalars().all()
 
 
-async def peers(session: AsyncSession) -> Sequence[PeerSupporter]:
-    return (await session.execute(select(PeerSupporter).order_by(PeerSupporter.name))).scalars().all()
+async def peers(
+    session: AsyncSession, *, site: str | None = None, organization: str | None = None
+) -> Sequence[PeerSupporter]:
+    """Peer supporters by name: those enabled at a site, and/or those of one organization."""
+    query = select(PeerSupporter).order_by(PeerSupporter.name, PeerSupporter.id)
+    if site is not None:
+        query = query.join(PeerSite, PeerSite.peer_id == PeerSupporter.id).where(PeerSite.site_id == site)
+    if organization is not None:
+        query = query.where(PeerSupporter.organization_id == organization)
+    return (await session.execute(query)).scalars().all()
+
+
+async def peer_enabled_at(session: AsyncSession, peer_id: str, site: str) -> bool:
+    return await session.get(PeerSite, (peer_id, site)) is not None
+
+
+async def peer_of_organization(session: AsyncSession, organization: str, peer_id: str) -> PeerSupporter | None:
+    """The peer, if the organization owns it (None for another organization's, as for none)."""
+    peer = await session.get(PeerSupporter, peer_id)
+    return peer if peer is not None and peer.organization_id == organization else None
+
+
+async def coordinator_notifications(
+    session: AsyncSession, site: str, since: datetime | None, limit: int
+) -> Sequence[Notification]:
+    """The coordinators' notifications about the site's clients after `since`, oldest first."""
+    query = (
+        select(Notification)
+        .join(Client, Client.id == Notification.client_id)
+        .where(Notification.audience == "coordinator", Notification.peer_id.is_(None), Client.site == site)
+    )
+    if since is not None:
+        query = query.where(Notification.created_at > since)
+    result = await session.execute(query.order_by(Notification.created_at, Notification.id).limit(limit))
+    return result.scalars().all()
 
 
 async def consents_of(session: AsyncSession, client_id: str) -> Sequence[ConsentDocument]:
