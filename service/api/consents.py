@@ -38,8 +38,8 @@ async def replace_consent(
 
 
 @router.get("/{consent_id}", response_class=FhirResponse, summary="Read a Consent")
-async def read_consent(consent_id: str, _: Coordinator, sessions: SessionsDep) -> FhirResponse:
-    return FhirResponse(await consents.read_consent(sessions, consent_id))
+async def read_consent(consent_id: str, caller: Coordinator, sessions: SessionsDep) -> FhirResponse:
+    return FhirResponse(await consents.read_consent(sessions, caller.site, consent_id))
 
 
 @router.get("", response_class=FhirResponse, summary="Search a client's Consents")

@@ -85,15 +85,15 @@ async def my_notifications(caller: Peer, sessions: SessionsDep, settings: Settin
 
 @router.get("/api/notifications", summary="Coordinators' notifications: which client was readmitted")
 async def coordinator_notifications(
-    _: Coordinator, sessions: SessionsDep, settings: SettingsDep, since: Since = None
+    caller: Coordinator, sessions: SessionsDep, settings: SettingsDep, since: Since = None
 ) -> FeedOut:
     overlap = settings.notification_feed_overlap_seconds
-    return _feed(await notifications.coordinator_feed(sessions, since, overlap))
+    return _feed(await notifications.coordinator_feed(sessions, caller.site, since, overlap))
 
 
 @router.get("/api/discharges/upcoming", summary="Clients on the ward with an expected discharge date, soonest first")
-async def upcoming_discharges(_: Coordinator, sessions: SessionsDep) -> list[UpcomingDischargeOut]:
-    return _upcoming(await notifications.upcoming_discharges(sessions), with_peer=True)
+async def upcoming_discharges(caller: Coordinator, sessions: SessionsDep) -> list[UpcomingDischargeOut]:
+    return _upcoming(await notifications.upcoming_discharges(sessions, caller.site), with_peer=True)
 
 
 @router.get(

@@ -10,7 +10,6 @@ from typing import Any
 from service.errors import InvalidResource
 from service.store import repository
 from service.store.db import SessionFactory
-from service.store.models import Client
 
 
 async def disclosures(
@@ -20,9 +19,8 @@ async def disclosures(
     for name, value in (("since", since), ("until", until)):
         if value is not None and value.tzinfo is None:
             raise InvalidResource(f"{name} needs a time zone", name)
-    patient_id = patient.removeprefix("Patient/")
     async with sessions() as session:
-        client = await session.get(Client, patient_id) or await repository.client_by_ehr_id(session, site, patient_id)
+        client = await repository.client_named(session, site, patient)  # the site's clients only
         if client is None:
             return []
         return [json.loads(r.resource_json) for r in await repository.audit_of(session, client.id, since, until)]

@@ -1,5 +1,7 @@
 """Coordinators record a client's sharing choices as FHIR Consents; the engine reads them on every request.
 
+Consents are per client and a client is per site (the EHR that sent them): a writer or reader acting for a site
+reaches only that site's clients' Consents, so a Consent recorded at one hospital never covers another's data.
 Every change stores a new version; decisions always read the current rows, so a withdrawal or a new deny
 applies to the very next request. Parsed ConsentRecords are cached by (id, version) only: a changed Consent
 has a new version and is never served from the cache.
@@ -43,14 +45,12 @@ def consent_record(doc: ConsentDocument) -> ConsentRecord:
 
 
 async def _client_for(session: AsyncSession, site: str, data: dict[str, Any]) -> Client:
-    """Consent.patient names the client by Peerway's id (Patient/<client id>) or by the EHR's Patient id."""
+    """Consent.patient names the site's client by Peerway's id (Patient/<client id>) or by the site's EHR
+    Patient id; another site's client is refused exactly like an unknown one."""
     reference = (data.get("patient") or {}).get("reference")
     if not isinstance(reference, str) or not reference.startswith("Patient/"):
         raise InvalidResource("Consent.patient must be a Patient/<id> reference", "Consent.patient")
-    patient_id = reference.split("/", 1)[1]
-    client = await session.get(Client, patient_id)
-    if client is None:
-        client = await repository.client_by_ehr_id(session, site, patient_id)
+    client = await repository.client_named(session, site, reference)
     if client is None:
         raise InvalidResource(f"Consent.patient {reference} is not a client of the program", "Consent.patient")
     return client
@@ -96,10 +96,11 @@ async def _write(
     return stored, created
 
 
-async def read_consent(sessions: SessionFactory, consent_id: str) -> dict[str, Any]:
+async def read_consent(sessions: SessionFactory, site: str, consent_id: str) -> dict[str, Any]:
+    """A Consent of one of the site's clients (another site's is not known, like a missing one)."""
     async with sessions() as session:
         doc = await session.get(ConsentDocument, consent_id)
-        if doc is None:
+        if doc is None or await repository.client_at(session, site, doc.client_id) is None:
             raise NotFound(f"Consent/{consent_id} is not known")
         result: dict[str, Any] = json.loads(doc.resource_json)
         return result
@@ -107,9 +108,8 @@ async def read_consent(sessions: SessionFactory, consent_id: str) -> dict[str, A
 
 async def search_consents(sessions: SessionFactory, site: str, patient: str) -> Sequence[dict[str, Any]]:
     """Consents of one client, oldest first; an unknown patient simply has none."""
-    patient_id = patient.removeprefix("Patient/")
     async with sessions() as session:
-        client = await session.get(Client, patient_id) or await repository.client_by_ehr_id(session, site, patient_id)
+        client = await repository.client_named(session, site, patient)
         if client is None:
             return []
         return [json.loads(d.resource_json) for d in await repository.consents_of(session, client.id)]

@@ -15,7 +15,7 @@ from service.app.sharing import HELD, Holdings, decide
 from service.errors import InvalidResource, NotFound
 from service.store import repository
 from service.store.db import SessionFactory
-from service.store.models import Client, PeerSupporter
+from service.store.models import PeerSupporter
 
 
 @dataclass(frozen=True)
@@ -46,14 +46,15 @@ async def explain_sharing(
     if at.tzinfo is None:
         raise InvalidResource("at needs a time zone", "at")
     async with sessions() as session:
-        client = await session.get(Client, client_id)
+        client = await repository.client_at(session, site, client_id)
         episode = await repository.current_episode(session, client_id) if client is not None else None
-        if client is None or episode is None or client.site != site:
+        if client is None or episode is None:
             raise NotFound(f"Patient/{client_id} is not known")
         peer_id = peer_id or episode.peer_id
         if peer_id is None:
             raise InvalidResource("no peer supporter is assigned to this client: name one with peer_id", "peer_id")
-        if await session.get(PeerSupporter, peer_id) is None:
+        known = await session.get(PeerSupporter, peer_id) is not None
+        if not known or (peer_id != episode.peer_id and not await repository.peer_enabled_at(session, peer_id, site)):
             raise InvalidResource(f"no peer supporter {peer_id}", "peer_id")
         assigned = episode.peer_id == peer_id
         holdings = Holdings.of(client, episode)

@@ -130,11 +130,11 @@ async def peer_feed(sessions: SessionFactory, peer_id: str, since: datetime | No
     return Feed([_view(r) for r in rows if r.client_id in mine], _next_since(rows, since, now, overlap))
 
 
-async def coordinator_feed(sessions: SessionFactory, since: datetime | None, overlap: float) -> Feed:
-    """Every notification addressed to the coordinators after `since`."""
+async def coordinator_feed(sessions: SessionFactory, site: str, since: datetime | None, overlap: float) -> Feed:
+    """The notifications addressed to the site's coordinators (about the site's clients) after `since`."""
     now = utcnow()
     async with sessions() as session:
-        rows = list(await store.feed(session, COORDINATOR, None, since, FEED_PAGE))
+        rows = list(await repository.coordinator_notifications(session, site, since, FEED_PAGE))
     return Feed([_view(r) for r in rows], _next_since(rows, since, now, overlap))
 
 
@@ -159,13 +159,18 @@ def _upcoming(episode: Episode) -> UpcomingDischarge:
     )
 
 
-async def upcoming_discharges(sessions: SessionFactory) -> list[UpcomingDischarge]:
-    """Clients on the ward whose EHR named an expected discharge date, soonest first (coordinators).
+async def upcoming_discharges(sessions: SessionFactory, site: str) -> list[UpcomingDischarge]:
+    """The site's clients on the ward whose EHR named an expected discharge date, soonest first (coordinators).
 
     A date that has passed stays listed until the discharge arrives: it may be a discharge not yet sent.
     """
     async with sessions() as session:
-        episodes = await _current(session, list(await store.on_ward_with_expected_discharge(session)))
+        on_ward = [
+            e
+            for e in await store.on_ward_with_expected_discharge(session)
+            if await repository.client_at(session, site, e.client_id) is not None
+        ]
+        episodes = await _current(session, on_ward)
     return [_upcoming(e) for e in episodes]
 
 
@@ -198,11 +203,12 @@ async def my_upcoming_discharges(sessions: SessionFactory, peer_id: str) -> list
 # --- health --------------------------------------------------------------------------------------------------
 
 
-async def channel_health(sessions: SessionFactory, settings: Settings) -> list[ChannelHealth]:
-    """Every channel as an operator needs to see it: alive, complete, recovering, failing."""
+async def channel_health(sessions: SessionFactory, settings: Settings, site: str | None = None) -> list[ChannelHealth]:
+    """Every channel (of one site, when named: a site's coordinator sees only its own) as an operator needs to
+    see it: alive, complete, recovering, failing."""
     now = utcnow()
     async with sessions() as session:
-        rows = list(await store.channels(session))
+        rows = [c for c in await store.channels(session) if site is None or c.site == site]
         work = await store.work_counts(session)
         found: list[ChannelHealth] = []
         for channel in rows:
