@@ -114,10 +114,14 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture
 def auth(settings: Settings) -> Callable[..., dict[str, str]]:
-    """auth(Role.PEER, peer_id) -> headers with a bearer token for that caller."""
+    """auth(Role.PEER, peer_id) -> headers with a bearer token for that caller; `site` for a coordinator or EHR
+    of another site than "default", `org` for an organization-coordinator. Other keywords are extra headers."""
 
-    def headers(role: Role, subject: str = "tester", **extra: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {mint_token(settings, subject, role)}", **extra}
+    def headers(
+        role: Role, subject: str = "tester", *, site: str = "default", org: str | None = None, **extra: str
+    ) -> dict[str, str]:
+        token = mint_token(settings, subject, role, site=site, organization=org)
+        return {"Authorization": f"Bearer {token}", **extra}
 
     return headers
 
