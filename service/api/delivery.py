@@ -1,8 +1,10 @@
 """Delivery to the EHR: dead letters for coordinators, the queue's Prometheus metrics, Peerway's public JWKS.
 
-/metrics answers counts only (rows per kind and status, attempts, the oldest pending row's age): no ids, no
-resources. It is still not public: outside dev it needs the dedicated scrape token PEERWAY_METRICS_TOKEN
-(Prometheus `authorization: credentials_file`), so a scraper holds no JWT that could read a client's data.
+Dead letters are the coordinator's own site's: a row belongs to the site of its subject's client, and another
+site's row is 404 exactly like one that does not exist. /metrics answers counts only (rows per kind, status and
+site, attempts, the oldest pending row's age): no ids, no resources. It is still not public: outside dev it needs
+the dedicated scrape token PEERWAY_METRICS_TOKEN (Prometheus `authorization: credentials_file`), so a scraper
+holds no JWT that could read a client's data.
 """
 
 from __future__ import annotations
@@ -51,18 +53,18 @@ def _out(letter: delivery.DeadLetter) -> DeadLetterOut:
 
 
 @router.get("/api/outbox/dead", summary="Writes the EHR refused for good, with its OperationOutcome")
-async def list_dead_letters(_: Coordinator, sessions: SessionsDep) -> list[DeadLetterOut]:
-    return [_out(letter) for letter in await delivery.list_dead_letters(sessions)]
+async def list_dead_letters(caller: Coordinator, sessions: SessionsDep) -> list[DeadLetterOut]:
+    return [_out(letter) for letter in await delivery.list_dead_letters(sessions, caller.site)]
 
 
 @router.post("/api/outbox/{item_id}/replay", summary="Queue a dead letter again, once its cause is fixed")
-async def replay_dead_letter(item_id: int, _: Coordinator, sessions: SessionsDep) -> DeadLetterOut:
-    return _out(await delivery.replay_dead_letter(sessions, item_id))
+async def replay_dead_letter(item_id: int, caller: Coordinator, sessions: SessionsDep) -> DeadLetterOut:
+    return _out(await delivery.replay_dead_letter(sessions, item_id, caller.site))
 
 
 @router.delete("/api/outbox/{item_id}", status_code=204, summary="Give up on a dead letter (kept as discarded)")
-async def discard_dead_letter(item_id: int, _: Coordinator, sessions: SessionsDep) -> Response:
-    await delivery.discard_dead_letter(sessions, item_id)
+async def discard_dead_letter(item_id: int, caller: Coordinator, sessions: SessionsDep) -> Response:
+    await delivery.discard_dead_letter(sessions, item_id, caller.site)
     return Response(status_code=204)
 
 
@@ -88,20 +90,21 @@ def _scraper(request: Request, settings: SettingsDep) -> None:
 async def metrics(_: Annotated[None, Depends(_scraper)], sessions: SessionsDep) -> Response:
     figures = await delivery.queue_figures(sessions)
     registry = CollectorRegistry(auto_describe=True)
-    rows = Gauge("peerway_outbox_rows", "Outbox rows by kind and status", ["kind", "status"], registry=registry)
+    labels = ["kind", "status", "site"]
+    rows = Gauge("peerway_outbox_rows", "Outbox rows by kind, status and site", labels, registry=registry)
     attempts = Gauge(
         "peerway_outbox_attempts",
-        "Delivery attempts made over the rows of a kind and status",
-        ["kind", "status"],
+        "Delivery attempts made over the rows of a kind, status and site",
+        labels,
         registry=registry,
     )
-    for (kind, status), count in figures.rows.items():
-        rows.labels(kind, status).set(count)
-        attempts.labels(kind, status).set(figures.attempts.get((kind, status), 0))
-    pending = sum(count for (_, status), count in figures.rows.items() if status == "pending")
+    for (kind, status, site), count in figures.rows.items():
+        rows.labels(kind, status, site or "unknown").set(count)
+        attempts.labels(kind, status, site or "unknown").set(figures.attempts.get((kind, status, site), 0))
+    pending = sum(count for (_, status, _), count in figures.rows.items() if status == "pending")
     Gauge("peerway_outbox_depth", "Rows waiting for delivery (pending)", registry=registry).set(pending)
     Gauge("peerway_outbox_dead", "Dead letters waiting for a person", registry=registry).set(
-        sum(count for (_, status), count in figures.rows.items() if status == "dead")
+        sum(count for (_, status, _), count in figures.rows.items() if status == "dead")
     )
     Gauge("peerway_outbox_retrying", "Pending rows that have failed at least once", registry=registry).set(
         figures.retrying

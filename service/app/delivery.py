@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.app.clock import utcnow
+from service.app.contacts import OUTBOX_CONTACT
 from service.errors import Conflict, NotFound
 from service.fhir import smart
 from service.settings import Settings
@@ -97,25 +98,27 @@ def _dead_letter(item: OutboxItem) -> DeadLetter:
     )
 
 
-async def list_dead_letters(sessions: SessionFactory) -> Sequence[DeadLetter]:
-    """Rows the EHR refused for good (or that ran out of retries), oldest first, with the EHR's outcome."""
+async def list_dead_letters(sessions: SessionFactory, site: str | None) -> Sequence[DeadLetter]:
+    """Rows the EHR refused for good (or that ran out of retries), oldest first, with the EHR's outcome: those of
+    the site's clients (a coordinator's view), or every site's (site None: the operator's command line)."""
     async with sessions() as session:
-        return [_dead_letter(item) for item in await store.dead_letters(session)]
+        return [_dead_letter(item) for item in await store.dead_letters(session, OUTBOX_CONTACT, site)]
 
 
-async def _dead_row(session: AsyncSession, item_id: int) -> OutboxItem:
+async def _dead_row(session: AsyncSession, item_id: int, site: str | None) -> OutboxItem:
+    """The dead letter, locked; another site's row is "not found" exactly like a row that does not exist."""
     item = await session.get(OutboxItem, item_id, with_for_update=True)
-    if item is None:
+    if item is None or (site is not None and await store.site_of_row(session, OUTBOX_CONTACT, item_id) != site):
         raise NotFound(f"no outbox row {item_id}")
     if item.status != store.DEAD:
         raise Conflict(f"outbox row {item_id} is {item.status}, not a dead letter")
     return item
 
 
-async def replay_dead_letter(sessions: SessionFactory, item_id: int) -> DeadLetter:
+async def replay_dead_letter(sessions: SessionFactory, item_id: int, site: str | None) -> DeadLetter:
     """Queue a dead letter again, due now, with a fresh retry horizon (after its cause has been fixed)."""
     async with transaction(sessions) as session:
-        item = await _dead_row(session, item_id)
+        item = await _dead_row(session, item_id, site)
         item.status = store.PENDING
         item.available_at = utcnow()
         item.first_failed_at = None
@@ -124,10 +127,10 @@ async def replay_dead_letter(sessions: SessionFactory, item_id: int) -> DeadLett
     return _dead_letter(item)
 
 
-async def discard_dead_letter(sessions: SessionFactory, item_id: int) -> None:
+async def discard_dead_letter(sessions: SessionFactory, item_id: int, site: str | None) -> None:
     """Give up on a dead letter: it stays on record as discarded and is never delivered."""
     async with transaction(sessions) as session:
-        item = await _dead_row(session, item_id)
+        item = await _dead_row(session, item_id, site)
         item.status = store.DISCARDED
         item.done_at = utcnow()
 
@@ -136,9 +139,9 @@ async def discard_dead_letter(sessions: SessionFactory, item_id: int) -> None:
 
 
 async def queue_figures(sessions: SessionFactory) -> store.QueueFigures:
-    """Rows per kind and status, attempts made, the oldest pending row: counts only, never a resource."""
+    """Rows per kind, status and site, attempts made, the oldest pending row: counts only, never a resource."""
     async with sessions() as session:
-        return await store.queue_figures(session)
+        return await store.queue_figures(session, OUTBOX_CONTACT)
 
 
 @lru_cache(maxsize=4)

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, ForeignKey, Index, Integer, exists, func, or_, select, update
+from sqlalchemy import CursorResult, ForeignKey, Index, Integer, case, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, aliased, mapped_column
+from sqlalchemy.sql.elements import ColumnElement
 
 from service.store.models import Base, Client, Contact, Episode, OutboxItem, PeerSupporter, UTCDateTime
 
@@ -224,33 +225,64 @@ async def record_failure(session: AsyncSession, item: Claimed, token: str, now: 
 # --- operators: dead letters and queue figures -----------------------------------------------------------------
 
 
-async def dead_letters(session: AsyncSession, limit: int = 500) -> Sequence[OutboxItem]:
-    result = await session.execute(
-        select(OutboxItem).where(OutboxItem.status == DEAD).order_by(OutboxItem.id).limit(limit)
+def row_site(contact_kind: str) -> ColumnElement[str | None]:
+    """The site an outbox row belongs to: its subject's client's site (a contact's, or an episode's)."""
+    via_contact = (
+        select(Client.site)
+        .join(Episode, Episode.client_id == Client.id)
+        .join(Contact, Contact.episode_id == Episode.id)
+        .where(Contact.id == OutboxItem.subject_id)
+        .scalar_subquery()
     )
+    via_episode = (
+        select(Client.site)
+        .join(Episode, Episode.client_id == Client.id)
+        .where(Episode.id == OutboxItem.subject_id)
+        .scalar_subquery()
+    )
+    return case((OutboxItem.kind == contact_kind, via_contact), else_=via_episode)
+
+
+async def dead_letters(
+    session: AsyncSession, contact_kind: str, site: str | None = None, limit: int = 500
+) -> Sequence[OutboxItem]:
+    """Dead letters, oldest first: all of them, or those of one site's clients."""
+    query = select(OutboxItem).where(OutboxItem.status == DEAD)
+    if site is not None:
+        query = query.where(row_site(contact_kind) == site)
+    result = await session.execute(query.order_by(OutboxItem.id).limit(limit))
     return result.scalars().all()
+
+
+async def site_of_row(session: AsyncSession, contact_kind: str, item_id: int) -> str | None:
+    found = await session.execute(select(row_site(contact_kind)).where(OutboxItem.id == item_id))
+    return found.scalar_one_or_none()
 
 
 @dataclass(frozen=True)
 class QueueFigures:
-    rows: dict[tuple[str, str], int]  # (kind, status) -> rows
-    attempts: dict[tuple[str, str], int]  # (kind, status) -> attempts made over those rows
+    rows: dict[tuple[str, str, str], int]  # (kind, status, site) -> rows
+    attempts: dict[tuple[str, str, str], int]  # (kind, status, site) -> attempts made over those rows
     oldest_pending_created_at: datetime | None
     retrying: int  # pending rows that have failed at least once
     max_pending_attempts: int
 
 
-async def queue_figures(session: AsyncSession) -> QueueFigures:
+async def queue_figures(session: AsyncSession, contact_kind: str) -> QueueFigures:
+    """Counts per kind, status and site (a row whose subject is gone counts under site "")."""
+    sited = select(
+        OutboxItem.kind, OutboxItem.status, OutboxItem.attempts, row_site(contact_kind).label("site")
+    ).subquery()
     grouped = await session.execute(
         select(
-            OutboxItem.kind, OutboxItem.status, func.count(), func.coalesce(func.sum(OutboxItem.attempts), 0)
-        ).group_by(OutboxItem.kind, OutboxItem.status)
+            sited.c.kind, sited.c.status, sited.c.site, func.count(), func.coalesce(func.sum(sited.c.attempts), 0)
+        ).group_by(sited.c.kind, sited.c.status, sited.c.site)
     )
-    rows: dict[tuple[str, str], int] = {}
-    attempts: dict[tuple[str, str], int] = {}
-    for kind, status, count, tries in grouped.all():
-        rows[(kind, status)] = int(count)
-        attempts[(kind, status)] = int(tries)
+    rows: dict[tuple[str, str, str], int] = {}
+    attempts: dict[tuple[str, str, str], int] = {}
+    for kind, status, site, count, tries in grouped.all():
+        rows[(kind, status, site or "")] = int(count)
+        attempts[(kind, status, site or "")] = int(tries)
     pending = await session.execute(
         select(
             func.min(OutboxItem.created_at),

@@ -44,12 +44,12 @@ def work(settings: Settings) -> int:
     return asyncio.run(_work(settings))
 
 
-async def _dead_letters(settings: Settings, action: str, item_id: int | None) -> int:
+async def _dead_letters(settings: Settings, action: str, item_id: int | None, site: str | None) -> int:
     engine = create_engine(settings.database_url)
     sessions = session_factory(engine)
     try:
         if action == "list":
-            for letter in await delivery.list_dead_letters(sessions):
+            for letter in await delivery.list_dead_letters(sessions, site):
                 print(
                     json.dumps(
                         {
@@ -66,11 +66,11 @@ async def _dead_letters(settings: Settings, action: str, item_id: int | None) ->
                 )
         elif action == "replay":
             assert item_id is not None
-            await delivery.replay_dead_letter(sessions, item_id)
+            await delivery.replay_dead_letter(sessions, item_id, site)
             print(f"outbox row {item_id} queued again")
         else:
             assert item_id is not None
-            await delivery.discard_dead_letter(sessions, item_id)
+            await delivery.discard_dead_letter(sessions, item_id, site)
             print(f"outbox row {item_id} discarded")
     except PeerwayError as exc:
         print(exc.diagnostics, file=sys.stderr)
@@ -80,6 +80,7 @@ async def _dead_letters(settings: Settings, action: str, item_id: int | None) ->
     return 0
 
 
-def dead_letters(settings: Settings, action: str, item_id: int | None) -> int:
-    """list (one JSON object a line, with the EHR's OperationOutcome) | replay ID | discard ID."""
-    return asyncio.run(_dead_letters(settings, action, item_id))
+def dead_letters(settings: Settings, action: str, item_id: int | None, site: str | None = None) -> int:
+    """list (one JSON object a line, with the EHR's OperationOutcome) | replay ID | discard ID; every site's, or
+    only those of `site` (a row of another site is then "not found")."""
+    return asyncio.run(_dead_letters(settings, action, item_id, site))
