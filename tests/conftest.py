@@ -137,3 +137,17 @@ def ehr(_ehr_server: TestEhr) -> TestEhr:
     """The Node test EHR (Medplum's in-memory FHIR server), emptied for this test."""
     _ehr_server.reset()
     return _ehr_server
+
+
+@pytest.fixture(scope="session")
+def _ehr_server_b() -> Iterator[TestEhr]:
+    """A second test EHR (another hospital's), for tests of several sites."""
+    with run_test_ehr(profiles_dir=ROOT / "fhir_profiles" / "data") as server:
+        yield server
+
+
+@pytest.fixture
+def ehr_b(_ehr_server_b: TestEhr) -> TestEhr:
+    """The second test EHR, emptied for this test."""
+    _ehr_server_b.reset()
+    return _ehr_server_b
