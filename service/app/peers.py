@@ -24,7 +24,7 @@ from service.store import repository
 from service.store.db import SessionFactory, transaction
 from service.store.matching import Assignment, EpisodeClosure
 from service.store.models import Episode, PeerSupporter
-from service.store.sites import DEFAULT_ORGANIZATION, PeerSite, Site, sites_of_peer
+from service.store.sites import DEFAULT_ORGANIZATION, PeerOrganization, PeerSite, Site, sites_of_peer
 
 
 @dataclass(frozen=True)
@@ -149,6 +149,8 @@ async def register_org_peer(
 ) -> OrgPeerView:
     """An organization's coordinator adds one of its peers, enabled at the sites named (possibly none yet)."""
     async with transaction(sessions) as session:
+        if await session.get(PeerOrganization, organization) is None:
+            raise Forbidden(f"organization {organization} is not registered")
         chosen = await _registered_sites(session, sites, "sites")
         peer = await _add_peer(session, name, organization, chosen)
     return OrgPeerView(peer.id, peer.name, peer.status, tuple(sorted(chosen)))

@@ -442,3 +442,10 @@ async def test_an_ehr_cannot_record_a_consent_for_another_sites_client(
         await client.get(f"/fhir/Consent?patient=Patient/{world.client['north']}", headers=coordinator(auth, "north"))
     )
     assert north_consents["total"] == 1
+
+
+async def test_an_unregistered_site_or_organization_registers_no_peer(client: httpx.AsyncClient, auth: Auth) -> None:
+    as_site = auth(Role.COORDINATOR, "c", site="nowhere")
+    assert (await client.post("/api/peers", json={"name": "P"}, headers=as_site)).status_code == 403
+    assert (await client.post("/api/org/peers", json={"name": "P"}, headers=org(auth, "nobody"))).status_code == 403
+    assert await ok(await client.get("/api/peers", headers=auth(Role.COORDINATOR, "c"))) == []
