@@ -31,7 +31,9 @@ async def intake_worker(app: FastAPI) -> AsyncIterator[None]:
         yield
         return
     # Each item is read from the EHR of its own site, with that site's authorisation (as its write-back).
-    readers = EhrDirectory(app.state.sessions, settings)
+    # The app's directory when it has one (one SMART token per site for write-back and intake alike).
+    shared = getattr(app.state, "ehr", None)
+    readers = shared if isinstance(shared, EhrDirectory) else EhrDirectory(app.state.sessions, settings)
     stop, wake = asyncio.Event(), asyncio.Event()
     app.state.intake_wake = wake
     task = asyncio.create_task(channels.run_intake_worker(app.state.sessions, readers, settings, stop, wake))
@@ -41,7 +43,8 @@ async def intake_worker(app: FastAPI) -> AsyncIterator[None]:
         stop.set()
         with suppress(asyncio.CancelledError):
             await asyncio.wait_for(task, timeout=30)
-        await readers.aclose()
+        if readers is not shared:
+            await readers.aclose()
 
 
 router = APIRouter(tags=["intake"], lifespan=intake_worker)
