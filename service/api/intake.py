@@ -97,6 +97,7 @@ async def subscription_notification(
     summary="Subscription channels and their health: ok, waiting, gap (missed events), silent (no heartbeat), error",
 )
 async def channel_health(
-    _: Coordinator, sessions: SessionsDep, settings: SettingsDep
+    caller: Coordinator, sessions: SessionsDep, settings: SettingsDep
 ) -> list[notifications.ChannelHealth]:
-    return list(await notifications.channel_health(sessions, settings))
+    """The caller's own site's channels only."""
+    return list(await notifications.channel_health(sessions, settings, caller.site))

@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.app.clock import utcnow
 from service.app.intake import apply_stay
+from service.app.linking import record_identifiers
 from service.app.subscriptions import advance, queue_recovery
 from service.domain import PatientSnapshot, Stay, SubscriptionReport
 from service.errors import PeerwayError, UpstreamError
@@ -212,6 +213,7 @@ async def _refresh_patient(sessions: SessionFactory, reader: EhrReader, item: st
             return "no client for this Patient"
         client.patient_json = text
         client.updated_at = utcnow()
+        await record_identifiers(session, client)
     return "patient snapshot completed"
 
 

@@ -274,12 +274,11 @@ async def test_caseloads_show_only_the_sites_clients_and_count_every_site_for_fr
 
 
 async def test_channel_health_of_a_site_holds_only_its_own_channels(
-    app: FastAPI, settings: Settings, world: World
+    app: FastAPI, client: httpx.AsyncClient, auth: Auth, settings: Settings, world: World
 ) -> None:
-    """The use case behind GET /api/channels (its router passes the coordinator's site)."""
     for site in ("north", "south"):
-        channels = await notifications.channel_health(app.state.sessions, settings, site)
-        assert [c.site for c in channels] == [site]
+        channels = await ok(await client.get("/api/channels", headers=coordinator(auth, site)))
+        assert [c["site"] for c in channels] == [site]
     assert len(await notifications.channel_health(app.state.sessions, settings)) == 2  # an operator sees all
 
 
