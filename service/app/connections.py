@@ -21,7 +21,7 @@ from datetime import datetime
 from service.app.sites import connection_of
 from service.domain import SiteConnection
 from service.errors import UpstreamError
-from service.fhir.client import EhrClient, WriteMode
+from service.fhir.client import EhrClient, WriteMode, check_writable
 from service.fhir.fetch import EhrReader
 from service.fhir.smart import SigningKeyError, connection_tokens
 from service.settings import Settings
@@ -74,8 +74,11 @@ class EhrDirectory:
         return (await self._entry(site)).connection
 
     async def write_target(self, site: str) -> tuple[EhrClient, WriteMode]:
-        """The site's client and the write mode its EHR wants (PUT, or conditional create)."""
+        """The site's client and the write mode its EHR wants (PUT, or conditional create).
+
+        Raises UnsupportedFhirVersion for an EHR that speaks another major FHIR version than R4/R4B."""
         entry = await self._entry(site)
+        check_writable(entry.connection.fhir_version)
         return entry.client, _write_mode(entry.connection.write_mode)
 
     async def aclose(self) -> None:
@@ -128,8 +131,10 @@ class EhrDirectory:
             tokens = connection_tokens(connection, settings, static=static)
         except SigningKeyError as exc:
             raise UpstreamError(str(exc)) from None
-        client = EhrClient(connection.fhir_base_url, tokens=tokens, timeout=settings.ehr_timeout_seconds)
-        reader = EhrReader(connection.fhir_base_url, tokens.token, timeout=settings.ehr_timeout_seconds)
+        speaks = connection.fhir_version
+        timeout = settings.ehr_timeout_seconds
+        client = EhrClient(connection.fhir_base_url, tokens=tokens, timeout=timeout, fhir_version=speaks)
+        reader = EhrReader(connection.fhir_base_url, tokens.token, timeout=timeout, fhir_version=speaks)
         return _Entry(version, connection, client, reader, now)
 
 

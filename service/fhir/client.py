@@ -21,6 +21,25 @@ import httpx
 from service.errors import UpstreamError
 
 FHIR_JSON = "application/fhir+json"
+WRITABLE_VERSIONS = ("4.0", "4.3")  # R4 and R4B read our R4 resources alike; R5 reshaped Encounter and CareTeam
+
+
+class UnsupportedFhirVersion(Exception):
+    """Peerway builds R4 resources; an EHR speaking another major version cannot take them."""
+
+
+def fhir_json(version: str | None) -> str:
+    """The FHIR JSON media type, with the fhirVersion parameter (major.minor) when the EHR's version is known."""
+    if not version:
+        return FHIR_JSON
+    return f"{FHIR_JSON}; fhirVersion={'.'.join(version.split('.')[:2])}"
+
+
+def check_writable(version: str | None) -> None:
+    if version and ".".join(version.split(".")[:2]) not in WRITABLE_VERSIONS:
+        raise UnsupportedFhirVersion(f"write-back speaks FHIR R4 (4.0.1); this EHR speaks {version}")
+
+
 MAX_SEARCH_PAGES = 50
 
 SearchParams = Mapping[str, str] | Sequence[tuple[str, str]]
@@ -130,12 +149,14 @@ class EhrClient:
         tokens: TokenProvider | None = None,
         timeout: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        fhir_version: str | None = None,
     ) -> None:
         self._base = base_url.rstrip("/") + "/"
         self._tokens: TokenProvider = tokens if tokens is not None else StaticToken(bearer_token)
+        self._media_type = fhir_json(fhir_version)
         self._http = httpx.AsyncClient(
             base_url=self._base,
-            headers={"Accept": FHIR_JSON},
+            headers={"Accept": self._media_type},
             timeout=timeout,
             transport=transport,
         )
@@ -256,7 +277,9 @@ class EhrClient:
     async def _write(
         self, method: str, path: str, body: dict[str, Any], headers: dict[str, str] | None = None
     ) -> Written:
-        response = await self._send(method, path, json=body, headers={"Content-Type": FHIR_JSON, **(headers or {})})
+        response = await self._send(
+            method, path, json=body, headers={"Content-Type": self._media_type, **(headers or {})}
+        )
         return Written(status=response.status_code, resource=_json_object(response) or {})
 
     async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:

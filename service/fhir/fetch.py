@@ -23,7 +23,7 @@ from fhir.resources.R4B.patient import Patient
 
 from service.domain import PatientSnapshot, Stay, SubscriptionReport
 from service.errors import InvalidResource, UpstreamError
-from service.fhir.client import retry_after
+from service.fhir.client import fhir_json, retry_after
 from service.fhir.parse import encounter_snapshot, instant
 from service.fhir.subscription import (
     BACKPORT_SUBSCRIPTION,
@@ -38,8 +38,6 @@ from service.fhir.subscription import (
     reference_tail,
 )
 from service.fhir.validation import validated
-
-FHIR_JSON = "application/fhir+json"
 
 TokenProvider = Callable[[], Awaitable[str | None]]
 # Answers that mean "this server does not do that" (an operation or a search it does not offer).
@@ -63,11 +61,13 @@ class EhrReader:
         *,
         timeout: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        fhir_version: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/") + "/"
         self._tokens = token_provider
+        self._media_type = fhir_json(fhir_version)
         self._http = httpx.AsyncClient(
-            base_url=self.base_url, headers={"Accept": FHIR_JSON}, timeout=timeout, transport=transport
+            base_url=self.base_url, headers={"Accept": self._media_type}, timeout=timeout, transport=transport
         )
 
     async def aclose(self) -> None:
@@ -105,7 +105,7 @@ class EhrReader:
 
     async def put(self, resource: dict[str, Any]) -> dict[str, Any]:
         path = f"{resource['resourceType']}/{quote(str(resource['id']), safe='')}"
-        response = await self._request("PUT", path, json=resource, headers={"Content-Type": FHIR_JSON})
+        response = await self._request("PUT", path, json=resource, headers={"Content-Type": self._media_type})
         return self._json(response, "PUT", str(resource["resourceType"]))
 
     async def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:

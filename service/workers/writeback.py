@@ -22,7 +22,7 @@ from service.app.contacts import OUTBOX_CONTACT
 from service.app.delivery import OUTBOX_CARETEAM
 from service.domain import ContactKind
 from service.fhir import build, careteam
-from service.fhir.client import EhrClient, WriteMode
+from service.fhir.client import EhrClient, UnsupportedFhirVersion, WriteMode
 from service.settings import Settings
 from service.store import delivery as store
 from service.store.db import SessionFactory
@@ -78,10 +78,13 @@ class Writer:
 
     async def deliver(self, kind: str, subject_id: str) -> str | None:
         """Write what the row announces; answers a note for the row (duplicates resolved) or None."""
-        if kind == OUTBOX_CONTACT:
-            return await self._contact(subject_id)
-        if kind == OUTBOX_CARETEAM:
-            return await self._careteam(subject_id)
+        try:
+            if kind == OUTBOX_CONTACT:
+                return await self._contact(subject_id)
+            if kind == OUTBOX_CARETEAM:
+                return await self._careteam(subject_id)
+        except UnsupportedFhirVersion as exc:  # a dead letter that says why, at once: retrying cannot help
+            raise Undeliverable(str(exc)) from None
         raise Undeliverable(f"unknown outbox kind {kind}")
 
     # --- what each kind writes ---------------------------------------------------------------------------------

@@ -272,7 +272,7 @@ const router = new FhirRouter();
 // ---------------------------------------------------------------------------------------------
 // Test-control state
 // ---------------------------------------------------------------------------------------------
-/** @type {{method: string, path: string, status: number | null, authorization: string | null}[]} */
+/** @type {{method: string, path: string, status: number | null, authorization: string | null, contentType: string | null, accept: string | null}[]} */
 let requestLog = [];
 /** @type {{status?: number, mode?: 'close', remaining: number, retryAfter?: number | string}[]} */
 let faultQueue = [];
@@ -811,6 +811,8 @@ const server = createServer((req, res) => {
       path: `${url.pathname}${url.search}`,
       status: null,
       authorization: req.headers.authorization ?? null,
+      contentType: req.headers['content-type'] ?? null,
+      accept: req.headers.accept ?? null,
       at: Date.now(),
     };
     requestLog.push(logEntry);

@@ -136,7 +136,9 @@ def test_request_log_records_what_happened(ehr: TestEhr, fhir: httpx.Client) -> 
     fhir.get("/Encounter", params={"identifier": "x|y"})
     ehr.search("Encounter")  # the harness's own look-ups are not logged
 
-    assert ehr.requests() == [
+    logged = ehr.requests()
+    assert {(e["contentType"], e["accept"]) for e in logged} == {(FHIR_JSON, FHIR_JSON)}
+    assert [{k: e[k] for k in ("method", "path", "status", "authorization")} for e in logged] == [
         {"method": "PUT", "path": "/fhir/Encounter/enc-1", "status": 201, "authorization": None},
         {"method": "PUT", "path": "/fhir/Encounter/enc-2", "status": 400, "authorization": "Bearer abc"},
         {"method": "GET", "path": "/fhir/Encounter?identifier=x%7Cy", "status": 429, "authorization": None},

@@ -338,3 +338,28 @@ async def test_a_changed_site_connection_takes_effect_without_a_restart(
         await directory.aclose()
     assert (ehr.count("Encounter"), ehr_b.count("Encounter")) == (0, 1)
     assert {w.split(" ")[0] for w in writes(ehr_b)} == {"PUT"}
+
+
+async def test_each_site_is_spoken_to_in_its_fhir_version_and_an_r5_site_gets_no_r4_write(
+    app: FastAPI, client: httpx.AsyncClient, auth: Auth, settings: Settings, ehr: TestEhr, ehr_b: TestEhr
+) -> None:
+    await sites.add_site(app.state.sessions, "north", sites.SiteSpec(fhir_base_url=ehr.base_url, fhir_version="4.3.0"))
+    await sites.add_site(
+        app.state.sessions, "south", sites.SiteSpec(fhir_base_url=ehr_b.base_url, fhir_version="5.0.0")
+    )
+    for site, name in (("north", "Nora North"), ("south", "Sam South")):
+        await peer_with_contact(client, auth, site, await discharge_at(client, auth, site), name)
+
+    report = await deliver(app, settings)
+
+    # R4B: our R4 resources, announced as such to an EHR that reads 4.3.
+    assert report.delivered == 2  # north's CareTeam and Encounter rows (each writes the Practitioner first)
+    north_writes = [r for r in ehr.requests() if r["method"] in ("POST", "PUT")]
+    assert north_writes
+    assert {r["contentType"] for r in north_writes} == {"application/fhir+json; fhirVersion=4.3"}
+    # R5 reshaped Encounter and CareTeam: nothing is sent, and the dead letters say why.
+    assert writes(ehr_b) == []
+    assert report.dead == 2
+    dead = await client.get("/api/outbox/dead", headers=auth(Role.COORDINATOR, "coord", site="south"))
+    assert dead.status_code == 200, dead.text
+    assert {row["error"] for row in dead.json()} == {"write-back speaks FHIR R4 (4.0.1); this EHR speaks 5.0.0"}

@@ -64,9 +64,9 @@ class TestEhr:
     def requests(self) -> list[dict[str, Any]]:
         """Every ``/fhir`` request since the last reset, oldest first.
 
-        Each is ``{"method", "path", "status", "authorization"}``; ``path`` includes the query string,
-        ``status`` is ``None`` for a request whose connection was closed by a ``mode="close"`` fault and
-        ``authorization`` is the raw header or ``None``.
+        Each is ``{"method", "path", "status", "authorization", "contentType", "accept"}``; ``path`` includes
+        the query string, ``status`` is ``None`` for a request whose connection was closed by a ``mode="close"``
+        fault, and the headers are raw (``None`` when absent).
         """
         return cast(list[dict[str, Any]], self._admin("GET", "/__admin/requests"))
 
