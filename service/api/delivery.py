@@ -71,8 +71,9 @@ async def discard_dead_letter(item_id: int, caller: Coordinator, sessions: Sessi
 @router.get(
     "/.well-known/jwks.json", summary="Peerway's public keys, for the EHR's SMART Backend Services registration"
 )
-async def jwks(settings: SettingsDep) -> JSONResponse:
-    return JSONResponse(delivery.public_jwks(settings), headers={"Cache-Control": "public, max-age=300"})
+async def jwks(settings: SettingsDep, sessions: SessionsDep) -> JSONResponse:
+    published = await delivery.public_jwks(sessions, settings)
+    return JSONResponse(published, headers={"Cache-Control": "public, max-age=300"})
 
 
 def _scraper(request: Request, settings: SettingsDep) -> None:

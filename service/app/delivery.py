@@ -21,6 +21,7 @@ from service.errors import Conflict, NotFound
 from service.fhir import smart
 from service.settings import Settings
 from service.store import delivery as store
+from service.store import sites as sites_store
 from service.store.db import SessionFactory, transaction
 from service.store.models import Episode, OutboxItem
 
@@ -144,11 +145,37 @@ async def queue_figures(sessions: SessionFactory) -> store.QueueFigures:
         return await store.queue_figures(session, OUTBOX_CONTACT)
 
 
-@lru_cache(maxsize=4)
-def _public_jwks(path: str | None, kid: str | None) -> dict[str, Any]:
-    return smart.public_jwks(smart.load_signing_key(Path(path), kid) if path else None)
+def _public_jwk(path: str, kid: str | None) -> dict[str, Any] | None:
+    try:
+        modified = Path(path).stat().st_mtime_ns  # a key replaced in place is published anew
+    except OSError:
+        return None
+    return _read_public_jwk(path, kid, modified)
 
 
-def public_jwks(settings: Settings) -> dict[str, Any]:
-    """The public half of Peerway's SMART Backend Services key, as a JWK Set (empty without a key)."""
-    return _public_jwks(settings.ehr_private_key_path, settings.ehr_key_id)
+@lru_cache(maxsize=64)
+def _read_public_jwk(path: str, kid: str | None, modified: int) -> dict[str, Any] | None:
+    try:
+        return smart.load_signing_key(Path(path), kid).public_jwk()
+    except (OSError, smart.SigningKeyError):  # a site's unreadable key is its own outage, not every site's
+        return None
+
+
+async def public_jwks(sessions: SessionFactory, settings: Settings) -> dict[str, Any]:
+    """The public halves of Peerway's SMART Backend Services keys, as one JWK Set: the settings' key (site
+    "default") and each active site's own, once each (an EHR picks its key by kid)."""
+    keys: list[tuple[str, str | None]] = []
+    if settings.ehr_private_key_path:
+        keys.append((settings.ehr_private_key_path, settings.ehr_key_id))
+    async with sessions() as session:
+        keys += [
+            (row.private_key_path, row.key_id)
+            for row in await sites_store.sites(session)
+            if row.status == "active" and row.private_key_path
+        ]
+    published: dict[str, dict[str, Any]] = {}
+    for path, kid in dict.fromkeys(keys):
+        jwk = _public_jwk(path, kid)
+        if jwk is not None:
+            published.setdefault(str(jwk.get("kid")), jwk)
+    return {"keys": list(published.values())}

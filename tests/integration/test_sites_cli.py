@@ -20,7 +20,7 @@ from service.settings import Settings
 from tests.integration.test_sites_ehr import Auth, deliver, discharge_at, peer_with_contact
 from tests.support import smart_ehr
 from tests.support.ehr import TestEhr
-from tests.support.keys import generate, public_jwks, write_key
+from tests.support.keys import generate, write_key
 
 pytestmark = pytest.mark.ehr
 JWT_SECRET = "cli-secret-0123456789-0123456789-0123"
@@ -158,8 +158,6 @@ async def test_each_site_is_reached_with_its_own_authorisation(
         app.state.sessions, "north", sites.SiteSpec(fhir_base_url=ehr.base_url, bearer_token_path=str(token_file))
     )
     key = generate("EC", kid="south-key")
-    smart_ehr.register_client(ehr_b, "peerway-south", public_jwks(key, "south-key"))
-    smart_ehr.configure(ehr_b, require=True)
     await sites.add_site(
         app.state.sessions,
         "south",
@@ -172,6 +170,13 @@ async def test_each_site_is_reached_with_its_own_authorisation(
             scope="system/*.cruds",
         ),
     )
+    # South's EHR registers what Peerway publishes: one JWK Set with every site's public key.
+    published = await client.get("/.well-known/jwks.json")
+    assert published.status_code == 200
+    assert [k["kid"] for k in published.json()["keys"]] == ["south-key"]
+    assert "d" not in published.json()["keys"][0]
+    smart_ehr.register_client(ehr_b, "peerway-south", published.json())
+    smart_ehr.configure(ehr_b, require=True)
     for site, name in (("north", "Alex North"), ("south", "Sam South")):
         episode = await discharge_at(client, auth, site)
         await peer_with_contact(client, auth, site, episode, name)
