@@ -137,10 +137,10 @@ def _site_line(view: Any) -> str:
 
 
 async def _sites(settings: Settings, args: argparse.Namespace) -> int:
-    """`peerway site add|set|list|rotate-secret|disable` and `peerway org add|list`."""
+    """`peerway site add|set|list|rotate-secret|disable|enable` and `peerway org add|list|adopt`."""
     from dataclasses import replace
 
-    from service.app import sites
+    from service.app import peers, sites
     from service.errors import PeerwayError
     from service.store.db import create_engine, session_factory
 
@@ -151,6 +151,12 @@ async def _sites(settings: Settings, args: argparse.Namespace) -> int:
             if args.action == "add":
                 await sites.add_organization(sessions, args.id, args.name or args.id)
                 print(f"organization {args.id} added")
+            elif args.action == "adopt":
+                if not args.peer:
+                    print("org adopt needs --peer PEER_ID", file=sys.stderr)
+                    return 2
+                moved = await peers.move_peer(sessions, args.peer, args.id)
+                print(f"peer {moved.id} now belongs to {args.id}; sites: {', '.join(moved.sites) or '-'}")
             else:
                 for organization_id, name in await sites.list_organizations(sessions):
                     print(f"{organization_id}\t{name}")
@@ -195,10 +201,11 @@ def _add_site_parsers(sub: Any) -> None:
     site.add_argument("--key-id", help="kid of the SMART key")
     site.add_argument("--scope", help="SMART scopes to ask for")
     site.add_argument("--bearer-token-file", help="path of a file holding a static bearer token (without SMART)")
-    org = sub.add_parser("org", help="peer organizations: add ID --name, list")
-    org.add_argument("action", choices=["add", "list"])
+    org = sub.add_parser("org", help="peer organizations: add ID --name, list, adopt ID --peer PEER_ID")
+    org.add_argument("action", choices=["add", "list", "adopt"])
     org.add_argument("id", nargs="?")
     org.add_argument("--name")
+    org.add_argument("--peer", help="for adopt: the peer supporter the organization takes over")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

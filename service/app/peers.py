@@ -181,6 +181,20 @@ async def set_peer_site(
         return OrgPeerView(peer.id, peer.name, peer.status, tuple(await sites_of_peer(session, peer.id)))
 
 
+async def move_peer(sessions: SessionFactory, peer_id: str, organization: str) -> OrgPeerView:
+    """An operator moves a peer to another organization (`peerway org adopt`), keeping its sites, clients and
+    history: how peers of a single-site deployment, all in "default" after the upgrade, reach their own."""
+    async with transaction(sessions) as session:
+        peer = await session.get(PeerSupporter, peer_id)
+        if peer is None:
+            raise NotFound(f"no peer supporter {peer_id}")
+        if await session.get(PeerOrganization, organization) is None:
+            raise InvalidResource(f"no organization {organization}", "organization")
+        peer.organization_id = organization
+        await session.flush()
+        return OrgPeerView(peer.id, peer.name, peer.status, tuple(await sites_of_peer(session, peer.id)))
+
+
 async def list_peers(sessions: SessionFactory, site: str) -> Sequence[PeerView]:
     """The peers enabled at the site (whatever their organization)."""
     async with sessions() as session:

@@ -197,3 +197,26 @@ async def test_each_site_is_reached_with_its_own_authorisation(
         assert (await directory.client("north")) is not None
     finally:
         await directory.aclose()
+
+
+async def test_an_organization_adopts_a_peer_of_the_single_site_era_with_its_clients(
+    cli_env: None, capsys: pytest.CaptureFixture[str], client: httpx.AsyncClient, auth: Auth, app: FastAPI
+) -> None:
+    episode = await discharge_at(client, auth, "default")
+    coordinator = auth(Role.COORDINATOR, "coord")
+    peer = (await client.post("/api/peers", json={"name": "Alex Early"}, headers=coordinator)).json()
+    assigned = await client.put(
+        f"/api/episodes/{episode['id']}/peer", json={"peer_id": peer["id"]}, headers=coordinator
+    )
+    assert assigned.status_code == 200, assigned.text
+    alpha = auth(Role.ORGANIZATION_COORDINATOR, "alpha-coord", org="alpha")
+    await sites.add_organization(app.state.sessions, "alpha", "Alpha Peers")
+    assert (await client.get("/api/org/peers", headers=alpha)).json() == []
+
+    assert await cli(["org", "adopt", "alpha", "--peer", peer["id"]]) == 0
+    assert capsys.readouterr().out.strip() == f"peer {peer['id']} now belongs to alpha; sites: default"
+    assert [p["id"] for p in (await client.get("/api/org/peers", headers=alpha)).json()] == [peer["id"]]
+    [load] = (await client.get("/api/org/caseloads", headers=alpha)).json()
+    assert [c["client_id"] for c in load["clients"]] == [episode["client_id"]]  # the peer's client came along
+    assert await cli(["org", "adopt", "nowhere", "--peer", peer["id"]]) == 1
+    assert await cli(["org", "adopt", "alpha", "--peer", "no-such-peer"]) == 1
