@@ -7,12 +7,12 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.api.deps import SessionsDep, SettingsDep, require
+from service.api.deps import SessionsDep, SettingsDep, site_actor
 from service.app.consult import ConsultQuery, Identifier, consult
-from service.auth import Principal, Role
+from service.auth import Principal
 
 router = APIRouter(prefix="/cds-services", tags=["cds-hooks"])
-Caller = Annotated[Principal, Depends(require(Role.EHR_SYSTEM, Role.COORDINATOR))]
+Caller = Annotated[Principal, Depends(site_actor)]
 HOOK = "patient-consent-consult"
 
 

@@ -60,12 +60,22 @@ async def ehr_system(
 
 
 EhrSystem = Annotated[Principal, Depends(ehr_system)]
+
+
+async def site_actor(
+    caller: Annotated[Principal, Depends(require(Role.COORDINATOR, Role.EHR_SYSTEM))], sessions: SessionsDep
+) -> Principal:
+    """A site's coordinator, or its EHR — which acts only while its site is registered and active."""
+    return await registered_site(caller, sessions) if caller.role is Role.EHR_SYSTEM else caller
+
+
+# Consents are recorded by coordinators and also arrive from the EHR; both are honoured the same way. The CDS
+# consult takes the same callers.
+ConsentWriter = Annotated[Principal, Depends(site_actor)]
 Coordinator = Annotated[Principal, Depends(require(Role.COORDINATOR))]
 Peer = Annotated[Principal, Depends(require(Role.PEER))]
 # A peer organization's coordinator: its own peers and their caseloads, nothing of any site's clients.
 OrgCoordinator = Annotated[Principal, Depends(require(Role.ORGANIZATION_COORDINATOR))]
-# Consents are recorded by coordinators and also arrive from the EHR; both are honoured the same way.
-ConsentWriter = Annotated[Principal, Depends(require(Role.COORDINATOR, Role.EHR_SYSTEM))]
 
 
 async def notification_sender(request: Request, settings: SettingsDep, sessions: SessionsDep) -> Principal:

@@ -30,6 +30,11 @@ _CACHE_SIZE = 4096
 _records: OrderedDict[tuple[str, int], ConsentRecord] = OrderedDict()
 
 
+def _key(site: str, consent_id: str) -> str:
+    """A Consent id is its site's own (ConsentDocument)."""
+    return f"{site}|{consent_id}"
+
+
 def consent_record(doc: ConsentDocument) -> ConsentRecord:
     """The engine's view of a stored Consent (validated when it was stored)."""
     key = (doc.id, doc.version_id)
@@ -79,12 +84,12 @@ async def _write(
     try:
         async with transaction(sessions) as session:
             client = await _client_for(session, site, data)
-            doc = await session.get(ConsentDocument, consent_id, with_for_update=True)
+            doc = await session.get(ConsentDocument, _key(site, consent_id), with_for_update=True)
             if doc is not None and doc.client_id != client.id:
                 raise InvalidResource("a Consent cannot move to another client", "Consent.patient")
             created = doc is None
             if doc is None:
-                doc = ConsentDocument(id=consent_id, client_id=client.id, version_id=0, created_at=now)
+                doc = ConsentDocument(id=_key(site, consent_id), client_id=client.id, version_id=0, created_at=now)
                 session.add(doc)
             stored = stamped_consent(data, consent_id, doc.version_id + 1, f"Patient/{client.id}", now)
             doc.status = str(stored.get("status"))
@@ -99,7 +104,7 @@ async def _write(
 async def read_consent(sessions: SessionFactory, site: str, consent_id: str) -> dict[str, Any]:
     """A Consent of one of the site's clients (another site's is not known, like a missing one)."""
     async with sessions() as session:
-        doc = await session.get(ConsentDocument, consent_id)
+        doc = await session.get(ConsentDocument, _key(site, consent_id))
         if doc is None or await repository.client_at(session, site, doc.client_id) is None:
             raise NotFound(f"Consent/{consent_id} is not known")
         result: dict[str, Any] = json.loads(doc.resource_json)

@@ -22,12 +22,13 @@ from service.app import peers, profiles
 from service.app.clock import utcnow
 from service.app.delivery import queue_careteam
 from service.domain import EpisodeState
-from service.errors import InvalidResource, NotFound
+from service.errors import Forbidden, InvalidResource, NotFound
 from service.matching import ClientPreferences, PeerProfile, PeerStatus, Ranking
 from service.store import repository
 from service.store.db import SessionFactory, transaction
 from service.store.matching import Assignment, ClientPreference, EpisodeClosure, PeerProfileRecord
 from service.store.models import Client, Contact, Episode, PeerSupporter
+from service.store.sites import DEFAULT_ORGANIZATION
 
 END_REASONS = frozenset({"completed", "client-withdrew", "no-contact"})
 REMATCH_REASONS = frozenset({"no-connection", "client-request", "peer-request", "peer-unavailable", "safety", "other"})
@@ -57,6 +58,12 @@ async def update_profile(
     now = utcnow()
     async with transaction(sessions) as session:
         peer = await _scoped_peer(session, profile.peer_id, site, organization)
+        if organization is None and site is not None and peer.organization_id != DEFAULT_ORGANIZATION:
+            # Its profile and status hold at every site it serves: only its own organization changes them.
+            raise Forbidden(
+                f"peer supporter {peer.id} belongs to organization {peer.organization_id}, whose coordinators keep"
+                " its profile and status"
+            )
         await session.refresh(peer, with_for_update=True)
         record = await session.get(PeerProfileRecord, peer.id)
         profile = replace(profile, name=profile.name or peer.name)

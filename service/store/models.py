@@ -111,11 +111,14 @@ class ProcessedMessage(Base):
 
 
 class ConsentDocument(Base):
-    """A client's Consent as recorded (R4 JSON); version_id grows on every change."""
+    """A client's Consent as recorded (R4 JSON); version_id grows on every change.
+
+    Consent ids are each site's own: the key is "<site>|<Consent.id>" (a FHIR id never holds "|"), so two
+    hospitals may use the same id and neither can learn of, or block, the other's."""
 
     __tablename__ = "consent"
 
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    id: Mapped[str] = mapped_column(String(130), primary_key=True)
     client_id: Mapped[str] = mapped_column(ForeignKey("client.id"), index=True)
     status: Mapped[str] = mapped_column(String(32))
     version_id: Mapped[int] = mapped_column(Integer)

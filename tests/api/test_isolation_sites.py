@@ -21,7 +21,7 @@ from fastapi import FastAPI
 
 import fhir_profiles
 from service.app import notifications
-from service.app.sites import SiteSpec, add_organization, add_site
+from service.app.sites import SiteSpec, add_organization, add_site, update_site
 from service.auth import Role
 from service.settings import Settings
 from service.store.db import SessionFactory
@@ -448,3 +448,52 @@ async def test_an_unregistered_site_or_organization_registers_no_peer(client: ht
     assert (await client.post("/api/peers", json={"name": "P"}, headers=as_site)).status_code == 403
     assert (await client.post("/api/org/peers", json={"name": "P"}, headers=org(auth, "nobody"))).status_code == 403
     assert await ok(await client.get("/api/peers", headers=auth(Role.COORDINATOR, "c"))) == []
+
+
+async def test_consent_ids_are_each_sites_own(client: httpx.AsyncClient, auth: Auth, world: World) -> None:
+    """Another site's Consent id is, to north, an unused id: PUT creates north's own, south's stays as it was."""
+    north, south = coordinator(auth, "north"), coordinator(auth, "south")
+    theirs = world.consent["south"]
+    before = await ok(await client.get(f"/fhir/Consent/{theirs}", headers=south))
+    mine = peer_consent(f"Patient/{world.client['north']}", HELD)
+    created = await client.put(f"/fhir/Consent/{theirs}", json=mine, headers=north)
+    fresh = await client.put(f"/fhir/Consent/fresh-{uuid.uuid4()}", json=mine, headers=north)
+    assert created.status_code == fresh.status_code == 201, created.text
+    assert (await ok(await client.get(f"/fhir/Consent/{theirs}", headers=north)))["patient"] == mine["patient"]
+    assert await ok(await client.get(f"/fhir/Consent/{theirs}", headers=south)) == before
+    # An id an EHR chose at one site never blocks the other site's EHR.
+    for site in ("north", "south"):
+        ehr = auth(Role.EHR_SYSTEM, f"ehr-{site}", site=site)
+        put = await client.put(
+            "/fhir/Consent/ehr-consent-42", json=peer_consent(f"Patient/{world.client[site]}", HELD), headers=ehr
+        )
+        assert put.status_code == 201, put.text
+
+
+async def test_only_a_peers_own_organization_changes_its_profile_or_status(
+    client: httpx.AsyncClient, auth: Auth, world: World
+) -> None:
+    """Peer A (alpha) serves north and south: north's coordinator may read A's profile but not rewrite it."""
+    north = coordinator(auth, "north")
+    peer = world.peer["A"]
+    profile = await ok(await client.get(f"/api/peers/{peer}/profile", headers=north))
+    renamed = await client.put(f"/api/peers/{peer}/profile", json={**profile, "name": "Renamed"}, headers=north)
+    paused = await client.put(f"/api/peers/{peer}/status", json={"status": "inactive"}, headers=north)
+    assert renamed.status_code == paused.status_code == 403, renamed.text
+    assert "alpha" in renamed.json()["issue"][0]["diagnostics"]
+    assert await ok(await client.get(f"/api/org/peers/{peer}/profile", headers=org(auth, "alpha"))) == profile
+    # The site's own (organization default) peer stays the site coordinator's to keep.
+    own = await client.put(f"/api/peers/{world.peer['N']}/status", json={"status": "paused"}, headers=north)
+    assert own.status_code == 200, own.text
+
+
+async def test_a_disabled_sites_ehr_records_no_consent_and_asks_nothing(
+    app: FastAPI, client: httpx.AsyncClient, auth: Auth, world: World
+) -> None:
+    await update_site(app.state.sessions, "north", SiteSpec(status="disabled"))
+    ehr = auth(Role.EHR_SYSTEM, "ehr-north", site="north")
+    consent = peer_consent(f"Patient/{world.client['north']}", HELD)
+    assert (await client.post("/fhir/Consent", json=consent, headers=ehr)).status_code == 403
+    assert (await client.put("/fhir/Consent/k-1", json=consent, headers=ehr)).status_code == 403
+    asked = await client.post("/cds-services/patient-consent-consult", json={}, headers=ehr)
+    assert asked.status_code == 403, asked.text

@@ -47,6 +47,13 @@ def _seed(connection: sa.Connection) -> None:
     )
     connection.execute(
         sa.text(
+            "INSERT INTO consent (id, client_id, status, version_id, resource_json, created_at, updated_at)"
+            " VALUES ('consent-1', 'c-2', 'active', 1, '{}', :now, :now)"
+        ),
+        {"now": NOW},
+    )
+    connection.execute(
+        sa.text(
             "INSERT INTO processed_message (site, bundle_id, event, response_status, response_body, received_at)"
             " VALUES ('west', 'b-1', 'notification-admit', 200, '{}', :now)"
         ),
@@ -65,6 +72,7 @@ def _read(connection: sa.Connection) -> dict[str, object]:
         "enabled": rows("SELECT peer_id, site_id FROM peer_site ORDER BY site_id"),
         "clients": rows("SELECT id, site, ehr_patient_id FROM client ORDER BY id"),
         "identifiers": rows("SELECT client_id, system FROM client_identifier"),
+        "consents": rows("SELECT id, client_id FROM consent"),
     }
 
 
@@ -89,3 +97,4 @@ async def test_upgrading_a_single_site_database_keeps_every_client_peer_and_site
     assert found["enabled"] == [("peer-1", "default"), ("peer-1", "east"), ("peer-1", "west")]
     assert found["clients"] == [("c-1", "default", "p-1"), ("c-2", "east", "p-1")]
     assert found["identifiers"] == [("c-1", "https://health.example/phn")]
+    assert found["consents"] == [("east|consent-1", "c-2")]  # Consent ids become their site's own

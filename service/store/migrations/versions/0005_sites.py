@@ -116,6 +116,13 @@ def upgrade() -> None:
         {"now": now},
     )
 
+    # Consent ids become each site's own ("<site>|<Consent.id>").
+    with op.batch_alter_table("consent") as batch:
+        batch.alter_column("id", existing_type=sa.String(length=64), type_=sa.String(length=130))
+    bind.execute(
+        sa.text("UPDATE consent SET id = (SELECT site FROM client WHERE client.id = consent.client_id) || '|' || id")
+    )
+
     op.create_table(
         "client_identifier",
         sa.Column("client_id", sa.String(length=64), nullable=False),
@@ -158,6 +165,11 @@ def _identifier_digests(patient_json: str) -> set[tuple[str, str]]:
 
 
 def downgrade() -> None:
+    bind = op.get_bind()
+    for (key,) in bind.execute(sa.text("SELECT id FROM consent")).all():
+        bind.execute(sa.text("UPDATE consent SET id = :id WHERE id = :key"), {"id": key.split("|", 1)[-1], "key": key})
+    with op.batch_alter_table("consent") as batch:
+        batch.alter_column("id", existing_type=sa.String(length=130), type_=sa.String(length=64))
     op.drop_index("ix_client_identifier_value", table_name="client_identifier")
     op.drop_table("client_identifier")
     with op.batch_alter_table("peer_supporter") as batch:
