@@ -130,8 +130,9 @@ def _site_spec(args: argparse.Namespace) -> Any:
 
 
 def _site_line(view: Any) -> str:
+    base = view.fhir_base_url or ("(PEERWAY_EHR_BASE_URL)" if view.uses_settings else "(none)")
     return (
-        f"{view.id}\t{view.status}\t{view.fhir_base_url or '(PEERWAY_EHR_BASE_URL)'}\tFHIR {view.fhir_version}\t"
+        f"{view.id}\t{view.status}\t{base}\tFHIR {view.fhir_version}\t"
         f"write {view.write_mode}\tSMART client {view.smart_client_id or '-'}\t{view.name}"
     )
 

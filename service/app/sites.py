@@ -17,11 +17,11 @@ from sqlalchemy.exc import IntegrityError
 
 from service.app.clock import utcnow
 from service.domain import SiteConnection
-from service.errors import Conflict, InvalidResource, NotFound
+from service.errors import Conflict, InvalidResource, NotFound, UpstreamError
 from service.settings import Settings
 from service.store import sites as store
 from service.store.db import SessionFactory, transaction
-from service.store.sites import PeerOrganization, Site
+from service.store.sites import DEFAULT_SITE, PeerOrganization, Site
 
 FHIR_VERSIONS = ("4.0.1", "4.3.0", "5.0.0")
 WRITE_MODES = ("put", "conditional-create")
@@ -55,6 +55,7 @@ class SiteView:
     write_mode: str
     smart_client_id: str | None
     has_channel_secret: bool
+    uses_settings: bool  # reaches its EHR through the PEERWAY_EHR_* settings
 
 
 def secret_digest(secret: str) -> str:
@@ -71,6 +72,7 @@ def _view(row: Site) -> SiteView:
         write_mode=row.write_mode,
         smart_client_id=row.client_id,
         has_channel_secret=row.channel_secret_sha256 is not None,
+        uses_settings=uses_settings(row),
     )
 
 
@@ -175,8 +177,17 @@ async def is_active_site(sessions: SessionFactory, site_id: str) -> bool:
         return row is not None and row.status == "active"
 
 
+def uses_settings(row: Site) -> bool:
+    """Whether the site reaches its EHR through the PEERWAY_EHR_* settings: the site "default", and the sites
+    of a single-site database the upgrade registered (write mode "settings"), while they have no base URL."""
+    return row.fhir_base_url is None and (row.id == DEFAULT_SITE or row.write_mode == "settings")
+
+
 def connection_of(row: Site, settings: Settings) -> SiteConnection:
-    """The site's EHR connection; a site without its own base URL uses the PEERWAY_EHR_* settings."""
+    """The site's EHR connection. A site registered without a base URL has none (UpstreamError: its writes
+    wait, then become dead letters saying why) — never the default site's EHR, which is not its hospital's."""
+    if row.fhir_base_url is None and not uses_settings(row):
+        raise UpstreamError(f"site {row.id} has no FHIR base URL: `peerway site set {row.id} --fhir-base-url ...`")
     if row.fhir_base_url is None:
         return SiteConnection(
             site=row.id,

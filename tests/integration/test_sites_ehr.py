@@ -363,3 +363,18 @@ async def test_each_site_is_spoken_to_in_its_fhir_version_and_an_r5_site_gets_no
     dead = await client.get("/api/outbox/dead", headers=auth(Role.COORDINATOR, "coord", site="south"))
     assert dead.status_code == 200, dead.text
     assert {row["error"] for row in dead.json()} == {"write-back speaks FHIR R4 (4.0.1); this EHR speaks 5.0.0"}
+
+
+async def test_a_site_without_a_base_url_never_writes_to_the_default_sites_ehr(
+    app: FastAPI, client: httpx.AsyncClient, auth: Auth, settings: Settings, ehr: TestEhr
+) -> None:
+    """`ehr` is the default site's EHR (PEERWAY_EHR_BASE_URL); east was registered without an EHR of its own."""
+    await sites.add_site(app.state.sessions, "east", sites.SiteSpec(name="East General"))
+    await peer_with_contact(client, auth, "east", await discharge_at(client, auth, "east"), "Eve East")
+
+    report = await deliver(app, settings)
+
+    assert (report.claimed, report.delivered, report.dead) == (2, 0, 0)  # both rows wait, retrying
+    assert writes(ehr) == []
+    dead_or_waiting = await client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+    assert 'peerway_outbox_rows{kind="contact",site="east",status="pending"} 1.0' in dead_or_waiting.text
