@@ -23,6 +23,7 @@ from service.api import (
     links,
     matching,
     metadata,
+    organizations,
     peers,
     sharing,
 )
@@ -116,6 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         matching,
         delivery,
         links,
+        organizations,
     ):
         app.include_router(module.router)
     app.include_router(matching.fhir_router)

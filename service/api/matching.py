@@ -1,7 +1,7 @@
 """Matching: peer profiles and status, clients' preferences, suggestions, confirm / re-match / end, caseloads.
 
-A site's coordinator reaches the site's episodes and the peers enabled at the site; a peer organization's
-coordinator sets its own peers' profiles and status and reads their caseloads under /api/org.
+A site's coordinator reaches the site's episodes and the peers enabled at the site (a peer organization's
+coordinator keeps its own peers under /api/org: service/api/organizations.py).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field, model_validator
 
-from service.api.deps import Coordinator, OrgCoordinator, Peer, SessionsDep
+from service.api.deps import Coordinator, Peer, SessionsDep
 from service.api.peers import EpisodeOut, episode_out
 from service.api.responses import FhirResponse
 from service.app import matching as use
@@ -59,7 +59,7 @@ class ProfileOut(ProfileIn):
     practitioner_role: str
 
 
-def _profile(peer_id: str, body: ProfileIn) -> PeerProfile:
+def profile_from(peer_id: str, body: ProfileIn) -> PeerProfile:
     return PeerProfile(
         peer_id=peer_id,
         name=(body.name or "").strip(),
@@ -78,7 +78,7 @@ def _profile(peer_id: str, body: ProfileIn) -> PeerProfile:
     )
 
 
-def _profile_out(profile: PeerProfile, version: int) -> ProfileOut:
+def profile_out(profile: PeerProfile, version: int) -> ProfileOut:
     return ProfileOut(
         peer_id=profile.peer_id,
         version=version,
@@ -102,26 +102,14 @@ def _profile_out(profile: PeerProfile, version: int) -> ProfileOut:
 
 @router.put("/peers/{peer_id}/profile", summary="Set a peer supporter's profile (stored as FHIR)")
 async def put_profile(peer_id: str, body: ProfileIn, caller: Coordinator, sessions: SessionsDep) -> ProfileOut:
-    profile, version = await use.update_profile(sessions, _profile(peer_id, body), site=caller.site)
-    return _profile_out(profile, version)
+    profile, version = await use.update_profile(sessions, profile_from(peer_id, body), site=caller.site)
+    return profile_out(profile, version)
 
 
 @router.get("/peers/{peer_id}/profile", summary="A peer supporter's profile")
 async def get_profile(peer_id: str, caller: Coordinator, sessions: SessionsDep) -> ProfileOut:
     profile, practitioner, _role = await use.read_profile(sessions, peer_id, site=caller.site)
-    return _profile_out(profile, int(json.loads(practitioner)["meta"]["versionId"]))
-
-
-@router.put("/org/peers/{peer_id}/profile", summary="Set one of the organization's peers' profile")
-async def put_org_profile(peer_id: str, body: ProfileIn, caller: OrgCoordinator, sessions: SessionsDep) -> ProfileOut:
-    profile, version = await use.update_profile(sessions, _profile(peer_id, body), organization=caller.organization)
-    return _profile_out(profile, version)
-
-
-@router.get("/org/peers/{peer_id}/profile", summary="One of the organization's peers' profile")
-async def get_org_profile(peer_id: str, caller: OrgCoordinator, sessions: SessionsDep) -> ProfileOut:
-    profile, practitioner, _role = await use.read_profile(sessions, peer_id, organization=caller.organization)
-    return _profile_out(profile, int(json.loads(practitioner)["meta"]["versionId"]))
+    return profile_out(profile, int(json.loads(practitioner)["meta"]["versionId"]))
 
 
 @fhir_router.get("/Practitioner/{peer_id}", response_class=FhirResponse, summary="A peer supporter as FHIR")
@@ -149,12 +137,6 @@ class OwnStatusIn(BaseModel):
 @router.put("/peers/{peer_id}/status", summary="Pause, resume or retire a peer supporter")
 async def put_status(peer_id: str, body: StatusIn, caller: Coordinator, sessions: SessionsDep) -> StatusIn:
     return StatusIn(status=(await use.set_status(sessions, peer_id, body.status, site=caller.site)).status)
-
-
-@router.put("/org/peers/{peer_id}/status", summary="Pause, resume or retire one of the organization's peers")
-async def put_org_status(peer_id: str, body: StatusIn, caller: OrgCoordinator, sessions: SessionsDep) -> StatusIn:
-    updated = await use.set_status(sessions, peer_id, body.status, organization=caller.organization)
-    return StatusIn(status=updated.status)
 
 
 @router.put("/me/status", summary="A peer pauses (or resumes) their own availability")
@@ -345,22 +327,6 @@ class CaseloadOut(BaseModel):
     clients: list[ClientLoadOut] = Field(description="this site's clients only")
 
 
-class OrgClientLoadOut(BaseModel):
-    client_id: str
-    site: str
-    minutes_last_7_days: int
-    below_weekly_minimum: bool
-
-
-class OrgCaseloadOut(BaseModel):
-    peer_id: str
-    name: str
-    status: str
-    caseload_cap: int
-    free_places: int
-    clients: list[OrgClientLoadOut]
-
-
 @router.get("/caseloads", summary="Each peer's clients at this site and contact time against the weekly minimum")
 async def caseloads(caller: Coordinator, sessions: SessionsDep) -> list[CaseloadOut]:
     return [
@@ -381,28 +347,4 @@ async def caseloads(caller: Coordinator, sessions: SessionsDep) -> list[Caseload
             ],
         )
         for c in await use.caseload_view(sessions, caller.site)
-    ]
-
-
-@router.get("/org/caseloads", summary="The organization's peers: their clients (ids, site) and contact minutes")
-async def org_caseloads(caller: OrgCoordinator, sessions: SessionsDep) -> list[OrgCaseloadOut]:
-    assert caller.organization is not None
-    return [
-        OrgCaseloadOut(
-            peer_id=c.peer_id,
-            name=c.name,
-            status=c.status,
-            caseload_cap=c.caseload_cap,
-            free_places=c.free_places,
-            clients=[
-                OrgClientLoadOut(
-                    client_id=x.client_id,
-                    site=x.site,
-                    minutes_last_7_days=x.minutes_last_7_days,
-                    below_weekly_minimum=x.below_minimum,
-                )
-                for x in c.clients
-            ],
-        )
-        for c in await use.organization_caseloads(sessions, caller.organization)
     ]

@@ -1,9 +1,8 @@
 """Coordinators: peer supporters, episodes and hand assignment; peer organizations: their own peers.
 
 A site's coordinator (/api/peers, /api/episodes) sees the site's clients and the peers enabled at the site.
-A peer organization's coordinator works under /api/org: registers its peers (choosing their sites), enables or
-disables them per site (PUT/DELETE /api/org/peers/{id}/sites/{site}); profiles, status and caseloads are in
-service/api/matching.py. Another site's episode, or another organization's peer, is a 404 like a missing one.
+Peer organizations' coordinators work under /api/org (service/api/organizations.py). Another site's episode is a
+404 like a missing one.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ from datetime import datetime
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from service.api.deps import Coordinator, OrgCoordinator, SessionsDep
+from service.api.deps import Coordinator, SessionsDep
 from service.app import peers
 
 router = APIRouter(prefix="/api", tags=["coordinator"])
@@ -28,18 +27,6 @@ class PeerOut(BaseModel):
     name: str
     status: str
     practitioner: str = Field(description="How a Consent names this peer: Practitioner/<id>")
-
-
-class OrgPeerIn(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
-    sites: list[str] = Field(default_factory=list, max_length=100, description="the sites it is enabled at")
-
-
-class OrgPeerOut(BaseModel):
-    id: str
-    name: str
-    status: str
-    sites: list[str]
 
 
 class EpisodeOut(BaseModel):
@@ -74,10 +61,6 @@ def episode_out(e: peers.EpisodeView) -> EpisodeOut:
     )
 
 
-def _org_peer(p: peers.OrgPeerView) -> OrgPeerOut:
-    return OrgPeerOut(id=p.id, name=p.name, status=p.status, sites=list(p.sites))
-
-
 @router.post("/peers", status_code=201, summary="Register a peer supporter (organization default, this site)")
 async def register_peer(body: PeerIn, caller: Coordinator, sessions: SessionsDep) -> PeerOut:
     return _peer(await peers.register_peer(sessions, caller.site, body.name))
@@ -101,30 +84,3 @@ async def get_episode(episode_id: str, caller: Coordinator, sessions: SessionsDe
 @router.put("/episodes/{episode_id}/peer", summary="Assign a peer supporter to the episode by hand")
 async def assign_peer(episode_id: str, body: AssignmentIn, caller: Coordinator, sessions: SessionsDep) -> EpisodeOut:
     return episode_out(await peers.assign_peer(sessions, caller.site, episode_id, body.peer_id))
-
-
-@router.post("/org/peers", status_code=201, summary="Register one of the organization's peers, at the sites named")
-async def register_org_peer(body: OrgPeerIn, caller: OrgCoordinator, sessions: SessionsDep) -> OrgPeerOut:
-    assert caller.organization is not None
-    return _org_peer(await peers.register_org_peer(sessions, caller.organization, body.name, body.sites))
-
-
-@router.get("/org/peers", summary="The organization's peers and the sites each is enabled at")
-async def list_org_peers(caller: OrgCoordinator, sessions: SessionsDep) -> list[OrgPeerOut]:
-    assert caller.organization is not None
-    return [_org_peer(p) for p in await peers.org_peers(sessions, caller.organization)]
-
-
-@router.put("/org/peers/{peer_id}/sites/{site}", summary="Enable one of the organization's peers at a site")
-async def enable_at_site(peer_id: str, site: str, caller: OrgCoordinator, sessions: SessionsDep) -> OrgPeerOut:
-    assert caller.organization is not None
-    return _org_peer(await peers.set_peer_site(sessions, caller.organization, peer_id, site, True))
-
-
-@router.delete(
-    "/org/peers/{peer_id}/sites/{site}",
-    summary="Disable a peer at a site: no new clients there (current ones stay until re-matched)",
-)
-async def disable_at_site(peer_id: str, site: str, caller: OrgCoordinator, sessions: SessionsDep) -> OrgPeerOut:
-    assert caller.organization is not None
-    return _org_peer(await peers.set_peer_site(sessions, caller.organization, peer_id, site, False))
