@@ -11,8 +11,8 @@ from __future__ import annotations
 import hmac
 
 from service.app import notifications
-from service.app.channels import ehr_status
 from service.app.clock import new_id, utcnow
+from service.app.recovery import ehr_status
 from service.app.sites import site_of_secret
 from service.domain import SubscriptionReport
 from service.errors import InvalidResource
