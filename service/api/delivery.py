@@ -13,7 +13,7 @@ import hmac
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 from pydantic import BaseModel, Field
@@ -24,6 +24,10 @@ from service.app.clock import utcnow
 from service.errors import Unauthorized
 
 router = APIRouter(tags=["delivery"])
+
+# An outbox row's id: a positive 32-bit integer (the column's type on PostgreSQL). A larger number is a 400
+# naming the parameter, not a database overflow (a 500).
+OutboxId = Annotated[int, Path(ge=1, le=2_147_483_647, description="the outbox row's id")]
 
 
 class DeadLetterOut(BaseModel):
@@ -58,12 +62,12 @@ async def list_dead_letters(caller: Coordinator, sessions: SessionsDep) -> list[
 
 
 @router.post("/api/outbox/{item_id}/replay", summary="Queue a dead letter again, once its cause is fixed")
-async def replay_dead_letter(item_id: int, caller: Coordinator, sessions: SessionsDep) -> DeadLetterOut:
+async def replay_dead_letter(item_id: OutboxId, caller: Coordinator, sessions: SessionsDep) -> DeadLetterOut:
     return _out(await delivery.replay_dead_letter(sessions, item_id, caller.site))
 
 
 @router.delete("/api/outbox/{item_id}", status_code=204, summary="Give up on a dead letter (kept as discarded)")
-async def discard_dead_letter(item_id: int, caller: Coordinator, sessions: SessionsDep) -> Response:
+async def discard_dead_letter(item_id: OutboxId, caller: Coordinator, sessions: SessionsDep) -> Response:
     await delivery.discard_dead_letter(sessions, item_id, caller.site)
     return Response(status_code=204)
 
