@@ -8,7 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -29,6 +29,7 @@ from service.api import (
 )
 from service.api.notifications import router as notifications_router
 from service.api.responses import FhirResponse
+from service.api.text import url_without_nul
 from service.app.connections import EhrDirectory
 from service.errors import PeerwayError
 from service.fhir.build import operation_outcome
@@ -101,6 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="FHIR integration for Transitional Discharge Model peer-support programs",
         version="0.1.0",
         lifespan=lifespan,
+        dependencies=[Depends(url_without_nul)],
     )
     app.state.settings = settings
     _install_error_handlers(app)

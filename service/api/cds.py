@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from service.api.deps import SessionsDep, SettingsDep, site_actor
+from service.api.text import Input
 from service.app.consult import ConsultQuery, Identifier, consult
 from service.auth import Principal
 
@@ -16,17 +17,17 @@ Caller = Annotated[Principal, Depends(site_actor)]
 HOOK = "patient-consent-consult"
 
 
-class SystemValue(BaseModel):
+class SystemValue(Input):
     system: str | None = None
     value: str = Field(min_length=1, max_length=200)
 
 
-class SystemCode(BaseModel):
+class SystemCode(Input):
     system: str = Field(min_length=1)
     code: str = Field(min_length=1)
 
 
-class ConsultContext(BaseModel):
+class ConsultContext(Input):
     model_config = ConfigDict(populate_by_name=True)
 
     patientId: SystemValue | list[SystemValue]
@@ -37,7 +38,7 @@ class ConsultContext(BaseModel):
     class_: list[SystemCode] | None = Field(default=None, alias="class")
 
 
-class HookRequest(BaseModel):
+class HookRequest(Input):
     hook: Literal["patient-consent-consult"]
     hookInstance: str = Field(min_length=1)
     context: ConsultContext

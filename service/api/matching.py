@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, model_validator
 from service.api.deps import Coordinator, Peer, SessionsDep
 from service.api.peers import EpisodeOut, episode_out
 from service.api.responses import FhirResponse
+from service.api.text import Input
 from service.app import matching as use
 from service.matching import AGE_BANDS, ClientPreferences, PeerProfile, PeerStatus, SupportKind
 
@@ -29,7 +30,7 @@ Interest = Annotated[str, Field(min_length=1, max_length=60)]
 assert set(AGE_BANDS) == set(AgeBand.__args__)  # type: ignore[attr-defined]
 
 
-class ProfileIn(BaseModel):
+class ProfileIn(Input):
     name: str | None = Field(default=None, max_length=200)
     status: PeerStatus = PeerStatus.ACTIVE
     gender: Gender | None = None
@@ -126,11 +127,11 @@ async def get_practitioner_role(peer_id: str, caller: Coordinator, sessions: Ses
     return FhirResponse(json.loads(role))
 
 
-class StatusIn(BaseModel):
+class StatusIn(Input):
     status: PeerStatus
 
 
-class OwnStatusIn(BaseModel):
+class OwnStatusIn(Input):
     status: Literal["active", "paused"] = Field(description="a peer can pause themselves and come back")
 
 
@@ -144,7 +145,7 @@ async def put_own_status(body: OwnStatusIn, caller: Peer, sessions: SessionsDep)
     return StatusIn(status=(await use.set_status(sessions, caller.subject, PeerStatus(body.status))).status)
 
 
-class PreferencesIn(BaseModel):
+class PreferencesIn(Input):
     """Only what the client agreed to share for matching."""
 
     peer_genders: list[Gender] = Field(default_factory=list)
@@ -242,7 +243,7 @@ async def suggestions(
     )
 
 
-class ConfirmIn(BaseModel):
+class ConfirmIn(Input):
     peer_id: str = Field(min_length=1, max_length=64)
 
 
@@ -251,7 +252,7 @@ async def confirm(episode_id: str, body: ConfirmIn, caller: Coordinator, session
     return episode_out(await use.confirm(sessions, caller.site, episode_id, body.peer_id))
 
 
-class RematchIn(BaseModel):
+class RematchIn(Input):
     requested_by: Literal["client", "peer", "coordinator"]
     reason: Literal["no-connection", "client-request", "peer-request", "peer-unavailable", "safety", "other"]
     note: str | None = Field(default=None, max_length=1000)
@@ -262,7 +263,7 @@ async def rematch(episode_id: str, body: RematchIn, caller: Coordinator, session
     return episode_out(await use.rematch(sessions, caller.site, episode_id, body.requested_by, body.reason, body.note))
 
 
-class PeerRematchIn(BaseModel):
+class PeerRematchIn(Input):
     note: str | None = Field(default=None, max_length=1000)
 
 
@@ -271,7 +272,7 @@ async def rematch_by_peer(client_id: str, body: PeerRematchIn, caller: Peer, ses
     await use.rematch_by_peer(sessions, caller.subject, client_id, body.note)
 
 
-class EndIn(BaseModel):
+class EndIn(Input):
     reason: Literal["completed", "client-withdrew", "no-contact"]
     note: str | None = Field(default=None, max_length=1000)
 

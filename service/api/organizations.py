@@ -15,13 +15,14 @@ from pydantic import BaseModel, Field
 
 from service.api.deps import OrgCoordinator, SessionsDep
 from service.api.matching import ProfileIn, ProfileOut, StatusIn, profile_from, profile_out
+from service.api.text import Input
 from service.app import matching as use
 from service.app import peers
 
 router = APIRouter(prefix="/api/org", tags=["peer organizations"])
 
 
-class OrgPeerIn(BaseModel):
+class OrgPeerIn(Input):
     name: str = Field(min_length=1, max_length=200)
     sites: list[str] = Field(default_factory=list, max_length=100, description="the sites it is enabled at")
 

@@ -13,12 +13,13 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from service.api.deps import Coordinator, SessionsDep
+from service.api.text import Input
 from service.app import peers
 
 router = APIRouter(prefix="/api", tags=["coordinator"])
 
 
-class PeerIn(BaseModel):
+class PeerIn(Input):
     name: str = Field(min_length=1, max_length=200)
 
 
@@ -40,7 +41,7 @@ class EpisodeOut(BaseModel):
     peer_id: str | None
 
 
-class AssignmentIn(BaseModel):
+class AssignmentIn(Input):
     peer_id: str = Field(min_length=1, max_length=64)
 
 

@@ -26,7 +26,7 @@ from service.domain import (
     PatientSnapshot,
 )
 from service.errors import BadRequest, InvalidResource
-from service.fhir.validation import validated
+from service.fhir.validation import fhirpath, validated
 
 DAVINCI_EVENT_SYSTEM = "http://hl7.org/fhir/us/davinci-alerts/CodeSystem/notification-event"
 MAX_ID_LENGTH = 64  # FHIR ids are at most 64 characters; so are the columns that keep them
@@ -55,7 +55,28 @@ def load_json(body: bytes, what: str) -> dict[str, Any]:
         raise BadRequest(f"the body must be a FHIR {what} JSON object")
     if data.get("resourceType") != what:
         raise BadRequest(f"expected resourceType {what}, got {data.get('resourceType')!r}", "resourceType")
+    where = _nul_at(data)
+    if where is not None:
+        # No FHIR string holds a control character, and PostgreSQL can neither store nor compare text with NUL.
+        expression = fhirpath(what, where)
+        raise BadRequest(f"{expression}: text may not contain U+0000", expression)
     return data
+
+
+def _nul_at(value: Any, loc: tuple[int | str, ...] = ()) -> tuple[int | str, ...] | None:
+    """Where U+0000 first occurs in a JSON value's strings (keys included), or None."""
+    if isinstance(value, str):
+        return loc if "\x00" in value else None
+    items: list[tuple[int | str, Any]] = (
+        list(value.items()) if isinstance(value, dict) else list(enumerate(value)) if isinstance(value, list) else []
+    )
+    for key, item in items:
+        if isinstance(key, str) and "\x00" in key:
+            return (*loc, key)
+        found = _nul_at(item, (*loc, key))
+        if found is not None:
+            return found
+    return None
 
 
 def check_entry_count(data: dict[str, Any], limit: int) -> None:
