@@ -5,7 +5,7 @@ Frozen dataclasses; FHIR JSON appears here only as the verbatim snapshot text we
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
@@ -193,3 +193,4 @@ class SiteConnection:
     key_id: str | None = None
     scope: str | None = None
     bearer_token_path: str | None = None  # a static bearer token, read from this file, when there is no token_url
+    bearer_token: str | None = field(default=None, repr=False)  # PEERWAY_EHR_BEARER_TOKEN (the settings' site)

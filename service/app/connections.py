@@ -124,11 +124,8 @@ class EhrDirectory:
     def _build(self, row: Site, version: tuple[datetime | None, str, str | None], now: float) -> _Entry:
         settings = self._settings
         connection = connection_of(row, settings)
-        static = None
-        if row.fhir_base_url is None and settings.ehr_bearer_token is not None:
-            static = settings.ehr_bearer_token.get_secret_value()
         try:
-            tokens = connection_tokens(connection, settings, static=static)
+            tokens = connection_tokens(connection, settings)
         except SigningKeyError as exc:
             raise UpstreamError(str(exc)) from None
         speaks = connection.fhir_version

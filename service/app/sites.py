@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from service.app.clock import utcnow
 from service.domain import SiteConnection
 from service.errors import Conflict, InvalidResource, NotFound, UpstreamError
+from service.fhir.smart import settings_connection
 from service.settings import Settings
 from service.store import sites as store
 from service.store.db import SessionFactory, transaction
@@ -189,17 +190,7 @@ def connection_of(row: Site, settings: Settings) -> SiteConnection:
     if row.fhir_base_url is None and not uses_settings(row):
         raise UpstreamError(f"site {row.id} has no FHIR base URL: `peerway site set {row.id} --fhir-base-url ...`")
     if row.fhir_base_url is None:
-        return SiteConnection(
-            site=row.id,
-            fhir_base_url=settings.ehr_base_url,
-            fhir_version=row.fhir_version,
-            write_mode=settings.ehr_write_mode,
-            token_url=settings.ehr_token_url,
-            client_id=settings.ehr_client_id,
-            private_key_path=settings.ehr_private_key_path,
-            key_id=settings.ehr_key_id,
-            scope=settings.ehr_scope,
-        )
+        return settings_connection(settings, row.id, row.fhir_version)
     return SiteConnection(
         site=row.id,
         fhir_base_url=row.fhir_base_url,
@@ -212,14 +203,6 @@ def connection_of(row: Site, settings: Settings) -> SiteConnection:
         scope=row.scope or settings.ehr_scope,
         bearer_token_path=row.bearer_token_path,
     )
-
-
-async def connection(sessions: SessionFactory, settings: Settings, site_id: str) -> SiteConnection:
-    async with sessions() as session:
-        row = await store.site(session, site_id)
-    if row is None:
-        raise NotFound(f"no site {site_id}")
-    return connection_of(row, settings)
 
 
 async def add_organization(sessions: SessionFactory, organization_id: str, name: str) -> None:

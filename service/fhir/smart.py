@@ -205,38 +205,34 @@ class SmartBackendTokens(TokenProvider):
         return self._current
 
 
-def token_provider(settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None) -> TokenProvider:
-    """SMART Backend Services when a token URL is configured, else the static bearer token (or none)."""
-    if not settings.ehr_token_url:
-        static = settings.ehr_bearer_token.get_secret_value() if settings.ehr_bearer_token else None
-        return StaticToken(static)
-    if settings.ehr_client_id is None or settings.ehr_private_key_path is None:  # Settings refuses this already
-        raise SigningKeyError("PEERWAY_EHR_TOKEN_URL needs PEERWAY_EHR_CLIENT_ID and PEERWAY_EHR_PRIVATE_KEY_PATH")
-    return SmartBackendTokens(
-        settings.ehr_token_url,
-        settings.ehr_client_id,
-        load_signing_key(Path(settings.ehr_private_key_path), settings.ehr_key_id),
-        settings.ehr_scope,
-        refresh_margin=settings.ehr_token_refresh_margin_seconds,
-        timeout=settings.ehr_timeout_seconds,
-        transport=transport,
+def settings_connection(settings: Settings, site: str = "default", fhir_version: str = "4.0.1") -> SiteConnection:
+    """The EHR connection the PEERWAY_EHR_* settings describe (the site "default", and sites upgraded from a
+    single-site database)."""
+    return SiteConnection(
+        site=site,
+        fhir_base_url=settings.ehr_base_url,
+        fhir_version=fhir_version,
+        write_mode=settings.ehr_write_mode,
+        token_url=settings.ehr_token_url,
+        client_id=settings.ehr_client_id,
+        private_key_path=settings.ehr_private_key_path,
+        key_id=settings.ehr_key_id,
+        scope=settings.ehr_scope,
+        bearer_token=settings.ehr_bearer_token.get_secret_value() if settings.ehr_bearer_token else None,
     )
 
 
 def ehr_client(settings: Settings) -> EhrClient:
-    """The EHR client the worker (and the service) use, authorised as configured."""
-    return EhrClient(settings.ehr_base_url, tokens=token_provider(settings), timeout=settings.ehr_timeout_seconds)
+    """One EHR client for the settings' EHR (single-EHR tools and tests; the service uses app/connections.py)."""
+    connection = settings_connection(settings)
+    return EhrClient(
+        connection.fhir_base_url, tokens=connection_tokens(connection, settings), timeout=settings.ehr_timeout_seconds
+    )
 
 
-def configured_signing_key(settings: Settings) -> SigningKey | None:
-    if not settings.ehr_private_key_path:
-        return None
-    return load_signing_key(Path(settings.ehr_private_key_path), settings.ehr_key_id)
-
-
-def connection_tokens(connection: SiteConnection, settings: Settings, *, static: str | None = None) -> TokenProvider:
+def connection_tokens(connection: SiteConnection, settings: Settings) -> TokenProvider:
     """A site's token provider: SMART Backend Services when the site has a token URL, else the static bearer token
-    kept in its bearer_token_path file, else `static` (the PEERWAY_EHR_BEARER_TOKEN of the settings-based site)."""
+    kept in its bearer_token_path file, else its bearer_token (PEERWAY_EHR_BEARER_TOKEN), else none."""
     if connection.token_url:
         if not (connection.client_id and connection.private_key_path):
             raise SigningKeyError(f"site {connection.site}: a SMART token URL needs a client id and a private key")
@@ -256,4 +252,4 @@ def connection_tokens(connection: SiteConnection, settings: Settings, *, static:
                 f"site {connection.site}: cannot read its bearer token file: {exc.strerror}"
             ) from None
         return StaticToken(value or None)
-    return StaticToken(static)
+    return StaticToken(connection.bearer_token)
