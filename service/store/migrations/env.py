@@ -21,13 +21,21 @@ def _url() -> str:
 
 
 def _run(connection: Connection) -> None:
-    context.configure(
-        connection=connection,
-        target_metadata=target_metadata,
-        render_as_batch=connection.dialect.name == "sqlite",
-    )
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        # SQLite changes a table by copying it and dropping the original ("batch" mode); with foreign keys
+        # enforced, dropping a table other rows refer to (peer_supporter, client...) fails. Enforcement is off
+        # while migrating (the pragma must precede the transaction), and the result is checked instead.
+        connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=sqlite)
     with context.begin_transaction():
         context.run_migrations()
+        if sqlite:
+            broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+            if broken:
+                raise RuntimeError(f"the migration left {len(broken)} rows whose foreign keys point nowhere")
+    if sqlite:
+        connection.exec_driver_sql("PRAGMA foreign_keys=ON")
 
 
 async def _run_async() -> None:
