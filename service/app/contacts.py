@@ -14,7 +14,8 @@ from service.fhir import build
 from service.fhir.parse import parse_peer_contact
 from service.store import repository
 from service.store.db import SessionFactory, transaction
-from service.store.models import Contact, Episode, OutboxItem, PeerSupporter
+from service.store.delivery import new_outbox_item
+from service.store.models import Client, Contact, Episode, PeerSupporter
 
 OUTBOX_CONTACT = "contact"
 
@@ -71,19 +72,9 @@ async def record_contact(sessions: SessionFactory, peer_id: str, data: dict[str,
                 created_at=now,
             )
             session.add(contact)
-            session.add(
-                OutboxItem(
-                    kind=OUTBOX_CONTACT,
-                    subject_id=contact.id,
-                    status="pending",
-                    attempts=0,
-                    available_at=now,
-                    claimed_until=None,
-                    last_error=None,
-                    created_at=now,
-                    done_at=None,
-                )
-            )
+            client = await session.get(Client, episode.client_id)
+            assert client is not None  # episode.client_id is a foreign key
+            session.add(new_outbox_item(OUTBOX_CONTACT, contact.id, client.site, now))
             return RecordedContact(contact_view(contact, report.client_id, peer.name), created=True)
     except IntegrityError:
         # The same app identifier was posted twice at once: the other request stored it.

@@ -16,14 +16,13 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.app.clock import utcnow
-from service.app.contacts import OUTBOX_CONTACT
 from service.errors import Conflict, NotFound
 from service.fhir import smart
 from service.settings import Settings
 from service.store import delivery as store
 from service.store import sites as sites_store
 from service.store.db import SessionFactory, transaction
-from service.store.models import Episode, OutboxItem
+from service.store.models import Client, Episode, OutboxItem
 
 OUTBOX_CARETEAM = "careteam"
 
@@ -59,7 +58,9 @@ async def queue_careteam(session: AsyncSession, episode_id: str) -> None:
                 ended_at=None,
             )
         )
-    session.add(store.new_outbox_item(OUTBOX_CARETEAM, episode_id, now))
+    client = await session.get(Client, episode.client_id)
+    assert client is not None  # episode.client_id is a foreign key
+    session.add(store.new_outbox_item(OUTBOX_CARETEAM, episode_id, client.site, now))
 
 
 # --- dead letters --------------------------------------------------------------------------------------------
@@ -103,13 +104,13 @@ async def list_dead_letters(sessions: SessionFactory, site: str | None) -> Seque
     """Rows the EHR refused for good (or that ran out of retries), oldest first, with the EHR's outcome: those of
     the site's clients (a coordinator's view), or every site's (site None: the operator's command line)."""
     async with sessions() as session:
-        return [_dead_letter(item) for item in await store.dead_letters(session, OUTBOX_CONTACT, site)]
+        return [_dead_letter(item) for item in await store.dead_letters(session, site)]
 
 
 async def _dead_row(session: AsyncSession, item_id: int, site: str | None) -> OutboxItem:
     """The dead letter, locked; another site's row is "not found" exactly like a row that does not exist."""
     item = await session.get(OutboxItem, item_id, with_for_update=True)
-    if item is None or (site is not None and await store.site_of_row(session, OUTBOX_CONTACT, item_id) != site):
+    if item is None or (site is not None and item.site != site):
         raise NotFound(f"no outbox row {item_id}")
     if item.status != store.DEAD:
         raise Conflict(f"outbox row {item_id} is {item.status}, not a dead letter")
@@ -142,7 +143,7 @@ async def discard_dead_letter(sessions: SessionFactory, item_id: int, site: str 
 async def queue_figures(sessions: SessionFactory) -> store.QueueFigures:
     """Rows per kind, status and site, attempts made, the oldest pending row: counts only, never a resource."""
     async with sessions() as session:
-        return await store.queue_figures(session, OUTBOX_CONTACT)
+        return await store.queue_figures(session)
 
 
 def _public_jwk(path: str, kid: str | None) -> dict[str, Any] | None:

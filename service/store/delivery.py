@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, ForeignKey, Index, Integer, case, exists, func, or_, select, update
+from sqlalchemy import CursorResult, ForeignKey, Index, Integer, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, aliased, mapped_column
-from sqlalchemy.sql.elements import ColumnElement
 
 from service.store.models import Base, Client, Contact, Episode, OutboxItem, PeerSupporter, UTCDateTime
 
@@ -60,10 +59,12 @@ async def contact_states(session: AsyncSession, contact_ids: Sequence[str]) -> S
     return [(c, e, p, cl) for c, e, p, cl in result.all()]
 
 
-def new_outbox_item(kind: str, subject_id: str, now: datetime) -> OutboxItem:
+def new_outbox_item(kind: str, subject_id: str, site: str, now: datetime) -> OutboxItem:
+    """A row to deliver, for the site whose client it is about (written in the transaction of the change)."""
     return OutboxItem(
         kind=kind,
         subject_id=subject_id,
+        site=site,
         status=PENDING,
         attempts=0,
         available_at=now,
@@ -225,38 +226,13 @@ async def record_failure(session: AsyncSession, item: Claimed, token: str, now: 
 # --- operators: dead letters and queue figures -----------------------------------------------------------------
 
 
-def row_site(contact_kind: str) -> ColumnElement[str | None]:
-    """The site an outbox row belongs to: its subject's client's site (a contact's, or an episode's)."""
-    via_contact = (
-        select(Client.site)
-        .join(Episode, Episode.client_id == Client.id)
-        .join(Contact, Contact.episode_id == Episode.id)
-        .where(Contact.id == OutboxItem.subject_id)
-        .scalar_subquery()
-    )
-    via_episode = (
-        select(Client.site)
-        .join(Episode, Episode.client_id == Client.id)
-        .where(Episode.id == OutboxItem.subject_id)
-        .scalar_subquery()
-    )
-    return case((OutboxItem.kind == contact_kind, via_contact), else_=via_episode)
-
-
-async def dead_letters(
-    session: AsyncSession, contact_kind: str, site: str | None = None, limit: int = 500
-) -> Sequence[OutboxItem]:
+async def dead_letters(session: AsyncSession, site: str | None = None, limit: int = 500) -> Sequence[OutboxItem]:
     """Dead letters, oldest first: all of them, or those of one site's clients."""
     query = select(OutboxItem).where(OutboxItem.status == DEAD)
     if site is not None:
-        query = query.where(row_site(contact_kind) == site)
+        query = query.where(OutboxItem.site == site)
     result = await session.execute(query.order_by(OutboxItem.id).limit(limit))
     return result.scalars().all()
-
-
-async def site_of_row(session: AsyncSession, contact_kind: str, item_id: int) -> str | None:
-    found = await session.execute(select(row_site(contact_kind)).where(OutboxItem.id == item_id))
-    return found.scalar_one_or_none()
 
 
 @dataclass(frozen=True)
@@ -268,15 +244,16 @@ class QueueFigures:
     max_pending_attempts: int
 
 
-async def queue_figures(session: AsyncSession, contact_kind: str) -> QueueFigures:
-    """Counts per kind, status and site (a row whose subject is gone counts under site "")."""
-    sited = select(
-        OutboxItem.kind, OutboxItem.status, OutboxItem.attempts, row_site(contact_kind).label("site")
-    ).subquery()
+async def queue_figures(session: AsyncSession) -> QueueFigures:
+    """Counts per kind, status and site (a row queued before sites, whose subject is gone, under site "")."""
     grouped = await session.execute(
         select(
-            sited.c.kind, sited.c.status, sited.c.site, func.count(), func.coalesce(func.sum(sited.c.attempts), 0)
-        ).group_by(sited.c.kind, sited.c.status, sited.c.site)
+            OutboxItem.kind,
+            OutboxItem.status,
+            OutboxItem.site,
+            func.count(),
+            func.coalesce(func.sum(OutboxItem.attempts), 0),
+        ).group_by(OutboxItem.kind, OutboxItem.status, OutboxItem.site)
     )
     rows: dict[tuple[str, str, str], int] = {}
     attempts: dict[tuple[str, str, str], int] = {}

@@ -173,6 +173,8 @@ class OutboxItem(Base):
     last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_status: Mapped[int | None] = mapped_column(Integer)  # the EHR's HTTP status; None: unreachable
     outcome_json: Mapped[str | None] = mapped_column(Text)  # the EHR's OperationOutcome, as it answered
+    # The site of the subject's client, set when the row is queued (None: queued before sites, subject gone).
+    site: Mapped[str | None] = mapped_column(String(64))
 
 
 class AuditRecord(Base):

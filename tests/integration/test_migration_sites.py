@@ -47,6 +47,28 @@ def _seed(connection: sa.Connection) -> None:
     )
     connection.execute(
         sa.text(
+            "INSERT INTO episode (id, client_id, ehr_encounter_id, state, encounter_json, created_at, updated_at)"
+            " VALUES ('e-1', 'c-2', 'enc-1', 'in-community', '{}', :now, :now)"
+        ),
+        {"now": NOW},
+    )
+    connection.execute(
+        sa.text(
+            "INSERT INTO contact (id, episode_id, peer_id, kind, started_at, minutes, created_at)"
+            " VALUES ('k-1', 'e-1', 'peer-1', 'phone-video', :now, 30, :now)"
+        ),
+        {"now": NOW},
+    )
+    for kind, subject in (("contact", "k-1"), ("careteam", "e-1"), ("careteam", "gone")):
+        connection.execute(
+            sa.text(
+                "INSERT INTO outbox (kind, subject_id, status, attempts, available_at, created_at)"
+                " VALUES (:kind, :subject, 'done', 1, :now, :now)"
+            ),
+            {"kind": kind, "subject": subject, "now": NOW},
+        )
+    connection.execute(
+        sa.text(
             "INSERT INTO consent (id, client_id, status, version_id, resource_json, created_at, updated_at)"
             " VALUES ('consent-1', 'c-2', 'active', 1, '{}', :now, :now)"
         ),
@@ -73,6 +95,7 @@ def _read(connection: sa.Connection) -> dict[str, object]:
         "clients": rows("SELECT id, site, ehr_patient_id FROM client ORDER BY id"),
         "identifiers": rows("SELECT client_id, system FROM client_identifier"),
         "consents": rows("SELECT id, client_id FROM consent"),
+        "outbox": rows("SELECT kind, subject_id, site FROM outbox ORDER BY id"),
     }
 
 
@@ -98,3 +121,5 @@ async def test_upgrading_a_single_site_database_keeps_every_client_peer_and_site
     assert found["clients"] == [("c-1", "default", "p-1"), ("c-2", "east", "p-1")]
     assert found["identifiers"] == [("c-1", "https://health.example/phn")]
     assert found["consents"] == [("east|consent-1", "c-2")]  # Consent ids become their site's own
+    # Outbox rows learn their client's site; a row whose subject is gone has none.
+    assert found["outbox"] == [("contact", "k-1", "east"), ("careteam", "e-1", "east"), ("careteam", "gone", None)]

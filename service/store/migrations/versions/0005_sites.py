@@ -116,6 +116,19 @@ def upgrade() -> None:
         {"now": now},
     )
 
+    # Each outbox row carries the site of its subject's client (a contact's, or a CareTeam's episode's).
+    with op.batch_alter_table("outbox") as batch:
+        batch.add_column(sa.Column("site", sa.String(length=64), nullable=True))
+    bind.execute(
+        sa.text(
+            "UPDATE outbox SET site = CASE WHEN kind = 'contact' THEN"
+            " (SELECT client.site FROM contact JOIN episode ON episode.id = contact.episode_id"
+            " JOIN client ON client.id = episode.client_id WHERE contact.id = outbox.subject_id)"
+            " ELSE (SELECT client.site FROM episode JOIN client ON client.id = episode.client_id"
+            " WHERE episode.id = outbox.subject_id) END"
+        )
+    )
+
     # Consent ids become each site's own ("<site>|<Consent.id>").
     with op.batch_alter_table("consent") as batch:
         batch.alter_column("id", existing_type=sa.String(length=64), type_=sa.String(length=130))
@@ -165,6 +178,8 @@ def _identifier_digests(patient_json: str) -> set[tuple[str, str]]:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("outbox") as batch:
+        batch.drop_column("site")
     bind = op.get_bind()
     for (key,) in bind.execute(sa.text("SELECT id FROM consent")).all():
         bind.execute(sa.text("UPDATE consent SET id = :id WHERE id = :key"), {"id": key.split("|", 1)[-1], "key": key})
