@@ -134,7 +134,7 @@ async def coordinator_feed(sessions: SessionFactory, site: str, since: datetime 
     """The notifications addressed to the site's coordinators (about the site's clients) after `since`."""
     now = utcnow()
     async with sessions() as session:
-        rows = list(await repository.coordinator_notifications(session, site, since, FEED_PAGE))
+        rows = list(await store.feed(session, COORDINATOR, None, since, FEED_PAGE, site=site))
     return Feed([_view(r) for r in rows], _next_since(rows, since, now, overlap))
 
 
@@ -165,12 +165,7 @@ async def upcoming_discharges(sessions: SessionFactory, site: str) -> list[Upcom
     A date that has passed stays listed until the discharge arrives: it may be a discharge not yet sent.
     """
     async with sessions() as session:
-        on_ward = [
-            e
-            for e in await store.on_ward_with_expected_discharge(session)
-            if await repository.client_at(session, site, e.client_id) is not None
-        ]
-        episodes = await _current(session, on_ward)
+        episodes = await _current(session, list(await store.on_ward_with_expected_discharge(session, site=site)))
     return [_upcoming(e) for e in episodes]
 
 
@@ -208,7 +203,7 @@ async def channel_health(sessions: SessionFactory, settings: Settings, site: str
     see it: alive, complete, recovering, failing."""
     now = utcnow()
     async with sessions() as session:
-        rows = [c for c in await store.channels(session) if site is None or c.site == site]
+        rows = list(await store.channels(session, site))
         work = await store.work_counts(session)
         found: list[ChannelHealth] = []
         for channel in rows:

@@ -25,7 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from service.store.models import Base, Episode, UTCDateTime
+from service.store.models import Base, Client, Episode, UTCDateTime
 
 
 class SubscriptionChannel(Base):
@@ -156,9 +156,12 @@ async def channel_by_subscription(session: AsyncSession, site: str, subscription
     return result.scalar_one_or_none()
 
 
-async def channels(session: AsyncSession) -> Sequence[SubscriptionChannel]:
-    result = await session.execute(select(SubscriptionChannel).order_by(SubscriptionChannel.created_at))
-    return result.scalars().all()
+async def channels(session: AsyncSession, site: str | None = None) -> Sequence[SubscriptionChannel]:
+    """Every channel, or one site's."""
+    query = select(SubscriptionChannel).order_by(SubscriptionChannel.created_at)
+    if site is not None:
+        query = query.where(SubscriptionChannel.site == site)
+    return (await session.execute(query)).scalars().all()
 
 
 async def event_numbers_above(session: AsyncSession, channel_id: str, above: int) -> set[int]:
@@ -216,20 +219,34 @@ async def episode_for_update(session: AsyncSession, client_id: str, ehr_encounte
 
 
 async def feed(
-    session: AsyncSession, audience: str, peer_id: str | None, since: datetime | None, limit: int
+    session: AsyncSession,
+    audience: str,
+    peer_id: str | None,
+    since: datetime | None,
+    limit: int,
+    *,
+    site: str | None = None,
 ) -> Sequence[Notification]:
+    """Notifications for an audience after `since`, oldest first: a peer's own, and/or about one site's clients."""
     query = select(Notification).where(Notification.audience == audience)
     query = query.where(Notification.peer_id == peer_id) if peer_id is not None else query
+    if site is not None:
+        query = query.join(Client, Client.id == Notification.client_id).where(Client.site == site)
     if since is not None:
         query = query.where(Notification.created_at > since)
     result = await session.execute(query.order_by(Notification.created_at, Notification.id).limit(limit))
     return result.scalars().all()
 
 
-async def on_ward_with_expected_discharge(session: AsyncSession, peer_id: str | None = None) -> Sequence[Episode]:
+async def on_ward_with_expected_discharge(
+    session: AsyncSession, peer_id: str | None = None, *, site: str | None = None
+) -> Sequence[Episode]:
+    """Stays on the ward with an expected discharge date: a peer's, and/or of one site's clients."""
     query = select(Episode).where(Episode.state == "on-ward", Episode.expected_discharge_at.is_not(None))
     if peer_id is not None:
         query = query.where(Episode.peer_id == peer_id)
+    if site is not None:
+        query = query.join(Client, Client.id == Episode.client_id).where(Client.site == site)
     result = await session.execute(query.order_by(Episode.expected_discharge_at, Episode.id))
     return result.scalars().all()
 

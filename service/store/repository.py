@@ -13,7 +13,6 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.store.channel import Notification
 from service.store.models import AuditRecord, Client, ConsentDocument, Contact, Episode, PeerSupporter
 from service.store.sites import PeerSite
 
@@ -95,21 +94,6 @@ async def peer_of_organization(session: AsyncSession, organization: str, peer_id
     """The peer, if the organization owns it (None for another organization's, as for none)."""
     peer = await session.get(PeerSupporter, peer_id)
     return peer if peer is not None and peer.organization_id == organization else None
-
-
-async def coordinator_notifications(
-    session: AsyncSession, site: str, since: datetime | None, limit: int
-) -> Sequence[Notification]:
-    """The coordinators' notifications about the site's clients after `since`, oldest first."""
-    query = (
-        select(Notification)
-        .join(Client, Client.id == Notification.client_id)
-        .where(Notification.audience == "coordinator", Notification.peer_id.is_(None), Client.site == site)
-    )
-    if since is not None:
-        query = query.where(Notification.created_at > since)
-    result = await session.execute(query.order_by(Notification.created_at, Notification.id).limit(limit))
-    return result.scalars().all()
 
 
 async def consents_of(session: AsyncSession, client_id: str) -> Sequence[ConsentDocument]:
