@@ -5,7 +5,7 @@ BIN     = $(VENV)/bin
 export PEERWAY_HOST ?= 127.0.0.1
 export PEERWAY_PORT ?= 8000
 
-.PHONY: run test install install-test lint typecheck test-sqlite test-postgres demo bench clean
+.PHONY: run test check install install-test lint typecheck test-sqlite test-postgres test-deep mutation demo bench clean
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
@@ -39,13 +39,31 @@ lint: install-test
 typecheck: install-test
 	$(BIN)/mypy service consent fhir_profiles tests bench
 
+# The consent properties touch no storage: the SQLite run checks over 100,000 generated cases (hypothesis profile
+# `ci`), the PostgreSQL run a quick sample (tests/unit/consent/conftest.py).
 test-sqlite: install-test
-	PEERWAY_TEST_DB=sqlite $(BIN)/python -m pytest -q
+	PEERWAY_TEST_DB=sqlite PEERWAY_HYPOTHESIS=ci $(BIN)/python -m pytest -q
 
 test-postgres: install-test
-	PEERWAY_TEST_DB=postgres $(BIN)/python -m pytest -q
+	PEERWAY_TEST_DB=postgres PEERWAY_HYPOTHESIS=quick $(BIN)/python -m pytest -q
 
 test: lint typecheck test-sqlite test-postgres
+
+# A fast loop while working: lint, types, and the unit and API tests on SQLite with few generated cases.
+check: lint typecheck
+	PEERWAY_TEST_DB=sqlite PEERWAY_HYPOTHESIS=quick $(BIN)/python -m pytest -q -x tests/unit tests/api
+
+# The consent properties with ten times the cases of `make test` (about a million).
+test-deep: install-test
+	PEERWAY_HYPOTHESIS=deep $(BIN)/python -m pytest -q tests/unit/consent
+
+# Mutation testing of the consent engine (not part of `make test`; about ten minutes on 2 cores): mutmut mutates
+# consent/, judges each mutant by tests/unit/consent with derandomized hypothesis, and the gate fails unless the
+# score is at least 95 % and every survivor is listed in consent/README.md as unable to change a decision.
+mutation: install-test
+	rm -rf mutants
+	PEERWAY_HYPOTHESIS=mutation $(BIN)/mutmut run --max-children 2 > /dev/null
+	$(BIN)/python tests/mutation_gate.py
 
 # Delivery under faults alone (they also run in `make test`): worker processes killed with -9, EHR outages,
 # tokens revoked, 422s replayed; on both backends, with their figures at the end.

@@ -21,6 +21,7 @@ __all__ = [
     "CONSENT_ACTION_SYSTEM",
     "CONSENT_SCOPE_SYSTEM",
     "EXPLICIT_ONLY",
+    "FHIR_TYPES_SYSTEM",
     "LABEL_NAMES",
     "PARTICIPANT_ROLE_SYSTEM",
     "PARTICIPATION_TYPE_SYSTEM",
@@ -29,6 +30,7 @@ __all__ = [
     "PURPOSE_PARENTS",
     "PURPOSE_TREAT",
     "RESOURCE_TYPES_SYSTEM",
+    "RESOURCE_TYPE_SYSTEMS",
     "RESTRICTIVE",
     "ROLE_IRCP",
     "DataCategory",
@@ -45,7 +47,10 @@ CONSENT_SCOPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/consentscope"
 ACT_REASON_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
 CONFIDENTIALITY_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
 ACT_CODE_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
-RESOURCE_TYPES_SYSTEM = "http://hl7.org/fhir/resource-types"
+RESOURCE_TYPES_SYSTEM = "http://hl7.org/fhir/resource-types"  # R4's name for resource types
+FHIR_TYPES_SYSTEM = "http://hl7.org/fhir/fhir-types"  # R5's name for the same codes
+RESOURCE_TYPE_SYSTEMS = frozenset({RESOURCE_TYPES_SYSTEM, FHIR_TYPES_SYSTEM})
+"""Code systems whose codes name FHIR resource types (`provision.class` in R4, `provision.resourceType` in R5)."""
 
 PATIENT_PRIVACY = "patient-privacy"
 """The only Consent scope (consentscope) the engine uses to share data."""
@@ -99,8 +104,13 @@ _CONFIDENTIALITY_NAMES = {
     "R": "restricted",
     "V": "very restricted",
 }
+# v3-ActCode: the information sensitivity kinds (ActInformationSensitivityPolicy) that a mental-health
+# program must not pass on under a general permit, and the privacy laws that protect data by themselves.
 _SENSITIVITY_NAMES = {
     "BH": "behavioral health",
+    "COGN": "cognitive disability",
+    "DVD": "developmental disability",
+    "EMOTDIS": "emotional disturbance",
     "ETH": "substance abuse",
     "ETHUD": "alcohol use disorder",
     "GDIS": "genetic disease",
@@ -108,15 +118,22 @@ _SENSITIVITY_NAMES = {
     "MH": "mental health",
     "MST": "military sexual trauma",
     "OPIOIDUD": "opioid use disorder",
+    "PREGNANT": "pregnancy",
     "PSY": "psychiatry",
     "PSYTHPN": "psychotherapy note",
     "SCA": "sickle cell anemia",
     "SDV": "sexual assault, abuse or domestic violence",
     "SEX": "sexuality and reproductive health",
+    "SICKLE": "sickle cell",
     "SOC": "social services",
+    "SPI": "specially protected",
     "STD": "sexually transmitted disease",
     "SUD": "substance use disorder",
     "TBOO": "taboo",
+    "VIO": "violence",
+    "42CFRPart2": "42 CFR Part 2",
+    "HIPAAPsyNotes": "HIPAA psychotherapy notes",
+    "Title38Section7332": "Title 38 Section 7332",
 }
 
 RESTRICTIVE: frozenset[Coding] = frozenset(

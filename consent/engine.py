@@ -1,14 +1,13 @@
 """evaluate(consents, request) -> Decision: the one place Peerway decides what a client's consent allows.
 
 Pure and total: no I/O, and any input that type-checks yields a Decision (an internal fault denies the
-item). The rules are written out, with examples, in consent/README.md.
+item). The rules are written out, with examples, in consent/README.md; the section numbers below are its.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from itertools import groupby
 from typing import NamedTuple
 
 from consent.categories import (
@@ -16,7 +15,7 @@ from consent.categories import (
     EXPLICIT_ONLY,
     PATIENT_PRIVACY,
     PURPOSE_PARENTS,
-    RESOURCE_TYPES_SYSTEM,
+    RESOURCE_TYPE_SYSTEMS,
     RESTRICTIVE,
     DataCategory,
     category_coding,
@@ -29,8 +28,8 @@ from consent.model import (
     ActorRule,
     ConsentRecord,
     Decision,
+    Identifier,
     ItemDecision,
-    Period,
     Provision,
     RequestedItem,
     as_aware,
@@ -42,16 +41,16 @@ _OLDEST = datetime.min.replace(tzinfo=UTC)
 _CATEGORY_VALUES = frozenset(c.value for c in DataCategory)
 _DENY_ALL = Provision(type=None)  # an active consent without provisions permits nothing
 
-# Outcome ranks: among matching sibling provisions a deny beats a permit, and a permit that covers the
-# item beats one that matches but does not cover it (restricted labels, explicit-only categories).
-_UNCOVERED, _PERMIT, _DENY = 0, 1, 2
+# What a provision's subtree makes of an item (rule 3). Siblings, and consents of the same date, combine
+# by rank: a denial beats a release, which beats a permit that releases nothing.
+_WITHHELD, _RELEASED, _DENIED = 0, 1, 2
 
 
 class _Outcome(NamedTuple):
     rank: int
     path: tuple[int, ...]
-    provision: Provision
-    gap: str = ""  # why a matching permit does not cover the item
+    why: str = ""  # why a permit releases nothing (for _DENIED: the exception that released nothing)
+    denied_labels: tuple[Coding, ...] = ()  # for _DENIED: the security labels the deny names
 
 
 class _Item(NamedTuple):
@@ -66,8 +65,9 @@ class _Item(NamedTuple):
 def evaluate(consents: Sequence[ConsentRecord], request: AccessRequest) -> Decision:
     """Decide, item by item, what `request` may see under the client's `consents`.
 
-    Deny by default: an item is permitted only when the newest active patient-privacy consent about
-    `request.patient` that applies to it permits it. Never raises; a fault inside the engine denies.
+    Deny by default: an item is released only by the newest active patient-privacy consent about
+    `request.patient` that applies to it, along a path of provisions that each are shown to match.
+    Never raises; a fault inside the engine denies.
     """
     try:
         groups, refusals = _usable(consents, request)
@@ -77,11 +77,15 @@ def evaluate(consents: Sequence[ConsentRecord], request: AccessRequest) -> Decis
     return Decision(items=tuple(_decide_safely(item, groups, refusals, request) for item in request.items))
 
 
+# --- which consents take part (rules 1 and 6) ------------------------------------------------------
+
+
 def _usable(consents: Sequence[ConsentRecord], request: AccessRequest) -> tuple[list[list[ConsentRecord]], list[str]]:
-    """Active patient-privacy consents about the patient, newest first, grouped by (date_time, id)."""
+    """The current versions of active patient-privacy consents about the patient, newest `date_time`
+    first, in groups of equal `date_time` (each group sorted by id, for stable reasons only)."""
+    current, refusals = _current_versions(consents)
     usable: list[ConsentRecord] = []
-    refusals: list[str] = []
-    for consent in consents:
+    for consent in current:
         if consent.status != "active":
             refusals.append(f"{_name(consent)} is {consent.status or 'without status'}")
         elif consent.scope != PATIENT_PRIVACY:
@@ -90,14 +94,75 @@ def _usable(consents: Sequence[ConsentRecord], request: AccessRequest) -> tuple[
             refusals.append(f"{_name(consent)} is about {consent.patient or 'no patient'}")
         else:
             usable.append(consent)
-    usable.sort(key=_recency, reverse=True)
-    return [list(group) for _, group in groupby(usable, key=_recency)], refusals
+    groups: dict[datetime, list[ConsentRecord]] = {}
+    for consent in usable:
+        groups.setdefault(_signed(consent), []).append(consent)
+    return [sorted(groups[when], key=lambda c: c.id) for when in sorted(groups, reverse=True)], refusals
 
 
-def _recency(consent: ConsentRecord) -> tuple[datetime, str]:
-    # Ties on date_time go to the greater id; a consent without date_time counts as the oldest.
-    when = _OLDEST if consent.date_time is None else as_aware(consent.date_time)
-    return when, consent.id
+def _signed(consent: ConsentRecord) -> datetime:
+    return _OLDEST if consent.date_time is None else as_aware(consent.date_time)
+
+
+def _version(consent: ConsentRecord) -> tuple[datetime, datetime]:
+    recorded = _OLDEST if consent.recorded_at is None else as_aware(consent.recorded_at)
+    return _signed(consent), recorded
+
+
+def _current_versions(consents: Sequence[ConsentRecord]) -> tuple[list[ConsentRecord], list[str]]:
+    """Rule 6: consents sharing an identifier are versions of one agreement; only its newest takes part.
+
+    Newest is the latest (date_time, recorded_at). Several versions tied for newest all take part, unless
+    one of them is not active: then the agreement is withdrawn.
+    """
+    agreements = _agreements(consents)
+    current: list[ConsentRecord] = []
+    refusals: list[str] = []
+    for members in agreements:
+        if len(members) == 1:
+            current.extend(members)
+            continue
+        newest = max(_version(c) for c in members)
+        latest = [c for c in members if _version(c) == newest]
+        names = ", ".join(sorted({_name(c) for c in latest}))
+        shared = _shared_identifier(members)
+        for consent in members:
+            if _version(consent) != newest:
+                refusals.append(f"{_name(consent)} is replaced by {names} (same identifier {shared})")
+        withdrawn = [c for c in latest if c.status != "active"]
+        if withdrawn:
+            for consent in latest:
+                if consent.status == "active":
+                    why = f"{_name(withdrawn[0])} is {withdrawn[0].status}"
+                    refusals.append(f"{_name(consent)} is withdrawn: {why} (same identifier {shared})")
+                else:
+                    refusals.append(f"{_name(consent)} is {consent.status or 'without status'}")
+        else:
+            current.extend(latest)
+    return current, refusals
+
+
+def _agreements(consents: Sequence[ConsentRecord]) -> list[list[ConsentRecord]]:
+    """Consents grouped so that any two sharing an identifier (directly or through others) are together."""
+    groups: list[tuple[set[Identifier], list[ConsentRecord]]] = []
+    for consent in consents:
+        identifiers = set(consent.identifiers)
+        joined = [g for g in groups if identifiers and not identifiers.isdisjoint(g[0])]
+        merged: tuple[set[Identifier], list[ConsentRecord]] = (identifiers, [consent])
+        for group in joined:
+            merged[0].update(group[0])
+            merged[1].extend(group[1])
+            groups.remove(group)
+        groups.append(merged)
+    return [sorted(members, key=lambda c: c.id) for _, members in groups]
+
+
+def _shared_identifier(members: list[ConsentRecord]) -> str:
+    """The agreement's identifiers, for reasons."""
+    return ", ".join(sorted({str(i) for consent in members for i in consent.identifiers}))
+
+
+# --- one item -------------------------------------------------------------------------------------
 
 
 def _decide_safely(
@@ -121,15 +186,15 @@ def _decide(
         return _refuse(item, f"no active patient-privacy consent for {request.patient}{why}")
     ctx = _Item(item, category, category_coding(category), item.security_labels & RESTRICTIVE)
     misses: list[str] = []
-    for group in groups:
+    for group in groups:  # rule 5: newest first; the first date at which a consent applies decides
         decided: tuple[ConsentRecord, _Outcome] | None = None
         for consent in group:
             root = consent.provision or _DENY_ALL
-            miss = _mismatch(root, ctx, request)
-            if miss is not None:
-                misses.append(f"{_name(consent)} {_explain_miss(miss, ctx, request)}")
+            excluded = _excluded_by(root, ctx, request)
+            if excluded is not None:
+                misses.append(f"{_name(consent)} {_explain_exclusion(excluded, ctx, request)}")
                 continue
-            outcome = _outcome(root, (), ctx, request)
+            outcome = _outcome(root, (), None, ctx, request)
             if decided is None or outcome.rank > decided[1].rank:
                 decided = (consent, outcome)
         if decided is not None:
@@ -150,127 +215,149 @@ def _category(value: object) -> DataCategory | None:
     return None
 
 
-def _outcome(provision: Provision, path: tuple[int, ...], ctx: _Item, request: AccessRequest) -> _Outcome:
-    """The decision of a provision that matches: its deepest matching exception, else its own type."""
+def _outcome(
+    provision: Provision,
+    path: tuple[int, ...],
+    unshown: tuple[tuple[int, ...], str] | None,
+    ctx: _Item,
+    request: AccessRequest,
+) -> _Outcome:
+    """Rule 3: what a provision that may apply makes of the item.
+
+    `unshown` is the first provision on the path from the root (and its element) that may apply without
+    being shown to: no permit at or below it releases anything.
+    """
+    if unshown is None:
+        element = _unshown_by(provision, ctx, request)
+        if element is not None:
+            unshown = (path, element)
     best: _Outcome | None = None
     for index, child in enumerate(provision.provisions):
-        if _mismatch(child, ctx, request) is not None:
+        if _excluded_by(child, ctx, request) is not None:
             continue
-        outcome = _outcome(child, (*path, index), ctx, request)
+        outcome = _outcome(child, (*path, index), unshown, ctx, request)
         if best is None or outcome.rank > best.rank:
             best = outcome
-            if best.rank == _DENY:
-                break
-    if best is not None:
+            if best.rank == _DENIED:
+                return best
+    if best is not None and best.rank == _RELEASED:
         return best
     if provision.type != "permit":
-        return _Outcome(_DENY, path, provision)
+        # A permit under this deny that releases nothing says why, so the coordinator sees the whole path.
+        why = f"{_path(best.path)} permits, but {best.why}" if best is not None else ""
+        return _Outcome(_DENIED, path, why, provision.security_labels)
+    if unshown is not None:
+        why = _explain_unshown(unshown, ctx, request)
+        return best or _Outcome(_WITHHELD, path, why)
     gap = _coverage_gap(provision, ctx)
-    return _Outcome(_PERMIT if gap is None else _UNCOVERED, path, provision, gap or "")
+    if gap is not None:
+        return best or _Outcome(_WITHHELD, path, gap)
+    return _Outcome(_RELEASED, path)
 
 
-# --- matching ------------------------------------------------------------------------------------
-# A provision matches an item when every element it sets admits the item. Where the item does not say
-# (no date, no reference, no resource type) or the provision uses codes Peerway cannot read, a permit
-# does not match and a deny does: unknowns never widen what is shared.
+# --- matching (rule 2) ----------------------------------------------------------------------------
+# Each element a provision sets is read two ways. "Shown": the request and item are known to satisfy it.
+# "Possible": nothing known rules them out (what the item does not say, and codes Peerway cannot read,
+# count as possible). Only shown paths release; every possible deny applies.
 
 
-def _mismatch(provision: Provision, ctx: _Item, request: AccessRequest) -> str | None:
-    """None when `provision` matches; otherwise the name of the first element that does not."""
-    permit = provision.type == "permit"
-    item, labels = ctx.item, provision.security_labels
+def _excluded_by(provision: Provision, ctx: _Item, request: AccessRequest) -> str | None:
+    """The first element of `provision` known to rule the request out, or None when it may apply."""
+    item = ctx.item
     if provision.period is not None and not provision.period.contains(request.at):
         return "period"
-    if provision.actors and not _actors_match(provision.actors, request, permit):
+    if provision.actors and not any(_actor_possible(rule, request) for rule in provision.actors):
         return "actor"
     if provision.actions and request.action not in provision.actions:
         return "action"
-    if provision.purposes and not _purpose_matches(request.purpose, provision.purposes, permit):
+    if provision.purposes and not _purpose_possible(request.purpose, provision.purposes):
         return "purpose"
-    if provision.classes and not _classes_match(provision.classes, item.resource_types, permit):
+    if provision.classes and not _classes_possible(provision.classes, item.resource_types):
         return "class"
-    if provision.codes and not _codes_match(provision.codes, ctx.coding, permit):
+    if provision.codes and not _codes_possible(provision.codes, ctx.coding):
         return "code"
-    if labels and not _labels_match(labels, item.security_labels, permit):
+    if provision.security_labels and not _labels_possible(provision.security_labels, item.security_labels):
         return "securityLabel"
-    if provision.data_period is not None and not _in_period(provision.data_period, item.data_date, permit):
+    period, when = provision.data_period, item.data_date
+    if period is not None and when is not None and not period.contains(when):
         return "dataPeriod"
-    if provision.data_refs and not _listed(provision.data_refs, item.reference, permit):
+    if provision.data_refs and item.reference is not None and item.reference not in provision.data_refs:
         return "data"
     return None
 
 
-def _actors_match(rules: tuple[ActorRule, ...], request: AccessRequest, permit: bool) -> bool:
-    for rule in rules:
-        if rule.reference is not None:
-            # A permit also needs the role it names; a deny of that party holds in any role.
-            if rule.reference == request.actor_reference and (
-                not permit or rule.role is None or rule.role in request.actor_roles
-            ):
-                return True
-        elif rule.role is not None:
-            if rule.role in request.actor_roles:
-                return True
-        elif not permit:  # a rule naming no one
-            return True
-    return False
+def _unshown_by(provision: Provision, ctx: _Item, request: AccessRequest) -> str | None:
+    """For a provision that may apply: the first element not shown to admit the request, or None."""
+    item = ctx.item
+    if provision.actors and not any(_actor_shown(rule, request) for rule in provision.actors):
+        return "actor"
+    if provision.purposes and request.purpose not in provision.purposes:
+        return "purpose"
+    if provision.classes:
+        named = {c.code for c in provision.classes if c.system in RESOURCE_TYPE_SYSTEMS}
+        if not item.resource_types or not item.resource_types <= named:
+            return "class"
+    if provision.codes and ctx.coding not in provision.codes:
+        return "code"
+    if provision.security_labels and item.security_labels.isdisjoint(provision.security_labels):
+        return "securityLabel"
+    if provision.data_period is not None and item.data_date is None:
+        return "dataPeriod"
+    if provision.data_refs and item.reference is None:
+        return "data"
+    return None
 
 
-def _purpose_matches(purpose: Coding, purposes: tuple[Coding, ...], permit: bool) -> bool:
-    if purpose in purposes:
-        return True
-    if permit:
-        # A permit must name the purpose itself: consenting "for treatment" is not read as consenting to
-        # a peer supporter's coordination of care. A deny of the broader purpose does catch the narrower.
-        return False
-    current = PURPOSE_PARENTS.get(purpose)
-    for _ in range(8):  # the known hierarchy is shallow; the bound keeps a bad table from looping
-        if current is None:
-            return False
+def _actor_shown(rule: ActorRule, request: AccessRequest) -> bool:
+    """The rule names the asker, in a role the asker holds when it names one."""
+    if rule.reference is not None:
+        return rule.reference == request.actor_reference and (rule.role is None or rule.role in request.actor_roles)
+    return rule.role is not None and rule.role in request.actor_roles
+
+
+def _actor_possible(rule: ActorRule, request: AccessRequest) -> bool:
+    """The rule may be about the asker: the party named (in any role), a role held, or naming no one."""
+    if rule.reference is not None:
+        return rule.reference == request.actor_reference
+    return rule.role is None or rule.role in request.actor_roles
+
+
+def _purpose_possible(purpose: Coding, purposes: tuple[Coding, ...]) -> bool:
+    """The purpose, or one it specialises (v3-ActReason: COC is a kind of TREAT), is listed."""
+    current: Coding | None = purpose
+    seen: set[Coding] = set()  # a bad table with a cycle must not loop
+    while current is not None and current not in seen:
         if current in purposes:
             return True
+        seen.add(current)
         current = PURPOSE_PARENTS.get(current)
     return False
 
 
-def _classes_match(classes: tuple[Coding, ...], resource_types: frozenset[str], permit: bool) -> bool:
-    if permit:
-        allowed = {c.code for c in classes if c.system == RESOURCE_TYPES_SYSTEM}
-        return bool(resource_types) and resource_types <= allowed
+def _classes_possible(classes: tuple[Coding, ...], resource_types: frozenset[str]) -> bool:
     if not resource_types:
         return True
-    return any(c.system != RESOURCE_TYPES_SYSTEM or c.code in resource_types for c in classes)
+    return any(c.system not in RESOURCE_TYPE_SYSTEMS or c.code in resource_types for c in classes)
 
 
-def _codes_match(codes: tuple[Coding, ...], coding: Coding, permit: bool) -> bool:
-    if coding in codes:
-        return True
-    return not permit and any(c.system != CATEGORY_SYSTEM for c in codes)
+def _codes_possible(codes: tuple[Coding, ...], coding: Coding) -> bool:
+    # A code Peerway cannot read (another system, or not one of our categories) may name this category.
+    return any(c == coding or c.system != CATEGORY_SYSTEM or c.code not in _CATEGORY_VALUES for c in codes)
 
 
-def _labels_match(labels: tuple[Coding, ...], carried: frozenset[Coding], permit: bool) -> bool:
+def _labels_possible(labels: tuple[Coding, ...], carried: frozenset[Coding]) -> bool:
     if not carried.isdisjoint(labels):
         return True
-    if permit:
-        return False
-    # A deny of a confidentiality level also catches data held at a stricter level (R catches V).
-    floors = [r for r in map(confidentiality_rank, labels) if r is not None]
+    # A confidentiality level also reaches data held at a stricter level (R reaches V).
+    floors = [rank for rank in map(confidentiality_rank, labels) if rank is not None]
     if not floors:
         return False
     floor = min(floors)
     return any((rank := confidentiality_rank(c)) is not None and rank >= floor for c in carried)
 
 
-def _in_period(period: Period, when: datetime | None, permit: bool) -> bool:
-    return not permit if when is None else period.contains(when)
-
-
-def _listed(refs: tuple[str, ...], reference: str | None, permit: bool) -> bool:
-    return not permit if reference is None else reference in refs
-
-
 def _coverage_gap(provision: Provision, ctx: _Item) -> str | None:
-    """Why a matching permit still may not release the item, or None when it may."""
+    """Rule 4: why a permit that applies may still not release the item, or None when it may."""
     if ctx.category in EXPLICIT_ONLY and ctx.coding not in provision.codes:
         return f"{ctx.category.value} is shared only under a permit that names it"
     missing = sorted(ctx.restrictive.difference(provision.security_labels), key=str)
@@ -295,42 +382,52 @@ def _item_decision(consent: ConsentRecord, outcome: _Outcome, ctx: _Item, reques
     path = _path(outcome.path)
     where = f"{_name(consent)} {path}"
     actor = request.actor_reference
-    if outcome.rank == _PERMIT:
+    if outcome.rank == _RELEASED:
         labels = sorted(ctx.restrictive, key=str)
         what = ctx.category.value + (f" ({', '.join(map(label_name, labels))})" if labels else "")
         reason = f"{where} permits {what} to {actor} for {request.purpose.code}"
-    elif outcome.rank == _UNCOVERED:
-        reason = f"not permitted: {where} applies, but {outcome.gap}"
+    elif outcome.rank == _WITHHELD:
+        reason = f"not permitted: {where} applies, but {outcome.why}"
     else:
         reason = f"{where} denies {_denied_what(outcome, ctx)} to {actor}"
-    return ItemDecision(ctx.item, outcome.rank == _PERMIT, consent.id, path, reason)
+        if outcome.why:
+            reason += f" ({outcome.why})"
+    return ItemDecision(ctx.item, outcome.rank == _RELEASED, consent.id, path, reason)
 
 
 def _denied_what(outcome: _Outcome, ctx: _Item) -> str:
-    labels = outcome.provision.security_labels
+    labels = outcome.denied_labels
     if labels:
-        matched = [c for c in ctx.item.security_labels if _labels_match(labels, frozenset({c}), permit=False)]
-        return ", ".join(label_name(c) for c in sorted(matched, key=str)) + " data"
+        matched = [c for c in ctx.item.security_labels if _labels_possible(labels, frozenset({c}))]
+        if matched:
+            return ", ".join(label_name(c) for c in sorted(matched, key=str)) + " data"
     return ctx.category.value
 
 
-def _explain_miss(element: str, ctx: _Item, request: AccessRequest) -> str:
-    match element:
-        case "period":
-            return f"is not in force at {as_aware(request.at).isoformat()}"
-        case "actor":
-            return f"is not addressed to {request.actor_reference}"
-        case "action":
-            return f"does not cover the action {request.action.code}"
-        case "purpose":
-            return f"does not cover the purpose {request.purpose.code}"
-        case "class":
-            return "covers other kinds of record"
-        case "code":
-            return f"does not name {ctx.category.value}"
-        case "securityLabel":
-            return "covers only data with other security labels"
-        case "dataPeriod":
-            return "covers data from another period, or the item has no date"
-        case _:
-            return "covers other records, or the item names no record"
+def _explain_exclusion(element: str, ctx: _Item, request: AccessRequest) -> str:
+    explanations = {
+        "period": f"is not in force at {as_aware(request.at).isoformat()}",
+        "actor": f"is not addressed to {request.actor_reference}",
+        "action": f"does not cover the action {request.action.code}",
+        "purpose": f"does not cover the purpose {request.purpose.code}",
+        "class": "covers other kinds of record",
+        "code": f"does not name {ctx.category.value}",
+        "securityLabel": "covers only data with other security labels",
+        "dataPeriod": "covers data from another period",
+        "data": "covers other records",
+    }
+    return explanations[element]
+
+
+def _explain_unshown(unshown: tuple[tuple[int, ...], str], ctx: _Item, request: AccessRequest) -> str:
+    path, element = unshown
+    details = {
+        "actor": f"does not name {request.actor_reference} in a role it holds",
+        "purpose": f"names a broader purpose than {request.purpose.code}",
+        "class": "does not name every kind of record the item is",
+        "code": f"names codes Peerway cannot read as {ctx.category.value}",
+        "securityLabel": "names other security labels than the item carries",
+        "dataPeriod": "limits the data's dates and the item has no date",
+        "data": "lists records and the item names none",
+    }
+    return f"{_path(path)}.{element} {details[element]}, so it does not release data"

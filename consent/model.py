@@ -19,6 +19,7 @@ __all__ = [
     "Coding",
     "ConsentRecord",
     "Decision",
+    "Identifier",
     "ItemDecision",
     "Period",
     "Provision",
@@ -79,8 +80,24 @@ class Provision:
 
 
 @dataclass(frozen=True, slots=True)
+class Identifier:
+    """A business identifier of a Consent (`Consent.identifier` system and value)."""
+
+    system: str
+    value: str
+
+    def __str__(self) -> str:
+        return f"{self.system}|{self.value}"
+
+
+@dataclass(frozen=True, slots=True)
 class ConsentRecord:
-    """A client's Consent, read from FHIR: only active patient-privacy consents ever share data."""
+    """A client's Consent, read from FHIR: only active patient-privacy consents ever share data.
+
+    `identifiers` tie versions of one agreement together (copies sharing one are the same agreement);
+    `recorded_at` orders versions that carry the same `date_time` (the time this version was recorded,
+    `meta.lastUpdated` of the stored resource).
+    """
 
     id: str
     status: str
@@ -88,6 +105,8 @@ class ConsentRecord:
     patient: str | None
     date_time: datetime | None
     provision: Provision | None
+    identifiers: tuple[Identifier, ...] = ()
+    recorded_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
