@@ -15,7 +15,7 @@ from service.fhir.parse import load_json
 router = APIRouter(prefix="/fhir/Consent", tags=["consent"])
 
 
-@router.post("", response_class=FhirResponse, status_code=201, summary="Record a client's Consent (R4)")
+@router.post("", response_class=FhirResponse, status_code=201, summary="Record a client's Consent (R4 or R5)")
 async def create_consent(
     request: Request, caller: ConsentWriter, sessions: SessionsDep, settings: SettingsDep
 ) -> FhirResponse:

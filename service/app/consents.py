@@ -21,7 +21,8 @@ from consent import ConsentRecord
 from service.app.clock import new_id, utcnow
 from service.errors import Conflict, InvalidResource, NotFound
 from service.fhir.build import stamped_consent, to_json
-from service.fhir.consent import parse_consent
+from service.fhir.consent import parse_consent, subject_element
+from service.fhir.consent_capture import check_for_capture
 from service.store import repository
 from service.store.db import SessionFactory, transaction
 from service.store.models import Client, ConsentDocument
@@ -50,14 +51,18 @@ def consent_record(doc: ConsentDocument) -> ConsentRecord:
 
 
 async def _client_for(session: AsyncSession, site: str, data: dict[str, Any]) -> Client:
-    """Consent.patient names the site's client by Peerway's id (Patient/<client id>) or by the site's EHR
-    Patient id; another site's client is refused exactly like an unknown one."""
-    reference = (data.get("patient") or {}).get("reference")
+    """Consent.patient (R4) or Consent.subject (R5) names the site's client by Peerway's id
+    (Patient/<client id>) or by the site's EHR Patient id; another site's client is refused exactly like an
+    unknown one. The stored copy names the client by Peerway's id (stamped_consent)."""
+    name = subject_element(data)
+    element = f"Consent.{name}"
+    named = data.get(name)
+    reference = named.get("reference") if isinstance(named, dict) else None
     if not isinstance(reference, str) or not reference.startswith("Patient/"):
-        raise InvalidResource("Consent.patient must be a Patient/<id> reference", "Consent.patient")
+        raise InvalidResource(f"{element} must be a Patient/<id> reference", element)
     client = await repository.client_named(session, site, reference)
     if client is None:
-        raise InvalidResource(f"Consent.patient {reference} is not a client of the program", "Consent.patient")
+        raise InvalidResource(f"{element} {reference} is not a client of the program", element)
     return client
 
 
@@ -80,13 +85,14 @@ async def _write(
     sessions: SessionFactory, site: str, consent_id: str, data: dict[str, Any]
 ) -> tuple[dict[str, Any], bool]:
     parse_consent(data)  # refuses what the engine could not read, with the element named
+    check_for_capture(data)  # and what it would read but not honour as meant (unknown codes, non-R5 elements)
     now = utcnow()
     try:
         async with transaction(sessions) as session:
             client = await _client_for(session, site, data)
             doc = await session.get(ConsentDocument, _key(site, consent_id), with_for_update=True)
             if doc is not None and doc.client_id != client.id:
-                raise InvalidResource("a Consent cannot move to another client", "Consent.patient")
+                raise InvalidResource("a Consent cannot move to another client", f"Consent.{subject_element(data)}")
             created = doc is None
             if doc is None:
                 doc = ConsentDocument(id=_key(site, consent_id), client_id=client.id, version_id=0, created_at=now)

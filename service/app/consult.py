@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import fhir_profiles
 from consent import Coding, DataCategory, Decision
-from consent.categories import ACT_REASON_SYSTEM, CATEGORY_SYSTEM, PATIENT_PRIVACY, RESOURCE_TYPES_SYSTEM
+from consent.categories import ACT_REASON_SYSTEM, CATEGORY_SYSTEM, PATIENT_PRIVACY, RESOURCE_TYPE_SYSTEMS
 from service.app.clock import utcnow
 from service.app.sharing import SOURCE_TYPES, Holdings, decide
 from service.errors import InvalidResource
@@ -61,7 +61,7 @@ def _categories(classes: Sequence[tuple[str, str]]) -> list[DataCategory]:
     for system, code in classes:
         if system == CATEGORY_SYSTEM and code in DataCategory._value2member_map_:
             chosen.append(DataCategory(code))
-        elif system == RESOURCE_TYPES_SYSTEM:
+        elif system in RESOURCE_TYPE_SYSTEMS:  # R4's resource-types or R5's fhir-types
             chosen += [c for c, source in SOURCE_TYPES.items() if source == code]
         else:
             raise InvalidResource(f"unknown class {system}|{code}", "context.class")

@@ -16,6 +16,7 @@ from typing import Any
 import fhir_profiles
 from consent import DataCategory
 from service.domain import ContactKind
+from service.fhir.consent import subject_element
 
 V3_ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 V3_PARTICIPATION_TYPE = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
@@ -271,13 +272,15 @@ def to_json(resource: dict[str, Any]) -> str:
 def stamped_consent(
     data: dict[str, Any], consent_id: str, version: int, patient_reference: str, now: datetime
 ) -> dict[str, Any]:
-    """The Consent as Peerway keeps it: our id and version, the patient as Peerway's client reference."""
+    """The Consent as Peerway keeps it: our id and version, the client (R4 `patient`, R5 `subject`) as
+    Peerway's client reference, so the engine reads it as about that client."""
     stored = dict(data)
     stored["id"] = consent_id
     stored["meta"] = {**(data.get("meta") or {}), "versionId": str(version), "lastUpdated": fhir_instant(now)}
-    patient = dict(data.get("patient") or {})
-    patient["reference"] = patient_reference
-    stored["patient"] = patient
+    element = subject_element(data)
+    subject = dict(data.get(element) or {})
+    subject["reference"] = patient_reference
+    stored[element] = subject
     return stored
 
 

@@ -8,25 +8,29 @@ Intake is strict where leniency could share data by mistake: every code the engi
 system and a code, references need `Reference.reference`, and modifier extensions or R5 `expression`s,
 which the engine cannot evaluate, are refused. The one leniency: an R4 Consent without `scope` whose
 `category` carries consentscope#patient-privacy (the LEAP sample does this) is read as patient-privacy.
+`Consent.identifier` (system and value) and `meta.lastUpdated` tell versions of one agreement apart.
+
+Stored Consents are read here too, so this stays as lenient as is safe; what only recording refuses (R5
+validation, codes unknown to their code system) is in consent_capture.py.
 """
 
 from __future__ import annotations
 
-import calendar
 import re
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any, Literal
 
 from fhir.resources.R4B.consent import Consent
 from pydantic import ValidationError
 
 from consent.categories import ASSIGNED_PEER_ROLE, CONSENT_SCOPE_SYSTEM, PATIENT_PRIVACY
-from consent.model import ActorRule, Coding, ConsentRecord, Period, Provision
+from consent.model import ActorRule, Coding, ConsentRecord, Identifier, Period, Provision
 from service.errors import InvalidResource
+from service.fhir.dates import optional_instant
 from service.fhir.validation import fhirpath
 
-__all__ = ["consent_status_of", "parse_consent"]
+__all__ = ["consent_status_of", "is_r5", "parse_consent", "refusal_from", "subject_element"]
 
 R4_STATUSES = frozenset({"draft", "proposed", "active", "rejected", "inactive", "entered-in-error"})
 R5_STATUSES = frozenset({"draft", "active", "inactive", "not-done", "entered-in-error", "unknown"})
@@ -37,8 +41,6 @@ _R5_ONLY = frozenset(
 _R5_PROVISION_ONLY = frozenset({"documentType", "resourceType", "expression"})
 _MEANINGS = frozenset({"instance", "related", "dependents", "authoredby"})
 _MAX_DEPTH = 16
-_DATE = re.compile(r"(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")
-_DATETIME = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(\.\d+)?(Z|[+-]\d{2}:\d{2})")
 _LOCAL_REFERENCE = re.compile(r"(?:^|/)([A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
 
 ProvisionType = Literal["permit", "deny"]
@@ -47,7 +49,7 @@ ProvisionType = Literal["permit", "deny"]
 def consent_status_of(data: Mapping[str, Any]) -> str:
     """The status code of a Consent (R4 or R5-shaped), checked against that version's status codes."""
     _require_consent(data)
-    return _status(data, R5_STATUSES if _is_r5(data) else R4_STATUSES)
+    return _status(data, R5_STATUSES if is_r5(data) else R4_STATUSES)
 
 
 def parse_consent(data: Mapping[str, Any]) -> ConsentRecord:
@@ -56,7 +58,12 @@ def parse_consent(data: Mapping[str, Any]) -> ConsentRecord:
     Raises InvalidResource naming the offending element (e.g. expression "Consent.provision.type").
     """
     _require_consent(data)
-    return _parse_r5(data) if _is_r5(data) else _parse_r4(data)
+    return _parse_r5(data) if is_r5(data) else _parse_r4(data)
+
+
+def subject_element(data: Mapping[str, Any]) -> Literal["patient", "subject"]:
+    """The element naming the Consent's client: R4 `patient`, R5 `subject`."""
+    return "subject" if is_r5(data) else "patient"
 
 
 def _require_consent(data: Mapping[str, Any]) -> None:
@@ -65,7 +72,8 @@ def _require_consent(data: Mapping[str, Any]) -> None:
         raise InvalidResource(f"expected a Consent resource, got {found!r}", expression="Consent.resourceType")
 
 
-def _is_r5(data: Mapping[str, Any]) -> bool:
+def is_r5(data: Mapping[str, Any]) -> bool:
+    """Whether the Consent is R5-shaped (any R5-only element, or a list of provisions)."""
     if not _R5_ONLY.isdisjoint(data) or isinstance(data.get("provision"), list):
         return True
     provision = data.get("provision")
@@ -87,7 +95,7 @@ def _parse_r4(data: Mapping[str, Any]) -> ConsentRecord:
     try:
         Consent.model_validate(body)
     except ValidationError as exc:
-        raise _invalid_from(exc) from None
+        raise refusal_from(exc) from None
     except (TypeError, ValueError) as exc:
         raise InvalidResource(f"Consent: {exc}", expression="Consent") from None
     status = _status(body, R4_STATUSES)
@@ -98,12 +106,15 @@ def _parse_r4(data: Mapping[str, Any]) -> ConsentRecord:
         status=status,
         scope=_scope_code(body["scope"]),
         patient=_optional_reference(body.get("patient"), "Consent.patient"),
-        date_time=_optional_instant(body.get("dateTime"), "Consent.dateTime"),
+        date_time=optional_instant(body.get("dateTime"), "Consent.dateTime"),
         provision=None if root is None else _provision(root, "Consent.provision", None, r5=False, depth=0),
+        identifiers=_identifiers(body),
+        recorded_at=_recorded_at(body),
     )
 
 
-def _invalid_from(error: ValidationError) -> InvalidResource:
+def refusal_from(error: ValidationError) -> InvalidResource:
+    """A fhir.resources validation failure of a Consent as InvalidResource naming the first element."""
     problems = []
     for problem in error.errors()[:3]:
         # pydantic adds "root" for RootModel wrappers and uses the Python name resource_type.
@@ -170,13 +181,15 @@ def _parse_r5(data: Mapping[str, Any]) -> ConsentRecord:
         status=status,
         scope=scope,
         patient=_optional_reference(subject, "Consent.subject"),
-        date_time=_optional_instant(when, "Consent.date"),
+        date_time=optional_instant(when, "Consent.date"),
         provision=Provision(
             type=decision,
             period=_optional_period(data.get("period"), "Consent.period"),
             actors=grantees,
             provisions=children,
         ),
+        identifiers=_identifiers(data),
+        recorded_at=_recorded_at(data),
     )
 
 
@@ -288,6 +301,24 @@ def _consent_id(data: Mapping[str, Any]) -> str:
     return ""
 
 
+def _identifiers(data: Mapping[str, Any]) -> tuple[Identifier, ...]:
+    """Consent.identifier entries with both system and value (the others cannot tie versions together)."""
+    entries = data.get("identifier")
+    return tuple(
+        Identifier(e["system"], e["value"])
+        for e in (entries if isinstance(entries, list) else ())
+        if isinstance(e, Mapping) and all(isinstance(e.get(k), str) and e[k] for k in ("system", "value"))
+    )
+
+
+def _recorded_at(data: Mapping[str, Any]) -> datetime | None:
+    """meta.lastUpdated: when this version was recorded (Peerway stamps it on every version it stores)."""
+    meta = data.get("meta")
+    if meta is None:
+        return None
+    return optional_instant(_object(meta, "Consent.meta").get("lastUpdated"), "Consent.meta.lastUpdated")
+
+
 def _refuse_modifiers(node: Mapping[str, Any], path: str) -> None:
     if node.get("modifierExtension"):
         raise InvalidResource(
@@ -354,35 +385,6 @@ def _optional_period(node: object, path: str) -> Period | None:
         return None
     period = _object(node, path)
     return Period(
-        start=_optional_instant(period.get("start"), f"{path}.start"),
-        end=_optional_instant(period.get("end"), f"{path}.end", end=True),
+        start=optional_instant(period.get("start"), f"{path}.start"),
+        end=optional_instant(period.get("end"), f"{path}.end", end=True),
     )
-
-
-def _optional_instant(value: object, path: str, *, end: bool = False) -> datetime | None:
-    """A FHIR date or dateTime as an aware datetime. Partial dates are read in UTC: as their first
-    instant, or their last when `end` (FHIR period ends are inclusive)."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        if match := _DATETIME.fullmatch(value):
-            fraction = (match.group(2) or "")[:7]  # Python keeps microseconds
-            try:
-                return datetime.fromisoformat(match.group(1) + fraction + match.group(3).replace("Z", "+00:00"))
-            except ValueError:
-                pass
-        elif match := _DATE.fullmatch(value):
-            try:
-                return _partial_date(match, end=end)
-            except ValueError:
-                pass
-    raise InvalidResource(f"not a FHIR date or dateTime: {value!r}", expression=path)
-
-
-def _partial_date(match: re.Match[str], *, end: bool) -> datetime:
-    year = int(match.group(1))
-    month = int(match.group(2) or (12 if end else 1))
-    last_day = calendar.monthrange(year, month)[1] if 1 <= month <= 12 else 0
-    day = int(match.group(3) or (last_day if end else 1))
-    first = datetime(year, month, day, tzinfo=UTC)
-    return first + timedelta(days=1, microseconds=-1) if end else first

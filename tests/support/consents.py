@@ -1,4 +1,4 @@
-"""R4 Consents as a coordinator would record them for a client's peer supporter."""
+"""R4 Consents as a coordinator would record them for a client's peer supporter, and the same as R5."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ CONSENTSCOPE = "http://terminology.hl7.org/CodeSystem/consentscope"
 CONSENTACTION = "http://terminology.hl7.org/CodeSystem/consentaction"
 ACTREASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
 PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
+FHIR_TYPES = "http://hl7.org/fhir/fhir-types"  # R5's resource type codes (provision.resourceType)
 
 
 def peer_consent(
@@ -56,3 +57,57 @@ def peer_consent(
             "code": [{"coding": [{"system": fhir_profiles.DATA_CATEGORY_SYSTEM, "code": c}]} for c in categories],
         },
     }
+
+
+# R4 Consent elements and what R5 calls them (R5 has no scope: its consentscope code joins `category`).
+_R5_NAMES = {
+    "resourceType": "resourceType",
+    "id": "id",
+    "identifier": "identifier",
+    "status": "status",
+    "patient": "subject",
+    "dateTime": "date",
+    "organization": "controller",
+}
+
+
+def as_r5(consent: dict[str, Any]) -> dict[str, Any]:
+    """An R4 Consent as R5 writes it: `subject`, `date` (a date), `decision`, `period` and untyped provisions,
+    each level the opposite of its parent. A root provision holding only its type, period and exceptions
+    becomes the decision; a root with rules of its own becomes the one exception to the opposite decision
+    (deny by default makes the two the same)."""
+    r5: dict[str, Any] = {}
+    for name, value in consent.items():
+        if name in _R5_NAMES:
+            r5[_R5_NAMES[name]] = value
+        elif name in ("scope", "category"):
+            r5["category"] = ([consent["scope"]] if "scope" in consent else []) + consent.get("category", [])
+        elif name == "policyRule":
+            r5["regulatoryBasis"] = [value]
+        elif name != "provision":
+            raise ValueError(f"as_r5 does not convert Consent.{name}")
+    if "date" in r5:
+        r5["date"] = r5["date"][:10]
+    root = consent.get("provision")
+    if root is None:
+        return r5
+    if "period" in root:
+        r5["period"] = root["period"]
+    exceptions = root.get("provision", [])
+    if set(root) - {"type", "period", "provision"}:
+        r5["decision"] = "deny" if root["type"] == "permit" else "permit"
+        exceptions = [{k: v for k, v in root.items() if k != "period"}]
+    else:
+        r5["decision"] = root["type"]
+    r5["provision"] = [_untyped(p, r5["decision"]) for p in exceptions]
+    return r5
+
+
+def _untyped(provision: dict[str, Any], parent: str) -> dict[str, Any]:
+    kind = provision["type"]
+    if kind == parent:
+        raise ValueError("R5 cannot say a provision of the same type as its parent")
+    untyped = {k: v for k, v in provision.items() if k not in ("type", "provision")}
+    if provision.get("provision"):
+        untyped["provision"] = [_untyped(p, kind) for p in provision["provision"]]
+    return untyped

@@ -23,17 +23,25 @@ from consent import (
     Coding,
     ConsentRecord,
     DataCategory,
+    Identifier,
     Period,
     Provision,
     RequestedItem,
     evaluate,
 )
-from consent.categories import CONFIDENTIALITY_SYSTEM, CONSENT_ACTION_SYSTEM, category_coding
+from consent.categories import (
+    CONFIDENTIALITY_SYSTEM,
+    CONSENT_ACTION_SYSTEM,
+    FHIR_TYPES_SYSTEM,
+    RESOURCE_TYPES_SYSTEM,
+    category_coding,
+)
 from service.errors import InvalidResource
-from service.fhir.consent import consent_status_of, parse_consent
+from service.fhir.consent import consent_status_of, parse_consent, subject_element
 
 LEAP_FILE = Path(__file__).parents[2] / "fixtures" / "consent" / "leap-cds-r4-consent-permit-with-deny-R-label.json"
 LEAP_ID = "consent-boris-deny-restricted-label"
+LEAP_IDENTIFIER = Identifier("http://sdhealthconnect.github.io/leap/samples/ids", LEAP_ID)
 R = Coding(CONFIDENTIALITY_SYSTEM, "R")
 IRCP_CONCEPT = {"coding": [{"system": ROLE_IRCP.system, "code": ROLE_IRCP.code}]}
 PRIVACY_SCOPE = {
@@ -184,6 +192,62 @@ def test_an_r5_consent_without_a_privacy_category_has_no_scope() -> None:
     assert parse_consent(data).scope is None
 
 
+def test_the_client_is_named_in_patient_in_r4_and_in_subject_in_r5() -> None:
+    assert subject_element(leap()) == "patient"
+    assert subject_element(leap_as_r5()) == "subject"
+
+
+@pytest.mark.parametrize("system", [FHIR_TYPES_SYSTEM, RESOURCE_TYPES_SYSTEM])
+def test_r5_resource_types_keep_their_system_and_decide_for_data_of_that_type(system: str) -> None:
+    # R5 names resource types in http://hl7.org/fhir/fhir-types; R4's resource-types system means the same.
+    data = leap_as_r5()
+    data["decision"] = "deny"
+    permit = data["provision"][0]
+    del permit["securityLabel"]
+    permit["resourceType"] = [{"system": system, "code": "Encounter"}]
+    record = parse_consent(data)
+
+    assert record.provision is not None
+    [exception] = record.provision.provisions
+    assert exception.type == "permit"
+    assert exception.classes == (Coding(system, "Encounter"),)
+    assert exception.actors == (ActorRule(ROLE_IRCP, "Organization/54"),)  # R5 actor.role: a CodeableConcept
+    stay = RequestedItem(DataCategory.ADMISSION_DISCHARGE, resource_types=frozenset({"Encounter"}))
+    name = RequestedItem(DataCategory.PREFERRED_NAME, resource_types=frozenset({"Patient"}))
+    decision = evaluate([record], request("Organization/54", stay, name))
+    assert [d.permitted for d in decision.items] == [True, False]
+
+
+# --- versions of one agreement: identifiers and the version's time --------------------------------
+
+
+@pytest.mark.parametrize("source", [leap, leap_as_r5], ids=["r4", "r5"])
+def test_identifiers_and_meta_last_updated_are_read(source: Callable[[], dict[str, Any]]) -> None:
+    data = source()
+    data["identifier"] += [
+        {"value": "no-system"},
+        {"system": "urn:ietf:rfc:3986"},
+        {"use": "secondary", "system": "urn:peerway:agreement", "value": "a-1"},
+    ]
+    data["meta"] = {"versionId": "4", "lastUpdated": "2024-03-05T06:07:08.5+01:00"}
+    record = parse_consent(data)
+
+    assert record.identifiers == (LEAP_IDENTIFIER, Identifier("urn:peerway:agreement", "a-1"))
+    assert record.recorded_at == datetime(2024, 3, 5, 5, 7, 8, 500000, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("source", [leap, leap_as_r5], ids=["r4", "r5"])
+def test_without_identifiers_or_meta_there_is_nothing_to_tie_or_order_versions_by(
+    source: Callable[[], dict[str, Any]],
+) -> None:
+    data = source()
+    del data["identifier"]
+    record = parse_consent(data)
+    assert record.identifiers == ()
+    assert record.recorded_at is None
+    assert parse_consent({**data, "meta": {"versionId": "1"}}).recorded_at is None
+
+
 # --- what intake refuses, and where ---------------------------------------------------------------
 
 
@@ -276,6 +340,15 @@ INVALID = [
     pytest.param(
         r5(lambda d: d["provision"][0].update(actor=[{}])), "Consent.provision[0].actor[0]", id="r5 actor naming no one"
     ),
+    pytest.param(
+        r4(lambda d: d.update(meta={"lastUpdated": "yesterday"})), "Consent.meta.lastUpdated", id="bad lastUpdated"
+    ),
+    pytest.param(
+        r5(lambda d: d.update(meta={"lastUpdated": "2024-13-01T00:00:00Z"})),
+        "Consent.meta.lastUpdated",
+        id="r5 bad lastUpdated",
+    ),
+    pytest.param(r5(lambda d: d.update(meta=["x"])), "Consent.meta", id="r5 meta not an object"),
 ]
 
 
