@@ -77,7 +77,10 @@ def _upcoming(items: list[notifications.UpcomingDischarge], *, with_peer: bool) 
     ]
 
 
-@router.get("/api/me/notifications", summary="The calling peer's notifications: your client <id> was readmitted")
+@router.get(
+    "/api/me/notifications",
+    summary="The calling peer's notifications: your client <id> was readmitted (as their consent allows)",
+)
 async def my_notifications(caller: Peer, sessions: SessionsDep, settings: SettingsDep, since: Since = None) -> FeedOut:
     overlap = settings.notification_feed_overlap_seconds
     return _feed(await notifications.peer_feed(sessions, caller.subject, since, overlap))

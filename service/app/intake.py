@@ -16,8 +16,8 @@ Rules (also in the README, "Hospital events"):
 - A stay that began before the client's current stay never becomes current (a late event of an old stay).
 - A new stay of a client whose previous episode had a peer keeps that peer: the program's presence goes on.
 - Readmission: a new stay of a client whose current episode is in the community, or an Encounter carrying
-  hospitalization.reAdmission, marks the episode readmitted and notifies the assigned peer and the
-  coordinators in the same transaction.
+  hospitalization.reAdmission, marks the episode readmitted and notifies the coordinators in the same
+  transaction, and the assigned peer too when the client's consent permits admission-discharge to them.
 - Expected discharge of an on-ward stay: the extension the deployment names (or R5 plannedEndDate), else an
   in-progress Encounter's period.end when it lies after the event's time.
 - The same Bundle.id from the same site is processed once; a replay gets the first answer. One event of a
@@ -209,7 +209,7 @@ async def apply_stay(session: AsyncSession, site: str, stay: Stay, event_time: d
         if previous is not None:
             await carry_peer_over(session, previous, episode, now)
         if readmission:
-            record_readmission(session, episode, now)
+            await record_readmission(session, episode, now)
 
     if stay.kind is HospitalEventKind.DISCHARGE:
         if not opened and episode.state == EpisodeState.IN_COMMUNITY.value and _older(snapshot_at, episode.snapshot_at):
@@ -236,7 +236,7 @@ async def apply_stay(session: AsyncSession, site: str, stay: Stay, event_time: d
     episode.updated_at = now
     if encounter.readmission and not episode.readmission:
         episode.readmission = True
-        record_readmission(session, episode, now)
+        await record_readmission(session, episode, now)
         return "episode marked readmitted"
     if opened:
         return "episode opened on the ward (readmission)" if episode.readmission else "episode opened on the ward"

@@ -4,8 +4,11 @@ health of the channels hospital events arrive on.
 Privacy: a notification carries ids, the event and the time Peerway recorded it: "your client <id> was
 readmitted". Nothing from the EHR's Encounter (dates of the stay, unit, reasons, diagnoses) is in it; those
 stay behind the client's consent in the $summary. Peers see notifications only about clients who are theirs
-when they read the feed. An expected discharge date is admission/discharge data: a peer sees it only when the
-client's consent permits the admission-discharge category to them, and each such disclosure is audited.
+when they read the feed. A readmission and an expected discharge date are admission/discharge data: a peer is
+told them only when the client's consent permits the admission-discharge category to them, and each such
+disclosure is audited. A readmission is decided twice: when it is recorded (a peer the consent withholds it from
+gets no notification at all; the coordinators are told alone) and again when the peer reads the feed (a consent
+withdrawn in between hides it); each notification delivered is audited in the read's own transaction.
 """
 
 from __future__ import annotations
@@ -15,9 +18,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from consent import DataCategory
+from consent import DataCategory, Decision
 from service.app.clock import utcnow
-from service.app.peers import clients_of_peer
 from service.app.sharing import Holdings, decide, record_disclosure
 from service.settings import Settings
 from service.store import channel as store
@@ -79,8 +81,23 @@ class UpcomingDischarge:
     readmission: bool
 
 
-def record_readmission(session: AsyncSession, episode: Episode, now: datetime) -> None:
-    """Tell the coordinators and the assigned peer, in the transaction that marks the episode readmitted."""
+async def _permitted(
+    session: AsyncSession, client: Client, episode: Episode, peer_id: str, now: datetime
+) -> Decision | None:
+    """The client's current consent decision for the assigned peer, if it permits admission-discharge (else None):
+    the decision the peer's $summary gets for the same stay."""
+    holdings = Holdings.of(client, episode)
+    actor = f"Practitioner/{peer_id}"
+    decision = await decide(
+        session, holdings, actor, assigned=True, categories=(DataCategory.ADMISSION_DISCHARGE,), at=now
+    )
+    return decision if DataCategory.ADMISSION_DISCHARGE in decision.permitted_categories() else None
+
+
+async def record_readmission(session: AsyncSession, episode: Episode, now: datetime) -> None:
+    """Tell the coordinators, and the assigned peer if the client's consent permits admission-discharge to them
+    now, in the transaction that marks the episode readmitted. Nothing is disclosed yet: the peer's read is
+    checked and audited again (`peer_feed`)."""
     session.add(
         store.Notification(
             audience=COORDINATOR,
@@ -91,17 +108,21 @@ def record_readmission(session: AsyncSession, episode: Episode, now: datetime) -
             created_at=now,
         )
     )
-    if episode.peer_id is not None:
-        session.add(
-            store.Notification(
-                audience=PEER,
-                peer_id=episode.peer_id,
-                event=READMITTED,
-                client_id=episode.client_id,
-                episode_id=episode.id,
-                created_at=now,
-            )
+    if episode.peer_id is None:
+        return
+    client = await session.get(Client, episode.client_id)
+    if client is None or await _permitted(session, client, episode, episode.peer_id, now) is None:
+        return
+    session.add(
+        store.Notification(
+            audience=PEER,
+            peer_id=episode.peer_id,
+            event=READMITTED,
+            client_id=episode.client_id,
+            episode_id=episode.id,
+            created_at=now,
         )
+    )
 
 
 def _next_since(rows: list[store.Notification], since: datetime | None, now: datetime, overlap: float) -> datetime:
@@ -122,12 +143,33 @@ def _view(row: store.Notification) -> NotificationView:
 
 
 async def peer_feed(sessions: SessionFactory, peer_id: str, since: datetime | None, overlap: float) -> Feed:
-    """The calling peer's notifications after `since`, only about clients who are theirs now."""
+    """The calling peer's notifications after `since`: only about clients who are theirs now, and only those the
+    client's consent permits (admission-discharge, decided now). Each one delivered is a disclosure, audited in
+    this read's transaction: if the audit cannot be written, nothing is answered."""
     now = utcnow()
-    async with sessions() as session:
+    actor = f"Practitioner/{peer_id}"
+    shown: list[store.Notification] = []
+    async with transaction(sessions) as session:
         rows = list(await store.feed(session, PEER, peer_id, since, FEED_PAGE))
-    mine = set(await clients_of_peer(sessions, peer_id)) if rows else set()
-    return Feed([_view(r) for r in rows if r.client_id in mine], _next_since(rows, since, now, overlap))
+        peer = await session.get(PeerSupporter, peer_id) if rows else None
+        for row in rows:
+            if peer is None or row.event != READMITTED:  # an event with no consent rule here is not shown
+                continue
+            if await repository.episode_of_peer(session, peer_id, row.client_id) is None:
+                continue  # not the peer's client any more
+            client = await session.get(Client, row.client_id)
+            episode = await session.get(Episode, row.episode_id)
+            if client is None or episode is None:
+                continue
+            decision = await _permitted(session, client, episode, peer_id, now)
+            if decision is None:
+                continue
+            record_disclosure(session, client.id, actor, peer.name, decision, (DataCategory.ADMISSION_DISCHARGE,), now)
+            shown.append(row)
+    # Where to go on from: past what was shown, never pointing at the time of one that was hidden (a full page
+    # must name its last row, hidden or not, or the rest would be skipped).
+    read = rows if len(rows) >= FEED_PAGE else shown
+    return Feed([_view(r) for r in shown], _next_since(read, since, now, overlap))
 
 
 async def coordinator_feed(sessions: SessionFactory, site: str, since: datetime | None, overlap: float) -> Feed:
@@ -183,11 +225,8 @@ async def my_upcoming_discharges(sessions: SessionFactory, peer_id: str) -> list
             client = await session.get(Client, episode.client_id)
             if client is None:
                 continue
-            holdings = Holdings.of(client, episode)
-            decision = await decide(
-                session, holdings, actor, assigned=True, categories=(DataCategory.ADMISSION_DISCHARGE,), at=now
-            )
-            if DataCategory.ADMISSION_DISCHARGE not in decision.permitted_categories():
+            decision = await _permitted(session, client, episode, peer_id, now)
+            if decision is None:
                 continue
             shown.append(_upcoming(episode))
             requested = (DataCategory.ADMISSION_DISCHARGE,)

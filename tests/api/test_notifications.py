@@ -1,6 +1,6 @@
-"""Readmissions reach the assigned peer and the coordinators at once, through feeds that say no more than
-"your client <id> was readmitted"; upcoming discharges reach coordinators, and the assigned peer as far as the
-client's consent allows."""
+"""Readmissions reach the coordinators, and the assigned peer as far as the client's consent allows, at once,
+through feeds that say no more than "your client <id> was readmitted"; upcoming discharges reach coordinators,
+and the assigned peer as far as the client's consent allows. What a peer is told is accounted as a disclosure."""
 
 from __future__ import annotations
 
@@ -65,10 +65,34 @@ async def discharged_with_peer(client: httpx.AsyncClient, auth: Auth) -> tuple[d
     return episode, peer
 
 
+async def consent_to_admissions(
+    client: httpx.AsyncClient, auth: Auth, episode: dict[str, Any], peer: dict[str, Any], *categories: str
+) -> dict[str, Any]:
+    """The client's Consent letting the peer see the categories named (admission-discharge unless named)."""
+    consent = peer_consent(episode["patient"], list(categories or ["admission-discharge"]), actor=peer["practitioner"])
+    response = await client.post("/fhir/Consent", json=consent, headers=auth(Role.COORDINATOR, "c"))
+    assert response.status_code == 201, response.text
+    stored: dict[str, Any] = response.json()
+    return stored
+
+
+async def disclosures_to(
+    client: httpx.AsyncClient, auth: Auth, episode: dict[str, Any], peer: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """The client's accounting of disclosures (GET /fhir/AuditEvent?patient=), the entries naming the peer."""
+    response = await client.get(
+        "/fhir/AuditEvent", params={"patient": episode["patient"]}, headers=auth(Role.COORDINATOR, "c")
+    )
+    assert response.status_code == 200, response.text
+    events = [e["resource"] for e in response.json().get("entry", [])]
+    return [e for e in events if any(a.get("who", {}).get("reference") == peer["practitioner"] for a in e["agent"])]
+
+
 async def test_a_readmission_tells_the_assigned_peer_and_the_coordinators_and_nothing_more(
     client: httpx.AsyncClient, auth: Auth
 ) -> None:
     first, peer = await discharged_with_peer(client, auth)
+    await consent_to_admissions(client, auth, first, peer)
     other = await register_peer(client, auth, "Other Peer")
     as_peer, as_other = auth(Role.PEER, peer["id"]), auth(Role.PEER, other["id"])
     assert (await feed(client, as_peer, "/api/me/notifications"))["notifications"] == []
@@ -92,7 +116,8 @@ async def test_a_readmission_tells_the_assigned_peer_and_the_coordinators_and_no
 
 
 async def test_the_feed_goes_on_from_next_since(client: httpx.AsyncClient, auth: Auth) -> None:
-    _, peer = await discharged_with_peer(client, auth)
+    first, peer = await discharged_with_peer(client, auth)
+    await consent_to_admissions(client, auth, first, peer)
     as_peer = auth(Role.PEER, peer["id"])
     await process(client, auth, new_stay(ADMIT, "second-stay"))
     page = await feed(client, as_peer, "/api/me/notifications")
@@ -109,12 +134,73 @@ async def test_the_feed_goes_on_from_next_since(client: httpx.AsyncClient, auth:
 async def test_a_peer_no_longer_assigned_stops_seeing_the_clients_notifications(
     client: httpx.AsyncClient, auth: Auth
 ) -> None:
-    _, peer = await discharged_with_peer(client, auth)
+    first, peer = await discharged_with_peer(client, auth)
+    await consent_to_admissions(client, auth, first, peer)
     await process(client, auth, new_stay(ADMIT, "second-stay"))
     episodes = (await client.get("/api/episodes", headers=auth(Role.COORDINATOR, "c"))).json()
     successor = await register_peer(client, auth, "Next Peer")
     await assign(client, auth, episodes[-1]["id"], successor["id"])
     assert (await feed(client, auth(Role.PEER, peer["id"]), "/api/me/notifications"))["notifications"] == []
+
+
+async def test_a_readmission_is_not_told_to_a_peer_the_consent_withholds_admission_discharge_from(
+    client: httpx.AsyncClient, auth: Auth
+) -> None:
+    first, peer = await discharged_with_peer(client, auth)
+    await consent_to_admissions(client, auth, first, peer, "preferred-name")  # a consent, but not for the stay
+
+    await process(client, auth, new_stay(ADMIT, "second-stay"))
+
+    [item] = (await feed(client, auth(Role.COORDINATOR, "c"), "/api/notifications"))["notifications"]
+    assert (item["event"], item["client_id"]) == ("readmitted", first["client_id"])
+    page = await feed(client, auth(Role.PEER, peer["id"]), "/api/me/notifications")
+    assert page["notifications"] == []
+    assert page["next_since"]  # the feed still moves on
+    assert await disclosures_to(client, auth, first, peer) == []
+    # A consent given afterwards does not send the peer a readmission that was told to the coordinators alone.
+    await consent_to_admissions(client, auth, first, peer)
+    assert (await feed(client, auth(Role.PEER, peer["id"]), "/api/me/notifications"))["notifications"] == []
+
+
+async def test_a_readmission_the_consent_permits_is_told_to_the_peer_and_accounted_as_a_disclosure(
+    client: httpx.AsyncClient, auth: Auth
+) -> None:
+    first, peer = await discharged_with_peer(client, auth)
+    consent = await consent_to_admissions(client, auth, first, peer)
+    await process(client, auth, new_stay(ADMIT, "second-stay"))
+    assert await disclosures_to(client, auth, first, peer) == []  # told nothing yet: nothing accounted
+
+    as_peer = auth(Role.PEER, peer["id"])
+    page = await feed(client, as_peer, "/api/me/notifications")
+    [item] = page["notifications"]
+    assert (item["event"], item["client_id"]) == ("readmitted", first["client_id"])
+    [event] = await disclosures_to(client, auth, first, peer)
+    assert event["outcome"] == "0"
+    assert {"what": {"reference": f"Consent/{consent['id']}"}, "description": "deciding consent"} in event["entity"]
+    disclosed = [e["type"]["code"] for e in event["entity"] if e.get("description") == "disclosed"]
+    assert disclosed == ["admission-discharge"]
+    # The next poll tells nothing new, and accounts for nothing more.
+    assert (await feed(client, as_peer, "/api/me/notifications", page["next_since"]))["notifications"] == []
+    assert len(await disclosures_to(client, auth, first, peer)) == 1
+
+
+async def test_a_consent_withdrawn_before_the_peer_reads_hides_the_readmission(
+    client: httpx.AsyncClient, auth: Auth
+) -> None:
+    first, peer = await discharged_with_peer(client, auth)
+    consent = await consent_to_admissions(client, auth, first, peer)
+    await process(client, auth, new_stay(ADMIT, "second-stay"))  # permitted when the readmission came in
+
+    consent["status"] = "inactive"
+    withdrawn = await client.put(f"/fhir/Consent/{consent['id']}", json=consent, headers=auth(Role.COORDINATOR, "c"))
+    assert withdrawn.status_code == 200, withdrawn.text
+
+    page = await feed(client, auth(Role.PEER, peer["id"]), "/api/me/notifications")
+    assert page["notifications"] == []
+    assert await disclosures_to(client, auth, first, peer) == []
+    [told] = (await feed(client, auth(Role.COORDINATOR, "c"), "/api/notifications"))["notifications"]
+    # Nor does the feed's next_since give away when the hidden readmission was recorded.
+    assert datetime.fromisoformat(page["next_since"]) > datetime.fromisoformat(told["recorded_at"])
 
 
 async def test_a_flagged_readmission_of_a_new_client_reaches_the_coordinators(
