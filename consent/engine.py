@@ -87,7 +87,7 @@ def _usable(consents: Sequence[ConsentRecord], request: AccessRequest) -> tuple[
     usable: list[ConsentRecord] = []
     for consent in current:
         if consent.status != "active":
-            refusals.append(f"{_name(consent)} is {consent.status or 'without status'}")
+            refusals.append(_set_aside(consent))
         elif consent.scope != PATIENT_PRIVACY:
             refusals.append(f"{_name(consent)} has scope {consent.scope or 'none'}, not {PATIENT_PRIVACY}")
         elif consent.patient is None or consent.patient != request.patient:
@@ -98,6 +98,10 @@ def _usable(consents: Sequence[ConsentRecord], request: AccessRequest) -> tuple[
     for consent in usable:
         groups.setdefault(_signed(consent), []).append(consent)
     return [sorted(groups[when], key=lambda c: c.id) for when in sorted(groups, reverse=True)], refusals
+
+
+def _set_aside(consent: ConsentRecord) -> str:
+    return f"{_name(consent)} is {consent.status or 'without status'}"
 
 
 def _signed(consent: ConsentRecord) -> datetime:
@@ -133,10 +137,10 @@ def _current_versions(consents: Sequence[ConsentRecord]) -> tuple[list[ConsentRe
         if withdrawn:
             for consent in latest:
                 if consent.status == "active":
-                    why = f"{_name(withdrawn[0])} is {withdrawn[0].status}"
+                    why = _set_aside(withdrawn[0])
                     refusals.append(f"{_name(consent)} is withdrawn: {why} (same identifier {shared})")
                 else:
-                    refusals.append(f"{_name(consent)} is {consent.status or 'without status'}")
+                    refusals.append(_set_aside(consent))
         else:
             current.extend(latest)
     return current, refusals
@@ -325,11 +329,9 @@ def _actor_possible(rule: ActorRule, request: AccessRequest) -> bool:
 def _purpose_possible(purpose: Coding, purposes: tuple[Coding, ...]) -> bool:
     """The purpose, or one it specialises (v3-ActReason: COC is a kind of TREAT), is listed."""
     current: Coding | None = purpose
-    seen: set[Coding] = set()  # a bad table with a cycle must not loop
-    while current is not None and current not in seen:
+    while current is not None:  # PURPOSE_PARENTS is a tree (tests/unit/consent/test_engine.py checks it)
         if current in purposes:
             return True
-        seen.add(current)
         current = PURPOSE_PARENTS.get(current)
     return False
 

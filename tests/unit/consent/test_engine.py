@@ -1057,6 +1057,17 @@ REASONS = [
         " (Consent/c1 is inactive; Consent/c2 is without status)",
     ),
     reason(
+        "versions tied for newest, one without status",
+        [
+            version(permit(), "v1", identifiers=(FORM,), recorded_at=JAN_2),
+            version(permit(), "v2", identifiers=(FORM,), recorded_at=JAN_2, status=""),
+        ],
+        item(),
+        "not permitted: no active patient-privacy consent for Patient/client-1 (Consent/v1 is withdrawn:"
+        " Consent/v2 is without status (same identifier urn:oid:2.16.840.1.113883.19.5|consent-form-7);"
+        " Consent/v2 is without status)",
+    ),
+    reason(
         "a consent without id",
         [record(permit(actors=to_other), id="")],
         item(),
@@ -1173,6 +1184,19 @@ def test_copies_linked_only_through_an_earlier_copy_are_one_agreement() -> None:
     for order in (consents, consents[::-1], [consents[1], consents[2], consents[0]]):
         [result] = evaluate(order, ask(item())).items
         assert not result.permitted, result.reason
+
+
+def test_the_purpose_hierarchy_is_a_tree() -> None:
+    # The engine walks PURPOSE_PARENTS upwards; a cycle would never end. From v3-ActReason: COC and ETREAT
+    # specialise TREAT, which specialises nothing Peerway needs.
+    from consent.categories import PURPOSE_PARENTS
+
+    for start in PURPOSE_PARENTS:
+        seen, current = set(), start
+        while current is not None:
+            assert current not in seen, f"{start} leads to a cycle"
+            seen.add(current)
+            current = PURPOSE_PARENTS.get(current)
 
 
 def test_a_category_given_as_its_code_is_read_as_the_category() -> None:
