@@ -31,6 +31,8 @@ REMATCH_REASON_SYSTEM = f"{CANONICAL}/CodeSystem/rematch-reason"
 REMATCH_REASON_VALUESET = f"{CANONICAL}/ValueSet/rematch-reason"
 EPISODE_END_REASON_SYSTEM = f"{CANONICAL}/CodeSystem/episode-end-reason"
 EPISODE_END_REASON_VALUESET = f"{CANONICAL}/ValueSet/episode-end-reason"
+EPISODE_STATE_SYSTEM = f"{CANONICAL}/CodeSystem/episode-state"
+ASSIGNMENT_END_SYSTEM = f"{CANONICAL}/CodeSystem/assignment-end"
 PEER_SUPPORTER_ROLE_PROFILE = f"{CANONICAL}/StructureDefinition/peer-supporter-role"
 # Extension urls. On PractitionerRole, except EXT_AGE_BAND (on Practitioner).
 EXT_PEER_STATUS = f"{CANONICAL}/StructureDefinition/peer-status"  # valueCode, ValueSet peer-status

@@ -21,15 +21,15 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from service.app.clock import utcnow
 from service.app.intake import apply_stay
 from service.app.linking import record_identifiers
-from service.app.recovery import in_transaction, read_stay, recover, search_changes
+from service.app.recovery import in_unit_of_work, read_stay, recover, search_changes
 from service.app.subscriptions import queue_recovery
+from service.app.uow import UnitOfWork
 from service.errors import PeerwayError, UpstreamError
-from service.fhir.fetch import EhrReader, patient_json
+from service.ehr.client import EhrClient
+from service.fhir.ehr_answers import patient_json
 from service.fhir.subscription import reference_tail
 from service.settings import Settings
 from service.store import channel as store
@@ -41,10 +41,10 @@ PERMANENT = frozenset({400, 403, 404, 405, 410, 422})
 BATCH = 20
 
 
-class SiteReaders(Protocol):
-    """Each site's EHR reader (service/app/connections.py EhrDirectory)."""
+class SiteClients(Protocol):
+    """Each site's EHR client (service/ehr/directory.py EhrDirectory)."""
 
-    async def reader(self, site: str) -> EhrReader: ...
+    async def client(self, site: str) -> EhrClient: ...
 
 
 @dataclass(frozen=True)
@@ -58,11 +58,11 @@ class InboxReport:
 # --- the worker ----------------------------------------------------------------------------------------------
 
 
-async def process_inbox(sessions: SessionFactory, readers: EhrReader | SiteReaders, settings: Settings) -> InboxReport:
+async def process_inbox(sessions: SessionFactory, readers: EhrClient | SiteClients, settings: Settings) -> InboxReport:
     """Do every due inbox item once (one claim batch). Safe to run in any number of workers.
 
     Each item is read from the EHR of its own site (the site whose credentials its notification carried); one
-    EhrReader given instead serves every site (single-EHR tests and tools).
+    EhrClient given instead serves every site (single-EHR tests and tools).
     """
     now = utcnow()
     async with transaction(sessions) as session:
@@ -74,7 +74,7 @@ async def process_inbox(sessions: SessionFactory, readers: EhrReader | SiteReade
         if item is None or item.status != "pending":
             continue
         try:
-            reader = readers if isinstance(readers, EhrReader) else await readers.reader(item.site)
+            reader = readers if isinstance(readers, EhrClient) else await readers.client(item.site)
             await _work(sessions, reader, settings, item)
         except Exception as exc:  # one item's failure never holds up the others
             permanent, wait, why = _verdict(exc, item, settings)
@@ -123,7 +123,7 @@ async def _failed(
             row.available_at = utcnow() + timedelta(seconds=min(wait if wait is not None else backoff, cap))
 
 
-async def _work(sessions: SessionFactory, reader: EhrReader, settings: Settings, item: store.InboxItem) -> str:
+async def _work(sessions: SessionFactory, reader: EhrClient, settings: Settings, item: store.InboxItem) -> str:
     if item.kind == "fetch":
         return await _fetch(sessions, reader, settings, item)
     if item.kind == "patient":
@@ -137,25 +137,25 @@ async def _work(sessions: SessionFactory, reader: EhrReader, settings: Settings,
     raise UpstreamError(f"unknown intake work {item.kind!r}", http_status=400)
 
 
-async def _fetch(sessions: SessionFactory, reader: EhrReader, settings: Settings, item: store.InboxItem) -> str:
+async def _fetch(sessions: SessionFactory, reader: EhrClient, settings: Settings, item: store.InboxItem) -> str:
     """An id-only event: read the focus Encounter and its Patient, then apply them like a full resource."""
     tail = reference_tail(item.focus)
     assert tail is not None
     stay = await read_stay(reader, settings, tail[1])
 
-    async def apply(session: AsyncSession) -> str:
+    async def apply(uow: UnitOfWork) -> str:
         event = None
         if item.channel_id is not None and item.event_number is not None:
-            event = await session.get(store.ChannelEvent, (item.channel_id, item.event_number))
-        effect = await apply_stay(session, item.site, stay, event.occurred_at if event else None, utcnow())
+            event = await uow.session.get(store.ChannelEvent, (item.channel_id, item.event_number))
+        effect = await apply_stay(uow, item.site, stay, event.occurred_at if event else None, utcnow())
         if event is not None:
             event.outcome = "applied"
         return effect
 
-    return await in_transaction(sessions, apply)
+    return await in_unit_of_work(sessions, apply)
 
 
-async def _refresh_patient(sessions: SessionFactory, reader: EhrReader, item: store.InboxItem) -> str:
+async def _refresh_patient(sessions: SessionFactory, reader: EhrClient, item: store.InboxItem) -> str:
     """A full-resource notification without the Patient: complete the client's snapshot from the EHR."""
     tail = reference_tail(item.focus)
     assert tail is not None
@@ -192,7 +192,7 @@ async def check_channels(sessions: SessionFactory, settings: Settings) -> list[s
 
 async def run_intake_worker(
     sessions: SessionFactory,
-    readers: EhrReader | SiteReaders,
+    readers: EhrClient | SiteClients,
     settings: Settings,
     stop: asyncio.Event,
     wake: asyncio.Event,

@@ -12,7 +12,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.app.clock import utcnow
@@ -22,45 +21,9 @@ from service.settings import Settings
 from service.store import delivery as store
 from service.store import sites as sites_store
 from service.store.db import SessionFactory, transaction
-from service.store.models import Client, Episode, OutboxItem
+from service.store.models import OutboxItem
 
-OUTBOX_CARETEAM = "careteam"
-
-
-async def queue_careteam(session: AsyncSession, episode_id: str) -> None:
-    """Record the episode's peer on its CareTeam history and queue the CareTeam for the EHR.
-
-    Call it inside the transaction that assigns or unassigns the peer, after the change (episode.peer_id and
-    episode.updated_at set): the previous peer's period ends at that moment, the new one's starts at
-    episode.assigned_at, and the outbox row is committed with the change or not at all. The worker builds the
-    CareTeam from the state it finds when it delivers.
-    """
-    episode = await session.get(Episode, episode_id)
-    if episode is None:
-        raise NotFound(f"no episode {episode_id}")
-    now = utcnow()
-    changed_at = episode.updated_at or now  # the use case stamps the episode with the moment of the change
-    current = await session.execute(
-        select(store.CareTeamMember).where(
-            store.CareTeamMember.episode_id == episode_id, store.CareTeamMember.ended_at.is_(None)
-        )
-    )
-    open_members = current.scalars().all()
-    for member in open_members:
-        if member.peer_id != episode.peer_id:
-            member.ended_at = changed_at
-    if episode.peer_id is not None and all(m.peer_id != episode.peer_id for m in open_members):
-        session.add(
-            store.CareTeamMember(
-                episode_id=episode_id,
-                peer_id=episode.peer_id,
-                started_at=episode.assigned_at or changed_at,
-                ended_at=None,
-            )
-        )
-    client = await session.get(Client, episode.client_id)
-    assert client is not None  # episode.client_id is a foreign key
-    session.add(store.new_outbox_item(OUTBOX_CARETEAM, episode_id, client.site, now))
+OUTBOX_CARETEAM = "careteam"  # the client's CareTeam, queued with every change of an episode's peers (app/uow.py)
 
 
 # --- dead letters --------------------------------------------------------------------------------------------

@@ -17,22 +17,19 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service import matching
 from service.app import peers, profiles
 from service.app.clock import utcnow
-from service.app.delivery import queue_careteam
-from service.domain import EpisodeState
+from service.app.uow import unit_of_work
+from service.core import matching
+from service.core.matching import ClientPreferences, PeerProfile, Ranking
+from service.core.vocabulary import END_REASONS, ON_WARD, REMATCH_REASONS, REQUESTERS, PeerStatus
 from service.errors import Forbidden, InvalidResource, NotFound
-from service.matching import ClientPreferences, PeerProfile, PeerStatus, Ranking
 from service.store import repository
 from service.store.db import SessionFactory, transaction
 from service.store.matching import Assignment, ClientPreference, EpisodeClosure, PeerProfileRecord
 from service.store.models import Client, Contact, Episode, PeerSupporter
 from service.store.sites import DEFAULT_ORGANIZATION
 
-END_REASONS = frozenset({"completed", "client-withdrew", "no-contact"})
-REMATCH_REASONS = frozenset({"no-connection", "client-request", "peer-request", "peer-unavailable", "safety", "other"})
-REQUESTERS = frozenset({"client", "peer", "coordinator"})
 MINIMUM_MINUTES_PER_CLIENT_WEEK = 60  # the program asks for at least one hour a week with each client
 
 
@@ -124,7 +121,7 @@ async def set_preferences(
 async def read_preferences(sessions: SessionFactory, site: str, episode_id: str) -> ClientPreferences:
     async with sessions() as session:
         episode = await peers.episode_in_scope(session, site, episode_id)
-        return await profiles.preferences_of(session, episode)
+        return await profiles.preferences_of(session, episode.id, episode.client_id)
 
 
 async def suggest(sessions: SessionFactory, site: str, episode_id: str, limit: int = 10) -> Ranking:
@@ -132,10 +129,10 @@ async def suggest(sessions: SessionFactory, site: str, episode_id: str, limit: i
     peers with why."""
     async with sessions() as session:
         episode = await peers.episode_in_scope(session, site, episode_id, open_only=True)
-        preferences = await profiles.preferences_of(session, episode)
+        preferences = await profiles.preferences_of(session, episode.id, episode.client_id)
         tried = await profiles.tried_peers(session, episode_id)
         candidates = await profiles.candidates(session, site=site)
-    on_ward = episode.state == EpisodeState.ON_WARD.value
+    on_ward = episode.state == ON_WARD
     return matching.rank(preferences, candidates, on_ward=on_ward, tried=tried, limit=limit)
 
 
@@ -153,29 +150,29 @@ async def rematch(
     sessions: SessionFactory, site: str, episode_id: str, requested_by: str, reason: str, note: str | None = None
 ) -> peers.EpisodeView:
     """Either side asks for a new peer: the pair ends, the reason is kept, the peer is not suggested again."""
+    _check_rematch(requested_by, reason)
+    async with unit_of_work(sessions) as uow:
+        episode = await uow.episodes.get(episode_id, site=site, for_update=True)
+        if episode is None or episode.peer_id is None:
+            raise NotFound(f"no episode {episode_id} with a peer assigned")
+        episode.rematch(utcnow(), requested_by=requested_by, reason=reason, note=note)
+    return peers.episode_view(episode)
+
+
+def _check_rematch(requested_by: str, reason: str) -> None:
     if requested_by not in REQUESTERS:
         raise InvalidResource(f"requested_by must be one of {sorted(REQUESTERS)}", "requested_by")
     if reason not in REMATCH_REASONS:
         raise InvalidResource(f"reason must be one of {sorted(REMATCH_REASONS)}", "reason")
-    async with transaction(sessions) as session:
-        episode = await repository.episode_at(session, site, episode_id, for_update=True)
-        if episode is None or episode.peer_id is None:
-            raise NotFound(f"no episode {episode_id} with a peer assigned")
-        await peers.end_assignment(
-            session, episode, utcnow(), kind="rematch", reason=reason, requested_by=requested_by, note=note
-        )
-        await queue_careteam(session, episode.id)  # the peer's period on the client's CareTeam ends
-    return peers.episode_view(episode)
 
 
 async def rematch_by_peer(sessions: SessionFactory, peer_id: str, client_id: str, note: str | None) -> None:
     """A peer asks to stop working with one of their clients (404 for anyone else's client)."""
-    async with sessions() as session:
-        episode = await repository.episode_of_peer(session, peer_id, client_id)
-        client = await session.get(Client, client_id) if episode is not None else None
-    if episode is None or client is None:
-        raise NotFound(f"Patient/{client_id} is not known")
-    await rematch(sessions, client.site, episode.id, "peer", "peer-request", note)
+    async with unit_of_work(sessions) as uow:
+        episode = await uow.episodes.of_peer(peer_id, client_id)
+        if episode is None:
+            raise NotFound(f"Patient/{client_id} is not known")
+        episode.rematch(utcnow(), requested_by="peer", reason="peer-request", note=note)
 
 
 async def end_episode(
@@ -184,12 +181,11 @@ async def end_episode(
     """The program's work with the client ends; the peer's place is freed; the ending is kept."""
     if reason not in END_REASONS:
         raise InvalidResource(f"reason must be one of {sorted(END_REASONS)}", "reason")
-    now = utcnow()
-    async with transaction(sessions) as session:
-        episode = await peers.episode_in_scope(session, site, episode_id, for_update=True, open_only=True)
-        if await peers.end_assignment(session, episode, now, kind="episode-ended", reason=reason) is not None:
-            await queue_careteam(session, episode_id)
-        session.add(EpisodeClosure(episode_id=episode_id, ended_at=now, reason=reason, note=note))
+    async with unit_of_work(sessions) as uow:
+        episode = await uow.episodes.get(episode_id, site=site, for_update=True)
+        if episode is None or episode.closed:
+            raise NotFound(f"no open episode {episode_id}")
+        episode.end(utcnow(), reason, note)
 
 
 @dataclass(frozen=True)

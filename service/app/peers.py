@@ -14,15 +14,16 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service import matching
 from service.app import profiles
 from service.app.clock import new_id, utcnow
-from service.app.delivery import queue_careteam
+from service.app.uow import unit_of_work
+from service.core import matching
+from service.core.episode import Episode as EpisodeAggregate
+from service.core.matching import PeerProfile
 from service.errors import Forbidden, InvalidResource, NotFound
-from service.matching import PeerProfile
 from service.store import repository
 from service.store.db import SessionFactory, transaction
-from service.store.matching import Assignment, EpisodeClosure
+from service.store.matching import EpisodeClosure
 from service.store.models import Episode, PeerSupporter
 from service.store.sites import DEFAULT_ORGANIZATION, PeerOrganization, PeerSite, Site, sites_of_peer
 
@@ -64,7 +65,7 @@ def _peer(p: PeerSupporter) -> PeerView:
     return PeerView(id=p.id, name=p.name, status=p.status)
 
 
-def episode_view(e: Episode) -> EpisodeView:
+def episode_view(e: Episode | EpisodeAggregate) -> EpisodeView:
     return EpisodeView(
         id=e.id,
         client_id=e.client_id,
@@ -224,75 +225,26 @@ async def assign_peer(
 
     The hard rules of matching hold either way: the peer is enabled at the client's site, active, has a free
     place, was not excluded by the client and was not re-matched away from this client before. Every change is
-    kept in the history.
+    kept in the episode's assignment history.
     """
-    async with transaction(sessions) as session:
-        episode = await episode_in_scope(session, site, episode_id, for_update=True, open_only=True)
+    async with unit_of_work(sessions) as uow:
+        session = uow.session
+        episode = await uow.episodes.get(episode_id, site=site, for_update=True)
+        if episode is None or episode.closed:
+            raise NotFound(f"no open episode {episode_id}")
         peer = await session.get(PeerSupporter, peer_id)
         if peer is None or not await repository.peer_enabled_at(session, peer_id, site):
             raise InvalidResource(f"no peer supporter {peer_id} is enabled at this site", "peer_id")
         if episode.peer_id == peer.id:
             return episode_view(episode)
         candidate = await profiles.candidate(session, peer.id)
-        preferences = await profiles.preferences_of(session, episode)
-        tried = await profiles.tried_peers(session, episode.id)
+        preferences = await profiles.preferences_of(session, episode.id, episode.client_id)
+        tried = episode.rematched_peers()
         why = "has no profile" if candidate is None else matching.exclusion(preferences, candidate, tried)
         if why is not None:
             raise InvalidResource(f"{peer.name} cannot be assigned: {why}", "peer_id")
-        now = utcnow()
-        await end_assignment(session, episode, now, kind="replaced")
-        episode.peer_id = peer.id
-        episode.assigned_at = now
-        episode.updated_at = now
-        session.add(
-            Assignment(episode_id=episode.id, peer_id=peer.id, started_at=now, suggested=suggested, score=score)
-        )
-        await queue_careteam(session, episode.id)
+        episode.assign(peer.id, utcnow(), suggested=suggested, score=score)
     return episode_view(episode)
-
-
-async def carry_peer_over(session: AsyncSession, previous: Episode, episode: Episode, now: datetime) -> None:
-    """A client's new stay keeps the peer of the previous one: the program's presence goes on through a
-    readmission. The move is kept in the history, and both stays' CareTeams are brought up to date."""
-    peer_id = await end_assignment(session, previous, now, kind="new-stay")
-    if peer_id is None:
-        return
-    episode.peer_id = peer_id
-    episode.assigned_at = now
-    episode.updated_at = now
-    session.add(Assignment(episode_id=episode.id, peer_id=peer_id, started_at=now, suggested=False))
-    await queue_careteam(session, previous.id)
-    await queue_careteam(session, episode.id)
-
-
-async def end_assignment(
-    session: AsyncSession,
-    episode: Episode,
-    now: datetime,
-    *,
-    kind: str,
-    reason: str | None = None,
-    requested_by: str | None = None,
-    note: str | None = None,
-) -> str | None:
-    """Close the episode's current assignment in the history and free the peer's place; answers the peer id."""
-    peer_id = episode.peer_id
-    if peer_id is None:
-        return None
-    current = await profiles.open_assignment(session, episode.id)
-    if current is None:  # assigned before history was kept: record it now
-        current = Assignment(
-            episode_id=episode.id, peer_id=peer_id, started_at=episode.assigned_at or now, suggested=False
-        )
-        session.add(current)
-    current.ended_at = now
-    current.end_kind = kind
-    current.end_reason = reason
-    current.requested_by = requested_by
-    current.note = note
-    episode.peer_id = None
-    episode.updated_at = now
-    return peer_id
 
 
 async def clients_of_peer(sessions: SessionFactory, peer_id: str) -> Sequence[str]:

@@ -15,9 +15,10 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.core.matching import Candidate, ClientPreferences, PeerProfile
+from service.core.vocabulary import REMATCHED
 from service.fhir import peer as peer_fhir
 from service.fhir.build import to_json
-from service.matching import Candidate, ClientPreferences, PeerProfile
 from service.store.matching import Assignment, ClientPreference, PeerProfileRecord
 from service.store.models import Episode, PeerSupporter
 from service.store.sites import PeerSite
@@ -112,30 +113,20 @@ def preferences_from_json(text: str) -> ClientPreferences:
     )
 
 
-async def preferences_of(session: AsyncSession, episode: Episode) -> ClientPreferences:
+async def preferences_of(session: AsyncSession, episode_id: str, client_id: str) -> ClientPreferences:
     """What the client shared for matching; nothing shared is an empty preference, never EHR data."""
-    stored = await session.get(ClientPreference, episode.id)
+    stored = await session.get(ClientPreference, episode_id)
     if stored is None:
-        return ClientPreferences(client_id=episode.client_id)
+        return ClientPreferences(client_id=client_id)
     return preferences_from_json(stored.preference_json)
 
 
 async def tried_peers(session: AsyncSession, episode_id: str) -> frozenset[str]:
     """Peers re-matched away from this episode (at the client's or the peer's request)."""
     rows = await session.execute(
-        select(Assignment.peer_id).where(Assignment.episode_id == episode_id, Assignment.end_kind == "rematch")
+        select(Assignment.peer_id).where(Assignment.episode_id == episode_id, Assignment.end_kind == REMATCHED)
     )
     return frozenset(str(p) for p in rows.scalars().all())
-
-
-async def open_assignment(session: AsyncSession, episode_id: str) -> Assignment | None:
-    rows = await session.execute(
-        select(Assignment)
-        .where(Assignment.episode_id == episode_id, Assignment.ended_at.is_(None))
-        .order_by(Assignment.started_at.desc())
-        .limit(1)
-    )
-    return rows.scalar_one_or_none()
 
 
 async def peer_exists(session: AsyncSession, peer_id: str) -> PeerSupporter | None:

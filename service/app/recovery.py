@@ -15,56 +15,63 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.app.clock import utcnow
 from service.app.intake import apply_stay
 from service.app.subscriptions import advance
+from service.app.uow import UnitOfWork, unit_of_work
 from service.domain import PatientSnapshot, Stay, SubscriptionReport
 from service.errors import PeerwayError, UpstreamError
 from service.fhir.build import fhir_instant
-from service.fhir.fetch import (
-    EhrReader,
+from service.ehr.client import EhrClient
+from service.fhir.backport import subscription_report
+from service.fhir.ehr_answers import (
     changed_encounters,
     fetched_stay,
     last_updated,
-    next_link,
     offers_events_operation,
     patient_id_of,
     patient_json,
-    subscription_report,
 )
 from service.fhir.subscription import parse_subscription_notification, reference_tail
 from service.settings import Settings
 from service.store import channel as store
 from service.store.db import SessionFactory, transaction
+from service.store.uow import retrying
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-MAX_SEARCH_PAGES = 50
 
 
 async def in_transaction(sessions: SessionFactory, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    """Run one unit of work, again if a concurrent transaction created the same client or stay first."""
-    for attempt in range(3):
-        try:
-            async with transaction(sessions) as session:
-                return await work(session)
-        except IntegrityError:
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")  # pragma: no cover
+    """Run one unit of work on a session, again if a concurrent transaction created the same row first."""
+
+    async def once() -> T:
+        async with unit_of_work(sessions) as uow:
+            return await work(uow.session)
+
+    return await retrying(once)
 
 
-async def read_stay(reader: EhrReader, settings: Settings, encounter_id: str) -> Stay:
+async def in_unit_of_work(sessions: SessionFactory, work: Callable[[UnitOfWork], Awaitable[T]]) -> T:
+    """Run one unit of work that changes episodes, again if a concurrent transaction created the same stay first."""
+
+    async def once() -> T:
+        async with unit_of_work(sessions) as uow:
+            return await work(uow)
+
+    return await retrying(once)
+
+
+async def read_stay(reader: EhrClient, settings: Settings, encounter_id: str) -> Stay:
     encounter = await reader.read("Encounter", encounter_id)
     if encounter is None:
         raise UpstreamError(f"the EHR has no Encounter/{encounter_id}", http_status=404)
     return await with_patient(reader, settings, encounter)
 
 
-async def with_patient(reader: EhrReader, settings: Settings, encounter: dict[str, Any]) -> Stay:
+async def with_patient(reader: EhrClient, settings: Settings, encounter: dict[str, Any]) -> Stay:
     patient_id = patient_id_of(encounter)
     patient = await reader.read("Patient", patient_id) if patient_id else None
     return fetched_stay(encounter, patient, settings.expected_discharge_extension)
@@ -72,7 +79,7 @@ async def with_patient(reader: EhrReader, settings: Settings, encounter: dict[st
 
 async def search_changes(
     sessions: SessionFactory,
-    reader: EhrReader,
+    reader: EhrClient,
     settings: Settings,
     site: str,
     channel_id: str | None,
@@ -81,10 +88,9 @@ async def search_changes(
     """Apply every Encounter the EHR changed since `since` (all pages); answer how many were applied."""
     params = {"_lastUpdated": f"ge{fhir_instant(since)}", "_sort": "_lastUpdated", "_count": "100"}
     params |= dict(parse_qsl(settings.subscription_search_params))
-    page = await reader.search("Encounter", params)
     applied = 0
     newest: datetime | None = None
-    for _ in range(MAX_SEARCH_PAGES):
+    async for page in reader.pages("Encounter", params):  # only pages under the EHR's base
         for encounter in changed_encounters(page):
             try:
                 stay = await with_patient(reader, settings, encounter)
@@ -93,14 +99,10 @@ async def search_changes(
                     "skipped Encounter/%s found by search: unreadable at %s", encounter.get("id"), exc.expression
                 )
                 continue
-            await in_transaction(sessions, _applying(site, stay))
+            await in_unit_of_work(sessions, _applying(site, stay))
             applied += 1
             updated = last_updated(encounter)
             newest = updated if newest is None or (updated is not None and updated > newest) else newest
-        link = next_link(page)
-        if link is None:
-            break
-        page = await reader.page(link)
     if channel_id is not None and newest is not None:
         async with transaction(sessions) as session:
             channel = await store.channel_for_update(session, channel_id)
@@ -109,14 +111,14 @@ async def search_changes(
     return applied
 
 
-def _applying(site: str, stay: Stay) -> Callable[[AsyncSession], Awaitable[str]]:
-    async def work(session: AsyncSession) -> str:
-        return await apply_stay(session, site, stay, None, utcnow())
+def _applying(site: str, stay: Stay) -> Callable[[UnitOfWork], Awaitable[str]]:
+    async def work(uow: UnitOfWork) -> str:
+        return await apply_stay(uow, site, stay, None, utcnow())
 
     return work
 
 
-async def recover(sessions: SessionFactory, reader: EhrReader, settings: Settings, item: store.InboxItem) -> str:
+async def recover(sessions: SessionFactory, reader: EhrClient, settings: Settings, item: store.InboxItem) -> str:
     """Recover what a channel missed: $status for the count, $events if offered, else a search."""
     assert item.channel_id is not None
     async with sessions() as session:
@@ -164,7 +166,7 @@ async def recover(sessions: SessionFactory, reader: EhrReader, settings: Setting
     return f"recovery of {item.channel_id}: {missing} missed event(s), by {method}"
 
 
-async def ehr_status(reader: EhrReader, subscription_id: str) -> SubscriptionReport | None:
+async def ehr_status(reader: EhrClient, subscription_id: str) -> SubscriptionReport | None:
     try:
         data = await reader.operation(f"Subscription/{subscription_id}/$status")
         return subscription_report(data, "$status") if data is not None else None
@@ -175,7 +177,7 @@ async def ehr_status(reader: EhrReader, subscription_id: str) -> SubscriptionRep
 
 async def _recover_by_events(
     sessions: SessionFactory,
-    reader: EhrReader,
+    reader: EhrClient,
     settings: Settings,
     item: store.InboxItem,
     subscription_id: str,
@@ -213,7 +215,7 @@ async def _recover_by_events(
             if patient is not None:
                 complete = PatientSnapshot(ehr_id=stay.patient.ehr_id, resource_json=patient_json(patient))
                 stay = replace(stay, patient=complete)
-        await in_transaction(
+        await in_unit_of_work(
             sessions, _recovered(item.channel_id or "", item.site, event.number, event.occurred_at, stay)
         )
     return True
@@ -221,10 +223,11 @@ async def _recover_by_events(
 
 def _recovered(
     channel_id: str, site: str, number: int, occurred_at: datetime | None, stay: Stay | None
-) -> Callable[[AsyncSession], Awaitable[None]]:
-    async def work(session: AsyncSession) -> None:
+) -> Callable[[UnitOfWork], Awaitable[None]]:
+    async def work(uow: UnitOfWork) -> None:
+        session = uow.session
         if stay is not None:
-            await apply_stay(session, site, stay, occurred_at, utcnow())
+            await apply_stay(uow, site, stay, occurred_at, utcnow())
         if await session.get(store.ChannelEvent, (channel_id, number)) is None:
             session.add(
                 store.ChannelEvent(

@@ -8,11 +8,11 @@ from __future__ import annotations
 from collections import Counter
 from datetime import datetime, timedelta
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.app.clock import new_id, utcnow
 from service.app.intake import ChannelPolicy, IntakeAnswer, apply_stay
+from service.app.uow import UnitOfWork, unit_of_work
 from service.domain import (
     NotificationType,
     NotifiedEvent,
@@ -20,7 +20,8 @@ from service.domain import (
 )
 from service.fhir.build import operation_outcome
 from service.store import channel as store
-from service.store.db import SessionFactory, transaction
+from service.store.db import SessionFactory
+from service.store.uow import retrying
 
 
 async def receive_subscription_notification(
@@ -29,14 +30,8 @@ async def receive_subscription_notification(
     """Take one notification: channel health, each new event applied (full-resource) or queued for the EHR
     (id-only, empty), gaps in the event numbers queued for recovery. All in one transaction: once this returns
     (and the sender gets its 2xx) nothing of the notification can be lost."""
-    for attempt in range(3):
-        try:
-            return await _receive_once(sessions, site, note, policy)
-        except IntegrityError:
-            # The same channel, client or stay was created concurrently; its rows are visible now.
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")  # pragma: no cover
+    # The same channel, client or stay may be created concurrently: then again, with its rows visible.
+    return await retrying(lambda: _receive_once(sessions, site, note, policy))
 
 
 def _baseline(note: SubscriptionNotification) -> int:
@@ -53,7 +48,8 @@ async def _receive_once(
 ) -> IntakeAnswer:
     now = utcnow()
     counts: Counter[str] = Counter()
-    async with transaction(sessions) as session:
+    async with unit_of_work(sessions) as uow:
+        session = uow.session
         channel = await store.lock_channel(session, site, note.subscription, now)
         if channel is None:
             baseline = _baseline(note)
@@ -93,7 +89,7 @@ async def _receive_once(
             if await session.get(store.ChannelEvent, (channel.id, event.number)) is not None:
                 counts["duplicate"] += 1
                 continue
-            outcome = await _take_event(session, channel, event, note, policy, now)
+            outcome = await _take_event(uow, channel, event, note, policy, now)
             counts[outcome] += 1
             session.add(
                 store.ChannelEvent(
@@ -132,17 +128,18 @@ def _answer_text(note: SubscriptionNotification, counts: Counter[str], first_mis
 
 
 async def _take_event(
-    session: AsyncSession,
+    uow: UnitOfWork,
     channel: store.SubscriptionChannel,
     event: NotifiedEvent,
     note: SubscriptionNotification,
     policy: ChannelPolicy,
     now: datetime,
 ) -> str:
+    session = uow.session
     if event.other_focus:
         return "acknowledged"
     if event.stay is not None:
-        await apply_stay(session, channel.site, event.stay, event.occurred_at or note.sent_at, now)
+        await apply_stay(uow, channel.site, event.stay, event.occurred_at or note.sent_at, now)
         if not event.stay.patient.complete:
             queue_work(session, channel, "patient", now, focus=f"Patient/{event.stay.patient.ehr_id}")
         return "applied"

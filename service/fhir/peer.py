@@ -12,7 +12,8 @@ from decimal import Decimal
 from typing import Any
 
 import fhir_profiles as fp
-from service.matching import PeerProfile, PeerStatus, SupportKind
+from service.core.matching import PeerProfile
+from service.core.vocabulary import PeerStatus, SupportKind
 
 BCP47 = "urn:ietf:bcp:47"
 

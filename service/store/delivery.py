@@ -1,4 +1,5 @@
-"""Delivery to the EHR: the CareTeam membership history, and the outbox's claim, lease and result statements.
+"""Delivery to the EHR: the CareTeam's members (from the assignment history), and the outbox's claim, lease and
+result statements.
 
 Every statement that changes an outbox row is a single UPDATE guarded by the claim token, so a worker whose
 lease ran out (and whose row another worker took) changes nothing, and SQLite never has to upgrade a read
@@ -13,33 +14,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, ForeignKey, Index, Integer, exists, func, or_, select, update
+from sqlalchemy import CursorResult, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapped, aliased, mapped_column
+from sqlalchemy.orm import aliased
 
-from service.store.models import Base, Client, Contact, Episode, OutboxItem, PeerSupporter, UTCDateTime
+from service.store.matching import Assignment
+from service.store.models import Client, Contact, Episode, OutboxItem, PeerSupporter
 
 PENDING, DONE, DEAD, DISCARDED = "pending", "done", "dead", "discarded"
 
 
-class CareTeamMember(Base):
-    """One period of a peer on a client's program CareTeam (an episode's assignment, as the EHR is told it)."""
-
-    __tablename__ = "careteam_member"
-    __table_args__ = (Index("ix_careteam_member_episode", "episode_id", "started_at"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    episode_id: Mapped[str] = mapped_column(ForeignKey("episode.id"))
-    peer_id: Mapped[str] = mapped_column(ForeignKey("peer_supporter.id"))
-    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-
-
-async def careteam_members(session: AsyncSession, episode_id: str) -> Sequence[CareTeamMember]:
+async def careteam_members(session: AsyncSession, episode_id: str) -> Sequence[Assignment]:
+    """Every period of a peer with the episode (its assignment history), oldest first: the CareTeam's members."""
     result = await session.execute(
-        select(CareTeamMember)
-        .where(CareTeamMember.episode_id == episode_id)
-        .order_by(CareTeamMember.started_at, CareTeamMember.id)
+        select(Assignment).where(Assignment.episode_id == episode_id).order_by(Assignment.started_at, Assignment.id)
     )
     return result.scalars().all()
 

@@ -10,16 +10,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.matching import (
+from service.core.matching import (
     Candidate,
     ClientPreferences,
     PeerProfile,
-    PeerStatus,
-    SupportKind,
     exclusion,
     rank,
     score,
 )
+from service.core.vocabulary import PeerStatus, SupportKind
 
 CLIENT = ClientPreferences(
     client_id="client-1",

@@ -1192,7 +1192,8 @@ def test_the_purpose_hierarchy_is_a_tree() -> None:
     from consent.categories import PURPOSE_PARENTS
 
     for start in PURPOSE_PARENTS:
-        seen, current = set(), start
+        seen: set[Coding] = set()
+        current: Coding | None = start
         while current is not None:
             assert current not in seen, f"{start} leads to a cycle"
             seen.add(current)

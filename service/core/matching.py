@@ -25,8 +25,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from functools import cached_property
+
+from service.core.vocabulary import COMMUNITY_SUPPORT, ON_WARD_SUPPORT, PeerStatus, SupportKind
 
 INTEREST_POINTS = 3.0
 MAX_SCORED_INTERESTS = 3
@@ -60,24 +61,6 @@ LANGUAGE_NAMES = {
 
 def language_name(tag: str) -> str:
     return LANGUAGE_NAMES.get(tag.split("-")[0].lower(), tag)
-
-
-class PeerStatus(StrEnum):
-    ACTIVE = "active"
-    PAUSED = "paused"
-    INACTIVE = "inactive"
-
-
-class SupportKind(StrEnum):
-    ON_WARD_GROUPS = "on-ward-groups"
-    ON_WARD_ONE_TO_ONE = "on-ward-one-to-one"
-    COMMUNITY_VISITS = "community-visits"
-    ACCOMPANYING_APPOINTMENTS = "accompanying-appointments"
-    PHONE_SUPPORT = "phone-support"
-
-
-ON_WARD_SUPPORT = frozenset({SupportKind.ON_WARD_GROUPS, SupportKind.ON_WARD_ONE_TO_ONE})
-COMMUNITY_SUPPORT = frozenset({SupportKind.COMMUNITY_VISITS, SupportKind.ACCOMPANYING_APPOINTMENTS})
 
 
 def normalise(word: str) -> str:

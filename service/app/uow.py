@@ -1,0 +1,41 @@
+"""The unit of work every use case that changes an episode runs in, and what each domain event leads to.
+
+A CareTeam change queues the CareTeam for the client's EHR (an outbox row: the worker builds the resource from
+the assignment history when it delivers); a readmission tells the site's coordinators, and the assigned peer as
+the client's consent allows. Both are written in the transaction of the change.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.app import notifications
+from service.app.clock import utcnow
+from service.app.delivery import OUTBOX_CARETEAM
+from service.core.episode import CareTeamChanged, Readmitted
+from service.store.db import SessionFactory
+from service.store.delivery import new_outbox_item
+from service.store.models import Client, Episode
+from service.store.uow import Handler, UnitOfWork
+
+__all__ = ["UnitOfWork", "unit_of_work"]
+
+
+async def _queue_careteam(session: AsyncSession, event: CareTeamChanged) -> None:
+    episode = await session.get(Episode, event.episode_id)
+    client = await session.get(Client, episode.client_id) if episode is not None else None
+    assert client is not None  # the episode was saved in this transaction
+    session.add(new_outbox_item(OUTBOX_CARETEAM, event.episode_id, client.site, utcnow()))
+
+
+async def _tell_readmission(session: AsyncSession, event: Readmitted) -> None:
+    episode = await session.get(Episode, event.episode_id)
+    assert episode is not None  # the episode was saved in this transaction
+    await notifications.record_readmission(session, episode, utcnow())
+
+
+HANDLERS: dict[type, Handler] = {CareTeamChanged: _queue_careteam, Readmitted: _tell_readmission}
+
+
+def unit_of_work(sessions: SessionFactory) -> UnitOfWork:
+    return UnitOfWork(sessions, HANDLERS)
