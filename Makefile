@@ -23,9 +23,12 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 tests/ehr/node_modules/.package-lock.json: tests/ehr/package-lock.json
 	npm ci --prefix tests/ehr --no-audit --no-fund --loglevel=error
 
+tests/idp/node_modules/.package-lock.json: tests/idp/package-lock.json
+	npm ci --prefix tests/idp --no-audit --no-fund --loglevel=error
+
 install: $(VENV)/.installed
 
-install-test: $(VENV)/.installed-test tests/ehr/node_modules/.package-lock.json
+install-test: $(VENV)/.installed-test tests/ehr/node_modules/.package-lock.json tests/idp/node_modules/.package-lock.json
 
 run: install
 	@mkdir -p var
@@ -81,4 +84,4 @@ bench: install-test
 	$(BIN)/python bench/matching_bench.py
 
 clean:
-	rm -rf $(VENV) var tests/ehr/node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var tests/ehr/node_modules tests/idp/node_modules .pytest_cache .mypy_cache .ruff_cache
