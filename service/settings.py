@@ -1,11 +1,16 @@
-"""All configuration, read once from the environment (prefix PEERWAY_) or a .env file."""
+"""All configuration, read once from the environment (prefix PEERWAY_) or a .env file.
+
+One class, in sections (service, database, callers' tokens, the EHR, outbox delivery, hospital events, sites).
+Every number has bounds, so a mistyped value is refused when the service starts, in one line naming the
+variable (`describe_error`), rather than misbehaving later.
+"""
 
 from __future__ import annotations
 
 from functools import cached_property
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_JWT_SECRET = "dev-only-change-me-dev-only-change-me"  # noqa: S105 - the known placeholder we refuse outside dev
@@ -14,34 +19,37 @@ DEV_JWT_SECRET = "dev-only-change-me-dev-only-change-me"  # noqa: S105 - the kno
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PEERWAY_", env_file=".env", extra="ignore")
 
+    # --- the service ---
     env: Literal["dev", "test", "prod"] = "dev"
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: int = Field(default=8000, ge=1, le=65535)
     public_base_url: str = Field(
         default="", description="Base URL clients see (used in Location headers); default http://host:port"
     )
+
+    # --- the database ---
     database_url: str = "sqlite+aiosqlite:///./var/peerway.db"
 
-    # Bearer JWTs that callers present (HS256, shared secret).
+    # --- callers' bearer JWTs (HS256, shared secret) ---
     jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
     jwt_issuer: str = "peerway"
     jwt_audience: str = "peerway"
 
-    # The hospital EHR that contacts are written back to.
+    # --- the hospital EHR (site "default"): where contacts are written back to ---
     ehr_base_url: str = "http://127.0.0.1:8103/fhir"
     ehr_bearer_token: SecretStr | None = None
     ehr_write_mode: Literal["put", "conditional-create"] = "put"
-    ehr_timeout_seconds: float = 10.0
+    ehr_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
 
-    # Outbox delivery.
+    # --- outbox delivery ---
     run_worker: bool = True
-    outbox_poll_seconds: float = 1.0
-    outbox_lease_seconds: float = 60.0
-    outbox_batch_size: int = 20
-    outbox_max_backoff_seconds: float = 300.0
+    outbox_poll_seconds: float = Field(default=1.0, gt=0, le=3600)
+    outbox_lease_seconds: float = Field(default=60.0, ge=5, le=3600)
+    outbox_batch_size: int = Field(default=20, ge=1, le=1000)
+    outbox_max_backoff_seconds: float = Field(default=300.0, ge=1, le=86_400)
 
-    # Intake limits.
-    max_body_bytes: int = 5_000_000
+    # --- request limits ---
+    max_body_bytes: int = Field(default=5_000_000, ge=1024, le=100_000_000)
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
@@ -63,11 +71,11 @@ class Settings(BaseSettings):
     ehr_private_key_path: str | None = None
     ehr_key_id: str | None = None
     ehr_scope: str = "system/Encounter.cu system/Practitioner.cu system/CareTeam.cu"
-    ehr_token_refresh_margin_seconds: float = 60.0
+    ehr_token_refresh_margin_seconds: float = Field(default=60.0, ge=0, le=3600)
     # Transient failures (unreachable, 408/409/425/429, 5xx) are retried for this long after the first one.
-    outbox_retry_hours: float = 96.0
+    outbox_retry_hours: float = Field(default=96.0, gt=0, le=24 * 60)
     # Rows of a claimed batch a worker writes to the EHR at once.
-    outbox_concurrency: int = 4
+    outbox_concurrency: int = Field(default=4, ge=1, le=64)
     # The program the CareTeam is managed by, as the EHR knows it.
     program_organization_reference: str = "Organization/peerway-program"
     program_organization_name: str = "Peer support program"
@@ -92,24 +100,24 @@ class Settings(BaseSettings):
     subscription_payload: Literal["empty", "id-only", "full-resource"] = "id-only"
     subscription_filter: str | None = None
     # Heartbeat period of our Subscription, also assumed for channels we did not create (0: not watched).
-    subscription_heartbeat_seconds: int = 300
+    subscription_heartbeat_seconds: int = Field(default=300, ge=0, le=86_400)
     # A missing event number is recovered after this wait (it may only be late); silence is 2 heartbeats.
-    subscription_gap_grace_seconds: float = 30.0
+    subscription_gap_grace_seconds: float = Field(default=30.0, ge=0, le=86_400)
     # Searches for what changed start this long before the last event we hold (clock skew, slow commits).
-    subscription_search_margin_seconds: float = 300.0
+    subscription_search_margin_seconds: float = Field(default=300.0, ge=0, le=86_400)
     # Extra search parameters that scope recovery searches to the program's stays, e.g. "location=Location/7".
     subscription_search_params: str = ""
     # Notification Bundles (Da Vinci and subscriptions) with more entries than this are refused with 422.
-    max_bundle_entries: int = 200
+    max_bundle_entries: int = Field(default=200, ge=1, le=10_000)
     # An Encounter extension carrying the expected discharge date (valueDateTime, valueDate or valuePeriod.end).
     expected_discharge_extension: str | None = None
     # The intake worker (id-only fetches, searches, recovery, silence checks).
-    intake_poll_seconds: float = 1.0
-    intake_lease_seconds: float = 60.0
-    intake_max_backoff_seconds: float = 300.0
-    intake_max_attempts: int = 50
+    intake_poll_seconds: float = Field(default=1.0, gt=0, le=3600)
+    intake_lease_seconds: float = Field(default=60.0, ge=5, le=3600)
+    intake_max_backoff_seconds: float = Field(default=300.0, ge=1, le=86_400)
+    intake_max_attempts: int = Field(default=50, ge=1, le=10_000)
     # Feeds answer next_since this far behind the newest item, so a slow commit is never skipped.
-    notification_feed_overlap_seconds: float = 5.0
+    notification_feed_overlap_seconds: float = Field(default=5.0, ge=0, le=3600)
 
     # --- A region of several sites (issue 7) ---
     # The identifier system (Patient.identifier.system) that names one person at every site, e.g. a provincial
@@ -117,3 +125,15 @@ class Settings(BaseSettings):
     # person's record at another site only where the consent recorded at that other site permits disclosing
     # its admission-discharge data to Organization/<the asking site's id> (see README, "Sites").
     link_identifier_system: str | None = None
+
+
+def describe_error(error: ValidationError) -> str:
+    """A settings error in one line per bad value, naming the variable: `PEERWAY_PORT: Input should be ...`."""
+    lines = []
+    for problem in error.errors():
+        name = "_".join(str(part) for part in problem["loc"]).upper()
+        variable = f"PEERWAY_{name}" if name else "settings"
+        given = problem.get("input")
+        shown = "" if name.endswith(("SECRET", "TOKEN")) or isinstance(given, dict) else f" (got {given!r})"
+        lines.append(f"{variable}: {problem['msg']}{shown}")
+    return "; ".join(lines)
