@@ -36,13 +36,13 @@ def _serve(settings: Settings) -> None:
 
 
 async def _deliver_once(settings: Settings) -> None:
-    from service.app.connections import EhrDirectory
+    from service.app.sites import site_directory
     from service.store.db import create_engine, session_factory
     from service.workers.outbox import deliver_due
 
     engine = create_engine(settings.database_url)
     sessions = session_factory(engine)
-    ehr = EhrDirectory(sessions, settings)  # each row to its client's site
+    ehr = site_directory(sessions, settings)  # each row to its client's site
     try:
         while True:
             report = await deliver_due(sessions, ehr, settings)
@@ -59,20 +59,20 @@ async def _deliver_once(settings: Settings) -> None:
 async def _subscription(settings: Settings, args: argparse.Namespace) -> int:
     """`peerway subscription create|status --site S`: Peerway's R4 backport Subscription on the site's EHR."""
     from service.app import own_subscription
-    from service.app.connections import EhrDirectory
+    from service.app.sites import site_directory
     from service.errors import PeerwayError
     from service.store.db import create_engine, session_factory
 
     engine = create_engine(settings.database_url)
     sessions = session_factory(engine)
-    directory = EhrDirectory(sessions, settings)  # the site's EHR, with the site's authorisation
+    directory = site_directory(sessions, settings)  # the site's EHR, with the site's authorisation
     subscription_id = args.id or settings.subscription_id
     site = args.site
     base_url = "?"
     try:
         connection = await directory.connection(site)
         base_url = connection.fhir_base_url
-        reader = await directory.reader(site)
+        reader = await directory.client(site)
         if args.action == "create":
             report = await own_subscription.create_subscription(
                 sessions,

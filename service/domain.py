@@ -5,7 +5,7 @@ Frozen dataclasses; FHIR JSON appears here only as the verbatim snapshot text we
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
@@ -177,20 +177,3 @@ class SubscriptionReport:
     topic: str | None
     error: str | None
     source: str  # "$status" or "read"
-
-
-@dataclass(frozen=True)
-class SiteConnection:
-    """How Peerway reaches one site's EHR (secrets by file path only)."""
-
-    site: str
-    fhir_base_url: str
-    fhir_version: str  # 4.0.1 | 4.3.0 | 5.0.0
-    write_mode: str  # put | conditional-create
-    token_url: str | None = None  # SMART Backend Services when set
-    client_id: str | None = None
-    private_key_path: str | None = None
-    key_id: str | None = None
-    scope: str | None = None
-    bearer_token_path: str | None = None  # a static bearer token, read from this file, when there is no token_url
-    bearer_token: str | None = field(default=None, repr=False)  # PEERWAY_EHR_BEARER_TOKEN (the settings' site)

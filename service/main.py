@@ -30,7 +30,7 @@ from service.api import (
 from service.api.notifications import router as notifications_router
 from service.api.responses import FhirResponse
 from service.api.text import url_without_nul
-from service.app.connections import EhrDirectory
+from service.app.sites import site_directory
 from service.errors import PeerwayError
 from service.fhir.build import operation_outcome
 from service.fhir.validation import fhirpath
@@ -81,7 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = create_engine(settings.database_url)
         app.state.sessions = session_factory(engine)
         # Each site's EHR client, built from its row (SMART Backend Services, a static token, or none).
-        ehr = EhrDirectory(app.state.sessions, settings)
+        ehr = site_directory(app.state.sessions, settings)
         app.state.ehr = ehr
         stop = asyncio.Event()
         worker = (

@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     # --- outbox delivery ---
     run_worker: bool = True
     outbox_poll_seconds: float = Field(default=1.0, gt=0, le=3600)
-    outbox_lease_seconds: float = Field(default=60.0, ge=5, le=3600)
+    outbox_lease_seconds: float = Field(default=60.0, ge=1, le=3600)
     outbox_batch_size: int = Field(default=20, ge=1, le=1000)
     outbox_max_backoff_seconds: float = Field(default=300.0, ge=1, le=86_400)
 
@@ -113,7 +113,7 @@ class Settings(BaseSettings):
     expected_discharge_extension: str | None = None
     # The intake worker (id-only fetches, searches, recovery, silence checks).
     intake_poll_seconds: float = Field(default=1.0, gt=0, le=3600)
-    intake_lease_seconds: float = Field(default=60.0, ge=5, le=3600)
+    intake_lease_seconds: float = Field(default=60.0, ge=1, le=3600)
     intake_max_backoff_seconds: float = Field(default=300.0, ge=1, le=86_400)
     intake_max_attempts: int = Field(default=50, ge=1, le=10_000)
     # Feeds answer next_since this far behind the newest item, so a slow commit is never skipped.

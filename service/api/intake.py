@@ -16,9 +16,10 @@ from fastapi import APIRouter, FastAPI, Request
 from service.api.deps import Coordinator, EhrSystem, NotificationSender, SessionsDep, SettingsDep, read_body
 from service.api.responses import FhirResponse
 from service.app import channels, notifications
-from service.app.connections import EhrDirectory
 from service.app.intake import ChannelPolicy, process_notification
+from service.app.sites import site_directory
 from service.app.subscriptions import receive_subscription_notification
+from service.ehr.directory import EhrDirectory
 from service.fhir.parse import check_entry_count, load_json
 from service.fhir.subscription import parse_subscription_notification
 from service.settings import Settings
@@ -33,7 +34,7 @@ async def intake_worker(app: FastAPI) -> AsyncIterator[None]:
     # Each item is read from the EHR of its own site, with that site's authorisation (as its write-back).
     # The app's directory when it has one (one SMART token per site for write-back and intake alike).
     shared = getattr(app.state, "ehr", None)
-    readers = shared if isinstance(shared, EhrDirectory) else EhrDirectory(app.state.sessions, settings)
+    readers = shared if isinstance(shared, EhrDirectory) else site_directory(app.state.sessions, settings)
     stop, wake = asyncio.Event(), asyncio.Event()
     app.state.intake_wake = wake
     task = asyncio.create_task(channels.run_intake_worker(app.state.sessions, readers, settings, stop, wake))

@@ -27,8 +27,8 @@ from service.app.linking import record_identifiers
 from service.app.recovery import in_unit_of_work, read_stay, recover, search_changes
 from service.app.subscriptions import queue_recovery
 from service.app.uow import UnitOfWork
-from service.errors import PeerwayError, UpstreamError
 from service.ehr.client import EhrClient
+from service.errors import PeerwayError, UpstreamError
 from service.fhir.ehr_answers import patient_json
 from service.fhir.subscription import reference_tail
 from service.settings import Settings

@@ -15,8 +15,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.app.clock import utcnow
+from service.ehr import smart
 from service.errors import Conflict, NotFound
-from service.fhir import smart
 from service.settings import Settings
 from service.store import delivery as store
 from service.store import sites as sites_store

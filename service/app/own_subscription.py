@@ -15,12 +15,9 @@ from service.app.clock import new_id, utcnow
 from service.app.recovery import ehr_status
 from service.app.sites import site_of_secret
 from service.domain import SubscriptionReport
+from service.ehr.client import EhrClient
 from service.errors import InvalidResource
-from service.fhir.fetch import (
-    EhrReader,
-    backport_subscription,
-    subscription_report,
-)
+from service.fhir.backport import backport_subscription, subscription_report
 from service.settings import Settings
 from service.store import channel as store
 from service.store.db import SessionFactory, transaction
@@ -28,7 +25,7 @@ from service.store.db import SessionFactory, transaction
 
 async def create_subscription(
     sessions: SessionFactory,
-    reader: EhrReader,
+    reader: EhrClient,
     settings: Settings,
     *,
     subscription_id: str,
@@ -96,7 +93,7 @@ async def _channel_secret(sessions: SessionFactory, settings: Settings, site: st
 
 
 async def subscription_status(
-    sessions: SessionFactory, reader: EhrReader, settings: Settings, subscription_id: str, site: str | None = None
+    sessions: SessionFactory, reader: EhrClient, settings: Settings, subscription_id: str, site: str | None = None
 ) -> tuple[SubscriptionReport | None, notifications.ChannelHealth | None]:
     """The EHR's report on our Subscription ($status, else a read) and the channel's health as we see it."""
     report = await ehr_status(reader, subscription_id)

@@ -22,10 +22,10 @@ from service.app.intake import apply_stay
 from service.app.subscriptions import advance
 from service.app.uow import UnitOfWork, unit_of_work
 from service.domain import PatientSnapshot, Stay, SubscriptionReport
-from service.errors import PeerwayError, UpstreamError
-from service.fhir.build import fhir_instant
 from service.ehr.client import EhrClient
+from service.errors import PeerwayError, UpstreamError
 from service.fhir.backport import subscription_report
+from service.fhir.build import fhir_instant
 from service.fhir.ehr_answers import (
     changed_encounters,
     fetched_stay,

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
 
 from service.app.clock import utcnow
-from service.domain import SiteConnection
+from service.ehr.client import EhrClient
+from service.ehr.connection import SiteConnection
+from service.ehr.directory import SITE_REREAD_SECONDS, EhrDirectory
+from service.ehr.tokens import site_tokens
 from service.errors import Conflict, InvalidResource, NotFound, UpstreamError
-from service.fhir.smart import settings_connection
 from service.settings import Settings
 from service.store import sites as store
 from service.store.db import SessionFactory, transaction
@@ -202,7 +205,64 @@ def connection_of(row: Site, settings: Settings) -> SiteConnection:
         key_id=row.key_id,
         scope=row.scope or settings.ehr_scope,
         bearer_token_path=row.bearer_token_path,
+        timeout_seconds=settings.ehr_timeout_seconds,
+        token_refresh_margin_seconds=settings.ehr_token_refresh_margin_seconds,
     )
+
+
+def settings_connection(settings: Settings, site: str = DEFAULT_SITE, fhir_version: str = "4.0.1") -> SiteConnection:
+    """The EHR connection the PEERWAY_EHR_* settings describe (the site "default", and sites upgraded from a
+    single-site database)."""
+    return SiteConnection(
+        site=site,
+        fhir_base_url=settings.ehr_base_url,
+        fhir_version=fhir_version,
+        write_mode=settings.ehr_write_mode,
+        token_url=settings.ehr_token_url,
+        client_id=settings.ehr_client_id,
+        private_key_path=settings.ehr_private_key_path,
+        key_id=settings.ehr_key_id,
+        scope=settings.ehr_scope,
+        bearer_token=settings.ehr_bearer_token.get_secret_value() if settings.ehr_bearer_token else None,
+        timeout_seconds=settings.ehr_timeout_seconds,
+        token_refresh_margin_seconds=settings.ehr_token_refresh_margin_seconds,
+    )
+
+
+def settings_ehr(settings: Settings) -> EhrClient:
+    """One EHR client for the settings' EHR (single-EHR tools and tests; the service uses site_directory)."""
+    connection = settings_connection(settings)
+    return EhrClient(connection.fhir_base_url, tokens=site_tokens(connection), timeout=connection.timeout_seconds)
+
+
+def site_directory(
+    sessions: SessionFactory,
+    settings: Settings,
+    *,
+    ttl: float = SITE_REREAD_SECONDS,
+    clock: Callable[[], float] = time.monotonic,
+) -> EhrDirectory:
+    """Each site's EHR client, built from its row and built again when the row changes (re-read every `ttl` s).
+
+    The "default" site without its own base URL uses the PEERWAY_EHR_* settings (its static token included). A
+    site that is disabled, or not registered, gets no client: the caller sees an UpstreamError (a transient
+    failure: the work is retried, and becomes a dead letter past its horizon, saying why).
+    """
+
+    async def lookup(site: str) -> tuple[object, SiteConnection]:
+        async with sessions() as session:
+            row = await store.site(session, site)
+            if row is not None:
+                session.expunge(row)
+        if row is None and site == DEFAULT_SITE:  # a database from before sites: the settings' EHR
+            return (None, "", None), settings_connection(settings, DEFAULT_SITE)
+        if row is None:
+            raise UpstreamError(f"no site {site} is registered: nowhere to reach its EHR")
+        if row.status != "active":
+            raise UpstreamError(f"site {site} is disabled: its EHR is not contacted")
+        return (row.updated_at, row.status, row.fhir_base_url), connection_of(row, settings)
+
+    return EhrDirectory(lookup, ttl=ttl, clock=clock)
 
 
 async def add_organization(sessions: SessionFactory, organization_id: str, name: str) -> None:

@@ -6,7 +6,8 @@ Forms (all rest-hook, application/fhir+json):
 - R4B: Bundle.type `history`, first entry an R4B SubscriptionStatus;
 - R5: Bundle.type `subscription-notification`, first entry an R5 SubscriptionStatus (integer64 as JSON strings).
 
-Reads from the EHR (id-only fetches, searches, $status, $events) and our own Subscription are in fetch.py.
+What the EHR answers to our reads (id-only fetches, searches): ehr_answers.py; our own Subscription and the
+EHR's report on it: backport.py; the requests themselves: service/ehr/client.py.
 
 Encounter status -> hospital event (documented in the README, "Hospital events"):
 - R4 in-progress, onleave; R5 in-progress, on-hold: admit (an unknown stay opens on the ward; a known stay is

@@ -10,7 +10,7 @@ import signal
 import sys
 
 from service.app import delivery
-from service.app.connections import EhrDirectory
+from service.app.sites import site_directory
 from service.errors import PeerwayError
 from service.settings import Settings
 from service.store.db import create_engine, session_factory
@@ -22,7 +22,7 @@ log = logging.getLogger("service.workers")
 async def _work(settings: Settings) -> int:
     engine = create_engine(settings.database_url)
     sessions = session_factory(engine)
-    ehr = EhrDirectory(sessions, settings)
+    ehr = site_directory(sessions, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

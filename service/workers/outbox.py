@@ -23,9 +23,9 @@ from typing import Literal
 
 from service.app.clock import utcnow
 from service.app.contacts import OUTBOX_CONTACT
+from service.ehr.client import EhrClient
 from service.errors import UpstreamError
 from service.fhir import build
-from service.fhir.client import EhrClient
 from service.settings import Settings
 from service.store import delivery as store
 from service.store.db import SessionFactory, transaction

@@ -2,10 +2,10 @@
 
 Contacts become Encounters, assignments the client's program CareTeam, each with its peer's Practitioner
 first. How a write lands once (PUT with our id, or a conditional create with duplicates resolved) is the EHR
-client's `place` (service/fhir/client.py), in the EHR's write mode.
+client's `place` (service/ehr/client.py), in the EHR's write mode.
 
 Every row goes to its client's own site: the contact's (or the episode's) client names the site, and the site's
-EHR client and write mode come from the EhrDirectory (service/app/connections.py). A peer's Practitioner is
+EHR client and write mode come from the EhrDirectory (service/ehr/directory.py). A peer's Practitioner is
 written to each EHR it appears in, so the Practitioners written lately are remembered per site.
 """
 
@@ -17,12 +17,13 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import fhir_profiles
-from service.app.connections import FixedEhr
 from service.app.contacts import OUTBOX_CONTACT
 from service.app.delivery import OUTBOX_CARETEAM
 from service.domain import ContactKind
+from service.ehr.client import EhrClient
+from service.ehr.connection import UnsupportedFhirVersion, WriteMode
+from service.ehr.directory import FixedEhr
 from service.fhir import build, careteam
-from service.fhir.client import EhrClient, UnsupportedFhirVersion, WriteMode
 from service.settings import Settings
 from service.store import delivery as store
 from service.store.db import SessionFactory
@@ -39,7 +40,7 @@ class WriteTargets(Protocol):
 
 def write_targets(ehr: EhrClient | WriteTargets, settings: Settings) -> WriteTargets:
     """A single EhrClient (tools, tests) serves every site in the settings' write mode."""
-    return FixedEhr(ehr, settings) if isinstance(ehr, EhrClient) else ehr
+    return FixedEhr(ehr, settings.ehr_write_mode) if isinstance(ehr, EhrClient) else ehr
 
 
 class Undeliverable(Exception):

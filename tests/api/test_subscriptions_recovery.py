@@ -15,7 +15,7 @@ import pytest
 from fastapi import FastAPI
 
 from service.app.channels import process_inbox
-from service.fhir.fetch import EhrReader, static_token
+from service.ehr.client import EhrClient
 from service.settings import Settings
 from tests.api.test_subscriptions import channels, episodes, event_notification, notify, stay
 from tests.conftest import fixture_json
@@ -88,7 +88,7 @@ async def test_missed_events_come_back_through_events_when_the_ehr_offers_it(
     response = await notify(client, auth, event_notification(3, stay("stay-b", "in-progress", patient_id="patient-b")))
     assert "1 missed event(s) from number 2" in response.json()["issue"][0]["diagnostics"]
 
-    reader = EhrReader(EHR, static_token(None), transport=httpx.MockTransport(ehr))
+    reader = EhrClient(EHR, transport=httpx.MockTransport(ehr))
     try:
         report = await process_inbox(app.state.sessions, reader, settings)
     finally:
@@ -112,7 +112,7 @@ async def test_a_next_link_that_leaves_the_ehr_is_not_followed(settings: Setting
         asked.append(str(request.url))
         return httpx.Response(200, json={"resourceType": "Bundle", "type": "searchset"})
 
-    reader = EhrReader(EHR, static_token(None), transport=httpx.MockTransport(answer))
+    reader = EhrClient(EHR, transport=httpx.MockTransport(answer))
     try:
         with pytest.raises(Exception, match="leaves its base"):
             await reader.page("https://elsewhere.example.org/fhir/Encounter?page=2")

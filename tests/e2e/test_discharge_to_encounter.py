@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 
 import fhir_profiles
 from service.auth import Role
-from service.fhir.client import EhrClient
+from service.ehr.client import EhrClient
 from service.main import create_app
 from service.settings import Settings
 from service.store.db import create_engine, session_factory

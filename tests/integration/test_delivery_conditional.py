@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 import fhir_profiles
-from service.fhir.client import EhrClient
+from service.ehr.client import EhrClient
 from service.settings import Settings
 from tests.support.delivery import deliver, outbox
 from tests.support.ehr import TestEhr

@@ -17,7 +17,7 @@ from sqlalchemy import update
 from service.app.channels import InboxReport, check_channels, process_inbox
 from service.auth import Role
 from service.cli import main as cli_main
-from service.fhir.fetch import EhrReader, static_token
+from service.ehr.client import EhrClient
 from service.settings import Settings
 from service.store.channel import SubscriptionChannel
 from tests.api.test_subscriptions import FORMS, channels, episodes, event_notification, instant, notify, stay
@@ -68,7 +68,7 @@ def hospital_stay(
 async def work(app: FastAPI, settings: Settings, rounds: int = 10) -> list[InboxReport]:
     """The intake worker, run until nothing is due (at most `rounds` times)."""
     token = settings.ehr_bearer_token.get_secret_value() if settings.ehr_bearer_token else None
-    reader = EhrReader(settings.ehr_base_url, static_token(token))
+    reader = EhrClient(settings.ehr_base_url, bearer_token=token)
     reports: list[InboxReport] = []
     try:
         for _ in range(rounds):

@@ -12,7 +12,7 @@ import pytest
 from fastapi import FastAPI
 
 from service.app import sites
-from service.app.connections import EhrDirectory
+from service.app.sites import site_directory
 from service.auth import Role, verify_token
 from service.cli import main as cli_main
 from service.errors import UpstreamError
@@ -190,7 +190,7 @@ async def test_each_site_is_reached_with_its_own_authorisation(
 
     # A key file that cannot be read is a failure of that site only, retried (and said why), never a crash.
     await sites.update_site(app.state.sessions, "south", sites.SiteSpec(private_key_path=str(tmp_path / "gone.pem")))
-    directory = EhrDirectory(app.state.sessions, settings, ttl=0)
+    directory = site_directory(app.state.sessions, settings, ttl=0)
     try:
         with pytest.raises(UpstreamError, match="cannot read the private key file"):
             await directory.client("south")

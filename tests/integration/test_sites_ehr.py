@@ -20,7 +20,7 @@ import fhir_profiles
 from service.app import sites
 from service.app.channels import process_inbox
 from service.app.clock import utcnow
-from service.app.connections import EhrDirectory
+from service.app.sites import site_directory
 from service.auth import Role
 from service.settings import Settings
 from service.store.db import transaction
@@ -102,7 +102,7 @@ async def peer_with_contact(
 
 async def deliver(app: FastAPI, settings: Settings) -> DeliveryReport:
     """The outbox worker with each site's connection, until nothing is due."""
-    directory = EhrDirectory(app.state.sessions, settings, ttl=0)
+    directory = site_directory(app.state.sessions, settings, ttl=0)
     total = DeliveryReport()
     try:
         while (report := await deliver_due(app.state.sessions, directory, settings)).claimed:
@@ -231,7 +231,7 @@ async def test_an_id_only_notification_is_read_from_the_senders_ehr_only(
     sent = await notify(client, auth, note, headers={"X-Peerway-Channel": two_sites.south_secret})
     assert sent.status_code == 200, sent.text
 
-    directory = EhrDirectory(app.state.sessions, settings)
+    directory = site_directory(app.state.sessions, settings)
     try:
         report = await process_inbox(app.state.sessions, directory, settings)
     finally:
@@ -324,7 +324,7 @@ async def test_a_changed_site_connection_takes_effect_without_a_restart(
     two_sites: Sites,
 ) -> None:
     north = await discharge_at(client, auth, "north")
-    directory = EhrDirectory(app.state.sessions, settings, ttl=0)
+    directory = site_directory(app.state.sessions, settings, ttl=0)
     try:
         assert (await directory.client("north")) is (await directory.client("north"))  # kept while unchanged
         await peer_with_contact(client, auth, "north", north, "Alex North")

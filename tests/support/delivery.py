@@ -7,8 +7,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from service.fhir.client import EhrClient
-from service.fhir.smart import ehr_client
+from service.app.sites import settings_ehr
+from service.ehr.client import EhrClient
 from service.settings import Settings
 from service.store.db import create_engine, session_factory
 from service.store.models import OutboxItem
@@ -26,7 +26,7 @@ async def deliver(
     """Deliver everything due now (claim batches until none is left), as configured (SMART included)."""
     configured = worker_settings(settings, ehr, **overrides)
     engine = create_engine(settings.database_url)
-    ehr_api = client or ehr_client(configured)
+    ehr_api = client or settings_ehr(configured)
     total = DeliveryReport()
     try:
         while True:

@@ -4,7 +4,7 @@ The assertion is signed with our private key (RS384 for RSA, ES384 for EC P-384;
 or a JWKS file); iss = sub = our client id, aud = the token URL, exp at most 5 minutes ahead, a fresh jti each
 time. authlib's client_credentials flow sends it. The token is cached and renewed ahead of its expiry (60 s, or
 half its lifetime when it lives shorter than two minutes); when the EHR answers 401 the client asks once for a
-new one. The public half of the key is what Peerway publishes at /.well-known/jwks.json.
+new one (service/ehr/client.py). The public half of the key is what Peerway publishes at /.well-known/jwks.json.
 """
 
 from __future__ import annotations
@@ -24,10 +24,7 @@ import httpx
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet, RSAKey
 
-from service.domain import SiteConnection
 from service.errors import UpstreamError
-from service.fhir.client import EhrClient, StaticToken, TokenProvider
-from service.settings import Settings
 
 with warnings.catch_warnings():
     # authlib announces its move from httpx to httpx2 for authlib 2.0; we pin authlib<2.
@@ -135,7 +132,7 @@ class _Token:
     renew_at: float  # on our monotonic clock
 
 
-class SmartBackendTokens(TokenProvider):
+class SmartBackendTokens:
     """Access tokens from the EHR's token endpoint, cached; one request for a new one at a time."""
 
     def __init__(
@@ -143,7 +140,7 @@ class SmartBackendTokens(TokenProvider):
         token_url: str,
         client_id: str,
         key: SigningKey,
-        scope: str,
+        scope: str | None,
         *,
         refresh_margin: float = 60.0,
         timeout: float = 10.0,
@@ -203,53 +200,3 @@ class SmartBackendTokens(TokenProvider):
         margin = min(self._margin, lifetime / 2)
         self._current = _Token(value=value, renew_at=started + lifetime - margin)
         return self._current
-
-
-def settings_connection(settings: Settings, site: str = "default", fhir_version: str = "4.0.1") -> SiteConnection:
-    """The EHR connection the PEERWAY_EHR_* settings describe (the site "default", and sites upgraded from a
-    single-site database)."""
-    return SiteConnection(
-        site=site,
-        fhir_base_url=settings.ehr_base_url,
-        fhir_version=fhir_version,
-        write_mode=settings.ehr_write_mode,
-        token_url=settings.ehr_token_url,
-        client_id=settings.ehr_client_id,
-        private_key_path=settings.ehr_private_key_path,
-        key_id=settings.ehr_key_id,
-        scope=settings.ehr_scope,
-        bearer_token=settings.ehr_bearer_token.get_secret_value() if settings.ehr_bearer_token else None,
-    )
-
-
-def ehr_client(settings: Settings) -> EhrClient:
-    """One EHR client for the settings' EHR (single-EHR tools and tests; the service uses app/connections.py)."""
-    connection = settings_connection(settings)
-    return EhrClient(
-        connection.fhir_base_url, tokens=connection_tokens(connection, settings), timeout=settings.ehr_timeout_seconds
-    )
-
-
-def connection_tokens(connection: SiteConnection, settings: Settings) -> TokenProvider:
-    """A site's token provider: SMART Backend Services when the site has a token URL, else the static bearer token
-    kept in its bearer_token_path file, else its bearer_token (PEERWAY_EHR_BEARER_TOKEN), else none."""
-    if connection.token_url:
-        if not (connection.client_id and connection.private_key_path):
-            raise SigningKeyError(f"site {connection.site}: a SMART token URL needs a client id and a private key")
-        return SmartBackendTokens(
-            connection.token_url,
-            connection.client_id,
-            load_signing_key(Path(connection.private_key_path), connection.key_id),
-            connection.scope or settings.ehr_scope,
-            refresh_margin=settings.ehr_token_refresh_margin_seconds,
-            timeout=settings.ehr_timeout_seconds,
-        )
-    if connection.bearer_token_path:
-        try:
-            value = Path(connection.bearer_token_path).read_text().strip()
-        except OSError as exc:
-            raise SigningKeyError(
-                f"site {connection.site}: cannot read its bearer token file: {exc.strerror}"
-            ) from None
-        return StaticToken(value or None)
-    return StaticToken(connection.bearer_token)

@@ -14,9 +14,10 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey
 
+from service.ehr.client import EhrClient
+from service.ehr.smart import SigningKeyError, SmartBackendTokens, load_signing_key, public_jwks
+from service.ehr.tokens import StaticToken
 from service.errors import UpstreamError
-from service.fhir.client import EhrClient, StaticToken
-from service.fhir.smart import SigningKeyError, SmartBackendTokens, load_signing_key, public_jwks
 from tests.support.keys import KeyKind, generate, write_key
 
 TOKEN_URL = "https://ehr.example.org/auth/token"

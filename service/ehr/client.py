@@ -1,31 +1,39 @@
-"""The EHR's FHIR server, as the outbox worker (and intake's id-only notifications) talk to it.
+"""The one client for a site's EHR: reads, searches with paging, operations and idempotent writes.
 
-Never called inside a DB transaction. Every answer that is not a success becomes an UpstreamError carrying the
-HTTP status, Retry-After and the EHR's OperationOutcome, so the caller can decide: retry, or dead letter.
-Authorization comes from a TokenProvider (a static token, or SMART Backend Services in service/fhir/smart.py);
-on a 401 the client asks the provider for a fresh token once and repeats the request.
+Never called inside a database transaction (the workers call it between transactions). One policy for every
+request: the site's token provider authorizes it; a 401 gets a fresh token once and the request is made once
+more (reads and writes alike); any other answer that is not a success becomes an UpstreamError carrying the
+HTTP status, Retry-After and the EHR's OperationOutcome, so the caller can decide: retry, or dead letter. Only
+paths under the configured base are requested: a `next` link that leaves it is refused, and hosts named in
+notifications are never contacted. What the answers mean is service/fhir's business (ehr_answers.py).
 """
 
 from __future__ import annotations
 
 import email.utils
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
-from urllib.parse import quote
+from typing import Any
+from urllib.parse import quote, urlsplit
 
 import httpx
 
+from service.ehr.connection import WriteMode
+from service.ehr.tokens import StaticToken, TokenProvider
 from service.errors import UpstreamError
+from service.fhir.ehr_answers import age, next_link, search_matches
 
 FHIR_JSON = "application/fhir+json"
-WRITABLE_VERSIONS = ("4.0", "4.3")  # R4 and R4B read our R4 resources alike; R5 reshaped Encounter and CareTeam
+MAX_SEARCH_PAGES = 50
+# Answers that mean "this server does not do that" (an operation it does not offer).
+NOT_OFFERED = frozenset({400, 404, 405, 501})
+GONE = frozenset({404, 410})
 
+SearchParams = Mapping[str, str] | Sequence[tuple[str, str]]
 
-class UnsupportedFhirVersion(Exception):
-    """Peerway builds R4 resources; an EHR speaking another major version cannot take them."""
+log = logging.getLogger(__name__)
 
 
 def fhir_json(version: str | None) -> str:
@@ -35,47 +43,21 @@ def fhir_json(version: str | None) -> str:
     return f"{FHIR_JSON}; fhirVersion={'.'.join(version.split('.')[:2])}"
 
 
-def check_writable(version: str | None) -> None:
-    if version and ".".join(version.split(".")[:2]) not in WRITABLE_VERSIONS:
-        raise UnsupportedFhirVersion(f"write-back speaks FHIR R4 (4.0.1); this EHR speaks {version}")
-
-
-MAX_SEARCH_PAGES = 50
-
-SearchParams = Mapping[str, str] | Sequence[tuple[str, str]]
-WriteMode = Literal["put", "conditional-create"]
-
-log = logging.getLogger(__name__)
-
-
-class TokenProvider(Protocol):
-    """Where the client's bearer token comes from."""
-
-    async def token(self) -> str | None:
-        """A token to send now (cached; renewed ahead of its expiry), or None for no Authorization."""
-        ...
-
-    async def refresh(self, rejected: str | None) -> str | None:
-        """The EHR answered 401 to `rejected`: a new token, or None when there is no other to try."""
-        ...
-
-    async def aclose(self) -> None: ...
-
-
-class StaticToken:
-    """A fixed bearer token (PEERWAY_EHR_BEARER_TOKEN), or none at all. A 401 cannot be cured by refreshing."""
-
-    def __init__(self, value: str | None) -> None:
-        self._value = value
-
-    async def token(self) -> str | None:
-        return self._value
-
-    async def refresh(self, rejected: str | None) -> str | None:
+def retry_after(response: httpx.Response) -> float | None:
+    """Seconds the EHR asked us to wait (Retry-After as seconds or an HTTP date), if it asked."""
+    value = response.headers.get("Retry-After")
+    if not value:
         return None
-
-    async def aclose(self) -> None:
-        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 @dataclass(frozen=True)
@@ -108,28 +90,6 @@ class Written:
         return self.status == 201
 
 
-def retry_after(response: httpx.Response) -> float | None:
-    """Seconds the EHR asked us to wait (Retry-After as seconds or an HTTP date), if it asked."""
-    value = response.headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-def _age(resource: dict[str, Any]) -> tuple[str, str]:
-    """Oldest first: by lastUpdated (FHIR instants in one zone sort as text), then by id for a stable choice."""
-    return (str((resource.get("meta") or {}).get("lastUpdated") or ""), str(resource["id"]))
-
-
 def _json_object(response: httpx.Response) -> dict[str, Any] | None:
     try:
         data = response.json()
@@ -139,7 +99,7 @@ def _json_object(response: httpx.Response) -> dict[str, Any] | None:
 
 
 class EhrClient:
-    """Idempotent writes (PUT with our own id, or a conditional create on our identifier), reads and searches."""
+    """One site's EHR: one HTTP connection pool, one token provider, one timeout, one FHIR version spoken."""
 
     def __init__(
         self,
@@ -151,19 +111,55 @@ class EhrClient:
         transport: httpx.AsyncBaseTransport | None = None,
         fhir_version: str | None = None,
     ) -> None:
-        self._base = base_url.rstrip("/") + "/"
+        self.base_url = base_url.rstrip("/") + "/"
         self._tokens: TokenProvider = tokens if tokens is not None else StaticToken(bearer_token)
         self._media_type = fhir_json(fhir_version)
         self._http = httpx.AsyncClient(
-            base_url=self._base,
-            headers={"Accept": self._media_type},
-            timeout=timeout,
-            transport=transport,
+            base_url=self.base_url, headers={"Accept": self._media_type}, timeout=timeout, transport=transport
         )
 
     async def aclose(self) -> None:
         await self._http.aclose()
         await self._tokens.aclose()
+
+    # --- reads -------------------------------------------------------------------------------------------------
+
+    async def read(self, resource_type: str, resource_id: str) -> dict[str, Any] | None:
+        """GET [type]/[id]: the current version, or None when the EHR says it does not exist (404 / 410)."""
+        path = f"{resource_type}/{quote(resource_id, safe='')}"
+        response = await self._send("GET", path, accept=GONE)
+        return None if response.status_code in GONE else self._resource(response, "GET", path)
+
+    async def capability(self) -> dict[str, Any]:
+        """GET [base]/metadata: the EHR's CapabilityStatement."""
+        return self._resource(await self._send("GET", "metadata"), "GET", "metadata")
+
+    async def operation(self, path: str, params: Mapping[str, str] | None = None) -> dict[str, Any] | None:
+        """GET [base]/<path> for an operation ($status, $events); None when the EHR does not offer it (400/404/
+        405/501)."""
+        response = await self._send("GET", path, params=dict(params or {}), accept=NOT_OFFERED)
+        return None if response.status_code in NOT_OFFERED else self._resource(response, "GET", path)
+
+    async def pages(self, resource_type: str, params: SearchParams) -> AsyncIterator[dict[str, Any]]:
+        """GET [type]?params, then its `next` links: each searchset page, at most MAX_SEARCH_PAGES of them."""
+        bundle = self._resource(await self._send("GET", resource_type, params=params), "GET", resource_type)
+        for count in range(1, MAX_SEARCH_PAGES + 1):
+            yield bundle
+            link = next_link(bundle)
+            if link is None or count == MAX_SEARCH_PAGES:
+                return
+            bundle = await self.page(link)
+
+    async def page(self, url: str) -> dict[str, Any]:
+        """A next-page link, followed only when it stays on the EHR's base (our token never leaves it)."""
+        base, target = urlsplit(self.base_url), urlsplit(url)
+        if (target.scheme, target.netloc) != (base.scheme, base.netloc) or not target.path.startswith(base.path):
+            raise UpstreamError("the EHR's next link leaves its base URL", http_status=400)
+        return self._resource(await self._send("GET", url), "GET", url)
+
+    async def search(self, resource_type: str, params: SearchParams) -> list[dict[str, Any]]:
+        """The resources matching GET [type]?params (search mode "match"), over every page."""
+        return [found async for bundle in self.pages(resource_type, params) for found in search_matches(bundle)]
 
     # --- writes ------------------------------------------------------------------------------------------------
 
@@ -172,7 +168,7 @@ class EhrClient:
         return (await self.update(resource)).resource
 
     async def update(self, resource: dict[str, Any]) -> Written:
-        path = f"{resource['resourceType']}/{quote(resource['id'], safe='')}"
+        path = f"{resource['resourceType']}/{quote(str(resource['id']), safe='')}"
         return await self._write("PUT", path, resource)
 
     async def create_if_none_exist(self, resource: dict[str, Any], identifier: str) -> dict[str, Any]:
@@ -215,7 +211,7 @@ class EhrClient:
             if ours:
                 return Placed(f"{resource_type}/{ours}")  # the EHR's search lags behind its writes
             raise UpstreamError(f"EHR reported several {resource_type} matching our identifier, then none")
-        kept = min(matches, key=_age)
+        kept = min(matches, key=age)
         extras = [str(m["id"]) for m in matches if m["id"] != kept["id"]]
         removed = [extra for extra in extras if await self._delete_quietly(resource_type, extra)]
         if mutable and ours != kept["id"]:
@@ -225,6 +221,9 @@ class EhrClient:
             log.warning("%s", placed.note)
         return placed
 
+    async def delete(self, resource_type: str, resource_id: str) -> None:
+        await self._send("DELETE", f"{resource_type}/{quote(resource_id, safe='')}")
+
     async def _delete_quietly(self, resource_type: str, resource_id: str) -> bool:
         try:
             await self.delete(resource_type, resource_id)
@@ -232,47 +231,6 @@ class EhrClient:
             log.warning("could not remove duplicate %s/%s: %s", resource_type, resource_id, exc.diagnostics)
             return False
         return True
-
-    async def delete(self, resource_type: str, resource_id: str) -> None:
-        await self._send("DELETE", f"{resource_type}/{quote(resource_id, safe='')}")
-
-    # --- reads -------------------------------------------------------------------------------------------------
-
-    async def read(self, resource_type: str, resource_id: str) -> dict[str, Any]:
-        """GET [type]/[id]. A resource the EHR does not have is an UpstreamError with http_status 404 (or 410)."""
-        response = await self._send("GET", f"{resource_type}/{quote(resource_id, safe='')}")
-        return _json_object(response) or {}
-
-    async def search(self, resource_type: str, params: SearchParams) -> list[dict[str, Any]]:
-        """GET [type]?params: the matching resources (search mode "match"), following `next` links.
-
-        Only links under the EHR's own base are followed (our bearer token never leaves it), at most
-        MAX_SEARCH_PAGES pages.
-        """
-        found: list[dict[str, Any]] = []
-        url: str | None = resource_type
-        query: SearchParams | None = params
-        for _ in range(MAX_SEARCH_PAGES):
-            if url is None:
-                break
-            bundle = _json_object(await self._send("GET", url, params=query)) or {}
-            for entry in bundle.get("entry") or []:
-                resource = entry.get("resource") if isinstance(entry, dict) else None
-                mode = (entry.get("search") or {}).get("mode", "match") if isinstance(entry, dict) else None
-                if isinstance(resource, dict) and mode == "match":
-                    found.append(resource)
-            url = self._next_link(bundle)
-            query = None  # the next link carries the whole query
-        return found
-
-    def _next_link(self, bundle: dict[str, Any]) -> str | None:
-        for link in bundle.get("link") or []:
-            if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
-                target: str = link["url"]
-                return target if target.startswith(self._base) else None
-        return None
-
-    # --- the wire ----------------------------------------------------------------------------------------------
 
     async def _write(
         self, method: str, path: str, body: dict[str, Any], headers: dict[str, str] | None = None
@@ -282,17 +240,23 @@ class EhrClient:
         )
         return Written(status=response.status_code, resource=_json_object(response) or {})
 
-    async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    # --- the wire ----------------------------------------------------------------------------------------------
+
+    async def _send(
+        self, method: str, path: str, *, accept: frozenset[int] = frozenset(), **kwargs: Any
+    ) -> httpx.Response:
+        """The request, authorized; once more with a fresh token after a 401. A success, or an answer in
+        `accept`, is returned; any other is an UpstreamError."""
         token = await self._tokens.token()
         response = await self._request(method, path, token, **kwargs)
         if response.status_code == httpx.codes.UNAUTHORIZED:
             fresh = await self._tokens.refresh(token)
             if fresh is not None:
                 response = await self._request(method, path, fresh, **kwargs)
-        if response.is_success:
+        if response.is_success or response.status_code in accept:
             return response
         raise UpstreamError(
-            f"EHR answered {response.status_code} to {method} {path.split('?')[0]}",
+            f"EHR answered {response.status_code} to {method} {self._named(path)}",
             http_status=response.status_code,
             retry_after=retry_after(response),
             outcome=_json_object(response),
@@ -303,7 +267,20 @@ class EhrClient:
         if token:
             headers["Authorization"] = f"Bearer {token}"
         try:
-            response = await self._http.request(method, path, headers=headers, **kwargs)
+            return await self._http.request(method, path, headers=headers, **kwargs)
         except httpx.HTTPError as exc:
             raise UpstreamError(f"EHR unreachable: {type(exc).__name__}") from None
-        return response
+
+    def _resource(self, response: httpx.Response, method: str, path: str) -> dict[str, Any]:
+        """A read's answer: a JSON object, or an UpstreamError saying what came instead."""
+        try:
+            data = response.json()
+        except ValueError:
+            raise UpstreamError(f"EHR answered {method} {self._named(path)} with something that is not JSON") from None
+        if not isinstance(data, dict):
+            raise UpstreamError(f"EHR answered {method} {self._named(path)} with JSON that is not a resource")
+        return data
+
+    def _named(self, path: str) -> str:
+        """A request as messages name it: its path under the base, without the query (which may name people)."""
+        return path.split("?")[0].removeprefix(self.base_url)

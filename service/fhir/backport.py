@@ -1,0 +1,89 @@
+"""Peerway's own Subscription on an EHR, in R4 backport form, and what the EHR says about it ($status, or a
+read). (Notifications themselves: subscription.py.)"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from service.domain import SubscriptionReport
+from service.errors import InvalidResource
+from service.fhir.subscription import (
+    BACKPORT_SUBSCRIPTION,
+    FILTER_CRITERIA,
+    HEARTBEAT_PERIOD,
+    PAYLOAD_CONTENT,
+    TIMEOUT,
+    parse_subscription_notification,
+)
+
+
+def backport_subscription(
+    *,
+    subscription_id: str,
+    topic: str,
+    endpoint: str,
+    header: str,
+    payload: str,
+    heartbeat_seconds: int,
+    timeout_seconds: int,
+    filter_criteria: str | None,
+) -> dict[str, Any]:
+    """Peerway's Subscription in R4 backport form (rest-hook, application/fhir+json, secret header)."""
+    channel: dict[str, Any] = {
+        "extension": [{"url": TIMEOUT, "valueUnsignedInt": timeout_seconds}],
+        "type": "rest-hook",
+        "endpoint": endpoint,
+        "payload": "application/fhir+json",
+        "_payload": {"extension": [{"url": PAYLOAD_CONTENT, "valueCode": payload}]},
+        "header": [header],
+    }
+    if heartbeat_seconds > 0:
+        channel["extension"].insert(0, {"url": HEARTBEAT_PERIOD, "valueUnsignedInt": heartbeat_seconds})
+    subscription: dict[str, Any] = {
+        "resourceType": "Subscription",
+        "id": subscription_id,
+        "meta": {"profile": [BACKPORT_SUBSCRIPTION]},
+        "status": "requested",
+        "reason": "Peerway: hospital stays of clients in a Transitional Discharge Model peer-support program",
+        "criteria": topic,
+        "channel": channel,
+    }
+    if filter_criteria:
+        subscription["_criteria"] = {"extension": [{"url": FILTER_CRITERIA, "valueString": filter_criteria}]}
+    return subscription
+
+
+def subscription_report(data: dict[str, Any], source: str) -> SubscriptionReport:
+    """The answer to $status (a notification Bundle) or to a read of the Subscription -> SubscriptionReport."""
+    if data.get("resourceType") == "Bundle":
+        note = parse_subscription_notification(data)
+        return SubscriptionReport(
+            subscription=note.subscription,
+            status=note.status,
+            events_since_start=note.events_since_start,
+            heartbeat_seconds=None,
+            topic=note.topic,
+            error=None,
+            source=source,
+        )
+    if data.get("resourceType") != "Subscription":
+        raise InvalidResource("expected a Subscription or a status Bundle", "resourceType")
+    found = data.get("channel")
+    channel: dict[str, Any] = found if isinstance(found, dict) else {}
+    heartbeat = next(
+        (
+            e.get("valueUnsignedInt")
+            for e in channel.get("extension") or []
+            if isinstance(e, dict) and e.get("url") == HEARTBEAT_PERIOD
+        ),
+        None,
+    )
+    return SubscriptionReport(
+        subscription=f"Subscription/{data.get('id')}",
+        status=str(data["status"]) if data.get("status") else None,
+        events_since_start=None,
+        heartbeat_seconds=int(heartbeat) if isinstance(heartbeat, int) else None,
+        topic=str(data["criteria"]) if data.get("criteria") else None,
+        error=str(data["error"]) if data.get("error") else None,
+        source=source,
+    )
