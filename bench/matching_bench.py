@@ -24,8 +24,8 @@ from bench.common import summarise
 from service.app import matching as use
 from service.app import profiles
 from service.app.clock import utcnow
-from service.core.matching import Candidate, ClientPreferences, PeerProfile, rank
-from service.core.vocabulary import SupportKind
+from service.domain.matching import Candidate, ClientPreferences, PeerProfile, rank
+from service.domain.vocabulary import SupportKind
 from service.store.db import create_engine, session_factory, transaction
 from service.store.matching import PeerProfileRecord
 from service.store.migrate import upgrade

@@ -9,10 +9,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from service.app import sites
+from service.app.uow import SessionFactory
 from service.auth import Principal, Role, verify_token
 from service.errors import Forbidden, PayloadTooLarge, Unauthorized
 from service.settings import Settings
-from service.store.db import SessionFactory
 
 
 def get_settings(request: Request) -> Settings:

@@ -18,8 +18,8 @@ from service.api.peers import EpisodeOut, episode_out
 from service.api.responses import FhirResponse
 from service.api.text import Input
 from service.app import matching as use
-from service.core.matching import AGE_BANDS, ClientPreferences, PeerProfile
-from service.core.vocabulary import PeerStatus, SupportKind
+from service.domain.matching import AGE_BANDS, ClientPreferences, PeerProfile
+from service.domain.vocabulary import PeerStatus, SupportKind
 
 router = APIRouter(prefix="/api", tags=["matching"])
 fhir_router = APIRouter(prefix="/fhir", tags=["matching"])

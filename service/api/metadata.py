@@ -5,10 +5,10 @@ from __future__ import annotations
 from importlib.metadata import version
 
 from fastapi import APIRouter
-from sqlalchemy import text
 
 from service.api.deps import SessionsDep, SettingsDep
 from service.api.responses import FhirResponse
+from service.app.health import check_database
 from service.fhir.capability import capability_statement
 
 router = APIRouter(tags=["metadata"])
@@ -21,6 +21,5 @@ async def metadata(settings: SettingsDep) -> FhirResponse:
 
 @router.get("/healthz", summary="Liveness and database reachability")
 async def health(sessions: SessionsDep) -> dict[str, str]:
-    async with sessions() as session:
-        await session.execute(text("SELECT 1"))
+    await check_database(sessions)
     return {"status": "ok"}

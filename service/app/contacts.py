@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 
 from service.app.clock import new_id, utcnow
-from service.domain import ContactKind
+from service.domain.vocabulary import ContactKind
 from service.errors import NotFound
 from service.fhir import build
 from service.fhir.parse import parse_peer_contact

@@ -1,7 +1,7 @@
 """Hospital events in: Da Vinci notifications and subscription notifications open, move or discharge a
 client's episode.
 
-The rules of what an event does to an episode live with the Episode aggregate (service/core/episode.py); here
+The rules of what an event does to an episode live with the Episode aggregate (service/domain/episode.py); here
 a notification is taken exactly once and applied in one unit of work:
 - A subscription notification has no event code: the Encounter's status decides (service/fhir/subscription.py):
   in-progress or on leave is an admit (for a known stay an update, which is what a transfer is); finished
@@ -26,8 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.app.clock import new_id, utcnow
 from service.app.linking import record_identifiers
 from service.app.uow import UnitOfWork, unit_of_work
-from service.core.episode import Episode
-from service.domain import Stay
+from service.domain.episode import Episode
+from service.domain.stay import Stay
 from service.fhir.build import operation_outcome, to_json
 from service.fhir.parse import parse_notification
 from service.store import repository
@@ -129,7 +129,7 @@ async def _client(session: AsyncSession, site: str, stay: Stay, now: datetime) -
 
 
 async def apply_stay(uow: UnitOfWork, site: str, stay: Stay, event_time: datetime | None, now: datetime) -> str:
-    """Apply what one event says about one stay to the client's episodes (service/core/episode.py).
+    """Apply what one event says about one stay to the client's episodes (service/domain/episode.py).
 
     Answers what it did, in words for the sender's OperationOutcome (ids only: no PHI).
     """

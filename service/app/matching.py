@@ -20,9 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.app import peers, profiles
 from service.app.clock import utcnow
 from service.app.uow import unit_of_work
-from service.core import matching
-from service.core.matching import ClientPreferences, PeerProfile, Ranking
-from service.core.vocabulary import END_REASONS, ON_WARD, REMATCH_REASONS, REQUESTERS, PeerStatus
+from service.domain import matching
+from service.domain.matching import ClientPreferences, PeerProfile, Ranking
+from service.domain.vocabulary import END_REASONS, ON_WARD, REMATCH_REASONS, REQUESTERS, PeerStatus
 from service.errors import Forbidden, InvalidResource, NotFound
 from service.store import repository
 from service.store.db import SessionFactory, transaction

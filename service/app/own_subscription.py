@@ -14,10 +14,10 @@ from service.app import notifications
 from service.app.clock import new_id, utcnow
 from service.app.recovery import ehr_status
 from service.app.sites import site_of_secret
-from service.domain import SubscriptionReport
 from service.ehr.client import EhrClient
 from service.errors import InvalidResource
 from service.fhir.backport import backport_subscription, subscription_report
+from service.fhir.notification import SubscriptionReport
 from service.settings import Settings
 from service.store import channel as store
 from service.store.db import SessionFactory, transaction

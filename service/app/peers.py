@@ -17,9 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.app import profiles
 from service.app.clock import new_id, utcnow
 from service.app.uow import unit_of_work
-from service.core import matching
-from service.core.episode import Episode as EpisodeAggregate
-from service.core.matching import PeerProfile
+from service.domain import matching
+from service.domain.episode import Episode as EpisodeAggregate
+from service.domain.matching import PeerProfile
 from service.errors import Forbidden, InvalidResource, NotFound
 from service.store import repository
 from service.store.db import SessionFactory, transaction

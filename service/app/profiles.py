@@ -15,8 +15,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.core.matching import Candidate, ClientPreferences, PeerProfile
-from service.core.vocabulary import REMATCHED
+from service.domain.matching import Candidate, ClientPreferences, PeerProfile
+from service.domain.vocabulary import REMATCHED
 from service.fhir import peer as peer_fhir
 from service.fhir.build import to_json
 from service.store.matching import Assignment, ClientPreference, PeerProfileRecord

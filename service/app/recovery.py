@@ -21,7 +21,7 @@ from service.app.clock import utcnow
 from service.app.intake import apply_stay
 from service.app.subscriptions import advance
 from service.app.uow import UnitOfWork, unit_of_work
-from service.domain import PatientSnapshot, Stay, SubscriptionReport
+from service.domain.stay import PatientSnapshot, Stay
 from service.ehr.client import EhrClient
 from service.errors import PeerwayError, UpstreamError
 from service.fhir.backport import subscription_report
@@ -34,6 +34,7 @@ from service.fhir.ehr_answers import (
     patient_id_of,
     patient_json,
 )
+from service.fhir.notification import SubscriptionReport
 from service.fhir.subscription import parse_subscription_notification, reference_tail
 from service.settings import Settings
 from service.store import channel as store

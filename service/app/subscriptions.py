@@ -13,12 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.app.clock import new_id, utcnow
 from service.app.intake import ChannelPolicy, IntakeAnswer, apply_stay
 from service.app.uow import UnitOfWork, unit_of_work
-from service.domain import (
-    NotificationType,
-    NotifiedEvent,
-    SubscriptionNotification,
-)
 from service.fhir.build import operation_outcome
+from service.fhir.notification import NotificationType, NotifiedEvent, SubscriptionNotification
 from service.store import channel as store
 from service.store.db import SessionFactory
 from service.store.uow import retrying

@@ -12,13 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.app import notifications
 from service.app.clock import utcnow
 from service.app.delivery import OUTBOX_CARETEAM
-from service.core.episode import CareTeamChanged, Readmitted
+from service.domain.episode import CareTeamChanged, Readmitted
 from service.store.db import SessionFactory
 from service.store.delivery import new_outbox_item
 from service.store.models import Client, Episode
 from service.store.uow import Handler, UnitOfWork
 
-__all__ = ["UnitOfWork", "unit_of_work"]
+__all__ = ["SessionFactory", "UnitOfWork", "unit_of_work"]
 
 
 async def _queue_careteam(session: AsyncSession, event: CareTeamChanged) -> None:

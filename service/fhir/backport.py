@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.domain import SubscriptionReport
 from service.errors import InvalidResource
+from service.fhir.notification import SubscriptionReport
 from service.fhir.subscription import (
     BACKPORT_SUBSCRIPTION,
     FILTER_CRITERIA,

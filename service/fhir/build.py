@@ -15,7 +15,7 @@ from typing import Any
 
 import fhir_profiles
 from consent import DataCategory
-from service.domain import ContactKind
+from service.domain.vocabulary import ContactKind
 from service.fhir.consent import subject_element
 
 V3_ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"

@@ -11,7 +11,7 @@ from fhir.resources.encounter import Encounter as R5Encounter
 from fhir.resources.R4B.encounter import Encounter
 from fhir.resources.R4B.patient import Patient
 
-from service.domain import PatientSnapshot, Stay
+from service.domain.stay import PatientSnapshot, Stay
 from service.fhir.parse import encounter_snapshot, instant
 from service.fhir.subscription import kind_of, patient_reference, r5_snapshot, reference_tail
 from service.fhir.validation import validated

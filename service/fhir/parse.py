@@ -16,15 +16,15 @@ from fhir.resources.R4B.messageheader import MessageHeader
 from fhir.resources.R4B.patient import Patient
 
 import fhir_profiles
-from service.domain import (
+from service.domain.stay import (
     DAVINCI_EVENT_CODES,
-    ContactKind,
     ContactReport,
     EncounterSnapshot,
     HospitalEvent,
     HospitalEventKind,
     PatientSnapshot,
 )
+from service.domain.vocabulary import ContactKind
 from service.errors import BadRequest, InvalidResource
 from service.fhir.validation import fhirpath, validated
 

@@ -12,8 +12,8 @@ from decimal import Decimal
 from typing import Any
 
 import fhir_profiles as fp
-from service.core.matching import PeerProfile
-from service.core.vocabulary import PeerStatus, SupportKind
+from service.domain.matching import PeerProfile
+from service.domain.vocabulary import PeerStatus, SupportKind
 
 BCP47 = "urn:ietf:bcp:47"
 

@@ -31,17 +31,9 @@ from fhir.resources.R4B.parameters import Parameters
 from fhir.resources.R4B.subscriptionstatus import SubscriptionStatus as R4BSubscriptionStatus
 from fhir.resources.subscriptionstatus import SubscriptionStatus as R5SubscriptionStatus
 
-from service.domain import (
-    EncounterSnapshot,
-    HospitalEventKind,
-    NotificationForm,
-    NotificationType,
-    NotifiedEvent,
-    PatientSnapshot,
-    Stay,
-    SubscriptionNotification,
-)
+from service.domain.stay import EncounterSnapshot, HospitalEventKind, PatientSnapshot, Stay
 from service.errors import InvalidResource
+from service.fhir.notification import NotificationForm, NotificationType, NotifiedEvent, SubscriptionNotification
 from service.fhir.parse import (
     check_id,
     codes_text,

@@ -1,4 +1,4 @@
-"""The episode repository: Episode aggregates (service.core.episode) loaded from and saved to their tables.
+"""The episode repository: Episode aggregates (service.domain.episode) loaded from and saved to their tables.
 
 An episode is stored as its `episode` row, its `assignment` rows (the one history of its peers) and, once ended,
 its `episode_closure` row. `episode.peer_id` and `episode.assigned_at` are a projection of the open assignment,
@@ -11,7 +11,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.core.episode import Assignment, Closure, DomainEvent, Episode
+from service.domain.episode import Assignment, Closure, DomainEvent, Episode
 from service.store.matching import Assignment as AssignmentRow
 from service.store.matching import EpisodeClosure
 from service.store.models import Client

@@ -17,7 +17,7 @@ from typing import Any, Self, TypeVar
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, AsyncSessionTransaction
 
-from service.core.episode import DomainEvent
+from service.domain.episode import DomainEvent
 from service.store.db import SessionFactory
 from service.store.episodes import EpisodeRepository
 

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import fhir_profiles
 from service.app.contacts import OUTBOX_CONTACT
 from service.app.delivery import OUTBOX_CARETEAM
-from service.domain import ContactKind
+from service.domain.vocabulary import ContactKind
 from service.ehr.client import EhrClient
 from service.ehr.connection import UnsupportedFhirVersion, WriteMode
 from service.ehr.directory import FixedEhr

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from service.auth import Role
-from service.domain import DAVINCI_EVENT_CODES, HospitalEventKind
+from service.domain.stay import DAVINCI_EVENT_CODES, HospitalEventKind
 from tests.conftest import fixture_json
 
 ADMIT = "davinci/davinci-alerts-admit-notification-message-bundle-01.json"

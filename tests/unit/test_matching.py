@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.core.matching import (
+from service.domain.matching import (
     Candidate,
     ClientPreferences,
     PeerProfile,
@@ -18,7 +18,7 @@ from service.core.matching import (
     rank,
     score,
 )
-from service.core.vocabulary import PeerStatus, SupportKind
+from service.domain.vocabulary import PeerStatus, SupportKind
 
 CLIENT = ClientPreferences(
     client_id="client-1",

@@ -12,7 +12,7 @@ import pytest
 from fhir.resources.R4B.encounter import Encounter
 
 import fhir_profiles as fp
-from service.domain import ContactKind
+from service.domain.vocabulary import ContactKind
 
 CONFORMANCE_TYPES = ("CodeSystem", "ValueSet", "StructureDefinition", "CapabilityStatement")
 

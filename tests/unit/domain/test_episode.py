@@ -1,4 +1,4 @@
-"""The Episode aggregate, rule by rule (service/core/episode.py): hospital events and the program's work on it.
+"""The Episode aggregate, rule by rule (service/domain/episode.py): hospital events and the program's work on it.
 
 Each table row is one of the rules in the module's docstring, with the answer the EHR's sender gets in words.
 """
@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from service.core.episode import CareTeamChanged, Episode, EpisodeClosed, Readmitted
-from service.core.vocabulary import IN_COMMUNITY, ON_WARD
-from service.domain import EncounterSnapshot, HospitalEventKind, PatientSnapshot, Stay
+from service.domain.episode import CareTeamChanged, Episode, EpisodeClosed, Readmitted
+from service.domain.stay import EncounterSnapshot, HospitalEventKind, PatientSnapshot, Stay
+from service.domain.vocabulary import IN_COMMUNITY, ON_WARD
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 ADMIT, TRANSFER, DISCHARGE = HospitalEventKind.ADMIT, HospitalEventKind.TRANSFER, HospitalEventKind.DISCHARGE

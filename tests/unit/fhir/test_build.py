@@ -17,7 +17,7 @@ from fhir.resources.R4B.practitioner import Practitioner
 
 import fhir_profiles
 from consent import DataCategory
-from service.domain import ContactKind
+from service.domain.vocabulary import ContactKind
 from service.fhir import build
 from service.fhir.capability import capability_statement
 from tests.conftest import fixture_json

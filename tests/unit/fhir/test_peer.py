@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import fhir_profiles
-from service.core.matching import AGE_BANDS, PeerProfile
-from service.core.vocabulary import PeerStatus, SupportKind
+from service.domain.matching import AGE_BANDS, PeerProfile
+from service.domain.vocabulary import PeerStatus, SupportKind
 from service.fhir.peer import practitioner, practitioner_role, profile_from
 
 WORDS = st.text(alphabet=st.characters(categories=["L", "Zs"]), min_size=1, max_size=20).map(str.strip).filter(bool)

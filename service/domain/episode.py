@@ -27,8 +27,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from service.core.vocabulary import EPISODE_ENDED, IN_COMMUNITY, NEW_STAY, ON_WARD, REMATCHED, REPLACED
-from service.domain import EncounterSnapshot, HospitalEventKind, Stay
+from service.domain.stay import EncounterSnapshot, HospitalEventKind, Stay
+from service.domain.vocabulary import EPISODE_ENDED, IN_COMMUNITY, NEW_STAY, ON_WARD, REMATCHED, REPLACED
 
 ON_LEAVE_OR_IN_PROGRESS = frozenset({"in-progress", "onleave"})
 DISPOSITION_LENGTH = 64  # the stored disposition is a code or a short text

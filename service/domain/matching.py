@@ -27,7 +27,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from service.core.vocabulary import COMMUNITY_SUPPORT, ON_WARD_SUPPORT, PeerStatus, SupportKind
+from service.domain.vocabulary import COMMUNITY_SUPPORT, ON_WARD_SUPPORT, PeerStatus, SupportKind
 
 INTEREST_POINTS = 3.0
 MAX_SCORED_INTERESTS = 3
