@@ -14,7 +14,7 @@ from service.fhir import build
 from service.fhir.parse import parse_peer_contact
 from service.store import repository
 from service.store.db import SessionFactory, transaction
-from service.store.delivery import new_outbox_item
+from service.store.jobs import new_job
 from service.store.models import Client, Contact, Episode, PeerSupporter
 
 OUTBOX_CONTACT = "contact"
@@ -74,7 +74,7 @@ async def record_contact(sessions: SessionFactory, peer_id: str, data: dict[str,
             session.add(contact)
             client = await session.get(Client, episode.client_id)
             assert client is not None  # episode.client_id is a foreign key
-            session.add(new_outbox_item(OUTBOX_CONTACT, contact.id, client.site, now))
+            session.add(new_job(OUTBOX_CONTACT, contact.id, client.site, now))
             return RecordedContact(contact_view(contact, report.client_id, peer.name), created=True)
     except IntegrityError:
         # The same app identifier was posted twice at once: the other request stored it.

@@ -1,5 +1,6 @@
 """Delivery to the EHR, as the program and its operators see it: the CareTeam queued with an assignment, dead
-letters listed, replayed or discarded, the queue's figures, and the public key the EHR registers for Peerway.
+letters (of every kind of job: writes to the EHR and intake's reads from it) listed, replayed or discarded, the
+queue's figures, and the public key the EHR registers for Peerway.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from service.app.clock import utcnow
 from service.ehr import smart
 from service.errors import Conflict, NotFound
 from service.settings import Settings
-from service.store import delivery as store
+from service.store import jobs as store
 from service.store import sites as sites_store
 from service.store.db import SessionFactory, transaction
-from service.store.models import OutboxItem
+from service.store.jobs import Job
 
 OUTBOX_CARETEAM = "careteam"  # the client's CareTeam, queued with every change of an episode's peers (app/uow.py)
 
@@ -34,6 +35,7 @@ class DeadLetter:
     id: int
     kind: str
     subject_id: str
+    site: str | None
     attempts: int
     http_status: int | None
     error: str
@@ -42,7 +44,7 @@ class DeadLetter:
     failed_at: datetime | None
 
 
-def _dead_letter(item: OutboxItem) -> DeadLetter:
+def _dead_letter(item: Job) -> DeadLetter:
     outcome: dict[str, Any] | None = None
     if item.outcome_json:
         try:
@@ -54,6 +56,7 @@ def _dead_letter(item: OutboxItem) -> DeadLetter:
         id=item.id,
         kind=item.kind,
         subject_id=item.subject_id,
+        site=item.site,
         attempts=item.attempts,
         http_status=item.last_status,
         error=(item.last_error or "").split("\n", 1)[0],
@@ -64,15 +67,16 @@ def _dead_letter(item: OutboxItem) -> DeadLetter:
 
 
 async def list_dead_letters(sessions: SessionFactory, site: str | None) -> Sequence[DeadLetter]:
-    """Rows the EHR refused for good (or that ran out of retries), oldest first, with the EHR's outcome: those of
-    the site's clients (a coordinator's view), or every site's (site None: the operator's command line)."""
+    """Jobs the EHR refused for good (or that ran out of retries), oldest first, with the EHR's outcome: writes
+    (contact, careteam) and intake's reads (fetch, patient, search, recover) alike; those of the site (a
+    coordinator's view), or every site's (site None: the operator's command line)."""
     async with sessions() as session:
         return [_dead_letter(item) for item in await store.dead_letters(session, site)]
 
 
-async def _dead_row(session: AsyncSession, item_id: int, site: str | None) -> OutboxItem:
+async def _dead_row(session: AsyncSession, item_id: int, site: str | None) -> Job:
     """The dead letter, locked; another site's row is "not found" exactly like a row that does not exist."""
-    item = await session.get(OutboxItem, item_id, with_for_update=True)
+    item = await store.job_for_update(session, item_id)
     if item is None or (site is not None and item.site != site):
         raise NotFound(f"no outbox row {item_id}")
     if item.status != store.DEAD:
@@ -104,7 +108,7 @@ async def discard_dead_letter(sessions: SessionFactory, item_id: int, site: str 
 
 
 async def queue_figures(sessions: SessionFactory) -> store.QueueFigures:
-    """Rows per kind, status and site, attempts made, the oldest pending row: counts only, never a resource."""
+    """Jobs per kind, status and site, attempts made, the oldest pending one: counts only, never a resource."""
     async with sessions() as session:
         return await store.queue_figures(session)
 

@@ -8,8 +8,8 @@ a notification is taken exactly once and applied in one unit of work:
   (R5 discharged, completed, discontinued) is a discharge; any other status is recorded without effect.
 - The same Bundle.id from the same site is processed once; a replay gets the first answer. One event of a
   subscription (channel, event number) is processed once; a repeat is acknowledged without effect.
-- Events that need the EHR (id-only, empty, missed) are written to the intake inbox in the transaction that
-  acknowledges them; service/app/channels.py does the reading, never inside a request's transaction.
+- Events that need the EHR (id-only, empty, missed) are written as jobs in the transaction that acknowledges
+  them; the worker has service/app/channels.py do the reading, never inside a request's transaction.
 - A readmission tells the coordinators in the same transaction, and the assigned peer too when the client's
   consent permits admission-discharge to them (service/app/uow.py).
 """

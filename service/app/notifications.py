@@ -23,7 +23,7 @@ from service.app.clock import utcnow
 from service.app.sharing import Holdings, decide, record_disclosure
 from service.settings import Settings
 from service.store import channel as store
-from service.store import repository
+from service.store import jobs, repository
 from service.store.db import SessionFactory, transaction
 from service.store.models import Client, Episode, PeerSupporter
 
@@ -243,7 +243,7 @@ async def channel_health(sessions: SessionFactory, settings: Settings, site: str
     now = utcnow()
     async with sessions() as session:
         rows = list(await store.channels(session, site))
-        work = await store.work_counts(session)
+        work = await jobs.work_counts(session)
         found: list[ChannelHealth] = []
         for channel in rows:
             held = await store.event_numbers_above(session, channel.id, channel.contiguous_through)

@@ -1,9 +1,10 @@
-"""Recovering what a subscription channel missed, and the EHR reads the intake worker shares.
+"""Recovering what a subscription channel missed, and the EHR reads the intake jobs share.
 
 A gap in event numbers, or a silent channel: ask $status for the count of events, then $events for the missing
 numbers when the EHR's CapabilityStatement offers it (and it answers); otherwise, or for what $events could not
 give, search Encounter?_lastUpdated=ge<just before the last event we hold>. Episodes follow the Encounters'
-current state, so applying what the search finds covers every missed event. (The worker: app/channels.py.)
+current state, so applying what the search finds covers every missed event. (The other intake work:
+app/channels.py.)
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from service.fhir.subscription import parse_subscription_notification, reference
 from service.settings import Settings
 from service.store import channel as store
 from service.store.db import SessionFactory, transaction
+from service.store.jobs import Claimed
 from service.store.uow import retrying
 
 log = logging.getLogger(__name__)
@@ -119,18 +121,20 @@ def _applying(site: str, stay: Stay) -> Callable[[UnitOfWork], Awaitable[str]]:
     return work
 
 
-async def recover(sessions: SessionFactory, reader: EhrClient, settings: Settings, item: store.InboxItem) -> str:
+async def recover(sessions: SessionFactory, reader: EhrClient, settings: Settings, job: Claimed) -> str:
     """Recover what a channel missed: $status for the count, $events if offered, else a search."""
-    assert item.channel_id is not None
+    assert job.channel_id is not None
+    assert job.site is not None
+    channel_id, site = job.channel_id, job.site
     async with sessions() as session:
-        channel = await session.get(store.SubscriptionChannel, item.channel_id)
+        channel = await session.get(store.SubscriptionChannel, channel_id)
     if channel is None:
         return "channel gone"
     subscription_id = channel.subscription.split("/", 1)[1]
     report = await ehr_status(reader, subscription_id)
 
     async def count(session: AsyncSession) -> tuple[int, int, int, datetime, bool]:
-        row = await store.channel_for_update(session, item.channel_id or "")
+        row = await store.channel_for_update(session, channel_id)
         assert row is not None
         if report is not None and report.events_since_start is not None:
             row.events_since_start = report.events_since_start
@@ -142,16 +146,16 @@ async def recover(sessions: SessionFactory, reader: EhrClient, settings: Setting
         return first, missing, row.highest_event, since - margin, row.silent_since is not None
 
     first, missing, highest, since, silent = await in_transaction(sessions, count)
-    if missing and await _recover_by_events(sessions, reader, settings, item, subscription_id, first, highest):
+    if missing and await _recover_by_events(sessions, reader, settings, job, subscription_id, first, highest):
         method = "$events"
     elif missing or silent:
         method = "search"
-        await search_changes(sessions, reader, settings, item.site, item.channel_id, since)
+        await search_changes(sessions, reader, settings, site, channel_id, since)
     else:
         method = "nothing to do (the missing events arrived late)"
 
     async def settle(session: AsyncSession) -> None:
-        row = await store.channel_for_update(session, item.channel_id or "")
+        row = await store.channel_for_update(session, channel_id)
         assert row is not None
         # Episodes follow the Encounters' current state: up to `highest`, every event is now accounted for.
         row.contiguous_through = max(row.contiguous_through, highest)
@@ -164,7 +168,7 @@ async def recover(sessions: SessionFactory, reader: EhrClient, settings: Setting
         )
 
     await in_transaction(sessions, settle)
-    return f"recovery of {item.channel_id}: {missing} missed event(s), by {method}"
+    return f"recovery of {channel_id}: {missing} missed event(s), by {method}"
 
 
 async def ehr_status(reader: EhrClient, subscription_id: str) -> SubscriptionReport | None:
@@ -180,7 +184,7 @@ async def _recover_by_events(
     sessions: SessionFactory,
     reader: EhrClient,
     settings: Settings,
-    item: store.InboxItem,
+    job: Claimed,
     subscription_id: str,
     first: int,
     highest: int,
@@ -217,7 +221,7 @@ async def _recover_by_events(
                 complete = PatientSnapshot(ehr_id=stay.patient.ehr_id, resource_json=patient_json(patient))
                 stay = replace(stay, patient=complete)
         await in_unit_of_work(
-            sessions, _recovered(item.channel_id or "", item.site, event.number, event.occurred_at, stay)
+            sessions, _recovered(job.channel_id or "", job.site or "", event.number, event.occurred_at, stay)
         )
     return True
 

@@ -1,6 +1,6 @@
 """Subscription notifications in (R4 backport, R4B, R5): each event taken once per channel, full-resource
-events applied at once, id-only and empty events queued for the intake worker (app/channels.py) in the same
-transaction that acknowledges them, and gaps in event numbers queued for recovery.
+events applied at once, id-only and empty events queued as jobs for the worker (done by app/channels.py) in the
+same transaction that acknowledges them, and gaps in event numbers queued for recovery.
 """
 
 from __future__ import annotations
@@ -16,8 +16,14 @@ from service.app.uow import UnitOfWork, unit_of_work
 from service.fhir.build import operation_outcome
 from service.fhir.notification import NotificationType, NotifiedEvent, SubscriptionNotification
 from service.store import channel as store
+from service.store import jobs
 from service.store.db import SessionFactory
 from service.store.uow import retrying
+
+# The intake kinds of job: an id-only event's Encounter (and its Patient) to read, a Patient a full-resource
+# notification lacked, what changed since a time (empty notifications), and what a channel missed.
+INTAKE_FETCH, INTAKE_PATIENT, INTAKE_SEARCH, INTAKE_RECOVER = "fetch", "patient", "search", "recover"
+INTAKE_KINDS = frozenset({INTAKE_FETCH, INTAKE_PATIENT, INTAKE_SEARCH, INTAKE_RECOVER})
 
 
 async def receive_subscription_notification(
@@ -137,10 +143,10 @@ async def _take_event(
     if event.stay is not None:
         await apply_stay(uow, channel.site, event.stay, event.occurred_at or note.sent_at, now)
         if not event.stay.patient.complete:
-            queue_work(session, channel, "patient", now, focus=f"Patient/{event.stay.patient.ehr_id}")
+            queue_work(session, channel, INTAKE_PATIENT, now, focus=f"Patient/{event.stay.patient.ehr_id}")
         return "applied"
     if event.focus is not None:
-        queue_work(session, channel, "fetch", now, focus=event.focus, event_number=event.number)
+        queue_work(session, channel, INTAKE_FETCH, now, focus=event.focus, event_number=event.number)
         return "queued"
     when = event.occurred_at or note.sent_at or channel.last_event_at or now
     await queue_search(session, channel, when - timedelta(seconds=policy.search_margin_seconds), now)
@@ -157,19 +163,21 @@ def queue_work(
     event_number: int | None = None,
     since: datetime | None = None,
 ) -> None:
-    """Write intake work for the worker (ids only) in the caller's transaction."""
+    """Write intake work for the worker (ids only) in the caller's transaction.
+
+    Its subject is what it reads (the focus), or the channel for a search or recovery: work of one kind about
+    one subject is done one job after the other, oldest first."""
     session.add(
-        store.InboxItem(
-            kind=kind,
-            site=channel.site,
+        jobs.new_job(
+            kind,
+            focus or channel.id,
+            channel.site,
+            utcnow(),
+            available_at=available_at,
             channel_id=channel.id,
             event_number=event_number,
             focus=focus,
             since=since,
-            status="pending",
-            attempts=0,
-            available_at=available_at,
-            created_at=utcnow(),
         )
     )
 
@@ -177,18 +185,19 @@ def queue_work(
 async def queue_search(
     session: AsyncSession, channel: store.SubscriptionChannel, since: datetime, now: datetime
 ) -> None:
-    """One pending search per channel, from the earliest point any notification asked for."""
-    pending = await store.pending_work(session, channel.id, "search")
-    if pending is None:
-        queue_work(session, channel, "search", now, since=since)
-    elif pending.since is None or since < pending.since:
-        pending.since = since
+    """One waiting search per channel, from the earliest point any notification asked for."""
+    if not await jobs.start_waiting_search_earlier(session, channel.id, INTAKE_SEARCH, since, now):
+        queue_work(session, channel, INTAKE_SEARCH, now, since=since)
 
 
-async def queue_recovery(session: AsyncSession, channel: store.SubscriptionChannel, available_at: datetime) -> None:
-    """One pending recovery per channel; it works out what is still missing when it runs."""
-    if await store.pending_work(session, channel.id, "recover") is None:
-        queue_work(session, channel, "recover", available_at)
+async def queue_recovery(
+    session: AsyncSession, channel: store.SubscriptionChannel, available_at: datetime, *, unless_running: bool = False
+) -> None:
+    """One waiting recovery per channel; it works out what is still missing when it runs. A recovery already
+    running may have read the channel before this change, so a new one is queued to follow it; with
+    `unless_running` (the silence watch: silence is no news to a running recovery) it is not."""
+    if not await jobs.has_pending_job(session, channel.id, INTAKE_RECOVER, utcnow(), running_too=unless_running):
+        queue_work(session, channel, INTAKE_RECOVER, available_at)
 
 
 async def advance(session: AsyncSession, channel: store.SubscriptionChannel) -> tuple[int, int]:

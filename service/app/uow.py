@@ -14,7 +14,7 @@ from service.app.clock import utcnow
 from service.app.delivery import OUTBOX_CARETEAM
 from service.domain.episode import CareTeamChanged, Readmitted
 from service.store.db import SessionFactory
-from service.store.delivery import new_outbox_item
+from service.store.jobs import new_job
 from service.store.models import Client, Episode
 from service.store.uow import Handler, UnitOfWork
 
@@ -25,7 +25,7 @@ async def _queue_careteam(session: AsyncSession, event: CareTeamChanged) -> None
     episode = await session.get(Episode, event.episode_id)
     client = await session.get(Client, episode.client_id) if episode is not None else None
     assert client is not None  # the episode was saved in this transaction
-    session.add(new_outbox_item(OUTBOX_CARETEAM, event.episode_id, client.site, utcnow()))
+    session.add(new_job(OUTBOX_CARETEAM, event.episode_id, client.site, utcnow()))
 
 
 async def _tell_readmission(session: AsyncSession, event: Readmitted) -> None:

@@ -1,5 +1,5 @@
-"""Tables and queries of intake: subscription channels and the events they carried, the intake inbox (work
-that needs the EHR, done outside request transactions), and the notifications peers and coordinators read.
+"""Tables and queries of intake: subscription channels and the events they carried, and the notifications peers
+and coordinators read. (Intake work that needs the EHR is a row of store/jobs.py.)
 """
 
 from __future__ import annotations
@@ -14,11 +14,8 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
-    Text,
     UniqueConstraint,
     delete,
-    func,
-    or_,
     select,
     update,
 )
@@ -68,33 +65,6 @@ class ChannelEvent(Base):
     outcome: Mapped[str] = mapped_column(String(16))  # applied | queued | acknowledged | recovered
     focus: Mapped[str | None] = mapped_column(String(140))
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
-
-
-class InboxItem(Base):
-    """Intake work that needs the EHR, written in the transaction that acknowledged the notification.
-
-    kind: fetch (an id-only event's Encounter and its Patient), patient (a Patient a full-resource notification
-    did not carry), search (what changed since `since`: empty notifications), recover (events missing on a
-    channel, or a silent channel).
-    """
-
-    __tablename__ = "intake_inbox"
-    __table_args__ = (Index("ix_intake_inbox_due", "status", "available_at"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    kind: Mapped[str] = mapped_column(String(16))
-    site: Mapped[str] = mapped_column(String(64))
-    channel_id: Mapped[str | None] = mapped_column(ForeignKey("subscription_channel.id"), index=True)
-    event_number: Mapped[int | None] = mapped_column(BigInteger)
-    focus: Mapped[str | None] = mapped_column(String(140))
-    since: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    status: Mapped[str] = mapped_column(String(16))  # pending | done | dead
-    attempts: Mapped[int] = mapped_column(Integer)
-    available_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    last_error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class Notification(Base):
@@ -191,23 +161,6 @@ async def event_time_at_or_below(session: AsyncSession, channel_id: str, number:
     return result.scalar_one_or_none()
 
 
-async def pending_work(session: AsyncSession, channel_id: str, kind: str) -> InboxItem | None:
-    result = await session.execute(
-        select(InboxItem)
-        .where(InboxItem.channel_id == channel_id, InboxItem.kind == kind, InboxItem.status == "pending")
-        .limit(1)
-    )
-    return result.scalar_one_or_none()
-
-
-async def work_counts(session: AsyncSession) -> dict[tuple[str | None, str], int]:
-    """(channel id, status) -> number of inbox items."""
-    result = await session.execute(
-        select(InboxItem.channel_id, InboxItem.status, func.count()).group_by(InboxItem.channel_id, InboxItem.status)
-    )
-    return {(channel_id, status): count for channel_id, status, count in result.all()}
-
-
 async def episode_for_update(session: AsyncSession, client_id: str, ehr_encounter_id: str) -> Episode | None:
     """The episode of this stay, locked for the rest of the transaction (PostgreSQL; SQLite serialises writers)."""
     result = await session.execute(
@@ -249,23 +202,3 @@ async def on_ward_with_expected_discharge(
         query = query.join(Client, Client.id == Episode.client_id).where(Client.site == site)
     result = await session.execute(query.order_by(Episode.expected_discharge_at, Episode.id))
     return result.scalars().all()
-
-
-async def claim_due(session: AsyncSession, now: datetime, lease_until: datetime, limit: int) -> list[int]:
-    """Lease due inbox items to this worker (skipping rows another worker holds, on PostgreSQL)."""
-    query = (
-        select(InboxItem)
-        .where(
-            InboxItem.status == "pending",
-            InboxItem.available_at <= now,
-            or_(InboxItem.claimed_until.is_(None), InboxItem.claimed_until < now),
-        )
-        .order_by(InboxItem.id)
-        .limit(limit)
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    items = (await session.execute(query)).scalars().all()
-    for item in items:
-        item.claimed_until = lease_until
-    return [item.id for item in items]

@@ -144,39 +144,6 @@ class Contact(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
-class OutboxItem(Base):
-    """Work for the delivery worker, written in the transaction of the change it announces.
-
-    It carries ids only; the worker builds the FHIR resource from current state when it delivers. A worker
-    claims a row with a lease (claimed_until) under a claim token (claimed_by) that it renews while it works;
-    a worker that dies leaves the row claimable again when the lease ends.
-    """
-
-    __tablename__ = "outbox"
-    __table_args__ = (
-        Index("ix_outbox_due", "status", "available_at"),
-        Index("ix_outbox_subject", "kind", "subject_id"),
-    )
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    kind: Mapped[str] = mapped_column(String(32))
-    subject_id: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16))  # pending | done | dead | discarded
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    available_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    last_error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    claimed_by: Mapped[str | None] = mapped_column(String(64))
-    first_failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # the retry horizon counts from here
-    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    last_status: Mapped[int | None] = mapped_column(Integer)  # the EHR's HTTP status; None: unreachable
-    outcome_json: Mapped[str | None] = mapped_column(Text)  # the EHR's OperationOutcome, as it answered
-    # The site of the subject's client, set when the row is queued (None: queued before sites, subject gone).
-    site: Mapped[str | None] = mapped_column(String(64))
-
-
 class AuditRecord(Base):
     """One disclosure decision (permit or deny), with the FHIR AuditEvent that describes it."""
 

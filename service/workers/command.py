@@ -1,4 +1,5 @@
-"""`peerway worker` (a standalone delivery process) and `peerway dead-letters` (operators' view of refusals)."""
+"""`peerway worker` (a standalone worker process: every kind of job and the periodic checks) and `peerway
+dead-letters` (operators' view of what the EHR refused, for every kind of job)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from service.app.sites import site_directory
 from service.errors import PeerwayError
 from service.settings import Settings
 from service.store.db import create_engine, session_factory
-from service.workers.outbox import run_worker
+from service.workers import worker
 
 log = logging.getLogger("service.workers")
 
@@ -27,18 +28,18 @@ async def _work(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    log.info("peerway worker %s delivering to each site's EHR", os.getpid())
+    log.info("peerway worker %s: jobs for each site's EHR (writes, reads, recovery) and channel checks", os.getpid())
     try:
-        await run_worker(sessions, ehr, settings, stop)
+        await worker.run(sessions, ehr, settings, stop)
     finally:
         await ehr.aclose()
         await engine.dispose()
-    log.info("peerway worker %s stopped; rows in hand were finished or released", os.getpid())
+    log.info("peerway worker %s stopped; jobs in hand were finished or released", os.getpid())
     return 0
 
 
 def work(settings: Settings) -> int:
-    """Deliver until SIGTERM (or SIGINT); then finish the row in hand, release the rest and exit 0."""
+    """Work until SIGTERM (or SIGINT); then finish the jobs in hand, release the rest and exit 0."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request is noise (and names the ids)
     return asyncio.run(_work(settings))
@@ -56,6 +57,7 @@ async def _dead_letters(settings: Settings, action: str, item_id: int | None, si
                             "id": letter.id,
                             "kind": letter.kind,
                             "subject_id": letter.subject_id,
+                            "site": letter.site,
                             "attempts": letter.attempts,
                             "http_status": letter.http_status,
                             "failed_at": letter.failed_at.isoformat() if letter.failed_at else None,
@@ -67,11 +69,11 @@ async def _dead_letters(settings: Settings, action: str, item_id: int | None, si
         elif action == "replay":
             assert item_id is not None
             await delivery.replay_dead_letter(sessions, item_id, site)
-            print(f"outbox row {item_id} queued again")
+            print(f"job {item_id} queued again")
         else:
             assert item_id is not None
             await delivery.discard_dead_letter(sessions, item_id, site)
-            print(f"outbox row {item_id} discarded")
+            print(f"job {item_id} discarded")
     except PeerwayError as exc:
         print(exc.diagnostics, file=sys.stderr)
         return 1
@@ -81,6 +83,7 @@ async def _dead_letters(settings: Settings, action: str, item_id: int | None, si
 
 
 def dead_letters(settings: Settings, action: str, item_id: int | None, site: str | None = None) -> int:
-    """list (one JSON object a line, with the EHR's OperationOutcome) | replay ID | discard ID; every site's, or
-    only those of `site` (a row of another site is then "not found")."""
+    """list (one JSON object a line, with the EHR's OperationOutcome) | replay ID | discard ID, for every kind of
+    job (contact, careteam, fetch, patient, search, recover); every site's, or only those of `site` (a job of
+    another site is then "not found")."""
     return asyncio.run(_dead_letters(settings, action, item_id, site))

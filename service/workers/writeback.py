@@ -1,10 +1,10 @@
-"""What an outbox row announces, built from current state and written to the EHR so that it lands once.
+"""What a delivery job announces, built from current state and written to the EHR so that it lands once.
 
 Contacts become Encounters, assignments the client's program CareTeam, each with its peer's Practitioner
 first. How a write lands once (PUT with our id, or a conditional create with duplicates resolved) is the EHR
 client's `place` (service/ehr/client.py), in the EHR's write mode.
 
-Every row goes to its client's own site: the contact's (or the episode's) client names the site, and the site's
+Every job goes to its client's own site: the contact's (or the episode's) client names the site, and the site's
 EHR client and write mode come from the EhrDirectory (service/ehr/directory.py). A peer's Practitioner is
 written to each EHR it appears in, so the Practitioners written lately are remembered per site.
 """
@@ -28,6 +28,7 @@ from service.settings import Settings
 from service.store import delivery as store
 from service.store.db import SessionFactory
 from service.store.models import Client, Episode, PeerSupporter
+from service.workers.retry import Permanent
 
 PRACTITIONER_REWRITE_SECONDS = 600.0  # a worker re-writes a peer's Practitioner at most this often
 
@@ -43,8 +44,8 @@ def write_targets(ehr: EhrClient | WriteTargets, settings: Settings) -> WriteTar
     return FixedEhr(ehr, settings.ehr_write_mode) if isinstance(ehr, EhrClient) else ehr
 
 
-class Undeliverable(Exception):
-    """The row cannot be delivered whatever the EHR does (its subject is gone, an unknown kind)."""
+class Undeliverable(Permanent):
+    """The job cannot be delivered whatever the EHR does (its subject is gone, an unknown kind): a dead letter."""
 
 
 class Writer:

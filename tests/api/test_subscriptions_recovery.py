@@ -14,9 +14,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from service.app.channels import process_inbox
 from service.ehr.client import EhrClient
 from service.settings import Settings
+from service.workers.intake import process_inbox
 from tests.api.test_subscriptions import channels, episodes, event_notification, notify, stay
 from tests.conftest import fixture_json
 

@@ -20,7 +20,7 @@ from service.ehr.client import EhrClient
 from service.main import create_app
 from service.settings import Settings
 from service.store.db import create_engine, session_factory
-from service.store.models import OutboxItem
+from service.store.jobs import Job
 from service.workers.outbox import DeliveryReport, deliver_due
 from tests.conftest import fixture_json
 from tests.support.consents import peer_consent
@@ -135,7 +135,7 @@ async def make_all_rows_due_again(database_url: str) -> None:
     engine = create_engine(database_url)
     try:
         async with session_factory(engine).begin() as session:
-            await session.execute(update(OutboxItem).values(status="pending", claimed_until=None))
+            await session.execute(update(Job).values(status="pending", claimed_until=None))
     finally:
         await engine.dispose()
 
@@ -176,7 +176,7 @@ async def test_an_ehr_refusal_is_a_dead_letter_with_the_ehrs_outcome(
     engine = create_engine(database_url)
     try:
         async with session_factory(engine)() as session:
-            [row] = (await session.execute(select(OutboxItem).where(OutboxItem.kind == "contact"))).scalars().all()
+            [row] = (await session.execute(select(Job).where(Job.kind == "contact"))).scalars().all()
         assert row.status == "dead"
         assert row.last_error is not None
         assert "OperationOutcome" in row.last_error

@@ -24,7 +24,7 @@ import fhir_profiles
 from service.app.contacts import record_contact
 from service.settings import Settings
 from service.store.db import create_engine, session_factory
-from service.store.models import OutboxItem
+from service.store.jobs import Job
 from tests.conftest import BACKEND
 from tests.support.ehr import TestEhr
 from tests.support.flow import Auth, discharged_client_with_peer, peer_contact
@@ -143,18 +143,18 @@ class Outbox:
 
     async def counts(self) -> dict[str, int]:
         async with self._sessions() as session:
-            rows = await session.execute(select(OutboxItem.status, func.count()).group_by(OutboxItem.status))
+            rows = await session.execute(select(Job.status, func.count()).group_by(Job.status))
             return {status: int(n) for status, n in rows.all()}
 
     async def all_settled(self) -> bool:
         counts = await self.counts()
         return counts.get("pending", 0) == 0
 
-    async def rows(self, **where: Any) -> list[OutboxItem]:
+    async def rows(self, **where: Any) -> list[Job]:
         async with self._sessions() as session:
-            query = select(OutboxItem).order_by(OutboxItem.id)
+            query = select(Job).order_by(Job.id)
             for name, value in where.items():
-                query = query.where(getattr(OutboxItem, name) == value)
+                query = query.where(getattr(Job, name) == value)
             return list((await session.execute(query)).scalars().all())
 
     async def close(self) -> None:

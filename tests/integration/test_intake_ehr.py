@@ -14,12 +14,13 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 from sqlalchemy import update
 
-from service.app.channels import InboxReport, check_channels, process_inbox
+from service.app.channels import check_channels
 from service.auth import Role
 from service.cli import main as cli_main
 from service.ehr.client import EhrClient
 from service.settings import Settings
 from service.store.channel import SubscriptionChannel
+from service.workers.intake import InboxReport, process_inbox
 from tests.api.test_subscriptions import FORMS, channels, episodes, event_notification, instant, notify, stay
 from tests.support.consents import peer_consent
 from tests.support.ehr import TestEhr

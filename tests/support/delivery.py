@@ -11,7 +11,7 @@ from service.app.sites import settings_ehr
 from service.ehr.client import EhrClient
 from service.settings import Settings
 from service.store.db import create_engine, session_factory
-from service.store.models import OutboxItem
+from service.store.jobs import Job
 from service.workers.outbox import DeliveryReport, deliver_due
 from tests.support.ehr import TestEhr
 
@@ -45,10 +45,10 @@ async def deliver(
         await engine.dispose()
 
 
-async def outbox(database_url: str) -> Sequence[OutboxItem]:
+async def outbox(database_url: str) -> Sequence[Job]:
     engine = create_engine(database_url)
     try:
         async with session_factory(engine)() as session:
-            return (await session.execute(select(OutboxItem).order_by(OutboxItem.id))).scalars().all()
+            return (await session.execute(select(Job).order_by(Job.id))).scalars().all()
     finally:
         await engine.dispose()

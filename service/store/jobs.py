@@ -1,0 +1,382 @@
+"""The one table of deferred work (`outbox`): writes to the EHR (contact, careteam) and reads from it (fetch,
+patient, search, recover), each row written in the transaction of the change or notification it follows from.
+
+Every statement that changes a claimed row is a single UPDATE guarded by the claim token, so a worker whose
+lease ran out (and whose row another worker took) changes nothing, and SQLite never has to upgrade a read
+transaction to a write one. Claims are one UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED) on
+PostgreSQL; SQLite runs the same UPDATE atomically, one writer at a time.
+
+The table keeps the name `outbox` it has had since the first release: operators' queries, the Prometheus
+metric names (peerway_outbox_*) and the migrations' history know it, and every row still is an outbox row in the
+transactional-outbox sense.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from sqlalchemy import (
+    BigInteger,
+    CursorResult,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    case,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, aliased, mapped_column
+
+from service.store.models import Base, UTCDateTime
+
+PENDING, DONE, DEAD, DISCARDED = "pending", "done", "dead", "discarded"
+
+
+class Job(Base):
+    """Deferred work, carrying ids only: the worker reads current state (ours or the EHR's) when it runs.
+
+    A worker claims a row with a lease (claimed_until) under a claim token (claimed_by) that it renews while it
+    works; a worker that dies leaves the row claimable again when the lease ends. Intake work also names its
+    channel, event number, focus (`Type/id` at the EHR) and the time a search starts from.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index("ix_outbox_due", "status", "available_at"),
+        Index("ix_outbox_subject", "kind", "subject_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    # What the work is about: rows of one kind and subject are done one after the other, oldest first.
+    subject_id: Mapped[str] = mapped_column(String(140))
+    status: Mapped[str] = mapped_column(String(16))  # pending | done | dead | discarded
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    available_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    first_failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # the retry horizon counts from here
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_status: Mapped[int | None] = mapped_column(Integer)  # the EHR's HTTP status; None: unreachable
+    outcome_json: Mapped[str | None] = mapped_column(Text)  # the EHR's OperationOutcome, as it answered
+    # The site whose EHR the work goes to (None: a delivery queued before sites, whose subject is gone).
+    site: Mapped[str | None] = mapped_column(String(64))
+    # Intake work: the channel whose notification (or silence) it follows from, and what to read.
+    channel_id: Mapped[str | None] = mapped_column(
+        ForeignKey("subscription_channel.id", name="fk_outbox_channel"), index=True
+    )
+    event_number: Mapped[int | None] = mapped_column(BigInteger)
+    focus: Mapped[str | None] = mapped_column(String(140))
+    since: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+def new_job(
+    kind: str,
+    subject_id: str,
+    site: str,
+    now: datetime,
+    *,
+    available_at: datetime | None = None,
+    channel_id: str | None = None,
+    event_number: int | None = None,
+    focus: str | None = None,
+    since: datetime | None = None,
+) -> Job:
+    """A row of work for the site, due at once (or at `available_at`); written in the caller's transaction."""
+    return Job(
+        kind=kind,
+        subject_id=subject_id,
+        site=site,
+        status=PENDING,
+        attempts=0,
+        available_at=available_at or now,
+        claimed_until=None,
+        last_error=None,
+        created_at=now,
+        done_at=None,
+        channel_id=channel_id,
+        event_number=event_number,
+        focus=focus,
+        since=since,
+    )
+
+
+# --- the worker's statements -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A claimed row, as its handler needs it."""
+
+    id: int
+    kind: str
+    subject_id: str
+    site: str | None
+    attempts: int
+    first_failed_at: datetime | None
+    channel_id: str | None = None
+    event_number: int | None = None
+    focus: str | None = None
+    since: datetime | None = None
+
+
+def _rowcount(result: Any) -> int:
+    return int(cast(CursorResult[Any], result).rowcount)
+
+
+def _unclaimed(now: datetime) -> Any:
+    return or_(Job.claimed_until.is_(None), Job.claimed_until < now)
+
+
+async def any_due(session: AsyncSession, now: datetime, kinds: Collection[str]) -> bool:
+    """Whether a row of these kinds is due and unleased: a read, so an idle worker's poll takes no write lock."""
+    query = select(Job.id).where(
+        Job.kind.in_(sorted(kinds)), Job.status == PENDING, Job.available_at <= now, _unclaimed(now)
+    )
+    return (await session.execute(query.limit(1))).first() is not None
+
+
+async def claim(
+    session: AsyncSession,
+    token: str,
+    now: datetime,
+    lease_until: datetime,
+    limit: int,
+    kinds: Collection[str],
+    *,
+    skip_locked: bool,
+) -> list[Claimed]:
+    """Lease up to `limit` due rows of these kinds to the claim `token`, oldest first.
+
+    A row waits while an older pending row of its kind about the same subject exists, so two workers never work
+    on one resource (a CareTeam, an Encounter) at once and an older state never lands after a newer one.
+    """
+    row = aliased(Job, name="candidate")
+    older = aliased(Job, name="older")
+    candidates = (
+        select(row.id)
+        .where(
+            row.kind.in_(sorted(kinds)),
+            row.status == PENDING,
+            row.available_at <= now,
+            or_(row.claimed_until.is_(None), row.claimed_until < now),
+            ~exists().where(
+                older.kind == row.kind,
+                older.subject_id == row.subject_id,
+                older.status == PENDING,
+                older.id < row.id,
+            ),
+        )
+        .order_by(row.id)
+        .limit(limit)
+    )
+    if skip_locked:
+        candidates = candidates.with_for_update(skip_locked=True, of=row)
+    statement = (
+        update(Job)
+        .where(Job.id.in_(candidates.scalar_subquery()))
+        .values(claimed_until=lease_until, claimed_by=token)
+        .returning(
+            Job.id,
+            Job.kind,
+            Job.subject_id,
+            Job.site,
+            Job.attempts,
+            Job.first_failed_at,
+            Job.channel_id,
+            Job.event_number,
+            Job.focus,
+            Job.since,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    rows = (await session.execute(statement)).all()
+    return sorted((Claimed(*r) for r in rows), key=lambda c: c.id)
+
+
+async def renew_lease(session: AsyncSession, token: str, lease_until: datetime) -> int:
+    result = await session.execute(
+        update(Job)
+        .where(Job.claimed_by == token, Job.status == PENDING)
+        .values(claimed_until=lease_until)
+        .execution_options(synchronize_session=False)
+    )
+    return _rowcount(result)
+
+
+async def release(session: AsyncSession, token: str, ids: Sequence[int] | None = None) -> int:
+    """Give rows back unattempted (shutdown): claimable at once by any worker."""
+    statement = update(Job).where(Job.claimed_by == token, Job.status == PENDING)
+    if ids is not None:
+        statement = statement.where(Job.id.in_(ids))
+    result = await session.execute(
+        statement.values(claimed_until=None, claimed_by=None).execution_options(synchronize_session=False)
+    )
+    return _rowcount(result)
+
+
+async def record_done(session: AsyncSession, ids: Sequence[int], token: str, now: datetime) -> list[int]:
+    """Mark the rows done (those this claim still holds); answers their ids."""
+    result = await session.execute(
+        update(Job)
+        .where(Job.id.in_(ids), Job.claimed_by == token, Job.status == PENDING)
+        .values(
+            status=DONE,
+            done_at=now,
+            attempts=Job.attempts + 1,
+            last_attempt_at=now,
+            claimed_until=None,
+            claimed_by=None,
+        )
+        .returning(Job.id)
+        .execution_options(synchronize_session=False)
+    )
+    return [int(i) for i in result.scalars().all()]
+
+
+async def record_note(session: AsyncSession, job_id: int, note: str) -> None:
+    """Keep what the worker had to resolve on the way (duplicates at the EHR) with the done row."""
+    await session.execute(
+        update(Job).where(Job.id == job_id).values(last_error=note).execution_options(synchronize_session=False)
+    )
+
+
+@dataclass(frozen=True)
+class Failure:
+    dead: bool
+    available_at: datetime
+    http_status: int | None
+    error: str
+    outcome_json: str | None
+
+
+async def record_failure(session: AsyncSession, job_id: int, token: str, now: datetime, failure: Failure) -> bool:
+    """Count the failed attempt: due again at `available_at`, or a dead letter. False: the claim was lost."""
+    result = await session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.claimed_by == token, Job.status == PENDING)
+        .values(
+            status=DEAD if failure.dead else PENDING,
+            attempts=Job.attempts + 1,
+            available_at=failure.available_at,
+            first_failed_at=func.coalesce(Job.first_failed_at, now),
+            last_attempt_at=now,
+            last_status=failure.http_status,
+            last_error=failure.error,
+            outcome_json=failure.outcome_json,
+            claimed_until=None,
+            claimed_by=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return _rowcount(result) == 1
+
+
+# --- what use cases ask: intake work per channel, dead letters ---------------------------------------------------
+
+
+async def has_pending_job(
+    session: AsyncSession, channel_id: str, kind: str, now: datetime, *, running_too: bool = False
+) -> bool:
+    """A pending row of this kind for the channel that no worker is on yet, or (`running_too`) any pending row.
+    One being worked on may have read its channel's state already: new work then needs a row of its own."""
+    query = select(Job.id).where(Job.channel_id == channel_id, Job.kind == kind, Job.status == PENDING)
+    if not running_too:
+        query = query.where(_unclaimed(now))
+    return (await session.execute(query.limit(1))).first() is not None
+
+
+async def start_waiting_search_earlier(
+    session: AsyncSession, channel_id: str, kind: str, since: datetime, now: datetime
+) -> bool:
+    """Make the channel's waiting search (pending, unclaimed) start at `since` if that is earlier. False: there
+    is none. One UPDATE, so a worker claiming the row at the same moment either sees the new start or owns the
+    row first (and this answers False)."""
+    result = await session.execute(
+        update(Job)
+        .where(Job.channel_id == channel_id, Job.kind == kind, Job.status == PENDING, _unclaimed(now))
+        .values(
+            since=case((or_(Job.since.is_(None), Job.since > since), literal(since, UTCDateTime())), else_=Job.since)
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return _rowcount(result) > 0
+
+
+async def work_counts(session: AsyncSession) -> dict[tuple[str | None, str], int]:
+    """(channel id, status) -> number of intake rows (rows with a channel)."""
+    result = await session.execute(
+        select(Job.channel_id, Job.status, func.count())
+        .where(Job.channel_id.is_not(None))
+        .group_by(Job.channel_id, Job.status)
+    )
+    return {(channel_id, status): count for channel_id, status, count in result.all()}
+
+
+async def dead_letters(session: AsyncSession, site: str | None = None, limit: int = 500) -> Sequence[Job]:
+    """Dead letters of every kind, oldest first: all of them, or one site's."""
+    query = select(Job).where(Job.status == DEAD)
+    if site is not None:
+        query = query.where(Job.site == site)
+    result = await session.execute(query.order_by(Job.id).limit(limit))
+    return result.scalars().all()
+
+
+async def job_for_update(session: AsyncSession, job_id: int) -> Job | None:
+    return await session.get(Job, job_id, with_for_update=True)
+
+
+# --- queue figures ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueueFigures:
+    rows: dict[tuple[str, str, str], int]  # (kind, status, site) -> rows
+    attempts: dict[tuple[str, str, str], int]  # (kind, status, site) -> attempts made over those rows
+    oldest_pending_created_at: datetime | None
+    retrying: int  # pending rows that have failed at least once
+    max_pending_attempts: int
+
+
+async def queue_figures(session: AsyncSession) -> QueueFigures:
+    """Counts per kind, status and site (a row queued before sites, whose subject is gone, under site "")."""
+    grouped = await session.execute(
+        select(
+            Job.kind,
+            Job.status,
+            Job.site,
+            func.count(),
+            func.coalesce(func.sum(Job.attempts), 0),
+        ).group_by(Job.kind, Job.status, Job.site)
+    )
+    rows: dict[tuple[str, str, str], int] = {}
+    attempts: dict[tuple[str, str, str], int] = {}
+    for kind, status, site, count, tries in grouped.all():
+        rows[(kind, status, site or "")] = int(count)
+        attempts[(kind, status, site or "")] = int(tries)
+    pending = await session.execute(
+        select(
+            func.min(Job.created_at),
+            func.count().filter(Job.attempts > 0),
+            func.coalesce(func.max(Job.attempts), 0),
+        ).where(Job.status == PENDING)
+    )
+    oldest, retrying, max_attempts = pending.one()
+    if isinstance(oldest, str):  # in case a driver hands min() over the column back as text
+        oldest = datetime.fromisoformat(oldest)
+    if oldest is not None and oldest.tzinfo is None:
+        oldest = oldest.replace(tzinfo=UTC)
+    return QueueFigures(rows, attempts, oldest, int(retrying), int(max_attempts))

@@ -1,0 +1,303 @@
+"""The one job runner: claim due jobs of the registered kinds, hand each to its kind's handler, record what became
+of it; beside that, run the periodic safety-net checks; sleep until the next poll or a wake-up.
+
+Exactly-once in effect: a job is written with the change it follows from, and every handler's work is
+idempotent (an EHR write with our stable id or identifier, see writeback.py; an EHR read applied as current
+state, see app/channels.py), so a job done twice after a crash changes nothing. Claims are leases under a claim
+token, renewed while the worker holds them: a worker killed with -9 leaves its jobs claimable again when the
+lease ends; one asked to stop finishes the jobs in hand and gives the others back at once. On PostgreSQL any
+number of workers claim with FOR UPDATE SKIP LOCKED; SQLite serialises writers, and the same single-statement
+claims keep it exclusive there too. Failures follow retry.py. Logs carry job ids, kinds and statuses, never a
+resource.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.app.clock import utcnow
+from service.settings import Settings
+from service.store import jobs as store
+from service.store.db import SessionFactory, transaction
+from service.workers import retry
+
+log = logging.getLogger(__name__)
+
+
+class Handler(Protocol):
+    """Does the jobs of some kinds. `concurrency` of them are worked on at once within a claimed batch."""
+
+    @property
+    def concurrency(self) -> int: ...
+
+    @property
+    def limits(self) -> retry.Limits: ...
+
+    async def prepare(self, jobs: Sequence[store.Claimed]) -> None:
+        """Read what the batch's jobs need at once (a job not done from this read reads it afresh next time)."""
+
+    async def perform(self, job: store.Claimed) -> str | None:
+        """Do the job; answers a note kept with it (or None). Raises when it failed (retry.failure_of)."""
+
+    async def settle(self, session: AsyncSession, done: Sequence[store.Claimed], now: datetime) -> None:
+        """In the transaction that marks them done: what else their being done changes."""
+
+
+Registry = Mapping[str, Handler]  # kind -> handler
+
+
+@dataclass(frozen=True)
+class JobReport:
+    claimed: int = 0
+    done: int = 0
+    retrying: int = 0
+    dead: int = 0
+    released: int = 0  # given back unattempted because the worker was asked to stop
+
+
+# What became of one job: done (recorded with its batch), retrying, dead, lost (our lease lapsed and another
+# worker holds it), or unstarted (the worker was asked to stop first).
+_Result = Literal["done", "retrying", "dead", "lost", "unstarted"]
+
+
+async def _claim(
+    sessions: SessionFactory, settings: Settings, token: str, kinds: Collection[str]
+) -> list[store.Claimed]:
+    now = utcnow()
+    async with sessions() as session:
+        if not await store.any_due(session, now, kinds):
+            return []
+    async with transaction(sessions) as session:
+        postgres = session.get_bind().dialect.name == "postgresql"
+        return await store.claim(
+            session,
+            token,
+            now,
+            now + timedelta(seconds=settings.outbox_lease_seconds),
+            settings.outbox_batch_size,
+            kinds,
+            skip_locked=postgres,
+        )
+
+
+@contextlib.asynccontextmanager
+async def _lease_kept(sessions: SessionFactory, settings: Settings, token: str) -> AsyncIterator[None]:
+    """Renew the claim's lease while the batch is worked on (a slow EHR must not let it lapse)."""
+
+    async def renew() -> None:
+        interval = settings.outbox_lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                async with transaction(sessions) as session:
+                    await store.renew_lease(session, token, utcnow() + timedelta(seconds=settings.outbox_lease_seconds))
+            except Exception as exc:  # the lease may lapse: another worker then does the job (idempotently)
+                log.warning("could not renew the job lease: %s", type(exc).__name__)
+
+    task = asyncio.create_task(renew())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _attempt(
+    sessions: SessionFactory, settings: Settings, handler: Handler, job: store.Claimed, token: str
+) -> tuple[_Result, str | None]:
+    """Do the job; a failure is recorded at once, a success with its batch."""
+    try:
+        note = await handler.perform(job)
+    except Exception as exc:  # one job's failure never holds up the others
+        return await _record_failure(sessions, settings, handler, job, token, retry.failure_of(exc)), None
+    return "done", note
+
+
+async def _record_failure(
+    sessions: SessionFactory, settings: Settings, handler: Handler, job: store.Claimed, token: str, failed: retry.Failed
+) -> _Result:
+    if failed.unexpected:
+        log.error("job %s (%s): %s", job.id, job.kind, failed.summary)
+    now = utcnow()
+    verdict = retry.decide(
+        failed.http_status, failed.retry_after, job.attempts + 1, job.first_failed_at, now, settings, handler.limits
+    )
+    dead = failed.permanent or verdict.dead
+    failure = store.Failure(
+        dead=dead,
+        available_at=verdict.next_attempt_at,
+        http_status=failed.http_status,
+        error=failed.error,
+        outcome_json=failed.outcome_json,
+    )
+    async with transaction(sessions) as session:
+        recorded = await store.record_failure(session, job.id, token, now, failure)
+    if not recorded:
+        return "lost"
+    after = "dead letter" if dead else f"retry at {verdict.next_attempt_at.isoformat(timespec='seconds')}"
+    log.warning("job %s (%s): %s -> %s", job.id, job.kind, failed.summary, after)
+    return "dead" if dead else "retrying"
+
+
+async def _record_done(
+    sessions: SessionFactory, registry: Registry, token: str, done: list[tuple[store.Claimed, str | None]]
+) -> int:
+    """Mark the batch's done jobs in one transaction (a crash before it means a harmless second run)."""
+    if not done:
+        return 0
+    now = utcnow()
+    async with transaction(sessions) as session:
+        held = set(await store.record_done(session, [job.id for job, _ in done], token, now))
+        by_handler: dict[Handler, list[store.Claimed]] = {}
+        for job, note in done:
+            if job.id in held:
+                by_handler.setdefault(registry[job.kind], []).append(job)
+                if note:
+                    await store.record_note(session, job.id, note)
+        for handler, jobs in by_handler.items():
+            await handler.settle(session, jobs, now)
+    return len(held)  # the others' leases lapsed and another worker holds them: it does them again
+
+
+async def run_once(
+    sessions: SessionFactory, registry: Registry, settings: Settings, *, stop: asyncio.Event | None = None
+) -> JobReport:
+    """Do one claim batch of due jobs of the registry's kinds. Safe in any number of workers.
+
+    Each handler works on `concurrency` of its jobs at once. When `stop` is set the jobs in hand are finished and
+    the rest of the batch is released unattempted.
+    """
+    token = uuid.uuid4().hex
+    claimed = await _claim(sessions, settings, token, registry.keys())
+    if not claimed:
+        return JobReport()
+    async with _lease_kept(sessions, settings, token):
+        batches: dict[Handler, list[store.Claimed]] = {}
+        for job in claimed:
+            batches.setdefault(registry[job.kind], []).append(job)
+        for handler, jobs in batches.items():
+            await handler.prepare(jobs)
+        gates = {handler: asyncio.Semaphore(max(1, handler.concurrency)) for handler in batches}
+
+        async def attempt(job: store.Claimed) -> tuple[_Result, str | None]:
+            handler = registry[job.kind]
+            async with gates[handler]:
+                if stop is not None and stop.is_set():
+                    return "unstarted", None
+                return await _attempt(sessions, settings, handler, job, token)
+
+        answers = await asyncio.gather(*(attempt(job) for job in claimed), return_exceptions=True)
+        results: list[_Result] = []
+        done: list[tuple[store.Claimed, str | None]] = []
+        for job, answer in zip(claimed, answers, strict=True):
+            if isinstance(answer, BaseException):  # the database failed us: the lease lapses, the job comes back
+                log.error("job %s (%s): %s", job.id, job.kind, type(answer).__name__)
+                results.append("lost")
+                continue
+            results.append(answer[0])
+            if answer[0] == "done":
+                done.append((job, answer[1]))
+        recorded = await _record_done(sessions, registry, token, done)
+        unstarted = [job.id for job, result in zip(claimed, results, strict=True) if result == "unstarted"]
+        released = 0
+        if unstarted:
+            async with transaction(sessions) as session:
+                released = await store.release(session, token, unstarted)
+    return JobReport(
+        claimed=len(claimed),
+        done=recorded,
+        retrying=results.count("retrying"),
+        dead=results.count("dead"),
+        released=released,
+    )
+
+
+@dataclass(frozen=True)
+class Periodic:
+    """A safety-net check the runner makes every `every_seconds` (channels gone silent, ...)."""
+
+    name: str
+    every_seconds: float
+    check: Callable[[], Awaitable[object]]
+
+
+async def run_jobs(
+    sessions: SessionFactory,
+    registry: Registry,
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    wake: asyncio.Event | None = None,
+    periodic: Sequence[Periodic] = (),
+) -> None:
+    """Work until stopped: every due job, the periodic checks when due, and in between wait for the next poll, a
+    wake-up (`wake`: new work was queued in this process) or the stop signal.
+
+    Each handler's kinds are claimed in a lane of their own (the same claims, retries and records), so a slow EHR
+    read (a recovery paging through a search) never holds up the writes, nor a slow write the reads.
+    """
+    lanes: dict[Handler, dict[str, Handler]] = {}
+    for kind, handler in registry.items():
+        lanes.setdefault(handler, {})[kind] = handler
+    nudges = [asyncio.Event() for _ in lanes]
+    work = [_lane(sessions, lane, settings, stop, nudge) for lane, nudge in zip(lanes.values(), nudges, strict=True)]
+    await asyncio.gather(*work, _checks(periodic, stop), _relay(wake, nudges, stop))
+
+
+async def _lane(
+    sessions: SessionFactory, lane: Registry, settings: Settings, stop: asyncio.Event, nudge: asyncio.Event
+) -> None:
+    while not stop.is_set():
+        nudge.clear()  # what is queued from here on ends the wait below
+        try:
+            report = await run_once(sessions, lane, settings, stop=stop)
+        except Exception as exc:  # keep the worker alive across a database hiccup; the jobs stay claimable
+            log.error("job round (%s) failed: %s", ", ".join(sorted(lane)), type(exc).__name__)
+            report = JobReport()
+        if report.claimed and not stop.is_set():
+            continue
+        await _idle(stop, nudge, settings.outbox_poll_seconds)
+
+
+async def _checks(periodic: Sequence[Periodic], stop: asyncio.Event) -> None:
+    due = [0.0] * len(periodic)  # time.monotonic() at which each check is next due
+    while periodic and not stop.is_set():
+        for n, check in enumerate(periodic):
+            if time.monotonic() >= due[n]:
+                due[n] = time.monotonic() + check.every_seconds
+                try:
+                    await check.check()
+                except Exception as exc:  # the next round tries again
+                    log.error("%s failed: %s", check.name, type(exc).__name__)
+        await _idle(stop, None, max(0.0, min(due) - time.monotonic()))
+
+
+async def _relay(wake: asyncio.Event | None, nudges: Sequence[asyncio.Event], stop: asyncio.Event) -> None:
+    """Pass a wake-up on to every lane (each clears its own when it starts a round)."""
+    while wake is not None and not stop.is_set():
+        await _idle(stop, wake, None)
+        wake.clear()
+        for nudge in nudges:
+            nudge.set()
+
+
+async def _idle(stop: asyncio.Event, wake: asyncio.Event | None, seconds: float | None) -> None:
+    waits = [asyncio.ensure_future(event.wait()) for event in (stop, wake) if event is not None]
+    try:
+        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiting in waits:
+            waiting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiting
