@@ -16,6 +16,11 @@ class PeerwayError(Exception):
         self.diagnostics = diagnostics
         self.expression = expression
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """HTTP headers the response carries besides the OperationOutcome (Retry-After, ...)."""
+        return {}
+
 
 class InvalidResource(PeerwayError):
     """The payload is not what the endpoint accepts (structure, cardinality, codes)."""
@@ -59,6 +64,48 @@ class PayloadTooLarge(PeerwayError):
 class UnsupportedMediaType(PeerwayError):
     status = 415
     code = "not-supported"
+
+
+class RequestTimeout(PeerwayError):
+    """The request did not arrive in time (a slow or stalled client); the connection is closed."""
+
+    status = 408
+    code = "timeout"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Connection": "close"}
+
+
+class TooManyRequests(PeerwayError):
+    """This client address failed too often (bad tokens, refused token requests): it waits before trying again."""
+
+    status = 429
+    code = "throttled"
+
+    def __init__(self, diagnostics: str, *, retry_after_seconds: int) -> None:
+        super().__init__(diagnostics)
+        self.retry_after_seconds = retry_after_seconds
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_seconds)}
+
+
+class ServiceUnavailable(PeerwayError):
+    """Peerway cannot serve now: the database does not answer, or its schema is not the one this release needs.
+    The caller may try again after Retry-After seconds."""
+
+    status = 503
+    code = "transient"
+
+    def __init__(self, diagnostics: str, *, retry_after_seconds: int = 5) -> None:
+        super().__init__(diagnostics)
+        self.retry_after_seconds = retry_after_seconds
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_seconds)}
 
 
 class UpstreamError(PeerwayError):

@@ -1,23 +1,38 @@
-"""Engine and session factory. SQLite (embedded default) and PostgreSQL (production) share one schema."""
+"""Engine and session factory. SQLite (embedded default) and PostgreSQL (production) share one schema.
+
+The engine never writes what it stores into a log or an exception: statement parameters are hidden from
+exception text (`hide_parameters`), and SQLAlchemy's and aiosqlite's own loggers, which print parameters and
+result rows at INFO and DEBUG (a Patient's name, an MRN), are held at WARNING whatever the root level is.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy import event, exc
+from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+# The loggers that would print statement parameters or rows (aiosqlite logs each call with its arguments).
+CHATTY_LOGGERS = ("sqlalchemy.engine", "sqlalchemy.pool", "sqlalchemy.orm", "aiosqlite")
+# PostgreSQL SQLSTATEs that mean "this server cannot serve now": the classes connection exception, insufficient
+# resources (too many connections, disk full) and operator intervention (shutdown, statement timeout), and
+# lock_not_available (a lock held past lock_timeout, as SQLite's "database is locked" past its busy timeout).
+OUTAGE_SQLSTATES = ("08", "53", "57", "55P03")
 
 
 def create_engine(database_url: str) -> AsyncEngine:
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -27,8 +42,35 @@ def create_engine(database_url: str) -> AsyncEngine:
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
 
-        return engine
-    return create_async_engine(url, pool_pre_ping=True)
+    else:
+        # A server that does not answer fails a request in 10 s rather than asyncpg's default 60 s.
+        engine = create_async_engine(url, pool_pre_ping=True, hide_parameters=True, connect_args={"timeout": 10})
+    event.listen(engine.sync_engine, "do_connect", _connect)
+    return engine
+
+
+def _connect(dialect: Dialect, _record: Any, cargs: Any, cparams: Any) -> Any:
+    """Connect as SQLAlchemy would, but report a server that cannot be reached (refused, reset, timed out,
+    shutting down) as SQLAlchemy's OperationalError, as SQLite's failures already are: asyncpg raises the
+    socket's own OSError there, which would otherwise look like any other bug."""
+    try:
+        return dialect.connect(*cargs, **cparams)
+    except (exc.SQLAlchemyError, dialect.loaded_dbapi.Error):
+        raise
+    except Exception as error:
+        raise exc.OperationalError(None, None, error, connection_invalidated=True) from error
+
+
+def is_outage(error: BaseException) -> bool:
+    """Whether `error` says the database cannot serve now (unreachable, dropped, locked past the busy timeout,
+    out of connections, shutting down), as opposed to refusing a statement (integrity, data, programming)."""
+    if isinstance(error, exc.OperationalError | exc.TimeoutError | exc.DisconnectionError):
+        return True
+    if isinstance(error, exc.DBAPIError):
+        sqlstate = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+        return error.connection_invalidated or (isinstance(sqlstate, str) and sqlstate.startswith(OUTAGE_SQLSTATES))
+    # A connection dropped mid-statement can surface as the socket's error itself.
+    return isinstance(error, ConnectionError)
 
 
 def is_postgres(engine: AsyncEngine) -> bool:
