@@ -1,19 +1,20 @@
-"""create_app(settings): routers, error handlers and the lifespan (database, each site's EHR connection, outbox
-worker)."""
+"""create_app(settings): routers, error handlers and the lifespan (database, each site's EHR connection, and the
+job worker when PEERWAY_RUN_WORKER is true)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.api import (
+    admin,
     audit,
+    auth,
     cds,
     clients,
     consents,
@@ -27,32 +28,28 @@ from service.api import (
     peers,
     sharing,
 )
+from service.api.boundary import RequestBoundary
+from service.api.limits import RateLimiter, RateLimits
+from service.api.logs import request_id
 from service.api.notifications import router as notifications_router
-from service.api.responses import FhirResponse
+from service.api.responses import FhirResponse, error_response, outcome_response
 from service.api.text import url_without_nul
 from service.app.sites import site_directory
 from service.errors import PeerwayError
-from service.fhir.build import operation_outcome
 from service.fhir.validation import fhirpath
 from service.settings import Settings
 from service.store.db import create_engine, session_factory
-from service.workers.outbox import run_worker
+from service.workers.worker import BackgroundWorker
 
 log = logging.getLogger(__name__)
 
 HTTP_ISSUE_CODES = {401: "login", 403: "forbidden", 404: "not-found", 405: "not-supported", 413: "too-costly"}
 
 
-def _outcome(status: int, code: str, diagnostics: str, expression: str | None = None) -> FhirResponse:
-    severity = "error" if status >= 400 else "information"
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return FhirResponse(operation_outcome(severity, code, diagnostics, expression), status_code=status, headers=headers)
-
-
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(PeerwayError)
     async def peerway_error(_: Request, exc: PeerwayError) -> FhirResponse:
-        return _outcome(exc.status, exc.code, exc.diagnostics, exc.expression)
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> FhirResponse:
@@ -60,17 +57,28 @@ def _install_error_handlers(app: FastAPI) -> None:
         loc = [p for p in first.get("loc", ()) if isinstance(p, int | str)]
         where, rest = (str(loc[0]), loc[1:]) if loc else ("request", [])
         expression = fhirpath(where, rest)
-        return _outcome(422 if where == "body" else 400, "invalid", f"{expression}: {first.get('msg')}", expression)
+        status = 422 if where == "body" else 400
+        return outcome_response(status, "invalid", f"{expression}: {first.get('msg')}", expression)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> FhirResponse:
-        return _outcome(exc.status_code, HTTP_ISSUE_CODES.get(exc.status_code, "processing"), str(exc.detail))
+        code = HTTP_ISSUE_CODES.get(exc.status_code, "processing")
+        return outcome_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> FhirResponse:
-        # Never echo the exception: it may hold PHI. The log line names the type only.
-        log.error("unhandled %s", type(exc).__name__)
-        return _outcome(500, "exception", "internal error")
+        # Reached only when our own middleware fails (RequestBoundary answers every other error). Never echo
+        # the exception: it may hold PHI. The log line names its type and the request only.
+        log.error("unhandled %s (request %s)", type(exc).__name__, request_id.get())
+        return outcome_response(500, "exception", "internal error")
+
+
+def _install_middleware(app: FastAPI, settings: Settings) -> None:
+    """Outermost first: the request's id, logs, cache headers and last-resort error answer; then the rate limits
+    on failures, which answer 429 before authentication runs."""
+    app.state.rate_limiter = RateLimiter.from_settings(settings)
+    app.add_middleware(RateLimits, limiter=app.state.rate_limiter)
+    app.add_middleware(RequestBoundary)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -83,17 +91,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Each site's EHR client, built from its row (SMART Backend Services, a static token, or none).
         ehr = site_directory(app.state.sessions, settings)
         app.state.ehr = ehr
-        stop = asyncio.Event()
-        worker = (
-            asyncio.create_task(run_worker(app.state.sessions, ehr, settings, stop)) if settings.run_worker else None
-        )
+        # Every kind of job and the periodic checks; without it this process only queues work (`peerway worker`).
+        worker = BackgroundWorker(app.state.sessions, ehr, settings) if settings.run_worker else None
+        app.state.worker_wake = worker.wake if worker is not None else None  # set when intake work is queued
         try:
             yield
         finally:
-            stop.set()
             if worker is not None:
-                with suppress(asyncio.CancelledError):
-                    await asyncio.wait_for(worker, timeout=30)
+                await worker.stop()
             await ehr.aclose()
             await engine.dispose()
 
@@ -106,8 +111,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     _install_error_handlers(app)
+    _install_middleware(app, settings)
     for module in (
         metadata,
+        auth,
+        admin,
         intake,
         peers,
         consents,

@@ -1,6 +1,7 @@
 """All configuration, read once from the environment (prefix PEERWAY_) or a .env file.
 
-One class, in sections (service, database, callers' tokens, the EHR, outbox delivery, hospital events, sites).
+One class, in sections (service, database, callers' tokens, the EHR, outbox delivery, request limits, logs,
+hospital events, sites).
 Every number has bounds, so a mistyped value is refused when the service starts, in one line naming the
 variable (`describe_error`), rather than misbehaving later.
 """
@@ -30,7 +31,7 @@ class Settings(BaseSettings):
     # --- the database ---
     database_url: str = "sqlite+aiosqlite:///./var/peerway.db"
 
-    # --- callers' bearer JWTs (HS256, shared secret) ---
+    # --- development tokens (HS256, PEERWAY_ENV=dev only; see "sign-in and authorization" below) ---
     jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
     jwt_issuer: str = "peerway"
     jwt_audience: str = "peerway"
@@ -50,12 +51,39 @@ class Settings(BaseSettings):
 
     # --- request limits ---
     max_body_bytes: int = Field(default=5_000_000, ge=1024, le=100_000_000)
+    # Enforced by `peerway serve` before any route or token check runs (see README, "Limits"):
+    # the request line and headers together, past which the connection gets a 400 and is closed;
+    max_header_bytes: int = Field(default=32_768, ge=4096, le=1_048_576)
+    # the request head must arrive this long after the connection opens (or its next request starts) ...
+    header_timeout_seconds: float = Field(default=10.0, ge=0.5, le=300)
+    # ... and its body this long after the head (slow uploads); either way the connection is closed (408);
+    body_timeout_seconds: float = Field(default=60.0, ge=0.5, le=3600)
+    # an idle kept-alive connection is closed after this;
+    keep_alive_seconds: int = Field(default=5, ge=1, le=300)
+    # open connections (and requests in progress) past which a request gets 503 at once;
+    max_connections: int = Field(default=256, ge=2, le=100_000)
+    # addresses of reverse proxies whose X-Forwarded-For names the client (comma-separated, or "*").
+    trusted_proxies: str = "127.0.0.1"
+    # Per client address and per process: failed authentications (a 401 to a request that carried credentials)
+    # allowed in a burst, then refilled at so many a minute; past them, 429 with Retry-After. Successful
+    # requests never count.
+    auth_failure_burst: int = Field(default=20, ge=1, le=10_000)
+    auth_failures_per_minute: float = Field(default=10.0, ge=0.1, le=60_000)
+    # The same for refused requests (4xx) to the token endpoint, /auth/token.
+    token_failure_burst: int = Field(default=10, ge=1, le=10_000)
+    token_failures_per_minute: float = Field(default=5.0, ge=0.1, le=60_000)
+    # Client addresses remembered at once (the least recently seen is forgotten first).
+    rate_limit_clients: int = Field(default=10_000, ge=100, le=1_000_000)
+
+    # --- logs (no PHI, no tokens, no query strings; see README, "Logs") ---
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
         secret = self.jwt_secret.get_secret_value()
-        if self.env != "dev" and (secret == DEV_JWT_SECRET or len(secret) < 32):
-            raise ValueError("PEERWAY_JWT_SECRET must be set to a random value of 32+ characters outside dev")
+        if self.env == "dev" and secret != DEV_JWT_SECRET and len(secret) < 32:
+            raise ValueError("PEERWAY_JWT_SECRET must be a random value of 32+ characters (or unset in dev)")
         return self
 
     @cached_property
@@ -125,6 +153,32 @@ class Settings(BaseSettings):
     # person's record at another site only where the consent recorded at that other site permits disclosing
     # its admission-discharge data to Organization/<the asking site's id> (see README, "Sites").
     link_identifier_system: str | None = None
+
+    # --- sign-in and authorization (issue 13) ---
+    # People: access tokens of the OpenID Connect providers registered with `peerway issuer add` (keys by their
+    # discovery document, or pinned), meant for this audience (`aud`), living at most this long. Who they are
+    # comes from Peerway's registry (`peerway user add`), never from the token's claims.
+    auth_audience: str = "peerway"
+    person_token_max_lifetime_seconds: int = Field(default=3600, ge=60, le=86_400)
+    token_leeway_seconds: int = Field(default=60, ge=0, le=300)
+    issuer_keys_cache_seconds: float = Field(default=3600.0, ge=60, le=86_400)
+    # A token naming an unknown key id fetches the issuer's keys again at most this often.
+    issuer_keys_refresh_seconds: float = Field(default=60.0, ge=1, le=3600)
+    # Systems: Peerway's own tokens (SMART Backend Services at /auth/token), signed with the keys in this file
+    # (created when missing; `peerway auth rotate-key` adds a new signing key and keeps the previous one).
+    auth_keys_path: str = "./var/auth-keys.json"
+    system_token_lifetime_seconds: int = Field(default=300, ge=60, le=3600)
+    # Development only: `peerway token` signs HS256 tokens with PEERWAY_JWT_SECRET, or, while that is the
+    # placeholder, with a random secret kept in this file (one per install, made by `make run`).
+    dev_secret_path: str = "./var/dev-jwt-secret"  # noqa: S105 - a path, not a secret
+
+    @model_validator(mode="after")
+    def _closed_in_production(self) -> Settings:
+        if self.env == "prod":
+            token = self.metrics_token.get_secret_value() if self.metrics_token else ""
+            if len(token) < 32:
+                raise ValueError("PEERWAY_METRICS_TOKEN must be set to a random value of 32+ characters in prod")
+        return self
 
 
 def describe_error(error: ValidationError) -> str:

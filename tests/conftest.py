@@ -21,11 +21,12 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
-from service.auth import Role, mint_token
+from service.auth.keys import load_or_create
 from service.main import create_app
 from service.settings import Settings
 from service.store.migrate import upgrade
 from tests.support.ehr import TestEhr, run_test_ehr
+from tests.support.identity import TestIdentities
 from tests.support.postgres import throwaway_postgres
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,8 +86,16 @@ async def database_url(_template_database: str, tmp_path: Path) -> AsyncIterator
         yield f"sqlite+aiosqlite:///{path}"
 
 
+@pytest.fixture(scope="session")
+def auth_keys_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Peerway's token signing keys for the run (the tests sign EHR tokens with them, as /auth/token would)."""
+    path = tmp_path_factory.mktemp("auth") / "auth-keys.json"
+    load_or_create(path)
+    return path
+
+
 @pytest.fixture
-def settings(database_url: str) -> Settings:
+def settings(database_url: str, auth_keys_path: Path) -> Settings:
     return Settings(
         env="test",
         database_url=database_url,
@@ -94,6 +103,7 @@ def settings(database_url: str) -> Settings:
         run_worker=False,
         public_base_url="http://peerway.test",
         ehr_base_url="http://127.0.0.1:9/fhir",
+        auth_keys_path=str(auth_keys_path),
         _env_file=None,
     )
 
@@ -113,17 +123,18 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-def auth(settings: Settings) -> Callable[..., dict[str, str]]:
+def identities(settings: Settings, auth_keys_path: Path) -> TestIdentities:
+    return TestIdentities(settings.database_url, settings.base_url, load_or_create(auth_keys_path))
+
+
+@pytest.fixture
+def auth(identities: TestIdentities) -> Callable[..., dict[str, str]]:
     """auth(Role.PEER, peer_id) -> headers with a bearer token for that caller; `site` for a coordinator or EHR
-    of another site than "default", `org` for an organization-coordinator. Other keywords are extra headers."""
+    of another site than "default", `org` for an organization-coordinator. Other keywords are extra headers.
 
-    def headers(
-        role: Role, subject: str = "tester", *, site: str = "default", org: str | None = None, **extra: str
-    ) -> dict[str, str]:
-        token = mint_token(settings, subject, role, site=site, organization=org)
-        return {"Authorization": f"Bearer {token}", **extra}
-
-    return headers
+    The token takes Peerway's real path: a person registered under a trusted issuer, or a registered EHR client
+    holding a Peerway token (tests/support/identity.py)."""
+    return identities.headers
 
 
 @pytest.fixture(scope="session")

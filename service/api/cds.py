@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends
 from pydantic import ConfigDict, Field
 
-from service.api.deps import SessionsDep, SettingsDep, site_actor
+from service.api.deps import SessionsDep, SettingsDep, scope, site_actor
 from service.api.text import Input
 from service.app.consult import ConsultQuery, Identifier, consult
 from service.auth import Principal
@@ -63,7 +63,11 @@ async def discovery() -> dict[str, Any]:
     }
 
 
-@router.post(f"/{HOOK}", summary="Ask for a consent decision (LEAP patient-consent-consult)")
+@router.post(
+    f"/{HOOK}",
+    summary="Ask for a consent decision (LEAP patient-consent-consult)",
+    dependencies=[Depends(scope("system/Consent.r"))],
+)
 async def patient_consent_consult(
     body: HookRequest, caller: Caller, sessions: SessionsDep, settings: SettingsDep
 ) -> dict[str, Any]:

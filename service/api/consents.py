@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 
-from service.api.deps import ConsentWriter, Coordinator, SessionsDep, SettingsDep, read_body
+from service.api.deps import ConsentWriter, Coordinator, SessionsDep, SettingsDep, read_body, scope
 from service.api.responses import FhirResponse
 from service.app import consents
 from service.fhir.build import searchset
@@ -15,7 +15,13 @@ from service.fhir.parse import load_json
 router = APIRouter(prefix="/fhir/Consent", tags=["consent"])
 
 
-@router.post("", response_class=FhirResponse, status_code=201, summary="Record a client's Consent (R4 or R5)")
+@router.post(
+    "",
+    response_class=FhirResponse,
+    status_code=201,
+    summary="Record a client's Consent (R4 or R5)",
+    dependencies=[Depends(scope("system/Consent.c"))],
+)
 async def create_consent(
     request: Request, caller: ConsentWriter, sessions: SessionsDep, settings: SettingsDep
 ) -> FhirResponse:
@@ -28,7 +34,12 @@ async def create_consent(
     )
 
 
-@router.put("/{consent_id}", response_class=FhirResponse, summary="Replace or withdraw a Consent")
+@router.put(
+    "/{consent_id}",
+    response_class=FhirResponse,
+    summary="Replace or withdraw a Consent",
+    dependencies=[Depends(scope("system/Consent.u"))],
+)
 async def replace_consent(
     consent_id: str, request: Request, caller: ConsentWriter, sessions: SessionsDep, settings: SettingsDep
 ) -> FhirResponse:

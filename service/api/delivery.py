@@ -1,10 +1,11 @@
 """Delivery to the EHR: dead letters for coordinators, the queue's Prometheus metrics, Peerway's public JWKS.
 
-Dead letters are the coordinator's own site's: a row belongs to the site of its subject's client, and another
-site's row is 404 exactly like one that does not exist. /metrics answers counts only (rows per kind, status and
-site, attempts, the oldest pending row's age): no ids, no resources. It is still not public: outside dev it needs
-the dedicated scrape token PEERWAY_METRICS_TOKEN (Prometheus `authorization: credentials_file`), so a scraper
-holds no JWT that could read a client's data.
+Dead letters are jobs of every kind the EHR refused for good: writes (contact, careteam) and intake's reads
+(fetch, patient, search, recover). They are the coordinator's own site's: a job belongs to the site whose EHR it
+goes to, and another site's is 404 exactly like one that does not exist. /metrics answers counts only (jobs per
+kind, status and site, attempts, the oldest pending job's age): no ids, no resources. It is still not public:
+outside dev it needs the dedicated scrape token PEERWAY_METRICS_TOKEN (Prometheus `authorization:
+credentials_file`), so a scraper holds no JWT that could read a client's data.
 """
 
 from __future__ import annotations
@@ -25,15 +26,21 @@ from service.errors import Unauthorized
 
 router = APIRouter(tags=["delivery"])
 
-# An outbox row's id: a positive 32-bit integer (the column's type on PostgreSQL). A larger number is a 400
+# A job's (outbox row's) id: a positive 32-bit integer (the column's type on PostgreSQL). A larger number is a 400
 # naming the parameter, not a database overflow (a 500).
 OutboxId = Annotated[int, Path(ge=1, le=2_147_483_647, description="the outbox row's id")]
 
 
 class DeadLetterOut(BaseModel):
     id: int
-    kind: str = Field(description="what the row writes: contact (Encounter) or careteam (CareTeam)")
-    subject_id: str = Field(description="the contact id, or the episode id for a CareTeam")
+    kind: str = Field(
+        description="what the job does: writes contact (Encounter) or careteam (CareTeam); reads fetch (an id-only"
+        " event's Encounter), patient, search (what changed) or recover (what a channel missed)"
+    )
+    subject_id: str = Field(
+        description="the contact id, the episode id for a CareTeam, the EHR reference read (Encounter/<id>,"
+        " Patient/<id>), or the channel id for a search or recovery"
+    )
     attempts: int
     http_status: int | None = Field(description="the EHR's last answer; null when it could not be reached")
     error: str
@@ -56,7 +63,7 @@ def _out(letter: delivery.DeadLetter) -> DeadLetterOut:
     )
 
 
-@router.get("/api/outbox/dead", summary="Writes the EHR refused for good, with its OperationOutcome")
+@router.get("/api/outbox/dead", summary="Jobs (writes, reads) the EHR refused for good, with its OperationOutcome")
 async def list_dead_letters(caller: Coordinator, sessions: SessionsDep) -> list[DeadLetterOut]:
     return [_out(letter) for letter in await delivery.list_dead_letters(sessions, caller.site)]
 
@@ -91,15 +98,15 @@ def _scraper(request: Request, settings: SettingsDep) -> None:
         raise Unauthorized("/metrics needs the scrape token")
 
 
-@router.get("/metrics", summary="Outbox figures in the Prometheus text format", include_in_schema=False)
+@router.get("/metrics", summary="Job figures in the Prometheus text format", include_in_schema=False)
 async def metrics(_: Annotated[None, Depends(_scraper)], sessions: SessionsDep) -> Response:
     figures = await delivery.queue_figures(sessions)
     registry = CollectorRegistry(auto_describe=True)
     labels = ["kind", "status", "site"]
-    rows = Gauge("peerway_outbox_rows", "Outbox rows by kind, status and site", labels, registry=registry)
+    rows = Gauge("peerway_outbox_rows", "Jobs (outbox rows) by kind, status and site", labels, registry=registry)
     attempts = Gauge(
         "peerway_outbox_attempts",
-        "Delivery attempts made over the rows of a kind, status and site",
+        "Attempts made over the jobs of a kind, status and site",
         labels,
         registry=registry,
     )
@@ -107,17 +114,17 @@ async def metrics(_: Annotated[None, Depends(_scraper)], sessions: SessionsDep) 
         rows.labels(kind, status, site or "unknown").set(count)
         attempts.labels(kind, status, site or "unknown").set(figures.attempts.get((kind, status, site), 0))
     pending = sum(count for (_, status, _), count in figures.rows.items() if status == "pending")
-    Gauge("peerway_outbox_depth", "Rows waiting for delivery (pending)", registry=registry).set(pending)
+    Gauge("peerway_outbox_depth", "Jobs waiting to be done (pending), every kind", registry=registry).set(pending)
     Gauge("peerway_outbox_dead", "Dead letters waiting for a person", registry=registry).set(
         sum(count for (_, status, _), count in figures.rows.items() if status == "dead")
     )
-    Gauge("peerway_outbox_retrying", "Pending rows that have failed at least once", registry=registry).set(
+    Gauge("peerway_outbox_retrying", "Pending jobs that have failed at least once", registry=registry).set(
         figures.retrying
     )
-    Gauge("peerway_outbox_max_pending_attempts", "Most attempts made on a pending row", registry=registry).set(
+    Gauge("peerway_outbox_max_pending_attempts", "Most attempts made on a pending job", registry=registry).set(
         figures.max_pending_attempts
     )
     oldest = figures.oldest_pending_created_at
     age = max(0.0, (utcnow() - oldest).total_seconds()) if oldest is not None else 0.0
-    Gauge("peerway_outbox_oldest_pending_age_seconds", "Age of the oldest pending row", registry=registry).set(age)
+    Gauge("peerway_outbox_oldest_pending_age_seconds", "Age of the oldest pending job", registry=registry).set(age)
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

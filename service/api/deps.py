@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
 
 from service.app import sites
+from service.app.identity import Gatekeeper
 from service.app.uow import SessionFactory
-from service.auth import Principal, Role, verify_token
+from service.auth import Principal, Role, scopes
 from service.errors import Forbidden, PayloadTooLarge, Unauthorized
 from service.settings import Settings
 
@@ -29,19 +30,40 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionsDep = Annotated[SessionFactory, Depends(get_sessions)]
 
 
-def principal(request: Request, settings: SettingsDep) -> Principal:
+def gatekeeper(request: Request) -> Gatekeeper:
+    """The app's Gatekeeper (keys and caches live for the process), made on first use."""
+    gate: Gatekeeper | None = getattr(request.app.state, "gatekeeper", None)
+    if gate is None:
+        gate = Gatekeeper(request.app.state.settings, request.app.state.sessions)
+        request.app.state.gatekeeper = gate
+    return gate
+
+
+GatekeeperDep = Annotated[Gatekeeper, Depends(gatekeeper)]
+
+
+async def principal(request: Request, gate: GatekeeperDep) -> Principal:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
+    if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("a bearer token is required")
-    return verify_token(settings, token.strip())
+    return await gate.principal(token.strip())
 
 
-def require(*roles: Role) -> Callable[..., Principal]:
-    def check(caller: Annotated[Principal, Depends(principal)]) -> Principal:
+def require(*roles: Role) -> Callable[..., Awaitable[Principal]]:
+    async def check(caller: Annotated[Principal, Depends(principal)]) -> Principal:
         if caller.role not in roles:
             raise Forbidden(f"this needs the role {' or '.join(r.value for r in roles)}")
         return caller
+
+    return check
+
+
+def scope(needed: str) -> Callable[..., Awaitable[None]]:
+    """A route dependency: a system's token must carry `needed` (people are not scope-limited)."""
+
+    async def check(caller: Annotated[Principal, Depends(principal)]) -> None:
+        scopes.require(caller.scopes, needed)
 
     return check
 
@@ -56,9 +78,11 @@ async def registered_site(caller: Principal, sessions: SessionFactory) -> Princi
 async def ehr_system(
     caller: Annotated[Principal, Depends(require(Role.EHR_SYSTEM))], sessions: SessionsDep
 ) -> Principal:
+    scopes.require(caller.scopes, "system/Encounter.u")
     return await registered_site(caller, sessions)
 
 
+# An EHR sending hospital events: role ehr-system with the scope system/Encounter.u.
 EhrSystem = Annotated[Principal, Depends(ehr_system)]
 
 
@@ -69,13 +93,14 @@ async def site_actor(
     return await registered_site(caller, sessions) if caller.role is Role.EHR_SYSTEM else caller
 
 
-# Consents are recorded by coordinators and also arrive from the EHR; both are honoured the same way. The CDS
-# consult takes the same callers.
+# Consents are recorded by coordinators and also arrive from the EHR; both are honoured the same way (an EHR
+# needs system/Consent.c to create, .u to replace: see the routes). The CDS consult takes the same callers.
 ConsentWriter = Annotated[Principal, Depends(site_actor)]
 Coordinator = Annotated[Principal, Depends(require(Role.COORDINATOR))]
 Peer = Annotated[Principal, Depends(require(Role.PEER))]
 # A peer organization's coordinator: its own peers and their caseloads, nothing of any site's clients.
 OrgCoordinator = Annotated[Principal, Depends(require(Role.ORGANIZATION_COORDINATOR))]
+Administrator = Annotated[Principal, Depends(require(Role.ADMINISTRATOR))]
 
 
 async def notification_sender(request: Request, settings: SettingsDep, sessions: SessionsDep) -> Principal:
@@ -93,9 +118,10 @@ async def notification_sender(request: Request, settings: SettingsDep, sessions:
         if site is not None:
             return Principal(subject="subscription-channel", role=Role.EHR_SYSTEM, site=site)
         raise Unauthorized("the channel header does not match")
-    caller = principal(request, settings)
+    caller = await principal(request, gatekeeper(request))
     if caller.role is not Role.EHR_SYSTEM:
         raise Forbidden("this needs the role ehr-system")
+    scopes.require(caller.scopes, "system/Encounter.u")
     return await registered_site(caller, sessions)
 
 

@@ -1,54 +1,25 @@
 """Hospital events in: Da Vinci notifications over $process-message, subscription notifications (R4 backport,
 R4B, R5) on one endpoint, and the channels' health for operators.
 
-The router's lifespan runs the intake worker (id-only fetches, searches, recovery, silence watch) when the
-service runs its workers; FastAPI merges it into the app's lifespan, after the database is set up.
+What needs the EHR (id-only fetches, searches, recovery) is queued as jobs; the worker (service/workers/) does
+them, woken at once when it runs in this process.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Request
 
 from service.api.deps import Coordinator, EhrSystem, NotificationSender, SessionsDep, SettingsDep, read_body
 from service.api.responses import FhirResponse
-from service.app import channels, notifications
+from service.app import notifications
 from service.app.intake import ChannelPolicy, process_notification
-from service.app.sites import site_directory
 from service.app.subscriptions import receive_subscription_notification
-from service.ehr.directory import EhrDirectory
 from service.fhir.parse import check_entry_count, load_json
 from service.fhir.subscription import parse_subscription_notification
-from service.settings import Settings
 
-
-@asynccontextmanager
-async def intake_worker(app: FastAPI) -> AsyncIterator[None]:
-    settings: Settings = app.state.settings
-    if not settings.run_worker:
-        yield
-        return
-    # Each item is read from the EHR of its own site, with that site's authorisation (as its write-back).
-    # The app's directory when it has one (one SMART token per site for write-back and intake alike).
-    shared = getattr(app.state, "ehr", None)
-    readers = shared if isinstance(shared, EhrDirectory) else site_directory(app.state.sessions, settings)
-    stop, wake = asyncio.Event(), asyncio.Event()
-    app.state.intake_wake = wake
-    task = asyncio.create_task(channels.run_intake_worker(app.state.sessions, readers, settings, stop, wake))
-    try:
-        yield
-    finally:
-        stop.set()
-        with suppress(asyncio.CancelledError):
-            await asyncio.wait_for(task, timeout=30)
-        if readers is not shared:
-            await readers.aclose()
-
-
-router = APIRouter(tags=["intake"], lifespan=intake_worker)
+router = APIRouter(tags=["intake"])
 
 NOTIFICATION_ENDPOINT = "/fhir/subscription-notification"
 
@@ -84,7 +55,7 @@ async def subscription_notification(
         search_margin_seconds=settings.subscription_search_margin_seconds,
     )
     answer = await receive_subscription_notification(sessions, caller.site, note, policy)
-    wake: asyncio.Event | None = getattr(request.app.state, "intake_wake", None)
+    wake: asyncio.Event | None = getattr(request.app.state, "worker_wake", None)
     if wake is not None:
         wake.set()  # queued work (id-only, empty, a gap) is picked up now rather than at the next poll
     return FhirResponse(answer.body, status_code=answer.status)

@@ -6,7 +6,6 @@ coordinator keeps its own peers under /api/org: service/api/organizations.py).
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -110,22 +109,20 @@ async def put_profile(peer_id: str, body: ProfileIn, caller: Coordinator, sessio
 
 @router.get("/peers/{peer_id}/profile", summary="A peer supporter's profile")
 async def get_profile(peer_id: str, caller: Coordinator, sessions: SessionsDep) -> ProfileOut:
-    profile, practitioner, _role = await use.read_profile(sessions, peer_id, site=caller.site)
-    return profile_out(profile, int(json.loads(practitioner)["meta"]["versionId"]))
+    stored = await use.read_profile(sessions, peer_id, site=caller.site)
+    return profile_out(stored.profile, stored.version)
 
 
 @fhir_router.get("/Practitioner/{peer_id}", response_class=FhirResponse, summary="A peer supporter as FHIR")
 async def get_practitioner(peer_id: str, caller: Coordinator, sessions: SessionsDep) -> FhirResponse:
-    practitioner = (await use.read_profile(sessions, peer_id, site=caller.site))[1]
-    return FhirResponse(json.loads(practitioner))
+    return FhirResponse((await use.read_profile(sessions, peer_id, site=caller.site)).practitioner)
 
 
 @fhir_router.get(
     "/PractitionerRole/{peer_id}", response_class=FhirResponse, summary="A peer supporter's role in the program"
 )
 async def get_practitioner_role(peer_id: str, caller: Coordinator, sessions: SessionsDep) -> FhirResponse:
-    role = (await use.read_profile(sessions, peer_id, site=caller.site))[2]
-    return FhirResponse(json.loads(role))
+    return FhirResponse((await use.read_profile(sessions, peer_id, site=caller.site)).role)
 
 
 class StatusIn(Input):

@@ -1,4 +1,4 @@
-"""Unauthenticated: the CapabilityStatement and a health check."""
+"""Unauthenticated: the CapabilityStatement, liveness and readiness."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from fastapi import APIRouter
 
 from service.api.deps import SessionsDep, SettingsDep
 from service.api.responses import FhirResponse
-from service.app.health import check_database
+from service.app.health import check_readiness
 from service.fhir.capability import capability_statement
 
 router = APIRouter(tags=["metadata"])
@@ -19,7 +19,16 @@ async def metadata(settings: SettingsDep) -> FhirResponse:
     return FhirResponse(capability_statement(settings.base_url, version("peerway")))
 
 
-@router.get("/healthz", summary="Liveness and database reachability")
-async def health(sessions: SessionsDep) -> dict[str, str]:
-    await check_database(sessions)
+@router.get("/healthz", summary="Liveness: the process answers (the database is not asked)")
+async def health() -> dict[str, str]:
     return {"status": "ok"}
+
+
+@router.get(
+    "/readyz",
+    summary="Readiness: the database answers and its schema is this release's (else 503 naming why)",
+    responses={503: {"description": "Not ready: an OperationOutcome naming the reason, with Retry-After"}},
+)
+async def ready(sessions: SessionsDep) -> dict[str, str]:
+    await check_readiness(sessions)
+    return {"status": "ready"}

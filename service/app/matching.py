@@ -10,9 +10,11 @@ minutes) — nothing else. The free places a cap leaves count a peer's clients a
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -70,16 +72,31 @@ async def update_profile(
     return profile, version
 
 
+@dataclass(frozen=True)
+class StoredProfile:
+    """A peer's profile with its version and the FHIR Practitioner and PractitionerRole that carry it."""
+
+    profile: PeerProfile
+    version: int
+    practitioner: dict[str, Any]
+    role: dict[str, Any]
+
+
 async def read_profile(
     sessions: SessionFactory, peer_id: str, *, site: str | None = None, organization: str | None = None
-) -> tuple[PeerProfile, str, str]:
-    """The profile and its FHIR Practitioner and PractitionerRole JSON, as stored."""
+) -> StoredProfile:
+    """The profile as stored, with its FHIR resources."""
     async with sessions() as session:
         await _scoped_peer(session, peer_id, site, organization)
         record = await session.get(PeerProfileRecord, peer_id)
         if record is None:
             raise NotFound(f"no peer supporter {peer_id}")
-        return profiles.profile_of(record), record.practitioner_json, record.role_json
+        return StoredProfile(
+            profiles.profile_of(record),
+            record.version,
+            json.loads(record.practitioner_json),
+            json.loads(record.role_json),
+        )
 
 
 async def set_status(
@@ -90,13 +107,19 @@ async def set_status(
     site: str | None = None,
     organization: str | None = None,
 ) -> PeerProfile:
-    """Pause, resume or retire a peer. A paused peer keeps their clients but gets no new ones."""
+    """Pause, resume or retire a peer. A paused peer keeps their clients but gets no new ones.
+
+    A peer acting on themselves (neither site nor organization) may pause and resume, never leave retirement:
+    only their organization (or a site's coordinator, for the default organization) retires or reinstates them.
+    """
     async with sessions() as session:
         await _scoped_peer(session, peer_id, site, organization)
         record = await session.get(PeerProfileRecord, peer_id)
         if record is None:
             raise NotFound(f"no peer supporter {peer_id}")
         current = profiles.profile_of(record)
+    if site is None and organization is None and PeerStatus.INACTIVE in (current.status, status):
+        raise Forbidden("retiring or reinstating a peer supporter is their organization's decision")
     updated, _ = await update_profile(sessions, replace(current, status=status), site=site, organization=organization)
     return updated
 

@@ -7,6 +7,7 @@ from typing import Any
 import fhir_profiles
 
 SMART_SECURITY = "http://terminology.hl7.org/CodeSystem/restful-security-service"
+OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 
 
 def capability_statement(base_url: str, version: str) -> dict[str, Any]:
@@ -28,15 +29,26 @@ def capability_statement(base_url: str, version: str) -> dict[str, Any]:
         "rest": [
             {
                 "mode": "server",
-                "documentation": "Every interaction but metadata needs a bearer JWT (roles ehr-system, "
-                "coordinator, peer)."
+                "documentation": "Every interaction but metadata needs a bearer token: people bring an access "
+                "token of their organization's OpenID Connect provider (registered in Peerway); systems bring a "
+                "Peerway token from SMART Backend Services (POST [base]/auth/token, private_key_jwt; see "
+                "[base]/.well-known/smart-configuration for the scopes)."
                 " Topic-based subscription notifications (rest-hook; R4 backport, R4B and R5 forms; handshake, "
                 "heartbeat, event-notification with full-resource, id-only or empty payloads) are received at "
                 "POST [base]/subscription-notification, authenticated by the channel header of the Subscription "
                 "or by an ehr-system bearer JWT.",
                 "security": {
-                    "service": [{"coding": [{"system": SMART_SECURITY, "code": "OAuth", "display": "OAuth"}]}],
-                    "description": "Bearer JWT in the Authorization header",
+                    "extension": [
+                        {
+                            "url": OAUTH_URIS,
+                            "extension": [{"url": "token", "valueUri": f"{base_url}/auth/token"}],
+                        }
+                    ],
+                    "service": [
+                        {"coding": [{"system": SMART_SECURITY, "code": "SMART-on-FHIR", "display": "SMART-on-FHIR"}]}
+                    ],
+                    "description": "Bearer tokens: SMART Backend Services for systems (see "
+                    "/.well-known/smart-configuration), OpenID Connect providers' access tokens for people",
                 },
                 "resource": [
                     {

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -15,11 +16,14 @@ from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from service.auth import Role, mint_token, verify_token
 from service.cli import main as cli_main
 from service.errors import Unauthorized
+from service.main import create_app
 from service.settings import Settings
 
 Auth = Callable[..., dict[str, str]]
 PUBLIC = {"/fhir/metadata", "/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/cds-services"}
 PUBLIC |= {"/.well-known/jwks.json"}  # Peerway's public key, for the EHR to register
+PUBLIC |= {"/auth/token", "/.well-known/smart-configuration", "/auth/jwks.json"}  # SMART Backend Services
+PUBLIC |= {"/readyz"}
 
 
 async def test_metadata_is_a_valid_r4_capability_statement_without_a_token(client: httpx.AsyncClient) -> None:
@@ -83,6 +87,21 @@ async def test_every_other_endpoint_refuses_a_missing_token_with_an_outcome(
     assert checked >= 10
 
 
+def dev_settings(settings: Settings, **changes: object) -> Settings:
+    return settings.model_copy(update={"env": "dev", **changes})
+
+
+@pytest.fixture
+async def dev_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """Peerway in development mode (PEERWAY_ENV=dev), where HS256 development tokens are accepted."""
+    app = create_app(dev_settings(settings))
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://peerway.test") as client,
+    ):
+        yield client
+
+
 @pytest.mark.parametrize(
     "token_for",
     [
@@ -111,32 +130,37 @@ async def test_every_other_endpoint_refuses_a_missing_token_with_an_outcome(
         ).decode(),
         lambda s: jwt.encode(
             {"alg": "HS256"},
-            {
-                "iss": s.jwt_issuer,
-                "aud": s.jwt_audience,
-                "sub": "x",
-                "role": "admin",
-                "exp": int(time.time()) + 60,
-            },
+            {"iss": s.jwt_issuer, "aud": s.jwt_audience, "sub": "x", "role": "admin", "exp": int(time.time()) + 60},
             s.jwt_secret.get_secret_value(),
         ).decode(),
         lambda s: "not.a.jwt",
     ],
     ids=["expired", "wrong-key", "wrong-issuer", "unknown-role", "garbage"],
 )
-async def test_bad_tokens_are_401(
-    client: httpx.AsyncClient, settings: Settings, token_for: Callable[[Settings], str]
+async def test_bad_development_tokens_are_401_in_dev(
+    dev_client: httpx.AsyncClient, settings: Settings, token_for: Callable[[Settings], str]
 ) -> None:
-    response = await client.get("/api/peers", headers={"Authorization": f"Bearer {token_for(settings)}"})
+    response = await dev_client.get("/api/peers", headers={"Authorization": f"Bearer {token_for(settings)}"})
     assert response.status_code == 401
     assert response.json()["resourceType"] == "OperationOutcome"
 
 
-def test_the_token_command_mints_a_token_the_service_accepts(
+async def test_a_good_development_token_works_in_dev_only(
+    client: httpx.AsyncClient, dev_client: httpx.AsyncClient, settings: Settings
+) -> None:
+    token = {"Authorization": f"Bearer {mint_token(settings, 'c', Role.COORDINATOR)}"}
+    assert (await dev_client.get("/api/peers", headers=token)).status_code == 200
+    refused = await client.get("/api/peers", headers=token)  # PEERWAY_ENV=test: no route takes an HS256 token
+    assert refused.status_code == 401
+    assert "PEERWAY_ENV=dev" in refused.json()["issue"][0]["diagnostics"]
+
+
+def test_the_token_command_mints_a_token_the_dev_service_accepts(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     secret = "cli-secret-0123456789-0123456789-0123"
     monkeypatch.setenv("PEERWAY_JWT_SECRET", secret)
+    monkeypatch.setenv("PEERWAY_ENV", "dev")
     assert cli_main(["token", "--role", "peer", "--sub", "peer-1"]) == 0
     token = capsys.readouterr().out.strip()
     caller = verify_token(Settings(jwt_secret=secret, _env_file=None), token)
@@ -145,9 +169,24 @@ def test_the_token_command_mints_a_token_the_service_accepts(
         verify_token(Settings(jwt_secret="x" * 40, _env_file=None), token)
 
 
-def test_placeholder_secrets_are_refused_outside_dev() -> None:
-    with pytest.raises(ValueError, match="PEERWAY_JWT_SECRET"):
-        Settings(env="prod", _env_file=None)
+@pytest.mark.parametrize("env", ["test", "prod"])
+def test_the_token_command_refuses_outside_dev(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, env: str
+) -> None:
+    monkeypatch.setenv("PEERWAY_ENV", env)
+    monkeypatch.setenv("PEERWAY_METRICS_TOKEN", "m" * 40)
+    assert cli_main(["token", "--role", "coordinator"]) == 2
+    assert "PEERWAY_ENV=dev" in capsys.readouterr().err
+
+
+def test_without_a_configured_secret_each_install_has_its_own(tmp_path: Path) -> None:
+    first = Settings(env="dev", dev_secret_path=str(tmp_path / "a"), _env_file=None)
+    second = Settings(env="dev", dev_secret_path=str(tmp_path / "b"), _env_file=None)
+    token = mint_token(first, "c", Role.COORDINATOR)
+    assert verify_token(first, token).role is Role.COORDINATOR
+    with pytest.raises(Unauthorized):
+        verify_token(second, token)
+    assert (tmp_path / "a").stat().st_mode & 0o077 == 0  # readable by its owner only
 
 
 async def test_unknown_routes_are_outcomes_too(client: httpx.AsyncClient, auth: Auth) -> None:

@@ -12,7 +12,8 @@ from sqlalchemy import func, select
 import fhir_profiles
 from service.auth import Role
 from service.store.db import create_engine, session_factory
-from service.store.models import Contact, OutboxItem
+from service.store.jobs import Job
+from service.store.models import Contact
 from tests.support.flow import discharged_client_with_peer, peer_contact, register_peer
 
 Auth = Callable[..., dict[str, str]]
@@ -42,7 +43,7 @@ async def test_a_contact_is_stored_and_queued_in_one_go(
     assert encounter["length"]["value"] == 60
     assert fhir_profiles.check_conformance(encounter, fhir_profiles.PEER_CONTACT_PROFILE) == []
     assert await count_rows(database_url, Contact) == 1
-    assert await count_rows(database_url, OutboxItem) == 2  # the contact, and the CareTeam of the assignment
+    assert await count_rows(database_url, Job) == 2  # the contact, and the CareTeam of the assignment
     read = await client.get(f"/fhir/Encounter/{encounter['id']}", headers=auth(Role.PEER, peer["id"]))
     assert read.json() == encounter
 
@@ -56,7 +57,7 @@ async def test_the_same_app_identifier_twice_records_one_contact(
     second = await client.post("/fhir/Encounter", json=body, headers=auth(Role.PEER, peer["id"]))
     assert (first.status_code, second.status_code) == (201, 200)
     assert second.json()["id"] == first.json()["id"]
-    assert await count_rows(database_url, OutboxItem) == 2  # one contact, and the CareTeam of the assignment
+    assert await count_rows(database_url, Job) == 2  # one contact, and the CareTeam of the assignment
 
 
 async def test_a_peer_cannot_record_a_contact_for_someone_elses_client(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -11,13 +12,15 @@ import pytest
 from fastapi import FastAPI
 
 from service.app.sites import SiteSpec, add_site
-from service.auth import Role, mint_token
+from service.auth import Role
+from service.auth.keys import load_or_create
 from service.settings import Settings
 from service.store import repository
 from service.store.db import SessionFactory
 from tests.conftest import fixture_json
 from tests.support.consents import CONSENTACTION, peer_consent
 from tests.support.flow import DISCHARGE
+from tests.support.identity import TestIdentities
 
 SHARED = "http://example.org/fhir/pid"  # the Da Vinci examples' patient identifier stands in for a health number
 EHR_PATIENT = "06e1f0dd-5fbe-4480-9bb4-6b54ec02d31b"  # the examples' Patient.id (and its pid value)
@@ -29,7 +32,8 @@ def settings(settings: Settings) -> Settings:
 
 
 def headers(settings: Settings, role: Role, site: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {mint_token(settings, f'{role.value}-{site}', role, site=site)}"}
+    identities = TestIdentities(settings.database_url, settings.base_url, load_or_create(Path(settings.auth_keys_path)))
+    return identities.headers(role, f"{role.value}-{site}", site=site)
 
 
 async def discharge_at(client: httpx.AsyncClient, settings: Settings, site: str, bundle: dict[str, Any]) -> None:

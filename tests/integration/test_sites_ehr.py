@@ -18,13 +18,13 @@ from pydantic import SecretStr
 
 import fhir_profiles
 from service.app import sites
-from service.app.channels import process_inbox
 from service.app.clock import utcnow
 from service.app.sites import site_directory
 from service.auth import Role
 from service.settings import Settings
 from service.store.db import transaction
 from service.store.sites import PeerSite
+from service.workers.intake import process_inbox
 from service.workers.outbox import DeliveryReport, deliver_due
 from tests.api.test_subscriptions import event_notification, notify, stay
 from tests.conftest import fixture_json

@@ -39,9 +39,15 @@ def test_two_bad_values_are_both_named() -> None:
 
 
 def test_a_secret_is_never_repeated_back() -> None:
-    said = refusal(env="prod", jwt_secret="short-and-guessable")
-    assert "PEERWAY_JWT_SECRET must be set to a random value of 32+ characters outside dev" in said
+    said = refusal(env="dev", jwt_secret="short-and-guessable")
+    assert "PEERWAY_JWT_SECRET must be a random value of 32+ characters" in said
     assert "short-and-guessable" not in said
+
+
+def test_production_refuses_an_open_metrics_endpoint() -> None:
+    said = refusal(env="prod")
+    assert "PEERWAY_METRICS_TOKEN must be set to a random value of 32+ characters in prod" in said
+    assert Settings(env="prod", metrics_token="m" * 40).env == "prod"
 
 
 def test_the_defaults_are_within_bounds() -> None:

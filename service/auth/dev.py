@@ -1,11 +1,17 @@
-"""Bearer JWTs (HS256, checked with authlib): who is calling and in which role."""
+"""Development tokens: HS256 JWTs signed with PEERWAY_JWT_SECRET that carry the caller's role in their claims.
+
+Only for `PEERWAY_ENV=dev` (`peerway token`, a developer's curl): anywhere else no route accepts them. Real
+callers are people signed in with their organization's OpenID Connect provider and systems holding a Peerway
+token (service/auth/people.py, service/auth/systems.py).
+"""
 
 from __future__ import annotations
 
+import os
+import secrets
 import time
 import warnings
-from dataclasses import dataclass
-from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 import authlib.deprecate
@@ -15,23 +21,24 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", authlib.deprecate.AuthlibDeprecationWarning)
     from authlib.jose import JoseError, jwt
 
+from service.auth.principal import Principal, Role
 from service.errors import Unauthorized
-from service.settings import Settings
+from service.settings import DEV_JWT_SECRET, Settings
 
 
-class Role(StrEnum):
-    EHR_SYSTEM = "ehr-system"
-    COORDINATOR = "coordinator"  # a hospital's (site's) coordinator: that site's clients only
-    ORGANIZATION_COORDINATOR = "organization-coordinator"  # a peer organization's: its own peers' caseloads only
-    PEER = "peer"
-
-
-@dataclass(frozen=True)
-class Principal:
-    subject: str  # a peer's token carries the peer supporter's id here
-    role: Role
-    site: str  # the hospital an ehr-system or coordinator acts for ("site" claim; "default" when absent)
-    organization: str | None = None  # the peer organization of an organization-coordinator ("org" claim)
+def dev_secret(settings: Settings) -> str:
+    """PEERWAY_JWT_SECRET, or while it is the published placeholder, this install's own random secret (kept
+    in PEERWAY_DEV_SECRET_PATH, made on first use) — so no two installs accept each other's tokens."""
+    configured = settings.jwt_secret.get_secret_value()
+    if configured != DEV_JWT_SECRET:
+        return configured
+    path = Path(settings.dev_secret_path)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()
 
 
 def mint_token(
@@ -56,7 +63,7 @@ def mint_token(
     }
     if organization is not None:
         claims["org"] = organization
-    token: bytes = jwt.encode({"alg": "HS256", "typ": "JWT"}, claims, settings.jwt_secret.get_secret_value())
+    token: bytes = jwt.encode({"alg": "HS256", "typ": "JWT"}, claims, dev_secret(settings))
     return token.decode()
 
 
@@ -72,7 +79,7 @@ def verify_token(settings: Settings, token: str) -> Principal:
     try:
         claims = jwt.decode(
             token,
-            settings.jwt_secret.get_secret_value(),
+            dev_secret(settings),
             claims_options=options,
         )
         if claims.header.get("alg") != "HS256":
