@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from service.api.deps import Administrator, SessionsDep
 from service.api.text import Input
-from service.app import identity
+from service.app import registry
 from service.auth import Role
 
 router = APIRouter(prefix="/api/admin", tags=["administration"])
@@ -83,7 +83,7 @@ class ClientOut(BaseModel):
     status: str
 
 
-def issuer_out(view: identity.IssuerView) -> IssuerOut:
+def issuer_out(view: registry.IssuerView) -> IssuerOut:
     return IssuerOut(
         id=view.id,
         issuer=view.issuer,
@@ -94,17 +94,17 @@ def issuer_out(view: identity.IssuerView) -> IssuerOut:
     )
 
 
-def person_out(view: identity.PersonView) -> PersonOut:
+def person_out(view: registry.PersonView) -> PersonOut:
     return PersonOut(**view.__dict__)
 
 
-def client_out(view: identity.ClientView) -> ClientOut:
+def client_out(view: registry.ClientView) -> ClientOut:
     return ClientOut(**{**view.__dict__, "scopes": list(view.scopes)})
 
 
 @router.post("/issuers", status_code=201, summary="Trust an OpenID Connect provider for some sites/organizations")
 async def add_issuer(body: IssuerIn, caller: Administrator, sessions: SessionsDep) -> IssuerOut:
-    view = await identity.add_issuer(
+    view = await registry.add_issuer(
         sessions,
         body.id,
         body.issuer,
@@ -117,17 +117,17 @@ async def add_issuer(body: IssuerIn, caller: Administrator, sessions: SessionsDe
 
 @router.get("/issuers", summary="The OpenID Connect providers Peerway trusts")
 async def list_issuers(caller: Administrator, sessions: SessionsDep) -> list[IssuerOut]:
-    return [issuer_out(v) for v in await identity.list_issuers(sessions)]
+    return [issuer_out(v) for v in await registry.list_issuers(sessions)]
 
 
 @router.put("/issuers/{issuer_id}/status", summary="Disable (or enable again) an issuer: its tokens stop at once")
 async def issuer_status(issuer_id: str, body: StatusChange, caller: Administrator, sessions: SessionsDep) -> IssuerOut:
-    return issuer_out(await identity.set_issuer_status(sessions, issuer_id, body.status == "active"))
+    return issuer_out(await registry.set_issuer_status(sessions, issuer_id, body.status == "active"))
 
 
 @router.post("/people", status_code=201, summary="Register a coordinator, organization coordinator or administrator")
 async def add_person(body: PersonIn, caller: Administrator, sessions: SessionsDep) -> PersonOut:
-    new = identity.NewPerson(
+    new = registry.NewPerson(
         issuer_id=body.issuer,
         subject=body.subject,
         role=Role(body.role),
@@ -135,22 +135,22 @@ async def add_person(body: PersonIn, caller: Administrator, sessions: SessionsDe
         site=body.site,
         organization=body.organization,
     )
-    return person_out(await identity.add_person(sessions, new))
+    return person_out(await registry.add_person(sessions, new))
 
 
 @router.get("/people", summary="Everyone registered to sign in")
 async def list_people(caller: Administrator, sessions: SessionsDep) -> list[PersonOut]:
-    return [person_out(v) for v in await identity.list_people(sessions)]
+    return [person_out(v) for v in await registry.list_people(sessions)]
 
 
 @router.put("/people/{person_id}/status", summary="Disable (or enable again) someone: access ends at once")
 async def person_status(person_id: str, body: StatusChange, caller: Administrator, sessions: SessionsDep) -> PersonOut:
-    return person_out(await identity.set_person_status(sessions, person_id, body.status == "active"))
+    return person_out(await registry.set_person_status(sessions, person_id, body.status == "active"))
 
 
 @router.post("/clients", status_code=201, summary="Register a system for SMART Backend Services")
 async def add_client(body: ClientIn, caller: Administrator, sessions: SessionsDep) -> ClientOut:
-    new = identity.NewClient(
+    new = registry.NewClient(
         client_id=body.client_id,
         kind=body.kind,
         scopes=tuple(body.scopes),
@@ -159,14 +159,14 @@ async def add_client(body: ClientIn, caller: Administrator, sessions: SessionsDe
         jwks=body.jwks,
         jwks_url=body.jwks_url,
     )
-    return client_out(await identity.add_client(sessions, new))
+    return client_out(await registry.add_client(sessions, new))
 
 
 @router.get("/clients", summary="The systems registered for SMART Backend Services")
 async def list_clients(caller: Administrator, sessions: SessionsDep) -> list[ClientOut]:
-    return [client_out(v) for v in await identity.list_clients(sessions)]
+    return [client_out(v) for v in await registry.list_clients(sessions)]
 
 
 @router.put("/clients/{client_id}/status", summary="Disable (or enable again) a system: its tokens stop at once")
 async def client_status(client_id: str, body: StatusChange, caller: Administrator, sessions: SessionsDep) -> ClientOut:
-    return client_out(await identity.set_client_status(sessions, client_id, body.status == "active"))
+    return client_out(await registry.set_client_status(sessions, client_id, body.status == "active"))

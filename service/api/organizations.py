@@ -15,8 +15,8 @@ from service.api.admin import PersonOut, StatusChange, person_out
 from service.api.deps import OrgCoordinator, SessionsDep, scope
 from service.api.matching import ProfileIn, ProfileOut, StatusIn, profile_from, profile_out
 from service.api.text import Input
-from service.app import identity, peers
 from service.app import matching as use
+from service.app import peers, registry
 from service.auth import Role
 
 router = APIRouter(prefix="/api/org", tags=["peer organizations"])
@@ -160,16 +160,16 @@ class OrgPersonIn(Input):
 )
 async def add_org_person(body: OrgPersonIn, caller: OrgCoordinator, sessions: SessionsDep) -> PersonOut:
     assert caller.organization is not None
-    new = identity.NewPerson(
+    new = registry.NewPerson(
         issuer_id=body.issuer, subject=body.subject, role=Role.PEER, name=body.name, peer_id=body.peer_id
     )
-    return person_out(await identity.add_person(sessions, new, organization_scope=caller.organization))
+    return person_out(await registry.add_person(sessions, new, organization_scope=caller.organization))
 
 
 @router.get("/people", summary="The organization's peers' sign-ins", dependencies=[READ])
 async def list_org_people(caller: OrgCoordinator, sessions: SessionsDep) -> list[PersonOut]:
     assert caller.organization is not None
-    return [person_out(v) for v in await identity.list_people(sessions, organization_scope=caller.organization)]
+    return [person_out(v) for v in await registry.list_people(sessions, organization_scope=caller.organization)]
 
 
 @router.put("/people/{person_id}/status", summary="Disable (or enable again) a peer's sign-in", dependencies=[UPDATE])
@@ -178,5 +178,5 @@ async def org_person_status(
 ) -> PersonOut:
     assert caller.organization is not None
     active = body.status == "active"
-    view = await identity.set_person_status(sessions, person_id, active, organization_scope=caller.organization)
+    view = await registry.set_person_status(sessions, person_id, active, organization_scope=caller.organization)
     return person_out(view)

@@ -49,7 +49,7 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from service.app import identity
+    from service.app import registry
     from service.store.db import create_engine, session_factory
 
     def jwks(path: str | None) -> Any:
@@ -60,44 +60,44 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
     try:
         if args.command == "issuer":
             if args.action == "add":
-                view: Any = await identity.add_issuer(
+                view: Any = await registry.add_issuer(
                     sessions, args.id, args.url or "", sites=tuple(args.site), organizations=tuple(args.org),
                     jwks=jwks(args.jwks_file),
                 )  # fmt: skip
             elif args.action == "list":
-                for issuer in await identity.list_issuers(sessions):
+                for issuer in await registry.list_issuers(sessions):
                     print(f"{issuer.id}\t{issuer.status}\t{issuer.issuer}\tsites={','.join(issuer.sites)}"
                           f"\torgs={','.join(issuer.organizations)}")  # fmt: skip
                 return 0
             else:
-                view = await identity.set_issuer_status(sessions, args.id, args.action == "enable")
+                view = await registry.set_issuer_status(sessions, args.id, args.action == "enable")
         elif args.command == "user":
             if args.action == "add":
-                new = identity.NewPerson(
+                new = registry.NewPerson(
                     issuer_id=args.issuer or "", subject=args.subject or "", role=Role(args.role or "coordinator"),
                     name=args.name or args.subject or "", site=args.site, organization=args.org, peer_id=args.peer,
                 )  # fmt: skip
-                view = await identity.add_person(sessions, new)
+                view = await registry.add_person(sessions, new)
             elif args.action == "list":
-                for person in await identity.list_people(sessions):
+                for person in await registry.list_people(sessions):
                     where = person.site or person.organization or person.peer_id or ""
                     print(f"{person.id}\t{person.status}\t{person.role}\t{where}\t{person.issuer}\t{person.subject}")
                 return 0
             else:
-                view = await identity.set_person_status(sessions, args.id, args.action == "enable")
+                view = await registry.set_person_status(sessions, args.id, args.action == "enable")
         elif args.command == "client":
             if args.action == "add":
-                new_client = identity.NewClient(
+                new_client = registry.NewClient(
                     client_id=args.id, kind=args.kind, scopes=tuple(args.scope), site=args.site, organization=args.org,
                     jwks=jwks(args.jwks_file), jwks_url=args.jwks_url,
                 )  # fmt: skip
-                view = await identity.add_client(sessions, new_client)
+                view = await registry.add_client(sessions, new_client)
             elif args.action == "list":
-                for c in await identity.list_clients(sessions):
+                for c in await registry.list_clients(sessions):
                     print(f"{c.client_id}\t{c.status}\t{c.kind}\t{c.site or c.organization}\t{' '.join(c.scopes)}")
                 return 0
             else:
-                view = await identity.set_client_status(sessions, args.id, args.action == "enable")
+                view = await registry.set_client_status(sessions, args.id, args.action == "enable")
         else:
             from service.auth import keys
 

@@ -13,35 +13,32 @@ Usage::
 
 from __future__ import annotations
 
-import json
-import os
-import queue
-import shutil
 import subprocess
-import threading
 from collections import deque
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import Any, cast
 
 import httpx
+
+from tests.support.node import NodeHarness, raise_for_status, run_node
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EHR_DIR = REPO_ROOT / "tests" / "ehr"
 SERVER_SCRIPT = EHR_DIR / "server.mjs"
 INSTALL_HINT = "run: npm ci --prefix tests/ehr"
 
-STARTUP_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 10.0
 ADMIN_TIMEOUT_S = 30.0
-_STDERR_LINES_KEPT = 200
 
 
 class TestEhrError(RuntimeError):
     """The test EHR could not be started, or an admin call failed."""
 
     __test__ = False
+
+
+HARNESS = NodeHarness("test EHR", SERVER_SCRIPT, INSTALL_HINT, TestEhrError)
 
 
 class TestEhr:
@@ -101,7 +98,7 @@ class TestEhr:
         query: Mapping[str, str] | None = params
         while url is not None:
             response = self._client.get(url, params=query)
-            _raise_for_status(response)
+            raise_for_status(response, HARNESS)
             bundle = cast(dict[str, Any], response.json())
             resources.extend(e["resource"] for e in bundle.get("entry", []) if "resource" in e)
             url = next((link["url"] for link in bundle.get("link", []) if link.get("relation") == "next"), None)
@@ -113,7 +110,7 @@ class TestEhr:
         response = self._client.get(f"/__admin/fhir/{resource_type}/{resource_id}")
         if response.status_code == httpx.codes.NOT_FOUND:
             return None
-        _raise_for_status(response)
+        raise_for_status(response, HARNESS)
         return cast(dict[str, Any], response.json())
 
     def server_log(self) -> str:
@@ -125,39 +122,8 @@ class TestEhr:
 
     def _admin(self, method: str, path: str, body: Any = None) -> Any:
         response = self._client.request(method, path, json=body)
-        _raise_for_status(response)
+        raise_for_status(response, HARNESS)
         return response.json()
-
-
-def _raise_for_status(response: httpx.Response) -> None:
-    if response.is_error:
-        raise TestEhrError(
-            f"test EHR: {response.request.method} {response.request.url} -> {response.status_code}: "
-            f"{response.text[:2000]}"
-        )
-
-
-def _pump_stdout(stream: IO[str], first_line: queue.Queue[str]) -> None:
-    """Hand the first line over, then keep draining so the server never blocks on a full pipe."""
-    line = stream.readline()
-    first_line.put(line)  # "" means EOF: the server exited before listening
-    for _ in stream:
-        pass
-
-
-def _pump_stderr(stream: IO[str], tail: deque[str]) -> None:
-    for line in stream:
-        tail.append(line)
-
-
-def _stop(process: subprocess.Popen[str]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @contextmanager
@@ -168,69 +134,19 @@ def run_test_ehr(*, profiles_dir: Path | None = None, env: dict[str, str] | None
     ``meta.profile`` names them (``EHR_PROFILES_DIR``). ``env``: extra environment for the server, e.g.
     ``{"EHR_REQUIRE_BEARER": "token"}`` or ``{"EHR_DEFAULT_COUNT": "5"}``.
     """
-    node = shutil.which("node")
-    if node is None:
-        raise TestEhrError("test EHR: `node` (Node.js >= 20.19) is not on PATH")
     if not (EHR_DIR / "node_modules" / "@medplum" / "fhir-router").is_dir():
         raise TestEhrError(f"test EHR: its npm dependencies are not installed; {INSTALL_HINT}")
-
-    server_env = dict(os.environ)
-    server_env["EHR_PORT"] = "0"
-    server_env.pop("EHR_PROFILES_DIR", None)
-    server_env.pop("EHR_REQUIRE_BEARER", None)
+    server_env = {"EHR_PORT": "0", "EHR_PROFILES_DIR": "", "EHR_REQUIRE_BEARER": ""}
     if profiles_dir is not None:
         server_env["EHR_PROFILES_DIR"] = str(Path(profiles_dir).resolve())
     server_env.update(env or {})
-
-    process = subprocess.Popen(
-        [node, str(SERVER_SCRIPT)],
-        cwd=EHR_DIR,
-        env=server_env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        encoding="utf-8",
-    )
-    assert process.stdout is not None
-    assert process.stderr is not None
-    first_line: queue.Queue[str] = queue.Queue(maxsize=1)
-    stderr_tail: deque[str] = deque(maxlen=_STDERR_LINES_KEPT)
-    readers = [
-        threading.Thread(target=_pump_stdout, args=(process.stdout, first_line), daemon=True),
-        threading.Thread(target=_pump_stderr, args=(process.stderr, stderr_tail), daemon=True),
-    ]
-    for reader in readers:
-        reader.start()
-
-    ehr: TestEhr | None = None
-    try:
+    with run_node(HARNESS, server_env) as started:
         try:
-            line = first_line.get(timeout=STARTUP_TIMEOUT_S)
-        except queue.Empty:
-            raise TestEhrError(
-                f"test EHR did not report listening within {STARTUP_TIMEOUT_S:.0f} s; stderr:\n{''.join(stderr_tail)}"
-            ) from None
-        if not line:
-            process.wait(timeout=STOP_TIMEOUT_S)
-            for reader in readers:
-                reader.join(timeout=STOP_TIMEOUT_S)
-            raise TestEhrError(
-                f"test EHR exited with code {process.returncode} before listening "
-                f"(if modules are missing, {INSTALL_HINT}); stderr:\n{''.join(stderr_tail)}"
-            )
+            base_url = str(started.first_line["base"])
+        except KeyError as exc:
+            raise TestEhrError(f"test EHR printed an unexpected first line: {started.first_line!r}") from exc
+        ehr = TestEhr(base_url, started.process, started.stderr_tail)
         try:
-            base_url = str(json.loads(line)["base"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise TestEhrError(f"test EHR printed an unexpected first line: {line!r}") from exc
-        ehr = TestEhr(base_url, process, stderr_tail)
-        yield ehr
-    finally:
-        if ehr is not None:
+            yield ehr
+        finally:
             ehr.close()
-        _stop(process)
-        for reader in readers:
-            reader.join(timeout=STOP_TIMEOUT_S)
-        for stream in (process.stdout, process.stderr):
-            with suppress(OSError):
-                stream.close()

@@ -24,32 +24,27 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
-import queue
 import secrets
-import shutil
 import subprocess
-import threading
 from collections import deque
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+
+from tests.support.node import NodeHarness, raise_for_status, run_node
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 IDP_DIR = REPO_ROOT / "tests" / "idp"
 SERVER_SCRIPT = IDP_DIR / "server.mjs"
 INSTALL_HINT = "run: npm ci --prefix tests/idp"
 
-STARTUP_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 10.0
 HTTP_TIMEOUT_S = 30.0
 MAX_REDIRECTS = 10
-_STDERR_LINES_KEPT = 200
 
 
 class TestIdpError(RuntimeError):
@@ -83,6 +78,9 @@ def pkce_pair() -> tuple[str, str]:
     return verifier, challenge
 
 
+HARNESS = NodeHarness("test IdP", SERVER_SCRIPT, INSTALL_HINT, TestIdpError)
+
+
 class TestIdp:
     """A running test IdP. Get one from :func:`run_test_idp`."""
 
@@ -112,14 +110,14 @@ class TestIdp:
         """The issuer's ``/.well-known/openid-configuration`` (fetched once; endpoints do not change)."""
         if name not in self._discovery:
             response = self._client.get(f"{self.issuer(name)}/.well-known/openid-configuration")
-            _raise_for_status(response)
+            raise_for_status(response, HARNESS)
             self._discovery[name] = cast(dict[str, Any], response.json())
         return self._discovery[name]
 
     def jwks(self, name: str) -> dict[str, Any]:
         """The issuer's public JWKS, as served at its ``jwks_uri`` now."""
         response = self._client.get(self.discovery(name)["jwks_uri"])
-        _raise_for_status(response)
+        raise_for_status(response, HARNESS)
         return cast(dict[str, Any], response.json())
 
     def login(self, authorization_url: str, account_sub: str | None = None) -> AuthorizationResponse:
@@ -226,7 +224,7 @@ class TestIdp:
         else:
             client_id = form.pop("client_id")  # in the Authorization header instead
             response = self._client.post(url, data=form, auth=httpx.BasicAuth(client_id, client_secret))
-        _raise_for_status(response)
+        raise_for_status(response, HARNESS)
         return cast(dict[str, Any], response.json())
 
     # ----- test control (/__admin) -----
@@ -320,39 +318,8 @@ class TestIdp:
 
     def _admin(self, method: str, path: str, body: Any = None) -> Any:
         response = self._client.request(method, path, json=body)
-        _raise_for_status(response)
+        raise_for_status(response, HARNESS)
         return response.json()
-
-
-def _raise_for_status(response: httpx.Response) -> None:
-    if response.is_error:
-        raise TestIdpError(
-            f"test IdP: {response.request.method} {response.request.url} -> {response.status_code}: "
-            f"{response.text[:2000]}"
-        )
-
-
-def _pump_stdout(stream: IO[str], first_line: queue.Queue[str]) -> None:
-    """Hand the first line over, then keep draining so the server never blocks on a full pipe."""
-    line = stream.readline()
-    first_line.put(line)  # "" means EOF: the server exited before listening
-    for _ in stream:
-        pass
-
-
-def _pump_stderr(stream: IO[str], tail: deque[str]) -> None:
-    for line in stream:
-        tail.append(line)
-
-
-def _stop(process: subprocess.Popen[str]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @contextmanager
@@ -362,68 +329,17 @@ def run_test_idp(config: Mapping[str, Any], *, env: dict[str, str] | None = None
     ``config`` (``IDP_CONFIG``): ``{"<issuer name>": {"clients": [...], "accounts": [...], "audience"?, "alg"?,
     "access_token_ttl"?, ...}}``, see ``tests/idp/README.md``. ``env``: extra environment for the server.
     """
-    node = shutil.which("node")
-    if node is None:
-        raise TestIdpError("test IdP: `node` (Node.js >= 20.19) is not on PATH")
     if not (IDP_DIR / "node_modules" / "oidc-provider").is_dir():
         raise TestIdpError(f"test IdP: its npm dependencies are not installed; {INSTALL_HINT}")
-
-    server_env = dict(os.environ)
-    server_env["IDP_PORT"] = "0"
-    server_env["IDP_CONFIG"] = json.dumps(config)
-    server_env.update(env or {})
-
-    process = subprocess.Popen(
-        [node, str(SERVER_SCRIPT)],
-        cwd=IDP_DIR,
-        env=server_env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        encoding="utf-8",
-    )
-    assert process.stdout is not None
-    assert process.stderr is not None
-    first_line: queue.Queue[str] = queue.Queue(maxsize=1)
-    stderr_tail: deque[str] = deque(maxlen=_STDERR_LINES_KEPT)
-    readers = [
-        threading.Thread(target=_pump_stdout, args=(process.stdout, first_line), daemon=True),
-        threading.Thread(target=_pump_stderr, args=(process.stderr, stderr_tail), daemon=True),
-    ]
-    for reader in readers:
-        reader.start()
-
-    idp: TestIdp | None = None
-    try:
+    server_env = {"IDP_PORT": "0", "IDP_CONFIG": json.dumps(config), **(env or {})}
+    with run_node(HARNESS, server_env) as started:
         try:
-            line = first_line.get(timeout=STARTUP_TIMEOUT_S)
-        except queue.Empty:
-            raise TestIdpError(
-                f"test IdP did not report listening within {STARTUP_TIMEOUT_S:.0f} s; stderr:\n{''.join(stderr_tail)}"
-            ) from None
-        if not line:
-            process.wait(timeout=STOP_TIMEOUT_S)
-            for reader in readers:
-                reader.join(timeout=STOP_TIMEOUT_S)
-            raise TestIdpError(
-                f"test IdP exited with code {process.returncode} before listening "
-                f"(if modules are missing, {INSTALL_HINT}); stderr:\n{''.join(stderr_tail)}"
-            )
+            root_url = str(started.first_line["root"])
+            issuers = {str(name): str(url) for name, url in started.first_line["issuers"].items()}
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise TestIdpError(f"test IdP printed an unexpected first line: {started.first_line!r}") from exc
+        idp = TestIdp(root_url, issuers, started.process, started.stderr_tail)
         try:
-            started = json.loads(line)
-            root_url = str(started["root"])
-            issuers = {str(name): str(url) for name, url in started["issuers"].items()}
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise TestIdpError(f"test IdP printed an unexpected first line: {line!r}") from exc
-        idp = TestIdp(root_url, issuers, process, stderr_tail)
-        yield idp
-    finally:
-        if idp is not None:
+            yield idp
+        finally:
             idp.close()
-        _stop(process)
-        for reader in readers:
-            reader.join(timeout=STOP_TIMEOUT_S)
-        for stream in (process.stdout, process.stderr):
-            with suppress(OSError):
-                stream.close()
