@@ -14,6 +14,15 @@ from service.errors import PeerwayError
 from service.settings import Settings
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("peerway")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "(not installed)"
+
+
 def _migrate(settings: Settings) -> None:
     from service.store.migrate import upgrade
 
@@ -123,6 +132,7 @@ async def _subscription(settings: Settings, args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="peerway", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"peerway {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="migrate the database, then serve the API with the outbox worker")
     sub.add_parser("migrate", help="bring the database to the newest schema (Alembic)")
@@ -160,6 +170,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _serve(settings)
     elif args.command == "migrate":
         _migrate(settings)
+        from service.store.migrate import script_heads
+
+        print(f"database at schema {', '.join(sorted(script_heads()))}")
     elif args.command == "token":
         if settings.env != "dev":
             print("peerway token: development tokens exist only with PEERWAY_ENV=dev", file=sys.stderr)
