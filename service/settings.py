@@ -8,6 +8,7 @@ variable (`describe_error`), rather than misbehaving later.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cached_property
 from typing import Literal
 
@@ -191,3 +192,9 @@ def describe_error(error: ValidationError) -> str:
         shown = "" if name.endswith(("SECRET", "TOKEN")) or isinstance(given, dict) else f" (got {given!r})"
         lines.append(f"{variable}: {problem['msg']}{shown}")
     return "; ".join(lines)
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """The PEERWAY_* variables in ``environ`` that name no setting (typos are otherwise ignored silently)."""
+    known = {f"PEERWAY_{name.upper()}" for name in Settings.model_fields}
+    return sorted(name for name in environ if name.upper().startswith("PEERWAY_") and name.upper() not in known)

@@ -8,10 +8,12 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
+from pydantic import ValidationError
+
 from service.auth import Role, mint_token
 from service.cli import identity, sites
 from service.errors import PeerwayError
-from service.settings import Settings
+from service.settings import Settings, describe_error, unknown_variables
 
 
 def _version() -> str:
@@ -21,6 +23,18 @@ def _version() -> str:
         return version("peerway")
     except PackageNotFoundError:  # run from a source tree that was never installed
         return "(not installed)"
+
+
+def _warn_unknown_variables() -> None:
+    import os
+
+    for name in unknown_variables(os.environ):
+        print(f"peerway: warning: {name} is not a Peerway setting (a typo?); it is ignored", file=sys.stderr)
+
+
+def _check_config(settings: Settings) -> int:
+    print(f"configuration OK: env {settings.env}, database {settings.database_url.split(':', 1)[0]}")
+    return 0
 
 
 def _migrate(settings: Settings) -> None:
@@ -164,8 +178,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     sites.add_parsers(sub)
     identity.add_parsers(sub)
+    sub.add_parser("check-config", help="check every PEERWAY_* setting; name a bad one in one line, warn on unknown")
     args = parser.parse_args(argv)
-    settings = Settings()
+    _warn_unknown_variables()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"peerway: bad setting: {describe_error(exc)}", file=sys.stderr)
+        return 2
+    if args.command == "check-config":
+        return _check_config(settings)
     if args.command == "serve":
         _serve(settings)
     elif args.command == "migrate":

@@ -26,3 +26,26 @@ def test_migrate_says_which_schema_the_database_is_at(
     (head,) = script_heads()
     assert capsys.readouterr().out.strip() == f"database at schema {head}"
     assert (tmp_path / "peerway.db").stat().st_size > 0
+
+
+def test_check_config_names_a_bad_setting_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PEERWAY_PORT", "eighty")
+    assert cli_main(["check-config"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    (bad,) = (line for line in err.splitlines() if not line.startswith("peerway: warning:"))
+    assert bad.startswith("peerway: bad setting: PEERWAY_PORT: ")
+    assert "eighty" in bad
+
+
+def test_a_misspelt_variable_is_named_rather_than_ignored_silently(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PEERWAY_ENV", "dev")
+    monkeypatch.setenv("PEERWAY_DATABSE_URL", "sqlite+aiosqlite:///elsewhere.db")
+    assert cli_main(["check-config"]) == 0
+    captured = capsys.readouterr()
+    assert "PEERWAY_DATABSE_URL is not a Peerway setting" in captured.err
+    assert captured.out.startswith("configuration OK: env dev")
