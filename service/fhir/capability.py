@@ -8,6 +8,7 @@ import fhir_profiles
 
 SMART_SECURITY = "http://terminology.hl7.org/CodeSystem/restful-security-service"
 OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+PEER_SUMMARY = f"{fhir_profiles.CANONICAL}/OperationDefinition/peer-summary"
 
 
 def capability_statement(base_url: str, version: str) -> dict[str, Any]:
@@ -79,10 +80,11 @@ def capability_statement(base_url: str, version: str) -> dict[str, Any]:
                         "type": "Patient",
                         "operation": [
                             {
-                                "name": "summary",
-                                "definition": f"{fhir_profiles.CANONICAL}/OperationDefinition/Patient-summary",
-                                "documentation": "GET [base]/Patient/[id]/$summary: the consented summary of "
-                                "one of the calling peer's clients, as a Bundle of type collection.",
+                                "name": "peer-summary",
+                                "definition": PEER_SUMMARY,
+                                "documentation": "GET or POST [base]/Patient/[id]/$peer-summary: the consented "
+                                "summary of one of the calling peer's clients, as a Bundle of type collection (not "
+                                "the International Patient Summary's $summary).",
                             }
                         ],
                     },
