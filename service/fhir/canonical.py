@@ -17,7 +17,8 @@ import fhir_profiles
 from service.errors import BadRequest, NotFound
 
 SERVED_TYPES = ("StructureDefinition", "CodeSystem", "ValueSet", "OperationDefinition", "SearchParameter")
-SEARCH_PARAMETERS = ("url", "_id", "_count", "_cursor")
+SEARCH_PARAMETERS = ("url", "_id", "_count", "_cursor", "_total")
+TOTALS = ("none", "estimate", "accurate")  # the total is always given: counting a few files is cheap
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
 _ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
@@ -86,6 +87,9 @@ def search(
             count = _page_size(value)
         elif name == "_cursor":
             after = _decode_cursor(value)
+        elif name == "_total":
+            if value not in TOTALS:
+                raise BadRequest(f"_total: one of {', '.join(TOTALS)}", "_total")
         else:
             wanted = set(value.split(","))
             candidates = [id for id in candidates if _matches(resource_type, id, name, wanted)]
