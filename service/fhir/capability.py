@@ -22,7 +22,7 @@ def capability_statement(base_url: str, version: str) -> dict[str, Any]:
         "name": "Peerway",
         "title": "Peerway peer-support integration service",
         "status": "active",
-        "date": "2026-11-26",
+        "date": "2026-11-30",
         "publisher": "Peerway",
         "kind": "instance",
         "software": {"name": "Peerway", "version": version},
