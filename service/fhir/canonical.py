@@ -31,6 +31,7 @@ class Served:
     body: bytes
     version_id: str
     last_updated: datetime
+    url: str
 
 
 @cache
@@ -51,7 +52,7 @@ def _served() -> dict[tuple[str, str], Served]:
         meta = {"versionId": resource["version"], "lastUpdated": last_updated.isoformat().replace("+00:00", "Z")}
         end = at + len(anchor)
         body = stored[:end] + f'\n  "meta": {json.dumps(meta)},'.encode() + stored[end:]
-        found[key] = Served(body, resource["version"], last_updated)
+        found[key] = Served(body, resource["version"], last_updated, resource["url"])
     return found
 
 
@@ -129,9 +130,8 @@ def _unknown(name: str, lenient: bool) -> bool:
 def _matches(resource_type: str, id: str, name: str, wanted: set[str]) -> bool:
     if name == "_id":
         return id in wanted
-    resource = fhir_profiles.artifact(resource_type, id)
-    url, version = resource.get("url"), resource.get("version")
-    return any(w == url or w == f"{url}|{version}" for w in wanted)
+    served = _served()[(resource_type, id)]
+    return any(w in (served.url, f"{served.url}|{served.version_id}") for w in wanted)
 
 
 def _page_size(value: str) -> int:
