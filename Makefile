@@ -5,7 +5,7 @@ BIN     = $(VENV)/bin
 export PEERWAY_HOST ?= 127.0.0.1
 export PEERWAY_PORT ?= 8000
 
-.PHONY: run test check install install-test lint typecheck test-sqlite test-postgres test-deep mutation demo bench clean
+.PHONY: run test check install install-test lint typecheck test-sqlite test-postgres test-deep mutation demo bench clean fhir-package
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
@@ -33,6 +33,10 @@ install-test: $(VENV)/.installed-test tests/ehr/node_modules/.package-lock.json 
 run: install
 	@mkdir -p var
 	$(BIN)/peerway serve
+
+# Peerway's FHIR NPM package (profiles, code systems, value sets, operations) for validators and IG tools.
+fhir-package: install
+	$(BIN)/python -m fhir_profiles package --out build/fhir
 
 lint: install-test
 	$(BIN)/ruff check .
@@ -84,4 +88,4 @@ bench: install-test
 	$(BIN)/python bench/matching_bench.py
 
 clean:
-	rm -rf $(VENV) var tests/ehr/node_modules tests/idp/node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var build tests/ehr/node_modules tests/idp/node_modules .pytest_cache .mypy_cache .ruff_cache

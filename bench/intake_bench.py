@@ -2,7 +2,7 @@
 
 - $process-message (parse, dedupe, apply, store) vs a bare endpoint that only parses the same Bundle with
   fhir.resources: the difference is what Peerway itself adds.
-- the peer's $summary (consent decision, build, audit row) vs a bare endpoint that answers stored JSON.
+- the peer's $peer-summary (consent decision, build, audit row) vs a bare endpoint that answers stored JSON.
 
 Run: .venv/bin/python bench/intake_bench.py [iterations]
 """
@@ -92,7 +92,7 @@ async def main(n: int, tmp: str) -> None:
             consent = peer_consent(episode["patient"], ["preferred-name", "admission-discharge"])
             await api.post("/fhir/Consent", json=consent, headers=coordinator)
             as_peer = {"Authorization": f"Bearer {mint_token(settings, peer['id'], Role.PEER)}"}
-            summary_url = f"/fhir/Patient/{episode['client_id']}/$summary"
+            summary_url = f"/fhir/Patient/{episode['client_id']}/$peer-summary"
             stored = (await api.get(summary_url, headers=as_peer)).content
             summary = await timed(api, "GET", summary_url, n, headers=as_peer)
 
@@ -103,7 +103,7 @@ async def main(n: int, tmp: str) -> None:
     print(summarise("baseline: bare endpoint parsing the same Bundle", parse_only))
     print(summarise("$process-message (Da Vinci discharge, new Bundle.id)", intake))
     print(summarise("baseline: bare endpoint answering stored JSON", stored_only))
-    print(summarise("$summary (consent decision, build, AuditEvent row)", summary))
+    print(summarise("$peer-summary (consent decision, build, AuditEvent row)", summary))
 
 
 if __name__ == "__main__":

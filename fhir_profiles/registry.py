@@ -67,6 +67,21 @@ def _loaded() -> dict[tuple[str, str], dict[str, Any]]:
 
 
 @cache
+def _stored() -> dict[tuple[str, str], bytes]:
+    """The bytes of every data/*.json as stored, keyed by (resourceType, id)."""
+    folder = resources.files("fhir_profiles") / "data"
+    return {key: (folder / f"{key[0]}-{key[1]}.json").read_bytes() for key in _loaded()}
+
+
+def artifact_bytes(resource_type: str, id: str) -> bytes:
+    """One artifact's file exactly as stored (for serving it without parsing and writing it again)."""
+    try:
+        return _stored()[(resource_type, id)]
+    except KeyError:
+        raise KeyError(f"no fhir_profiles/data/{resource_type}-{id}.json") from None
+
+
+@cache
 def _by_url() -> dict[str, dict[str, Any]]:
     return {r["url"]: r for r in _loaded().values() if "url" in r}
 

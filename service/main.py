@@ -17,6 +17,7 @@ from service.api import (
     auth,
     cds,
     clients,
+    conformance,
     consents,
     contacts,
     delivery,
@@ -114,6 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _install_middleware(app, settings)
     for module in (
         metadata,
+        conformance,
         auth,
         admin,
         intake,

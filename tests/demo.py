@@ -70,7 +70,9 @@ async def walk(settings: Settings, ehr_base: str) -> None:
             stored.json()["provision"],
         )
 
-        summary = await api.get(f"/fhir/Patient/{episode['client_id']}/$summary", headers=as_(Role.PEER, peer["id"]))
+        summary = await api.get(
+            f"/fhir/Patient/{episode['client_id']}/$peer-summary", headers=as_(Role.PEER, peer["id"])
+        )
         show("The peer's app pulls the summary: only what the client agreed to share", summary.json())
 
         contact = await api.post(

@@ -1,15 +1,20 @@
-"""The peer app's reads: my clients, and one client's consented summary."""
+"""The peer app's reads: my clients, and one client's consented summary ($peer-summary, GET or POST)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
-from service.api.deps import Peer, SessionsDep, SettingsDep
+from service.api.deps import Peer, SessionsDep, SettingsDep, read_body
 from service.api.responses import FhirResponse
 from service.app import peers, summary
+from service.fhir.operation import operation_parameters
 
 router = APIRouter(tags=["peer"])
+
+# Not the International Patient Summary's Patient/$summary (a document): our own operation, defined at
+# fhir_profiles/data/OperationDefinition-peer-summary.json.
+PEER_SUMMARY = "/fhir/Patient/{client_id}/$peer-summary"
 
 
 class MyClient(BaseModel):
@@ -21,13 +26,25 @@ class MyClient(BaseModel):
 @router.get("/api/me/clients", summary="The clients assigned to the calling peer (ids only)")
 async def my_clients(caller: Peer, sessions: SessionsDep) -> list[MyClient]:
     mine = await peers.clients_of_peer(sessions, caller.subject)
-    return [MyClient(client_id=c, patient=f"Patient/{c}", summary=f"/fhir/Patient/{c}/$summary") for c in mine]
+    return [MyClient(client_id=c, patient=f"Patient/{c}", summary=PEER_SUMMARY.format(client_id=c)) for c in mine]
 
 
 @router.get(
-    "/fhir/Patient/{client_id}/$summary",
+    PEER_SUMMARY,
     response_class=FhirResponse,
     summary="The consented summary of one of my clients (Bundle, type collection)",
 )
 async def client_summary(client_id: str, caller: Peer, sessions: SessionsDep, settings: SettingsDep) -> FhirResponse:
+    return FhirResponse(await summary.read_summary(sessions, settings.base_url, caller.subject, client_id))
+
+
+@router.post(
+    PEER_SUMMARY,
+    response_class=FhirResponse,
+    summary="The same summary, asked with POST (an empty body or a Parameters resource without parameters)",
+)
+async def client_summary_posted(
+    client_id: str, request: Request, caller: Peer, sessions: SessionsDep, settings: SettingsDep
+) -> FhirResponse:
+    operation_parameters(await read_body(request, settings), "peer-summary")
     return FhirResponse(await summary.read_summary(sessions, settings.base_url, caller.subject, client_id))

@@ -3,7 +3,7 @@ health of the channels hospital events arrive on.
 
 Privacy: a notification carries ids, the event and the time Peerway recorded it: "your client <id> was
 readmitted". Nothing from the EHR's Encounter (dates of the stay, unit, reasons, diagnoses) is in it; those
-stay behind the client's consent in the $summary. Peers see notifications only about clients who are theirs
+stay behind the client's consent in the $peer-summary. Peers see notifications only about clients who are theirs
 when they read the feed. A readmission and an expected discharge date are admission/discharge data: a peer is
 told them only when the client's consent permits the admission-discharge category to them, and each such
 disclosure is audited. A readmission is decided twice: when it is recorded (a peer the consent withholds it from
@@ -85,7 +85,7 @@ async def _permitted(
     session: AsyncSession, client: Client, episode: Episode, peer_id: str, now: datetime
 ) -> Decision | None:
     """The client's current consent decision for the assigned peer, if it permits admission-discharge (else None):
-    the decision the peer's $summary gets for the same stay."""
+    the decision the peer's $peer-summary gets for the same stay."""
     holdings = Holdings.of(client, episode)
     actor = f"Practitioner/{peer_id}"
     decision = await decide(

@@ -8,6 +8,9 @@ import fhir_profiles
 
 SMART_SECURITY = "http://terminology.hl7.org/CodeSystem/restful-security-service"
 OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+PEER_SUMMARY = f"{fhir_profiles.CANONICAL}/OperationDefinition/peer-summary"
+# The conformance resources served from fhir_profiles/data (service/fhir/canonical.py): read, vread, search.
+CONFORMANCE_TYPES = ("StructureDefinition", "CodeSystem", "ValueSet", "OperationDefinition", "SearchParameter")
 
 
 def capability_statement(base_url: str, version: str) -> dict[str, Any]:
@@ -19,7 +22,7 @@ def capability_statement(base_url: str, version: str) -> dict[str, Any]:
         "name": "Peerway",
         "title": "Peerway peer-support integration service",
         "status": "active",
-        "date": "2026-11-26",
+        "date": "2026-11-30",
         "publisher": "Peerway",
         "kind": "instance",
         "software": {"name": "Peerway", "version": version},
@@ -79,13 +82,16 @@ def capability_statement(base_url: str, version: str) -> dict[str, Any]:
                         "type": "Patient",
                         "operation": [
                             {
-                                "name": "summary",
-                                "definition": f"{fhir_profiles.CANONICAL}/OperationDefinition/Patient-summary",
-                                "documentation": "GET [base]/Patient/[id]/$summary: the consented summary of "
-                                "one of the calling peer's clients, as a Bundle of type collection.",
+                                "name": "peer-summary",
+                                "definition": PEER_SUMMARY,
+                                "documentation": "GET or POST [base]/Patient/[id]/$peer-summary: the consented "
+                                "summary of one of the calling peer's clients, as a Bundle of type collection (not "
+                                "the International Patient Summary's $summary).",
                             }
                         ],
                     },
+                    *_peer_resources(),
+                    *_conformance_resources(),
                 ],
                 "operation": [
                     {
@@ -108,3 +114,39 @@ def capability_statement(base_url: str, version: str) -> dict[str, Any]:
             }
         ],
     }
+
+
+def _peer_resources() -> list[dict[str, Any]]:
+    """A peer supporter as FHIR: coordinators read the Practitioner and its PractitionerRole."""
+    documentation = "Coordinators: a peer supporter of their own site, by the peer's id."
+    return [
+        {"type": "Practitioner", "interaction": [{"code": "read"}], "documentation": documentation},
+        {
+            "type": "PractitionerRole",
+            "supportedProfile": [fhir_profiles.PEER_SUPPORTER_ROLE_PROFILE],
+            "interaction": [{"code": "read"}],
+            "documentation": documentation,
+        },
+    ]
+
+
+def _conformance_resources() -> list[dict[str, Any]]:
+    """Peerway's own definitions, public (they describe the interface, not anyone)."""
+    return [
+        {
+            "type": resource_type,
+            "interaction": [{"code": "read"}, {"code": "vread"}, {"code": "search-type"}],
+            "versioning": "versioned",
+            "searchParam": [
+                {
+                    "name": "url",
+                    "definition": "http://hl7.org/fhir/SearchParameter/conformance-url",
+                    "type": "uri",
+                },
+                {"name": "_id", "definition": "http://hl7.org/fhir/SearchParameter/Resource-id", "type": "token"},
+            ],
+            "documentation": f"Peerway's own {resource_type}s (no token needed); meta.versionId is the "
+            "artifact's version.",
+        }
+        for resource_type in CONFORMANCE_TYPES
+    ]

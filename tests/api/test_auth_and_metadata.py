@@ -24,6 +24,12 @@ PUBLIC = {"/fhir/metadata", "/healthz", "/openapi.json", "/docs", "/docs/oauth2-
 PUBLIC |= {"/.well-known/jwks.json"}  # Peerway's public key, for the EHR to register
 PUBLIC |= {"/auth/token", "/.well-known/smart-configuration", "/auth/jwks.json"}  # SMART Backend Services
 PUBLIC |= {"/readyz"}
+# Peerway's own conformance resources (they describe the interface, not anyone): read, vread, search.
+PUBLIC |= {
+    path
+    for kind in ("StructureDefinition", "CodeSystem", "ValueSet", "OperationDefinition", "SearchParameter")
+    for path in (f"/fhir/{kind}", f"/fhir/{kind}/{{id}}", f"/fhir/{kind}/{{id}}/_history/{{id}}")
+}
 
 
 async def test_metadata_is_a_valid_r4_capability_statement_without_a_token(client: httpx.AsyncClient) -> None:
@@ -40,6 +46,7 @@ async def test_the_capability_statement_only_names_what_is_served(app: FastAPI, 
     routes = served(app)
     expected = {
         "read": ("GET", "/fhir/{type}/{{id}}"),
+        "vread": ("GET", "/fhir/{type}/{{id}}/_history/{{id}}"),
         "create": ("POST", "/fhir/{type}"),
         "update": ("PUT", "/fhir/{type}/{{id}}"),
         "search-type": ("GET", "/fhir/{type}"),

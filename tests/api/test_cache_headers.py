@@ -28,7 +28,9 @@ async def test_a_summary_a_consent_and_the_episode_list_are_never_cached(client:
     assert recorded.status_code == 201, recorded.text
     assert recorded.headers["Cache-Control"] == "no-store"
 
-    summary = await client.get(f"/fhir/Patient/{episode['client_id']}/$summary", headers=auth(Role.PEER, peer["id"]))
+    summary = await client.get(
+        f"/fhir/Patient/{episode['client_id']}/$peer-summary", headers=auth(Role.PEER, peer["id"])
+    )
     assert_private(summary)
     assert summary.json()["entry"]  # it does hold the client's data
     assert_private(await client.get(f"/fhir/Consent/{recorded.json()['id']}", headers=coordinator))

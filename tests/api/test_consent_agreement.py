@@ -161,7 +161,9 @@ async def test_summary_explanation_and_consult_agree(client: httpx.AsyncClient, 
         response = await client.post("/fhir/Consent", json=consent, headers=auth(Role.COORDINATOR))
         assert response.status_code == 201, response.text
 
-    summary = await client.get(f"/fhir/Patient/{episode['client_id']}/$summary", headers=auth(Role.PEER, peer["id"]))
+    summary = await client.get(
+        f"/fhir/Patient/{episode['client_id']}/$peer-summary", headers=auth(Role.PEER, peer["id"])
+    )
     assert summary.status_code == 200, summary.text
     disclosed = in_summary(summary.json())
 

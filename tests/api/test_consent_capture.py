@@ -34,7 +34,7 @@ def leap(patient: str) -> dict[str, Any]:
 
 
 async def shared(client: httpx.AsyncClient, auth: Auth, client_id: str, peer_id: str) -> list[str]:
-    response = await client.get(f"/fhir/Patient/{client_id}/$summary", headers=auth(Role.PEER, peer_id))
+    response = await client.get(f"/fhir/Patient/{client_id}/$peer-summary", headers=auth(Role.PEER, peer_id))
     assert response.status_code == 200, response.text
     return sorted(e["resource"]["resourceType"] for e in response.json().get("entry", []))
 

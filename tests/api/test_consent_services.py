@@ -38,7 +38,9 @@ async def test_a_consent_sent_by_the_ehr_is_honoured_like_a_coordinators(client:
     # The EHR names the client by its own Patient id.
     ehr_patient = fixture_json(DISCHARGE)["entry"][2]["resource"]["id"]
     await record(client, auth, peer_consent(f"Patient/{ehr_patient}", ["preferred-name"]), role=Role.EHR_SYSTEM)
-    summary = await client.get(f"/fhir/Patient/{episode['client_id']}/$summary", headers=auth(Role.PEER, peer["id"]))
+    summary = await client.get(
+        f"/fhir/Patient/{episode['client_id']}/$peer-summary", headers=auth(Role.PEER, peer["id"])
+    )
     assert [e["resource"]["resourceType"] for e in summary.json()["entry"]] == ["Patient"]
 
 
@@ -203,7 +205,7 @@ async def test_malformed_consults_are_4xx(client: httpx.AsyncClient, auth: Auth,
 async def test_the_accounting_of_disclosures_filters_by_date(client: httpx.AsyncClient, auth: Auth) -> None:
     episode, peer = await discharged_client_with_peer(client, auth)
     for _ in range(2):
-        await client.get(f"/fhir/Patient/{episode['client_id']}/$summary", headers=auth(Role.PEER, peer["id"]))
+        await client.get(f"/fhir/Patient/{episode['client_id']}/$peer-summary", headers=auth(Role.PEER, peer["id"]))
     today = datetime.now(UTC).date()
 
     async def count(*dates: str) -> int:

@@ -115,7 +115,9 @@ async def build_world(app: FastAPI, client: httpx.AsyncClient, auth: Auth, *, so
         world.consent[site] = (await ok(posted, 201))["id"]
     for site, key in (("north", "N"), ("south", "A")):  # each site's peer reads once: an AuditEvent at each site
         await ok(
-            await client.get(f"/fhir/Patient/{world.client[site]}/$summary", headers=auth(Role.PEER, world.peer[key]))
+            await client.get(
+                f"/fhir/Patient/{world.client[site]}/$peer-summary", headers=auth(Role.PEER, world.peer[key])
+            )
         )
     return world
 
@@ -410,11 +412,11 @@ async def test_a_permit_at_north_opens_nothing_at_south_for_the_same_person(
     # Peer A is south's client's peer. North's permit (for whichever peer is assigned) names the same person by
     # north's client id; it must not let A see anything of south's record.
     south_peer = auth(Role.PEER, world.peer["A"])
-    summary = await ok(await client.get(f"/fhir/Patient/{world.client['south']}/$summary", headers=south_peer))
+    summary = await ok(await client.get(f"/fhir/Patient/{world.client['south']}/$peer-summary", headers=south_peer))
     assert summary.get("entry", []) == []
     # North's own peer does see north's record under north's permit.
     north_peer = auth(Role.PEER, world.peer["N"])
-    shown = await ok(await client.get(f"/fhir/Patient/{world.client['north']}/$summary", headers=north_peer))
+    shown = await ok(await client.get(f"/fhir/Patient/{world.client['north']}/$peer-summary", headers=north_peer))
     assert len(shown["entry"]) >= 1
     # South's explanation names no consent at all.
     explained = await ok(

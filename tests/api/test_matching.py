@@ -114,7 +114,9 @@ async def test_suggest_confirm_rematch_end(client: httpx.AsyncClient, auth: Auth
     assert (
         await client.get(f"/api/episodes/{episode['id']}/suggestions", headers=auth(Role.COORDINATOR))
     ).status_code == 404
-    summary = await client.get(f"/fhir/Patient/{episode['client_id']}/$summary", headers=auth(Role.PEER, tom["id"]))
+    summary = await client.get(
+        f"/fhir/Patient/{episode['client_id']}/$peer-summary", headers=auth(Role.PEER, tom["id"])
+    )
     assert summary.status_code == 404
 
 

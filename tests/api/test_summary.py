@@ -21,7 +21,7 @@ Auth = Callable[..., dict[str, str]]
 
 
 async def summary(client: httpx.AsyncClient, auth: Auth, client_id: str, peer_id: str) -> httpx.Response:
-    return await client.get(f"/fhir/Patient/{client_id}/$summary", headers=auth(Role.PEER, peer_id))
+    return await client.get(f"/fhir/Patient/{client_id}/$peer-summary", headers=auth(Role.PEER, peer_id))
 
 
 async def shared(client: httpx.AsyncClient, auth: Auth, client_id: str, peer_id: str) -> dict[str, dict[str, Any]]:

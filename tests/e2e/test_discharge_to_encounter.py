@@ -76,7 +76,9 @@ async def test_discharge_to_summary_to_encounter_at_the_ehr_once(
     assert recorded.status_code == 201, recorded.text
 
     # The peer's app pulls the summary: the name and the discharge, nothing else.
-    summary = await client.get(f"/fhir/Patient/{episode['client_id']}/$summary", headers=auth(Role.PEER, peer["id"]))
+    summary = await client.get(
+        f"/fhir/Patient/{episode['client_id']}/$peer-summary", headers=auth(Role.PEER, peer["id"])
+    )
     assert summary.status_code == 200
     Bundle.model_validate(summary.json())
     resources = {e["resource"]["resourceType"]: e["resource"] for e in summary.json()["entry"]}

@@ -201,7 +201,15 @@ def test_bearer_token_required_when_configured() -> None:
 
 
 REPO_PROFILES_DIR = Path(__file__).resolve().parents[2] / "fhir_profiles" / "data"
-CONFORMANCE_TYPES = {"StructureDefinition", "ValueSet", "CodeSystem", "NamingSystem", "ImplementationGuide"}
+CONFORMANCE_TYPES = {
+    "StructureDefinition",
+    "ValueSet",
+    "CodeSystem",
+    "NamingSystem",
+    "ImplementationGuide",
+    "OperationDefinition",
+    "SearchParameter",
+}
 
 
 def test_our_profiles_load_and_our_examples_conform() -> None:

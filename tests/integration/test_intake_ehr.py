@@ -133,7 +133,9 @@ async def test_the_patients_snapshot_comes_from_the_ehr_when_the_notification_la
     assert assigned.status_code == 200, assigned.text
     consent = peer_consent(episode["patient"], ["preferred-name"], actor=peer["practitioner"])
     assert (await client.post("/fhir/Consent", json=consent, headers=auth(Role.COORDINATOR, "c"))).status_code == 201
-    summary = await client.get(f"/fhir/Patient/{episode['client_id']}/$summary", headers=auth(Role.PEER, peer["id"]))
+    summary = await client.get(
+        f"/fhir/Patient/{episode['client_id']}/$peer-summary", headers=auth(Role.PEER, peer["id"])
+    )
     [patient] = [e["resource"] for e in summary.json()["entry"] if e["resource"]["resourceType"] == "Patient"]
     assert patient["name"][0]["family"] == "Okafor"
 

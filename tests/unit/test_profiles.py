@@ -14,7 +14,14 @@ from fhir.resources.R4B.encounter import Encounter
 import fhir_profiles as fp
 from service.domain.vocabulary import ContactKind
 
-CONFORMANCE_TYPES = ("CodeSystem", "ValueSet", "StructureDefinition", "CapabilityStatement")
+CONFORMANCE_TYPES = (
+    "CodeSystem",
+    "ValueSet",
+    "StructureDefinition",
+    "CapabilityStatement",
+    "OperationDefinition",
+    "SearchParameter",
+)
 
 # R4 (4.0.1) Encounter elements and their types (None: a BackboneElement), as listed on
 # https://hl7.org/fhir/R4/encounter-dependencies.html, plus those inherited from DomainResource.

@@ -1,0 +1,49 @@
+"""Peerway's conformance resources (StructureDefinition, CodeSystem, ValueSet, OperationDefinition,
+SearchParameter): read, vread and search by url or _id.
+
+Public, like /fhir/metadata: they describe the interface and hold no information about anyone, and a client or
+validator needs them before it has a token.
+"""
+
+from __future__ import annotations
+
+from email.utils import format_datetime
+
+from fastapi import APIRouter, Request, Response
+
+from service.api.deps import SettingsDep
+from service.api.responses import FHIR_JSON
+from service.fhir import canonical
+
+router = APIRouter(prefix="/fhir", tags=["conformance"])
+
+
+def _answer(served: canonical.Served) -> Response:
+    headers = {"ETag": f'W/"{served.version_id}"', "Last-Modified": format_datetime(served.last_updated, usegmt=True)}
+    return Response(served.body, media_type=FHIR_JSON, headers=headers)
+
+
+def _lenient(request: Request) -> bool:
+    """Prefer: handling=lenient (RFC 7240 preferences, comma-separated) asks to ignore unknown parameters."""
+    preferences = {p.strip().replace(" ", "") for p in request.headers.get("prefer", "").split(",")}
+    return "handling=lenient" in preferences
+
+
+def _add_routes(resource_type: str) -> None:
+    @router.get(f"/{resource_type}/{{id}}", summary=f"Read one of Peerway's {resource_type}s")
+    async def read(id: str) -> Response:
+        return _answer(canonical.read(resource_type, id))
+
+    @router.get(f"/{resource_type}/{{id}}/_history/{{vid}}", summary=f"Read a version of a {resource_type}")
+    async def vread(id: str, vid: str) -> Response:
+        return _answer(canonical.read(resource_type, id, vid))
+
+    @router.get(f"/{resource_type}", summary=f"Search Peerway's {resource_type}s by url or _id")
+    async def search(request: Request, settings: SettingsDep) -> Response:
+        query = request.query_params.multi_items()
+        body, _ = canonical.search(resource_type, query, settings.base_url, lenient=_lenient(request))
+        return Response(body, media_type=FHIR_JSON)
+
+
+for _type in canonical.SERVED_TYPES:
+    _add_routes(_type)
