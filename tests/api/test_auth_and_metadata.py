@@ -40,6 +40,7 @@ async def test_the_capability_statement_only_names_what_is_served(app: FastAPI, 
     routes = served(app)
     expected = {
         "read": ("GET", "/fhir/{type}/{{id}}"),
+        "vread": ("GET", "/fhir/{type}/{{id}}/_history/{{id}}"),
         "create": ("POST", "/fhir/{type}"),
         "update": ("PUT", "/fhir/{type}/{{id}}"),
         "search-type": ("GET", "/fhir/{type}"),
