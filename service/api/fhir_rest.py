@@ -101,10 +101,12 @@ def if_match(request: Request) -> int | None:
 
 
 def written(request: Request, resource: dict[str, Any], *, created: bool, location: str) -> Response:
-    """The answer to a create or update: Location (the version just written), ETag and Last-Modified, and the
-    body the client preferred (the resource, nothing, or an OperationOutcome)."""
+    """The answer to a create or update: Location (the version written, or matched by If-None-Exist), ETag and
+    Last-Modified, and the body the client preferred (the resource, nothing, or an OperationOutcome)."""
     status = 201 if created else 200
-    headers = {"Content-Location": location} | ({"Location": location} if created else {})
+    # Location on every answer, also a conditional create's 200 or an update: a return=minimal client learns
+    # from it which resource (and version) the write is.
+    headers = {"Location": location, "Content-Location": location}
     headers |= version_headers(resource)
     preference = preferred_return(request)
     if preference == "minimal":
