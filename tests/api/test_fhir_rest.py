@@ -4,12 +4,15 @@ versions and conditional requests, Prefer, paged searches that refuse what they 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
+from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import func, select
 
 from service.auth import Role
@@ -17,7 +20,7 @@ from service.fhir.search import MAX_COUNT, SEARCH_PARAMETERS
 from service.store.db import create_engine, session_factory
 from service.store.models import ConsentDocument
 from tests.support.consents import peer_consent
-from tests.support.flow import discharged_client_with_peer
+from tests.support.flow import discharged_client_with_peer, register_peer
 
 Auth = Callable[..., dict[str, str]]
 FHIR = {"Content-Type": "application/fhir+json"}
@@ -294,12 +297,45 @@ async def test_an_empty_search_has_no_empty_array(client: httpx.AsyncClient, aut
     assert b"{}" not in response.content
 
 
-async def test_audit_events_carry_versions_and_page(client: httpx.AsyncClient, auth: Auth) -> None:
+def summary_path(app: FastAPI, client_id: str) -> str:
+    """The peer summary operation's path, whatever it is called (issue 14 renames $summary)."""
+    [path] = [p for p in app.openapi()["paths"] if re.fullmatch(r"/fhir/Patient/\{[a-z_]+\}/\$[a-z-]+", p)]
+    return re.sub(r"\{[a-z_]+\}", client_id, path)
+
+
+async def test_a_withdrawn_summary_has_no_empty_array(app: FastAPI, client: httpx.AsyncClient, auth: Auth) -> None:
+    episode, peer = await discharged_client_with_peer(client, auth)
+    consent = (await post_consent(client, auth, peer_consent(episode["patient"], ["preferred-name"]))).json()
+    withdrawn = await client.put(
+        f"/fhir/Consent/{consent['id']}", json={**consent, "status": "inactive"}, headers=auth(Role.COORDINATOR)
+    )
+    assert withdrawn.status_code == 200
+    summary = await client.get(summary_path(app, episode["client_id"]), headers=auth(Role.PEER, peer["id"]))
+    assert summary.status_code == 200, summary.text
+    assert summary.json()["resourceType"] == "Bundle"
+    assert "entry" not in summary.json()
+    assert b"[]" not in summary.content
+
+
+async def test_peer_profiles_carry_their_version(client: httpx.AsyncClient, auth: Auth) -> None:
+    peer = await register_peer(client, auth, "Maria Silva")
+    body = {"gender": "female", "languages": ["en"], "interests": ["tennis"], "caseload_cap": 3}
+    for _ in range(2):
+        put = await client.put(f"/api/peers/{peer['id']}/profile", json=body, headers=auth(Role.COORDINATOR))
+        assert put.status_code == 200, put.text
+    for resource_type in ("Practitioner", "PractitionerRole"):
+        read = await client.get(f"/fhir/{resource_type}/{peer['id']}", headers=auth(Role.COORDINATOR))
+        assert read.status_code == 200, read.text
+        assert read.json()["meta"]["versionId"] == "3"  # registered, then changed twice
+        assert read.headers["etag"] == 'W/"3"'
+        updated = datetime.fromisoformat(read.json()["meta"]["lastUpdated"].replace("Z", "+00:00"))
+        assert parsedate_to_datetime(read.headers["last-modified"]) == updated.replace(microsecond=0)
+
+
+async def test_audit_events_carry_versions_and_page(app: FastAPI, client: httpx.AsyncClient, auth: Auth) -> None:
     episode, peer = await discharged_client_with_peer(client, auth)
     for _ in range(3):
-        summary = await client.get(
-            f"/fhir/Patient/{episode['client_id']}/$summary", headers=auth(Role.PEER, peer["id"])
-        )
+        summary = await client.get(summary_path(app, episode["client_id"]), headers=auth(Role.PEER, peer["id"]))
         assert summary.status_code == 200
     first = await client.get(
         "/fhir/AuditEvent", params={"patient": episode["patient"], "_count": 2}, headers=auth(Role.COORDINATOR)
