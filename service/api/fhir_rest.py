@@ -132,4 +132,4 @@ def search_answer(settings: Settings, search: SearchRequest, found: Found) -> Fh
         links.append(("previous", base + search.query(found.previous)))
     warnings = [f"{name} is not supported here and was ignored (Prefer: handling=lenient)" for name in search.ignored]
     entries = () if search.summary_count else found.resources
-    return FhirResponse(searchset(entries, settings.base_url, links, found.total, warnings))
+    return FhirResponse(searchset(entries, settings.base_url, links, found.total, warnings), pretty=search.pretty)

@@ -7,6 +7,7 @@ with meta.versionId and meta.lastUpdated carries them as `ETag: W/"n"` and `Last
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -18,18 +19,31 @@ from service.errors import PeerwayError
 from service.fhir.build import operation_outcome, without_empty
 
 FHIR_JSON = "application/fhir+json"
+_VERSION = re.compile(r"[A-Za-z0-9\-.]{1,64}")  # a FHIR id: safe in a header (anything else gets no ETag)
 
 
 class FhirResponse(JSONResponse):
     media_type = FHIR_JSON
 
-    def __init__(self, content: Any, status_code: int = 200, headers: Mapping[str, str] | None = None, **kw: Any):
+    def __init__(
+        self,
+        content: Any,
+        status_code: int = 200,
+        headers: Mapping[str, str] | None = None,
+        *,
+        pretty: bool = False,
+        **kw: Any,
+    ) -> None:
+        self._pretty = pretty  # _pretty=true: indented for a person reading it
         extra = dict(headers or {})
         extra.update(version_headers(content))
         super().__init__(content, status_code=status_code, headers=extra or None, **kw)
 
     def render(self, content: Any) -> bytes:
-        return json.dumps(without_empty(content), separators=(",", ":"), ensure_ascii=False).encode()
+        kept = without_empty(content)
+        if self._pretty:
+            return json.dumps(kept, indent=2, ensure_ascii=False).encode()
+        return json.dumps(kept, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def version_headers(content: Any) -> dict[str, str]:
@@ -38,8 +52,9 @@ def version_headers(content: Any) -> dict[str, str]:
     if not isinstance(meta, dict):
         return {}
     headers: dict[str, str] = {}
-    if isinstance(meta.get("versionId"), str):
-        headers["ETag"] = f'W/"{meta["versionId"]}"'
+    version = meta.get("versionId")
+    if isinstance(version, str) and _VERSION.fullmatch(version):
+        headers["ETag"] = f'W/"{version}"'
     if isinstance(meta.get("lastUpdated"), str):
         try:
             moment = datetime.fromisoformat(meta["lastUpdated"].replace("Z", "+00:00"))

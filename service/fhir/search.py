@@ -43,7 +43,7 @@ def date_bounds(values: Sequence[str], parameter: str = "date") -> tuple[datetim
             if match is None:
                 raise ValueError(raw)
             low, high = _range(match["value"])
-        except ValueError:
+        except (ValueError, OverflowError):  # OverflowError: the last second of year 9999
             raise BadRequest(
                 f"{parameter}={raw!r}: use a FHIR date or dateTime (with zone), prefixed ge, gt, le, lt or eq",
                 parameter,
@@ -95,6 +95,7 @@ SEARCH_PARAMETERS: dict[str, tuple[SearchParam, ...]] = {
 # Result parameters every search takes; _page carries our opaque paging cursor.
 RESULT_PARAMETERS = frozenset({"_count", "_sort", "_total", "_summary", "_format", "_pretty", "_page"})
 SORTS = {"_lastUpdated": False, "-_lastUpdated": True}  # _sort value -> descending
+_MAX_CURSOR = 400  # ours are ~120 characters; a longer one was not given out here
 _ONCE = frozenset({"patient", "_count", "_sort", "_total", "_summary", "_format", "_pretty", "_page"})
 
 
@@ -113,11 +114,13 @@ class Cursor:
     @classmethod
     def parse(cls, token: str) -> Cursor:
         try:
+            if len(token) > _MAX_CURSOR:
+                raise ValueError("too long")
             direction, updated, id_ = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
             moment = datetime.fromisoformat(updated)
             if direction not in ("n", "p") or not isinstance(id_, str) or moment.tzinfo is None:
                 raise ValueError(token)
-        except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        except (ValueError, TypeError, binascii.Error, UnicodeDecodeError, RecursionError):
             raise BadRequest("_page is not a cursor this server gave out: follow the Bundle's links", "_page") from None
         return cls(direction == "n", moment, id_)
 
@@ -134,6 +137,7 @@ class SearchRequest:
     total: bool = False  # count every match (_total=accurate, _summary=count)
     summary_count: bool = False
     ignored: tuple[str, ...] = ()
+    pretty: bool = False
 
     def one(self, name: str) -> str | None:
         values = self.criteria.get(name)
@@ -157,6 +161,8 @@ class SearchRequest:
             pairs.append(("_total", "accurate"))
         if self.summary_count:
             pairs.append(("_summary", "count"))
+        if self.pretty:
+            pairs.append(("_pretty", "true"))
         if cursor is not None:
             pairs.append(("_page", cursor.token()))
         return urlencode(pairs)
@@ -216,6 +222,7 @@ def parse_search(resource_type: str, items: Sequence[tuple[str, str]], *, lenien
         total=only_count or total == "accurate",
         summary_count=only_count,
         ignored=tuple(ignored),
+        pretty=pretty == "true",
     )
 
 

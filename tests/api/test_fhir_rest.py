@@ -3,6 +3,7 @@ versions and conditional requests, Prefer, paged searches that refuse what they 
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Callable
@@ -248,13 +249,18 @@ async def test_sort_id_status_and_total(client: httpx.AsyncClient, auth: Auth) -
         ({"_page": "not-a-cursor"}, "_page"),
         ({"_lastUpdated": "yesterday"}, "_lastUpdated"),
         ({"_include": "Consent:patient"}, "_include"),
+        ({"_page": "A" * 5000}, "_page"),
+        ({"_page": base64.urlsafe_b64encode(b"[" * 3000).decode()}, "_page"),
+        ({"_lastUpdated": "ge9999-12-31T23:59:59Z"}, "_lastUpdated"),
+        ({"patient": "Patient/other"}, "patient"),
     ],
 )
 async def test_unsupported_search_parameters_are_refused(
     client: httpx.AsyncClient, auth: Auth, params: dict[str, str], expression: str
 ) -> None:
     patient, _ = await some_consents(client, auth, 1)
-    response = await client.get("/fhir/Consent", params={"patient": patient, **params}, headers=auth(Role.COORDINATOR))
+    query = httpx.QueryParams([("patient", patient), *params.items()])  # a second patient repeats, not replaces
+    response = await client.get("/fhir/Consent", params=query, headers=auth(Role.COORDINATOR))
     assert response.status_code == 400, response.text
     assert response.headers["content-type"].startswith("application/fhir+json")
     assert response.json()["issue"][0]["expression"] == [expression]
@@ -287,6 +293,16 @@ async def test_every_listed_search_parameter_is_served(client: httpx.AsyncClient
             params = {"patient": patient, parameter.name: values[parameter.type]}
             response = await client.get(f"/fhir/{resource_type}", params=params, headers=caller)
             assert response.status_code == 200, (resource_type, parameter.name, response.text)
+
+
+async def test_pretty_is_indented_and_kept_in_the_links(client: httpx.AsyncClient, auth: Auth) -> None:
+    patient, ids = await some_consents(client, auth, 2)
+    params = {"patient": patient, "_pretty": "true", "_count": "1"}
+    response = await client.get("/fhir/Consent", params=params, headers=auth(Role.COORDINATOR))
+    assert response.text.startswith('{\n  "resourceType": "Bundle"')
+    assert ids_of(response.json()) == ids[:1]
+    next_url = next(link["url"] for link in response.json()["link"] if link["relation"] == "next")
+    assert "_pretty=true" in next_url
 
 
 async def test_an_empty_search_has_no_empty_array(client: httpx.AsyncClient, auth: Auth) -> None:
