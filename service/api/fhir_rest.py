@@ -12,9 +12,9 @@ from service.api.deps import read_body
 from service.api.responses import FhirResponse, version_headers
 from service.app.search import Found
 from service.errors import BadRequest, NotAcceptable, UnsupportedMediaType
-from service.fhir.build import operation_outcome, searchset
+from service.fhir.build import operation_outcome, searchset, subsetted
 from service.fhir.parse import load_json
-from service.fhir.search import SearchRequest, parse_search
+from service.fhir.search import MANDATORY_ELEMENTS, SearchRequest, parse_search
 from service.settings import Settings
 
 JSON_TYPES = frozenset({"application/fhir+json", "application/json", "application/json+fhir"})
@@ -132,4 +132,7 @@ def search_answer(settings: Settings, search: SearchRequest, found: Found) -> Fh
         links.append(("previous", base + search.query(found.previous)))
     warnings = [f"{name} is not supported here and was ignored (Prefer: handling=lenient)" for name in search.ignored]
     entries = () if search.summary_count else found.resources
+    if search.elements:
+        kept = {*search.elements, *MANDATORY_ELEMENTS[search.resource_type]}
+        entries = [subsetted(resource, kept) for resource in entries]
     return FhirResponse(searchset(entries, settings.base_url, links, found.total, warnings), pretty=search.pretty)

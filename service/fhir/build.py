@@ -298,6 +298,20 @@ def versioned(resource: dict[str, Any], version: int, updated: datetime) -> dict
     return {**resource, "meta": meta}
 
 
+SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"}
+
+
+def subsetted(resource: dict[str, Any], elements: Iterable[str]) -> dict[str, Any]:
+    """The resource with only `elements` (plus resourceType, id and meta), tagged SUBSETTED as R4 asks, so no
+    client mistakes it for the whole resource (or writes it back)."""
+    keep = {"resourceType", "id", "meta", *elements}
+    out = {k: v for k, v in resource.items() if k in keep}
+    meta = dict(out.get("meta") or {})
+    meta["tag"] = [*(meta.get("tag") or []), SUBSETTED]
+    out["meta"] = meta
+    return out
+
+
 def to_json(resource: dict[str, Any]) -> str:
     return json.dumps(resource, separators=(",", ":"))
 

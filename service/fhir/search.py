@@ -93,10 +93,17 @@ SEARCH_PARAMETERS: dict[str, tuple[SearchParam, ...]] = {
     ),
 }
 # Result parameters every search takes; _page carries our opaque paging cursor.
-RESULT_PARAMETERS = frozenset({"_count", "_sort", "_total", "_summary", "_format", "_pretty", "_page"})
+RESULT_PARAMETERS = frozenset({"_count", "_sort", "_total", "_summary", "_format", "_pretty", "_page", "_elements"})
+# What _elements always keeps (R4 search.html: mandatory elements are returned whether asked for or not).
+MANDATORY_ELEMENTS: dict[str, frozenset[str]] = {
+    "Consent": frozenset({"status", "scope", "category"}),
+    "AuditEvent": frozenset({"type", "recorded", "agent", "source"}),
+    "Encounter": frozenset({"status", "class"}),
+}
+_ELEMENT = re.compile(r"[a-zA-Z][a-zA-Z0-9]{0,63}")
 SORTS = {"_lastUpdated": False, "-_lastUpdated": True}  # _sort value -> descending
 _MAX_CURSOR = 400  # ours are ~120 characters; a longer one was not given out here
-_ONCE = frozenset({"patient", "_count", "_sort", "_total", "_summary", "_format", "_pretty", "_page"})
+_ONCE = frozenset({"patient", "_count", "_sort", "_total", "_summary", "_format", "_pretty", "_page", "_elements"})
 
 
 @dataclass(frozen=True)
@@ -138,6 +145,7 @@ class SearchRequest:
     summary_count: bool = False
     ignored: tuple[str, ...] = ()
     pretty: bool = False
+    elements: tuple[str, ...] = ()  # _elements: only these top-level elements (and the mandatory ones)
 
     def one(self, name: str) -> str | None:
         values = self.criteria.get(name)
@@ -163,6 +171,8 @@ class SearchRequest:
             pairs.append(("_summary", "count"))
         if self.pretty:
             pairs.append(("_pretty", "true"))
+        if self.elements:
+            pairs.append(("_elements", ",".join(self.elements)))
         if cursor is not None:
             pairs.append(("_page", cursor.token()))
         return urlencode(pairs)
@@ -223,6 +233,7 @@ def parse_search(resource_type: str, items: Sequence[tuple[str, str]], *, lenien
         summary_count=only_count,
         ignored=tuple(ignored),
         pretty=pretty == "true",
+        elements=_elements(results.get("_elements")),
     )
 
 
@@ -232,3 +243,14 @@ def _count(raw: str | None) -> int:
     if not raw.isdigit() or len(raw) > 6:
         raise BadRequest(f"_count={raw!r}: use a whole number of entries per page (0 to {MAX_COUNT})", "_count")
     return min(int(raw), MAX_COUNT)
+
+
+def _elements(raw: str | None) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    names = tuple(dict.fromkeys(name.strip() for name in raw.split(",")))
+    if len(names) > 64 or not all(_ELEMENT.fullmatch(name) for name in names):
+        raise BadRequest(
+            "_elements: give top-level element names, comma-separated (e.g. status,provision)", "_elements"
+        )
+    return names

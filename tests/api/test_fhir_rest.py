@@ -305,6 +305,25 @@ async def test_pretty_is_indented_and_kept_in_the_links(client: httpx.AsyncClien
     assert "_pretty=true" in next_url
 
 
+async def test_elements_keeps_what_was_asked_and_the_mandatory_and_says_subsetted(
+    client: httpx.AsyncClient, auth: Auth
+) -> None:
+    patient, _ = await some_consents(client, auth, 1)
+    params = {"patient": patient, "_elements": "dateTime"}
+    response = await client.get("/fhir/Consent", params=params, headers=auth(Role.COORDINATOR))
+    assert response.status_code == 200, response.text
+    [consent] = [e["resource"] for e in response.json()["entry"]]
+    assert set(consent) == {"resourceType", "id", "meta", "dateTime", "status", "scope", "category"}
+    assert {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"} in consent[
+        "meta"
+    ]["tag"]
+    refused = await client.get(
+        "/fhir/Consent", params={"patient": patient, "_elements": "provision.actor"}, headers=auth(Role.COORDINATOR)
+    )
+    assert refused.status_code == 400
+    assert refused.json()["issue"][0]["expression"] == ["_elements"]
+
+
 async def test_an_empty_search_has_no_empty_array(client: httpx.AsyncClient, auth: Auth) -> None:
     response = await client.get("/fhir/Consent", params={"patient": "Patient/nobody"}, headers=auth(Role.COORDINATOR))
     assert response.status_code == 200
