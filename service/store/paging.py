@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, func, not_, or_, select
+from sqlalchemy import Select, func, literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -35,10 +35,19 @@ class Page:
 
 
 def _beyond(time: InstrumentedAttribute[Any], ident: InstrumentedAttribute[Any], key: Key, later: bool) -> Any:
+    """Rows after (or before) the key in (time, id) order, as a row-value comparison: PostgreSQL and SQLite
+    both answer it from an index on the time as a range (an OR of the two parts scans from the list's start)."""
     moment, id_ = key
-    if later:
-        return or_(time > moment, and_(time == moment, ident > id_))
-    return or_(time < moment, and_(time == moment, ident < id_))
+    pair = tuple_(time, ident)
+    bound = tuple_(literal(moment, time.type), literal(id_, ident.type))
+    return pair > bound if later else pair < bound
+
+
+def _up_to(time: InstrumentedAttribute[Any], ident: InstrumentedAttribute[Any], key: Key, later: bool) -> Any:
+    """The complement of _beyond: the key's row and those on the other side of it."""
+    pair = tuple_(time, ident)
+    bound = tuple_(literal(key[0], time.type), literal(key[1], ident.type))
+    return pair <= bound if later else pair >= bound
 
 
 async def page(
@@ -91,9 +100,7 @@ async def _page(
     more = len(rows) > keyset.limit
     rows = rows[: keyset.limit]
     # The anchor row itself lies on the other side (it closed the page the cursor came from).
-    other_side = anchor is not None and await _exists(
-        session, query.where(not_(_beyond(time, ident, anchor, scan_later)))
-    )
+    other_side = anchor is not None and await _exists(session, query.where(_up_to(time, ident, anchor, scan_later)))
     if backwards:
         rows.reverse()
         return Page(rows, has_next=other_side, has_previous=more)

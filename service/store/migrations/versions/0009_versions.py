@@ -4,7 +4,8 @@ FHIR clients expect meta.versionId / meta.lastUpdated (ETag, If-Match, vread) on
 contact (PeerContact Encounter) can now be updated by its peer and cancelled as entered-in-error, so it keeps a
 status, a version and when it last changed (existing rows: version 1, changed when created, finished). A
 Consent keeps its first identifier (system|value) so a create with If-None-Exist finds it without reading every
-Consent's JSON. Search pages by (last updated, id), hence the indexes.
+Consent's JSON. Search pages by (last updated, id), hence the indexes (the audit index gains the id, so a page
+of AuditEvents is read in index order instead of sorting all of a client's).
 
 Revision ID: 0009_versions
 Revises: 0008_jobs
@@ -37,9 +38,15 @@ def upgrade() -> None:
         batch.add_column(sa.Column("identifier", sa.String(length=300), nullable=True))
         batch.create_index("ix_consent_identifier", ["identifier"], unique=False)
         batch.create_index("ix_consent_client_updated", ["client_id", "updated_at", "id"], unique=False)
+    with op.batch_alter_table("audit_event") as batch:
+        batch.drop_index("ix_audit_client_time")
+        batch.create_index("ix_audit_client_time_id", ["client_id", "recorded_at", "id"], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("audit_event") as batch:
+        batch.drop_index("ix_audit_client_time_id")
+        batch.create_index("ix_audit_client_time", ["client_id", "recorded_at"], unique=False)
     with op.batch_alter_table("consent") as batch:
         batch.drop_index("ix_consent_client_updated")
         batch.drop_index("ix_consent_identifier")
