@@ -189,13 +189,15 @@ async def search_contacts(sessions: SessionFactory, peer_id: str, search: Search
     """One page of the peer's own contacts (with one client when `patient` is given). Another peer's client, or
     an unknown one, gives an empty page exactly alike: nothing says the client exists.
 
-    `identifier` matches the app's identifier or Peerway's own (the contact-id system, i.e. the id)."""
+    `identifier` matches the app's identifier or Peerway's own (the contact-id system, i.e. the id); a value
+    of each kind in one search must both hold (served as AND, not OR: a limit, not met by any known app)."""
     given = search.tokens("identifier")
     own = [i.removeprefix(_OWN_IDENTIFIER) for i in given if i.startswith(_OWN_IDENTIFIER)]
     ids = list(search.tokens("_id"))
     if own:  # an identifier of ours names the id; with _id too, both must hold
         ids = [i for i in own if not ids or i in ids] or [""]  # "" is no contact's id: nothing matches
-    filters = replace(searching.filters(search, ids=ids), identifiers=[i for i in given if i not in own_full(own)])
+    apps = [i for i in given if not i.startswith(_OWN_IDENTIFIER)]
+    filters = replace(searching.filters(search, ids=ids), identifiers=apps)
     patient = search.one("patient")
     async with sessions() as session:
         peer = await session.get(PeerSupporter, peer_id)
@@ -205,7 +207,3 @@ async def search_contacts(sessions: SessionFactory, peer_id: str, search: Search
         page = await searches.contact_page(session, peer_id, client_id, filters)
         clients = await searches.episode_clients(session, {c.episode_id for c in page.rows})
         return searching.found(page, lambda c: contact_view(c, clients[c.episode_id], peer.name))
-
-
-def own_full(ids: list[str]) -> set[str]:
-    return {f"{_OWN_IDENTIFIER}{i}" for i in ids}

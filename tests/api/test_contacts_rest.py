@@ -158,6 +158,12 @@ async def test_if_none_exist_on_a_contact_answers_the_one_recorded(
     assert again.status_code == 200
     assert again.content == b""
     assert again.headers["location"].endswith(f"/Encounter/{contact['id']}/_history/1")
+    by_identifier = await client.get(
+        "/fhir/Encounter", params={"identifier": f"{own['system']}|{own['value']}"}, headers=mine
+    )
+    assert ids_of(by_identifier.json()) == [contact["id"]]
+    elsewhere = await client.get("/fhir/Encounter", params={"identifier": f"{own['system']}|other"}, headers=mine)
+    assert ids_of(elsewhere.json()) == []
     assert await count_rows(database_url, Contact) == 1
 
 
