@@ -86,6 +86,7 @@ bench: install-test
 	$(BIN)/python bench/consent_bench.py
 	$(BIN)/python bench/intake_bench.py
 	$(BIN)/python bench/matching_bench.py
+	$(BIN)/python bench/search_bench.py
 
 clean:
 	rm -rf $(VENV) var build tests/ehr/node_modules tests/idp/node_modules .pytest_cache .mypy_cache .ruff_cache

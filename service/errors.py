@@ -126,3 +126,18 @@ class UpstreamError(PeerwayError):
         self.http_status = http_status
         self.retry_after = retry_after
         self.outcome = outcome
+
+
+class NotAcceptable(PeerwayError):
+    """The client asks for a format Peerway does not serve (XML, Turtle): only FHIR JSON is."""
+
+    status = 406
+    code = "not-supported"
+
+
+class PreconditionFailed(PeerwayError):
+    """If-Match names a version that is no longer current (someone else changed it first), or If-None-Exist
+    matches several resources."""
+
+    status = 412
+    code = "conflict"

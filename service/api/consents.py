@@ -2,50 +2,51 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter, Depends, Request, Response
 
-from fastapi import APIRouter, Depends, Query, Request
-
-from service.api.deps import ConsentWriter, Coordinator, SessionsDep, SettingsDep, read_body, scope
+from service.api import fhir_rest
+from service.api.deps import ConsentWriter, Coordinator, SessionsDep, SettingsDep, scope
 from service.api.responses import FhirResponse
 from service.app import consents
-from service.fhir.build import searchset
-from service.fhir.parse import load_json
 
-router = APIRouter(prefix="/fhir/Consent", tags=["consent"])
+router = APIRouter(prefix="/fhir/Consent", tags=["consent"], dependencies=[Depends(fhir_rest.json_only)])
+
+
+def _location(settings: SettingsDep, stored: dict[str, object]) -> str:
+    meta = stored["meta"]
+    assert isinstance(meta, dict)
+    return f"{settings.base_url}/fhir/Consent/{stored['id']}/_history/{meta['versionId']}"
 
 
 @router.post(
     "",
     response_class=FhirResponse,
     status_code=201,
-    summary="Record a client's Consent (R4 or R5)",
+    summary="Record a client's Consent (R4 or R5); If-None-Exist: identifier=<system>|<value>",
     dependencies=[Depends(scope("system/Consent.c"))],
 )
 async def create_consent(
     request: Request, caller: ConsentWriter, sessions: SessionsDep, settings: SettingsDep
-) -> FhirResponse:
-    data = load_json(await read_body(request, settings), "Consent")
-    stored = await consents.create_consent(sessions, caller.site, data)
-    return FhirResponse(
-        stored,
-        status_code=201,
-        headers={"Location": f"{settings.base_url}/fhir/Consent/{stored['id']}/_history/1"},
-    )
+) -> Response:
+    data = await fhir_rest.fhir_body(request, settings, "Consent")
+    if_none_exist = request.headers.get("if-none-exist")
+    stored, created = await consents.create_consent(sessions, caller.site, data, if_none_exist)
+    return fhir_rest.written(request, stored, created=created, location=_location(settings, stored))
 
 
 @router.put(
     "/{consent_id}",
     response_class=FhirResponse,
-    summary="Replace or withdraw a Consent",
+    summary='Replace or withdraw a Consent (If-Match: W/"<version>" makes it conditional on the version read)',
     dependencies=[Depends(scope("system/Consent.u"))],
 )
 async def replace_consent(
     consent_id: str, request: Request, caller: ConsentWriter, sessions: SessionsDep, settings: SettingsDep
-) -> FhirResponse:
-    data = load_json(await read_body(request, settings), "Consent")
-    stored, created = await consents.replace_consent(sessions, caller.site, consent_id, data)
-    return FhirResponse(stored, status_code=201 if created else 200)
+) -> Response:
+    data = await fhir_rest.fhir_body(request, settings, "Consent")
+    expected = fhir_rest.if_match(request)
+    stored, created = await consents.replace_consent(sessions, caller.site, consent_id, data, expected)
+    return fhir_rest.written(request, stored, created=created, location=_location(settings, stored))
 
 
 @router.get("/{consent_id}", response_class=FhirResponse, summary="Read a Consent")
@@ -53,12 +54,19 @@ async def read_consent(consent_id: str, caller: Coordinator, sessions: SessionsD
     return FhirResponse(await consents.read_consent(sessions, caller.site, consent_id))
 
 
-@router.get("", response_class=FhirResponse, summary="Search a client's Consents")
+@router.get(
+    "/{consent_id}/_history/{version}",
+    response_class=FhirResponse,
+    summary="Read a version of a Consent (only the current one is kept)",
+)
+async def vread_consent(consent_id: str, version: int, caller: Coordinator, sessions: SessionsDep) -> FhirResponse:
+    return FhirResponse(await consents.read_consent(sessions, caller.site, consent_id, version))
+
+
+@router.get("", response_class=FhirResponse, summary="Search Consents (parameters: see the CapabilityStatement)")
 async def search_consents(
-    caller: Coordinator,
-    sessions: SessionsDep,
-    settings: SettingsDep,
-    patient: Annotated[str, Query(min_length=1, description="Patient/<client id> or the EHR's Patient id")],
+    request: Request, caller: Coordinator, sessions: SessionsDep, settings: SettingsDep
 ) -> FhirResponse:
-    found = await consents.search_consents(sessions, caller.site, patient)
-    return FhirResponse(searchset(found, settings.base_url, f"{settings.base_url}/fhir/Consent?patient={patient}"))
+    search = fhir_rest.search_request(request, "Consent")
+    found = await consents.search_consents(sessions, caller.site, search)
+    return fhir_rest.search_answer(settings, search, found)

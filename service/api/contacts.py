@@ -1,29 +1,66 @@
-"""Peers record contacts as PeerContact Encounters; each is queued for write-back to the EHR."""
+"""Peers record contacts as PeerContact Encounters, read, search, correct and cancel their own; each change is
+queued for write-back to the EHR."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request, Response
 
-from service.api.deps import Peer, SessionsDep, SettingsDep, read_body
+from service.api import fhir_rest
+from service.api.deps import Peer, SessionsDep, SettingsDep
 from service.api.responses import FhirResponse
 from service.app import contacts
-from service.fhir.parse import load_json
 
-router = APIRouter(prefix="/fhir/Encounter", tags=["peer"])
+router = APIRouter(prefix="/fhir/Encounter", tags=["peer"], dependencies=[Depends(fhir_rest.json_only)])
 
 
-@router.post("", response_class=FhirResponse, status_code=201, summary="Record a peer contact (PeerContact)")
-async def record_contact(request: Request, caller: Peer, sessions: SessionsDep, settings: SettingsDep) -> FhirResponse:
-    data = load_json(await read_body(request, settings), "Encounter")
-    recorded = await contacts.record_contact(sessions, caller.subject, data)
+def _location(settings: SettingsDep, encounter: dict[str, object]) -> str:
+    meta = encounter["meta"]
+    assert isinstance(meta, dict)
+    return f"{settings.base_url}/fhir/Encounter/{encounter['id']}/_history/{meta['versionId']}"
+
+
+@router.post(
+    "",
+    response_class=FhirResponse,
+    status_code=201,
+    summary="Record a peer contact (PeerContact); If-None-Exist: identifier=<system>|<value>",
+)
+async def record_contact(request: Request, caller: Peer, sessions: SessionsDep, settings: SettingsDep) -> Response:
+    data = await fhir_rest.fhir_body(request, settings, "Encounter")
+    recorded = await contacts.record_contact(sessions, caller.subject, data, request.headers.get("if-none-exist"))
     encounter = recorded.encounter
-    return FhirResponse(
-        encounter,
-        status_code=201 if recorded.created else 200,
-        headers={"Location": f"{settings.base_url}/fhir/Encounter/{encounter['id']}"},
-    )
+    return fhir_rest.written(request, encounter, created=recorded.created, location=_location(settings, encounter))
+
+
+@router.put(
+    "/{contact_id}",
+    response_class=FhirResponse,
+    summary='Correct one of my contacts, or cancel it with status entered-in-error (If-Match: W/"<version>")',
+)
+async def update_contact(
+    contact_id: str, request: Request, caller: Peer, sessions: SessionsDep, settings: SettingsDep
+) -> Response:
+    data = await fhir_rest.fhir_body(request, settings, "Encounter")
+    expected = fhir_rest.if_match(request)
+    encounter = await contacts.update_contact(sessions, caller.subject, contact_id, data, expected)
+    return fhir_rest.written(request, encounter, created=False, location=_location(settings, encounter))
+
+
+@router.get("", response_class=FhirResponse, summary="Search my contacts (patient=Patient/<client id>, ...)")
+async def search_contacts(request: Request, caller: Peer, sessions: SessionsDep, settings: SettingsDep) -> FhirResponse:
+    search = fhir_rest.search_request(request, "Encounter")
+    return fhir_rest.search_answer(settings, search, await contacts.search_contacts(sessions, caller.subject, search))
 
 
 @router.get("/{contact_id}", response_class=FhirResponse, summary="Read back one of my contacts")
 async def read_contact(contact_id: str, caller: Peer, sessions: SessionsDep) -> FhirResponse:
     return FhirResponse(await contacts.read_contact(sessions, caller.subject, contact_id))
+
+
+@router.get(
+    "/{contact_id}/_history/{version}",
+    response_class=FhirResponse,
+    summary="Read a version of one of my contacts (only the current one is kept)",
+)
+async def vread_contact(contact_id: str, version: int, caller: Peer, sessions: SessionsDep) -> FhirResponse:
+    return FhirResponse(await contacts.read_contact(sessions, caller.subject, contact_id, version))

@@ -1,24 +1,68 @@
-"""FHIR responses are application/fhir+json; every error becomes an OperationOutcome here."""
+"""FHIR responses are application/fhir+json; every error becomes an OperationOutcome here.
+
+Rendering is where FHIR's JSON rules hold for every answer at once: no empty arrays or objects, and a resource
+with meta.versionId and meta.lastUpdated carries them as `ETag: W/"n"` and `Last-Modified`.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.utils import format_datetime
 from typing import Any
 
 from fastapi.responses import JSONResponse
 
 from service.errors import PeerwayError
-from service.fhir.build import operation_outcome
+from service.fhir.build import operation_outcome, without_empty
 
 FHIR_JSON = "application/fhir+json"
+_VERSION = re.compile(r"[A-Za-z0-9\-.]{1,64}")  # a FHIR id: safe in a header (anything else gets no ETag)
 
 
 class FhirResponse(JSONResponse):
     media_type = FHIR_JSON
 
+    def __init__(
+        self,
+        content: Any,
+        status_code: int = 200,
+        headers: Mapping[str, str] | None = None,
+        *,
+        pretty: bool = False,
+        **kw: Any,
+    ) -> None:
+        self._pretty = pretty  # _pretty=true: indented for a person reading it
+        extra = dict(headers or {})
+        extra.update(version_headers(content))
+        super().__init__(content, status_code=status_code, headers=extra or None, **kw)
+
     def render(self, content: Any) -> bytes:
-        return json.dumps(content, separators=(",", ":"), ensure_ascii=False).encode()
+        kept = without_empty(content)
+        if self._pretty:
+            return json.dumps(kept, indent=2, ensure_ascii=False).encode()
+        return json.dumps(kept, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def version_headers(content: Any) -> dict[str, str]:
+    """ETag and Last-Modified of a resource that has a version (Bundles and OperationOutcomes have none)."""
+    meta = content.get("meta") if isinstance(content, dict) else None
+    if not isinstance(meta, dict):
+        return {}
+    headers: dict[str, str] = {}
+    version = meta.get("versionId")
+    if isinstance(version, str) and _VERSION.fullmatch(version):
+        headers["ETag"] = f'W/"{version}"'
+    if isinstance(meta.get("lastUpdated"), str):
+        try:
+            moment = datetime.fromisoformat(meta["lastUpdated"].replace("Z", "+00:00"))
+        except ValueError:
+            return headers
+        if moment.tzinfo is not None:
+            headers["Last-Modified"] = format_datetime(moment.astimezone(UTC), usegmt=True)
+    return headers
 
 
 def outcome_response(

@@ -11,19 +11,21 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
-from collections.abc import Sequence
 from typing import Any
+from urllib.parse import parse_qsl
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from consent import ConsentRecord
+from service.app import search as searching
 from service.app.clock import new_id, utcnow
-from service.errors import Conflict, InvalidResource, NotFound
+from service.errors import BadRequest, Conflict, InvalidResource, NotFound, PreconditionFailed
 from service.fhir.build import stamped_consent, to_json
 from service.fhir.consent import parse_consent, subject_element
 from service.fhir.consent_capture import check_for_capture
-from service.store import repository
+from service.fhir.search import SearchRequest
+from service.store import repository, searches
 from service.store.db import SessionFactory, transaction
 from service.store.models import Client, ConsentDocument
 
@@ -66,23 +68,60 @@ async def _client_for(session: AsyncSession, site: str, data: dict[str, Any]) ->
     return client
 
 
-async def create_consent(sessions: SessionFactory, site: str, data: dict[str, Any]) -> dict[str, Any]:
-    """Validate and store a new Consent under a new id; answers the stored resource (version 1)."""
-    stored, _ = await _write(sessions, site, new_id(), data)
-    return stored
+async def create_consent(
+    sessions: SessionFactory, site: str, data: dict[str, Any], if_none_exist: str | None = None
+) -> tuple[dict[str, Any], bool]:
+    """Validate and store a new Consent under a new id; answers (the stored resource, created).
+
+    With If-None-Exist (`identifier=system|value`), a Consent of the site already carrying that identifier is
+    answered instead, unchanged (created False); two of them are a 412."""
+    if if_none_exist is not None:
+        identifier = _if_none_exist_identifier(if_none_exist)
+        async with sessions() as session:
+            matches = await searches.consents_with_identifier(session, site, identifier)
+        if len(matches) > 1:
+            raise PreconditionFailed(f"If-None-Exist matches several Consents ({identifier})", "If-None-Exist")
+        if matches:
+            existing: dict[str, Any] = json.loads(matches[0].resource_json)
+            return existing, False
+    return await _write(sessions, site, new_id(), data, None, creating=True)
+
+
+def _if_none_exist_identifier(criteria: str) -> str:
+    pairs = parse_qsl(criteria, keep_blank_values=True)
+    if len(pairs) != 1 or pairs[0][0] != "identifier" or "|" not in pairs[0][1]:
+        raise BadRequest("If-None-Exist: Consents are matched by identifier=<system>|<value> only", "If-None-Exist")
+    return pairs[0][1]
+
+
+def identifier_key(data: dict[str, Any]) -> str | None:
+    """The first Consent.identifier as system|value (R4 has a list, R5 too; a bare object is read as one)."""
+    identifiers = data.get("identifier")
+    first = identifiers[0] if isinstance(identifiers, list) and identifiers else identifiers
+    if isinstance(first, dict) and isinstance(first.get("system"), str) and isinstance(first.get("value"), str):
+        return f"{first['system']}|{first['value']}"[:300]
+    return None
 
 
 async def replace_consent(
-    sessions: SessionFactory, site: str, consent_id: str, data: dict[str, Any]
+    sessions: SessionFactory, site: str, consent_id: str, data: dict[str, Any], expected_version: int | None = None
 ) -> tuple[dict[str, Any], bool]:
-    """PUT: replace (e.g. withdraw with status inactive) or create with the given id. Returns (stored, created)."""
+    """PUT: replace (e.g. withdraw with status inactive) or create with the given id. Returns (stored, created).
+
+    With If-Match, the replace happens only while `expected_version` is still the current one (else 412)."""
     if data.get("id") not in (None, consent_id):
         raise InvalidResource("Consent.id must match the id in the URL", "Consent.id")
-    return await _write(sessions, site, consent_id, data)
+    return await _write(sessions, site, consent_id, data, expected_version, creating=False)
 
 
 async def _write(
-    sessions: SessionFactory, site: str, consent_id: str, data: dict[str, Any]
+    sessions: SessionFactory,
+    site: str,
+    consent_id: str,
+    data: dict[str, Any],
+    expected_version: int | None,
+    *,
+    creating: bool,
 ) -> tuple[dict[str, Any], bool]:
     parse_consent(data)  # refuses what the engine could not read, with the element named
     check_for_capture(data)  # and what it would read but not honour as meant (unknown codes, non-R5 elements)
@@ -91,6 +130,13 @@ async def _write(
         async with transaction(sessions) as session:
             client = await _client_for(session, site, data)
             doc = await session.get(ConsentDocument, _key(site, consent_id), with_for_update=True)
+            if expected_version is not None and (doc is None or doc.version_id != expected_version):
+                current = "it does not exist" if doc is None else f"the current version is {doc.version_id}"
+                raise PreconditionFailed(
+                    f"If-Match names version {expected_version} of Consent/{consent_id}, but {current}: read it"
+                    " again and re-apply the change",
+                    "If-Match",
+                )
             if doc is not None and doc.client_id != client.id:
                 raise InvalidResource("a Consent cannot move to another client", f"Consent.{subject_element(data)}")
             created = doc is None
@@ -102,25 +148,46 @@ async def _write(
             doc.version_id += 1
             doc.resource_json = to_json(stored)
             doc.updated_at = now
+            doc.identifier = identifier_key(stored)
     except IntegrityError:
+        if creating:  # a new random id cannot collide: this is not a race on the id
+            raise
         raise Conflict(f"Consent/{consent_id} was created by another request at the same time; retry") from None
     return stored, created
 
 
-async def read_consent(sessions: SessionFactory, site: str, consent_id: str) -> dict[str, Any]:
-    """A Consent of one of the site's clients (another site's is not known, like a missing one)."""
+async def read_consent(
+    sessions: SessionFactory, site: str, consent_id: str, version: int | None = None
+) -> dict[str, Any]:
+    """A Consent of one of the site's clients (another site's is not known, like a missing one).
+
+    Only the current version is kept: `version` (vread) names it, or the answer is 404 saying so."""
     async with sessions() as session:
         doc = await session.get(ConsentDocument, _key(site, consent_id))
         if doc is None or await repository.client_at(session, site, doc.client_id) is None:
             raise NotFound(f"Consent/{consent_id} is not known")
+        if version is not None and version != doc.version_id:
+            raise NotFound(
+                f"Consent/{consent_id}/_history/{version}: only the current version ({doc.version_id}) is kept",
+                "version",
+            )
         result: dict[str, Any] = json.loads(doc.resource_json)
         return result
 
 
-async def search_consents(sessions: SessionFactory, site: str, patient: str) -> Sequence[dict[str, Any]]:
-    """Consents of one client, oldest first; an unknown patient simply has none."""
+async def search_consents(sessions: SessionFactory, site: str, search: SearchRequest) -> searching.Found:
+    """One page of the site's Consents (of one client, or by _id); an unknown patient simply has none."""
+    patient = search.one("patient")
+    ids = search.tokens("_id")
+    if patient is None and not ids:
+        raise BadRequest("a Consent search names the client: patient=Patient/<id> (or _id)", "patient")
     async with sessions() as session:
-        client = await repository.client_named(session, site, patient)
-        if client is None:
-            return []
-        return [json.loads(d.resource_json) for d in await repository.consents_of(session, client.id)]
+        client_id = None
+        if patient is not None:
+            client = await repository.client_named(session, site, patient)
+            if client is None:
+                return searching.empty_if_unmatched(search)
+            client_id = client.id
+        filters = searching.filters(search, ids=[_key(site, i) for i in ids])
+        found = await searches.consent_page(session, site, client_id, filters)
+        return searching.found(found, lambda doc: json.loads(doc.resource_json))

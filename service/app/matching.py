@@ -26,6 +26,7 @@ from service.domain import matching
 from service.domain.matching import ClientPreferences, PeerProfile, Ranking
 from service.domain.vocabulary import END_REASONS, ON_WARD, REMATCH_REASONS, REQUESTERS, PeerStatus
 from service.errors import Forbidden, InvalidResource, NotFound
+from service.fhir.build import versioned
 from service.store import repository
 from service.store.db import SessionFactory, transaction
 from service.store.matching import Assignment, ClientPreference, EpisodeClosure, PeerProfileRecord
@@ -94,8 +95,9 @@ async def read_profile(
         return StoredProfile(
             profiles.profile_of(record),
             record.version,
-            json.loads(record.practitioner_json),
-            json.loads(record.role_json),
+            # meta.versionId and meta.lastUpdated (ETag, Last-Modified) as on every resource Peerway serves.
+            versioned(json.loads(record.practitioner_json), record.version, record.updated_at),
+            versioned(json.loads(record.role_json), record.version, record.updated_at),
         )
 
 

@@ -59,6 +59,7 @@ class ContactView:
     practitioner_reference: str
     peer_id: str
     peer_name: str
+    status: str = "finished"  # or entered-in-error: the peer cancelled it
 
 
 def ehr_practitioner_id(peer_id: str) -> str:
@@ -97,7 +98,7 @@ def contact_encounter(view: ContactView) -> dict[str, Any]:
         "id": view.contact_id,
         "meta": {"profile": [fhir_profiles.PEER_CONTACT_PROFILE], "source": fhir_profiles.CANONICAL},
         "identifier": [{"system": fhir_profiles.CONTACT_IDENTIFIER_SYSTEM, "value": view.contact_id}],
-        "status": "finished",
+        "status": view.status,
         "class": encounter_class(view.kind),
         "type": [
             {
@@ -187,21 +188,47 @@ def collection(resources: Iterable[dict[str, Any]], base_url: str, now: datetime
     }
 
 
-def searchset(resources: Sequence[dict[str, Any]], base_url: str, self_link: str) -> dict[str, Any]:
-    return {
-        "resourceType": "Bundle",
-        "type": "searchset",
-        "total": len(resources),
-        "link": [{"relation": "self", "url": self_link}],
-        "entry": [
-            {
-                "fullUrl": f"{base_url}/fhir/{r['resourceType']}/{r['id']}",
-                "resource": r,
-                "search": {"mode": "match"},
-            }
-            for r in resources
-        ],
-    }
+def searchset(
+    resources: Sequence[dict[str, Any]],
+    base_url: str,
+    links: Sequence[tuple[str, str]],
+    total: int | None,
+    warnings: Sequence[str] = (),
+) -> dict[str, Any]:
+    """A searchset page: `links` as (relation, url), `total` only when counted, and an OperationOutcome entry
+    (search mode outcome) naming what a lenient search left out."""
+    entries: list[dict[str, Any]] = [
+        {"fullUrl": f"{base_url}/fhir/{r['resourceType']}/{r['id']}", "resource": r, "search": {"mode": "match"}}
+        for r in resources
+    ]
+    if warnings:
+        outcome = {
+            "resourceType": "OperationOutcome",
+            "issue": [
+                {"severity": "warning", "code": "not-supported", "diagnostics": w, "expression": [w.split(" ")[0]]}
+                for w in warnings
+            ],
+        }
+        entries.append({"resource": outcome, "search": {"mode": "outcome"}})
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
+    if total is not None:
+        bundle["total"] = total
+    bundle["link"] = [{"relation": relation, "url": url} for relation, url in links]
+    if entries:
+        bundle["entry"] = entries
+    return bundle
+
+
+def without_empty(value: Any) -> Any:
+    """FHIR JSON never holds empty arrays, empty objects or nulls: drop them (and what becomes empty)."""
+    if isinstance(value, dict):
+        kept = {k: without_empty(v) for k, v in value.items()}
+        return {k: v for k, v in kept.items() if v is not None and v != [] and v != {}}
+    if isinstance(value, list):
+        # Nulls inside an array keep primitive extensions aligned (`given` / `_given`): they stay.
+        items = [without_empty(v) for v in value]
+        return items if any(v is not None and v != [] and v != {} for v in items) else []
+    return value
 
 
 # --- audit ---------------------------------------------------------------------------------------------------
@@ -263,6 +290,26 @@ def disclosure_audit_event(d: Disclosure) -> dict[str, Any]:
         "source": {"observer": {"reference": PEERWAY_DEVICE}},
         "entity": entities,
     }
+
+
+def versioned(resource: dict[str, Any], version: int, updated: datetime) -> dict[str, Any]:
+    """The resource with its meta.versionId and meta.lastUpdated (other meta kept)."""
+    meta = {**(resource.get("meta") or {}), "versionId": str(version), "lastUpdated": fhir_instant(updated)}
+    return {**resource, "meta": meta}
+
+
+SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"}
+
+
+def subsetted(resource: dict[str, Any], elements: Iterable[str]) -> dict[str, Any]:
+    """The resource with only `elements` (plus resourceType, id and meta), tagged SUBSETTED as R4 asks, so no
+    client mistakes it for the whole resource (or writes it back)."""
+    keep = {"resourceType", "id", "meta", *elements}
+    out = {k: v for k, v in resource.items() if k in keep}
+    meta = dict(out.get("meta") or {})
+    meta["tag"] = [*(meta.get("tag") or []), SUBSETTED]
+    out["meta"] = meta
+    return out
 
 
 def to_json(resource: dict[str, Any]) -> str:

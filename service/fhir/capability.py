@@ -5,12 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 import fhir_profiles
+from service.fhir.search import SEARCH_PARAMETERS
 
 SMART_SECURITY = "http://terminology.hl7.org/CodeSystem/restful-security-service"
 OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 PEER_SUMMARY = f"{fhir_profiles.CANONICAL}/OperationDefinition/peer-summary"
 # The conformance resources served from fhir_profiles/data (service/fhir/canonical.py): read, vread, search.
 CONFORMANCE_TYPES = ("StructureDefinition", "CodeSystem", "ValueSet", "OperationDefinition", "SearchParameter")
+
+
+def search_params(resource_type: str) -> list[dict[str, str]]:
+    """The search parameters a type serves: the very list its router checks (service/fhir/search.py)."""
+    return [
+        {"name": p.name, "type": p.type, "documentation": p.documentation} for p in SEARCH_PARAMETERS[resource_type]
+    ]
 
 
 def capability_statement(base_url: str, version: str) -> dict[str, Any]:
@@ -58,25 +66,40 @@ def capability_statement(base_url: str, version: str) -> dict[str, Any]:
                         "type": "Consent",
                         "interaction": [
                             {"code": "read"},
+                            {"code": "vread"},
                             {"code": "create"},
                             {"code": "update"},
                             {"code": "search-type"},
                         ],
                         "versioning": "versioned-update",
+                        "readHistory": False,
                         "updateCreate": True,
-                        "searchParam": [{"name": "patient", "type": "reference"}],
+                        "conditionalCreate": True,
+                        "searchParam": search_params("Consent"),
                     },
                     {
                         "type": "AuditEvent",
                         "interaction": [{"code": "search-type"}],
-                        "searchParam": [{"name": "patient", "type": "reference"}, {"name": "date", "type": "date"}],
+                        "searchParam": search_params("AuditEvent"),
                         "documentation": "Coordinators: every disclosure (and refusal) of a client's information.",
                     },
                     {
                         "type": "Encounter",
                         "supportedProfile": [fhir_profiles.PEER_CONTACT_PROFILE],
-                        "interaction": [{"code": "read"}, {"code": "create"}],
-                        "documentation": "Peers record contacts (PeerContact profile) and read their own back.",
+                        "interaction": [
+                            {"code": "read"},
+                            {"code": "vread"},
+                            {"code": "create"},
+                            {"code": "update"},
+                            {"code": "search-type"},
+                        ],
+                        "versioning": "versioned-update",
+                        "readHistory": False,
+                        "updateCreate": False,
+                        "conditionalCreate": True,
+                        "searchParam": search_params("Encounter"),
+                        "documentation": "Peers record contacts (PeerContact profile), read and search their own, "
+                        "correct them and cancel them (status entered-in-error).",
                     },
                     {
                         "type": "Patient",

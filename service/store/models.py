@@ -114,9 +114,14 @@ class ConsentDocument(Base):
     """A client's Consent as recorded (R4 JSON); version_id grows on every change.
 
     Consent ids are each site's own: the key is "<site>|<Consent.id>" (a FHIR id never holds "|"), so two
-    hospitals may use the same id and neither can learn of, or block, the other's."""
+    hospitals may use the same id and neither can learn of, or block, the other's. `identifier` is the first
+    Consent.identifier as system|value (create with If-None-Exist looks it up)."""
 
     __tablename__ = "consent"
+    __table_args__ = (
+        Index("ix_consent_identifier", "identifier"),
+        Index("ix_consent_client_updated", "client_id", "updated_at", "id"),
+    )
 
     id: Mapped[str] = mapped_column(String(130), primary_key=True)
     client_id: Mapped[str] = mapped_column(ForeignKey("client.id"), index=True)
@@ -125,13 +130,17 @@ class ConsentDocument(Base):
     resource_json: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    identifier: Mapped[str | None] = mapped_column(String(300))
 
 
 class Contact(Base):
     """A peer contact with a client, as the peer recorded it; written back to the EHR as an Encounter."""
 
     __tablename__ = "contact"
-    __table_args__ = (UniqueConstraint("peer_id", "app_identifier", name="uq_contact_app_identifier"),)
+    __table_args__ = (
+        UniqueConstraint("peer_id", "app_identifier", name="uq_contact_app_identifier"),
+        Index("ix_contact_peer_updated", "peer_id", "updated_at", "id"),
+    )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     episode_id: Mapped[str] = mapped_column(ForeignKey("episode.id"), index=True)
@@ -142,13 +151,18 @@ class Contact(Base):
     app_identifier: Mapped[str | None] = mapped_column(String(300))
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Issue 14: a peer may correct a contact or cancel it (entered-in-error); each change is a new version.
+    status: Mapped[str] = mapped_column(String(32), server_default="finished")
+    version_id: Mapped[int] = mapped_column(Integer, server_default="1")
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class AuditRecord(Base):
     """One disclosure decision (permit or deny), with the FHIR AuditEvent that describes it."""
 
     __tablename__ = "audit_event"
-    __table_args__ = (Index("ix_audit_client_time", "client_id", "recorded_at"),)
+    # (client, recorded, id): the order searches page in, so a page is read from the index, not sorted.
+    __table_args__ = (Index("ix_audit_client_time_id", "client_id", "recorded_at", "id"),)
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     client_id: Mapped[str] = mapped_column(String(64))

@@ -8,12 +8,11 @@ another site is simply not found, exactly like something that does not exist.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.store.models import AuditRecord, Client, ConsentDocument, Contact, Episode, PeerSupporter
+from service.store.models import Client, ConsentDocument, Contact, Episode, PeerSupporter
 from service.store.sites import PeerSite
 
 
@@ -108,14 +107,3 @@ async def contact_by_app_identifier(session: AsyncSession, peer_id: str, identif
         select(Contact).where(Contact.peer_id == peer_id, Contact.app_identifier == identifier)
     )
     return result.scalar_one_or_none()
-
-
-async def audit_of(
-    session: AsyncSession, client_id: str, since: datetime | None, until: datetime | None
-) -> Sequence[AuditRecord]:
-    query = select(AuditRecord).where(AuditRecord.client_id == client_id)
-    if since is not None:
-        query = query.where(AuditRecord.recorded_at >= since)
-    if until is not None:
-        query = query.where(AuditRecord.recorded_at < until)
-    return (await session.execute(query.order_by(AuditRecord.recorded_at))).scalars().all()

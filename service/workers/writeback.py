@@ -112,9 +112,11 @@ class Writer:
             practitioner_reference=practitioner,
             peer_id=peer.id,
             peer_name=peer.name,
+            status=contact.status,
         )
         identifier = f"{fhir_profiles.CONTACT_IDENTIFIER_SYSTEM}|{contact.id}"
-        _, note = await _upsert(target, build.contact_encounter(view), identifier, mutable=False)
+        # Mutable: a peer may correct a contact or cancel it (entered-in-error) after it was first written.
+        _, note = await _upsert(target, build.contact_encounter(view), identifier, mutable=True)
         return _join(first, note)
 
     async def _careteam(self, episode_id: str) -> str | None:

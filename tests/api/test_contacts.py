@@ -37,7 +37,7 @@ async def test_a_contact_is_stored_and_queued_in_one_go(
     )
     assert response.status_code == 201, response.text
     encounter = response.json()
-    assert response.headers["location"].endswith(f"/fhir/Encounter/{encounter['id']}")
+    assert response.headers["location"].endswith(f"/fhir/Encounter/{encounter['id']}/_history/1")
     assert encounter["status"] == "finished"
     assert encounter["subject"] == {"reference": f"Patient/{episode['client_id']}"}
     assert encounter["length"]["value"] == 60

@@ -90,7 +90,11 @@ def test_the_summary_encounter_drops_clinicians_reasons_and_people() -> None:
 def test_collections_searchsets_outcomes_and_audit_events_are_valid() -> None:
     resources = [{"resourceType": "Patient", "id": "a"}]
     Bundle.model_validate(build.collection(resources, "http://x", NOW))
-    Bundle.model_validate(build.searchset(resources, "http://x", "http://x/fhir/Patient"))
+    Bundle.model_validate(build.searchset(resources, "http://x", [("self", "http://x/fhir/Patient")], 1))
+    lenient = build.searchset([], "http://x", [("self", "http://x/fhir/Patient")], None, ["foo was ignored"])
+    Bundle.model_validate(lenient)
+    assert "total" not in lenient
+    assert lenient["entry"][0]["search"] == {"mode": "outcome"}
     OperationOutcome.model_validate(build.operation_outcome("error", "invalid", "bad", "Encounter.status"))
     event = build.disclosure_audit_event(
         build.Disclosure(

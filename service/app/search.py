@@ -1,0 +1,60 @@
+"""From a FHIR search request to the store's filters, and from a store page to the searchset's cursors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from service.fhir.search import Cursor, SearchRequest, date_bounds
+from service.store.paging import Keyset, Page
+from service.store.searches import Filters
+
+
+@dataclass(frozen=True)
+class Found:
+    """One page of a search: the resources, the total when counted, and where the next and previous pages start."""
+
+    resources: Sequence[dict[str, Any]]
+    total: int | None = None
+    next: Cursor | None = None
+    previous: Cursor | None = None
+
+
+NOTHING = Found(resources=(), total=0)
+
+
+def filters(search: SearchRequest, *, ids: Sequence[str] | None = None) -> Filters:
+    """The store's filters for the served parameters (`ids` when the use case maps _id to stored keys)."""
+    since, until = date_bounds(search.criteria.get("_lastUpdated", ()), "_lastUpdated")
+    cursor = search.cursor
+    keyset = Keyset(
+        limit=search.count,
+        descending=search.descending,
+        after=(cursor.updated, cursor.id) if cursor is not None and cursor.forward else None,
+        before=(cursor.updated, cursor.id) if cursor is not None and not cursor.forward else None,
+    )
+    return Filters(
+        ids=search.tokens("_id") if ids is None else ids,
+        statuses=search.tokens("status"),
+        identifiers=search.tokens("identifier"),
+        since=since,
+        until=until,
+        keyset=keyset,
+        count_all=search.total,
+        rows_wanted=not search.summary_count,
+    )
+
+
+def found(page: Page, render: Callable[[Any], dict[str, Any]]) -> Found:
+    return Found(
+        resources=[render(row) for row in page.rows],
+        total=page.total,
+        next=Cursor(True, *page.last) if page.has_next and page.last is not None else None,
+        previous=Cursor(False, *page.first) if page.has_previous and page.first is not None else None,
+    )
+
+
+def empty_if_unmatched(search: SearchRequest) -> Found:
+    """No match (an unknown or someone else's client): an empty page that says nothing more."""
+    return Found(resources=(), total=0 if search.total or search.cursor is None else None)

@@ -1,0 +1,124 @@
+"""The FHIR searches' queries: each filters by the caller's scope in SQL, then pages by (last updated, id).
+
+Consents: a site's clients' only. Contacts: the calling peer's own only (a contact of another peer's, or of a
+client the peer does not have, is simply not there). Audit records: a site's client's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.store.models import AuditRecord, Client, ConsentDocument, Contact, Episode
+from service.store.paging import Keyset, Page, page
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What the served search parameters ask for; an empty tuple means "any"."""
+
+    ids: Sequence[str] = ()
+    statuses: Sequence[str] = ()
+    identifiers: Sequence[str] = ()
+    since: datetime | None = None
+    until: datetime | None = None
+    keyset: Keyset = field(default_factory=lambda: Keyset(limit=20))
+    count_all: bool = False
+    rows_wanted: bool = True
+
+
+def _window(query: Select[Any], column: Any, since: datetime | None, until: datetime | None) -> Select[Any]:
+    if since is not None:
+        query = query.where(column >= since)
+    if until is not None:
+        query = query.where(column < until)
+    return query
+
+
+async def consent_page(session: AsyncSession, site: str, client_id: str | None, filters: Filters) -> Page:
+    """The site's Consents (of one client, when given)."""
+    query = select(ConsentDocument).join(Client, Client.id == ConsentDocument.client_id).where(Client.site == site)
+    if client_id is not None:
+        query = query.where(ConsentDocument.client_id == client_id)
+    if filters.ids:
+        query = query.where(ConsentDocument.id.in_(filters.ids))
+    if filters.statuses:
+        query = query.where(ConsentDocument.status.in_(filters.statuses))
+    if filters.identifiers:
+        query = query.where(ConsentDocument.identifier.in_(filters.identifiers))
+    query = _window(query, ConsentDocument.updated_at, filters.since, filters.until)
+    return await page(
+        session,
+        query,
+        ConsentDocument.updated_at,
+        ConsentDocument.id,
+        filters.keyset,
+        count_all=filters.count_all,
+        rows_wanted=filters.rows_wanted,
+    )
+
+
+async def consents_with_identifier(session: AsyncSession, site: str, identifier: str) -> Sequence[ConsentDocument]:
+    """The site's Consents carrying this identifier (system|value): what If-None-Exist matches."""
+    query = (
+        select(ConsentDocument)
+        .join(Client, Client.id == ConsentDocument.client_id)
+        .where(Client.site == site, ConsentDocument.identifier == identifier)
+        .limit(2)
+    )
+    return (await session.execute(query)).scalars().all()
+
+
+async def contact_page(session: AsyncSession, peer_id: str, client_id: str | None, filters: Filters) -> Page:
+    """The peer's own contacts (with one client, when given)."""
+    query = select(Contact).where(Contact.peer_id == peer_id)
+    if client_id is not None:
+        query = query.join(Episode, Episode.id == Contact.episode_id).where(Episode.client_id == client_id)
+    if filters.ids:
+        query = query.where(Contact.id.in_(filters.ids))
+    if filters.statuses:
+        query = query.where(Contact.status.in_(filters.statuses))
+    if filters.identifiers:
+        query = query.where(Contact.app_identifier.in_(filters.identifiers))
+    query = _window(query, Contact.updated_at, filters.since, filters.until)
+    return await page(
+        session,
+        query,
+        Contact.updated_at,
+        Contact.id,
+        filters.keyset,
+        count_all=filters.count_all,
+        rows_wanted=filters.rows_wanted,
+    )
+
+
+async def audit_page(
+    session: AsyncSession, client_id: str, recorded: tuple[datetime | None, datetime | None], filters: Filters
+) -> Page:
+    """A client's audit records; `recorded` is the `date` window, filters' since/until the _lastUpdated one
+    (an AuditEvent never changes: it was last updated when recorded)."""
+    query = select(AuditRecord).where(AuditRecord.client_id == client_id)
+    query = _window(query, AuditRecord.recorded_at, *recorded)
+    query = _window(query, AuditRecord.recorded_at, filters.since, filters.until)
+    return await page(
+        session,
+        query,
+        AuditRecord.recorded_at,
+        AuditRecord.id,
+        filters.keyset,
+        count_all=filters.count_all,
+        rows_wanted=filters.rows_wanted,
+    )
+
+
+async def episode_clients(session: AsyncSession, episode_ids: Collection[str]) -> dict[str, str]:
+    """Episode id -> its client's id, for a page of contacts."""
+    if not episode_ids:
+        return {}
+    result = await session.execute(select(Episode.id, Episode.client_id).where(Episode.id.in_(episode_ids)))
+    return {episode_id: client_id for episode_id, client_id in result.all()}
