@@ -12,7 +12,9 @@ from email.utils import format_datetime
 from fastapi import APIRouter, Request, Response
 
 from service.api.deps import SettingsDep
+from service.api.fhir_rest import search_answer, search_request
 from service.api.responses import FHIR_JSON
+from service.app import conformance
 from service.fhir import canonical
 
 router = APIRouter(prefix="/fhir", tags=["conformance"])
@@ -21,12 +23,6 @@ router = APIRouter(prefix="/fhir", tags=["conformance"])
 def _answer(served: canonical.Served) -> Response:
     headers = {"ETag": f'W/"{served.version_id}"', "Last-Modified": format_datetime(served.last_updated, usegmt=True)}
     return Response(served.body, media_type=FHIR_JSON, headers=headers)
-
-
-def _lenient(request: Request) -> bool:
-    """Prefer: handling=lenient (RFC 7240 preferences, comma-separated) asks to ignore unknown parameters."""
-    preferences = {p.strip().replace(" ", "") for p in request.headers.get("prefer", "").split(",")}
-    return "handling=lenient" in preferences
 
 
 def _add_routes(resource_type: str) -> None:
@@ -40,9 +36,8 @@ def _add_routes(resource_type: str) -> None:
 
     @router.get(f"/{resource_type}", summary=f"Search Peerway's {resource_type}s by url or _id")
     async def search(request: Request, settings: SettingsDep) -> Response:
-        query = request.query_params.multi_items()
-        body, _ = canonical.search(resource_type, query, settings.base_url, lenient=_lenient(request))
-        return Response(body, media_type=FHIR_JSON)
+        wanted = search_request(request, resource_type)
+        return search_answer(settings, wanted, conformance.search(wanted))
 
 
 for _type in canonical.SERVED_TYPES:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from service.fhir.search import Cursor, SearchRequest, date_bounds
@@ -58,3 +59,30 @@ def found(page: Page, render: Callable[[Any], dict[str, Any]]) -> Found:
 def empty_if_unmatched(search: SearchRequest) -> Found:
     """No match (an unknown or someone else's client): an empty page that says nothing more."""
     return Found(resources=(), total=0 if search.total or search.cursor is None else None)
+
+
+def in_memory(
+    keys: Sequence[tuple[datetime, str]], search: SearchRequest
+) -> tuple[Sequence[tuple[datetime, str]], Found]:
+    """The page of `keys` (sorted ascending) the search asks for, with the same cursors as a stored search's
+    page: for the few resources Peerway keeps in memory (its conformance resources). Returns the page's keys and a
+    Found whose resources the caller fills in."""
+    ordered = list(reversed(keys)) if search.descending else list(keys)
+    cursor = search.cursor
+    if cursor is None:
+        start, stop = 0, search.count
+    else:
+        at = (cursor.updated, cursor.id)
+        before = sum(1 for key in ordered if (key > at if search.descending else key < at))
+        if cursor.forward:
+            start = before + (1 if before < len(ordered) and ordered[before] == at else 0)
+            stop = start + search.count
+        else:
+            start, stop = max(0, before - search.count), before
+    page = ordered[start:stop]
+    return page, Found(
+        resources=(),
+        total=len(ordered),
+        next=Cursor(True, *page[-1]) if page and stop < len(ordered) else None,
+        previous=Cursor(False, *page[0]) if page and start > 0 else None,
+    )

@@ -3,24 +3,17 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
-from urllib.parse import urlencode
+from typing import Any
 
 import fhir_profiles
 from service.errors import BadRequest, NotFound
 
 SERVED_TYPES = ("StructureDefinition", "CodeSystem", "ValueSet", "OperationDefinition", "SearchParameter")
-SEARCH_PARAMETERS = ("url", "_id", "_count", "_cursor", "_total")
-TOTALS = ("none", "estimate", "accurate")  # the total is always given: counting a few files is cheap
-DEFAULT_PAGE = 20
-MAX_PAGE = 100
 _ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 
@@ -74,57 +67,20 @@ def read(resource_type: str, id: str, version_id: str | None = None) -> Served:
     return served
 
 
-def search(
-    resource_type: str, query: Sequence[tuple[str, str]], base_url: str, lenient: bool = False
-) -> tuple[bytes, int]:
-    """A searchset Bundle (bytes) of the resources of `resource_type` matching every parameter, and how many
-    matched. `url` matches the canonical url (`url|version` that version); `_id` the id; commas mean or."""
-    kept = [(name, value) for name, value in query if name in SEARCH_PARAMETERS or not _unknown(name, lenient)]
-    count = DEFAULT_PAGE
-    after = ""
-    candidates = sorted(key[1] for key in _served() if key[0] == resource_type)
-    for name, value in kept:
-        if name == "_count":
-            count = _page_size(value)
-        elif name == "_cursor":
-            after = _decode_cursor(value)
-        elif name == "_total":
-            if value not in TOTALS:
-                raise BadRequest(f"_total: one of {', '.join(TOTALS)}", "_total")
-        else:
-            wanted = set(value.split(","))
-            candidates = [id for id in candidates if _matches(resource_type, id, name, wanted)]
-    page = [id for id in candidates if id > after][:count]
-    more = bool(page) and page[-1] != candidates[-1] if count else False
-    search_url = f"{base_url}/fhir/{resource_type}"
-    base_query = [(n, v) for n, v in kept if n not in ("_cursor",)]
-    links = [{"relation": "self", "url": _with_query(search_url, kept)}]
-    if more:
-        cursor = base64.urlsafe_b64encode(page[-1].encode()).decode().rstrip("=")
-        links.append({"relation": "next", "url": _with_query(search_url, [*base_query, ("_cursor", cursor)])})
-    head = json.dumps(
-        {"resourceType": "Bundle", "type": "searchset", "total": len(candidates), "link": links},
-        separators=(",", ":"),
-    ).encode()
-    if not page:
-        return head, len(candidates)
-    entries = b",".join(
-        b'{"fullUrl":'
-        + json.dumps(f"{search_url}/{id}").encode()
-        + b',"resource":'
-        + _served()[(resource_type, id)].body
-        + b',"search":{"mode":"match"}}'
-        for id in page
+def keys(resource_type: str, criteria: dict[str, tuple[str, ...]]) -> list[tuple[datetime, str]]:
+    """(lastUpdated, id) of each served resource of the type matching every criterion (`url`: the canonical url,
+    or `url|version` that version; `_id`: the id; each a tuple of comma-split values meaning or), in that order."""
+    return sorted(
+        (served.last_updated, id)
+        for (type_, id), served in _served().items()
+        if type_ == resource_type and all(_matches(type_, id, name, set(v)) for name, v in criteria.items())
     )
-    return head[:-1] + b',"entry":[' + entries + b"]}", len(candidates)
 
 
-def _unknown(name: str, lenient: bool) -> bool:
-    if lenient:
-        return True  # dropped: Prefer: handling=lenient asks us to ignore what we do not support
-    raise BadRequest(
-        f"search parameter {name[:64]!r} is not supported here (supported: {', '.join(SEARCH_PARAMETERS)})", name[:64]
-    )
+@cache
+def parsed(resource_type: str, id: str) -> dict[str, Any]:
+    parsed: dict[str, Any] = json.loads(_served()[(resource_type, id)].body)
+    return parsed
 
 
 def _matches(resource_type: str, id: str, name: str, wanted: set[str]) -> bool:
@@ -132,23 +88,3 @@ def _matches(resource_type: str, id: str, name: str, wanted: set[str]) -> bool:
         return id in wanted
     served = _served()[(resource_type, id)]
     return any(w in (served.url, f"{served.url}|{served.version_id}") for w in wanted)
-
-
-def _page_size(value: str) -> int:
-    if not value.isdigit() or len(value) > 6:
-        raise BadRequest(f"_count: {value[:20]!r} is not a whole number of 0 to {MAX_PAGE}", "_count")
-    return min(int(value), MAX_PAGE)
-
-
-def _decode_cursor(value: str) -> str:
-    try:
-        decoded = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        decoded = ""
-    if not _ID.fullmatch(decoded):
-        raise BadRequest("_cursor: not a cursor this server gave out", "_cursor")
-    return decoded
-
-
-def _with_query(url: str, query: Sequence[tuple[str, str]]) -> str:
-    return f"{url}?{urlencode(query)}" if query else url

@@ -92,6 +92,9 @@ SEARCH_PARAMETERS: dict[str, tuple[SearchParam, ...]] = {
         _LAST_UPDATED,
     ),
 }
+_URL = SearchParam("url", "uri", "the canonical URL; url|version for that version")
+for _conformance in ("StructureDefinition", "CodeSystem", "ValueSet", "OperationDefinition", "SearchParameter"):
+    SEARCH_PARAMETERS[_conformance] = (_URL, _ID)
 # Result parameters every search takes; _page carries our opaque paging cursor.
 RESULT_PARAMETERS = frozenset({"_count", "_sort", "_total", "_summary", "_format", "_pretty", "_page", "_elements"})
 # What _elements always keeps (R4 search.html: mandatory elements are returned whether asked for or not).

@@ -283,14 +283,16 @@ async def test_lenient_handling_ignores_unknown_parameters_and_says_so(client: h
 async def test_every_listed_search_parameter_is_served(client: httpx.AsyncClient, auth: Auth) -> None:
     episode, peer = await discharged_client_with_peer(client, auth)
     patient = episode["patient"]
-    values = {"reference": patient, "token": "x", "date": "ge2026-01-01"}
+    values = {"reference": patient, "token": "x", "date": "ge2026-01-01", "uri": "http://example.org/x"}
     listed = (await client.get("/fhir/metadata")).json()["rest"][0]["resource"]
     served = {r["type"]: {p["name"] for p in r.get("searchParam", [])} for r in listed}
     for resource_type, parameters in SEARCH_PARAMETERS.items():
         assert served[resource_type] == {p.name for p in parameters}
         caller = auth(Role.PEER, peer["id"]) if resource_type == "Encounter" else auth(Role.COORDINATOR)
         for parameter in parameters:
-            params = {"patient": patient, parameter.name: values[parameter.type]}
+            params = {parameter.name: values[parameter.type]}
+            if any(p.name == "patient" for p in parameters):
+                params.setdefault("patient", patient)
             response = await client.get(f"/fhir/{resource_type}", params=params, headers=caller)
             assert response.status_code == 200, (resource_type, parameter.name, response.text)
 
