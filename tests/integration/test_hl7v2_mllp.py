@@ -5,64 +5,26 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
 
-from service.app.feeds import add_feed, list_feeds
+from service.app.feeds import list_feeds
 from service.auth import Role
-from service.hl7v2.listener import MllpListener
 from service.settings import Settings
-from service.store.db import SessionFactory, create_engine, session_factory
-from service.store.feeds import Hl7Message
-from service.store.models import Client, Episode
-from tests.support.hl7v2 import MllpClient, Visit, adt, frame, merge, send_one
+from tests.support.hl7v2 import Feed, MllpClient, Visit, adt, frame, merge, running_feed, send_one, stored
 
 Auth = Callable[..., dict[str, str]]
 EXTENSION = "https://example.org/fhir/StructureDefinition/expected-discharge"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@dataclass
-class Feed:
-    port: int
-    sessions: SessionFactory
-
-
 @pytest.fixture
 async def feed(settings: Settings) -> AsyncIterator[Feed]:
     """A feed of the default site bound to NORTHGEN on a port, and the listener running on it."""
-    configured = settings.model_copy(update={"expected_discharge_extension": EXTENSION})
-    engine = create_engine(settings.database_url)
-    sessions = session_factory(engine)
-    port = free_port()
-    await add_feed(sessions, "north-adt", "default", port, "NORTHGEN", "America/Toronto")
-    listener = MllpListener(sessions, configured)
-    await listener.start([port])
-    try:
-        yield Feed(port, sessions)
-    finally:
-        await listener.close()
-        await engine.dispose()
-
-
-async def stored(sessions: SessionFactory) -> tuple[list[Episode], list[Client], int]:
-    async with sessions() as session:
-        episodes = list((await session.execute(select(Episode).order_by(Episode.created_at))).scalars())
-        clients = list((await session.execute(select(Client))).scalars())
-        messages = (await session.execute(select(func.count()).select_from(Hl7Message))).scalar_one()
-    return episodes, clients, messages
+    async with running_feed(settings, EXTENSION) as running:
+        yield running
 
 
 DISCHARGED = Visit(discharged="20261110120000", disposition="01")

@@ -7,7 +7,19 @@ versions 2.3 to 2.8, and either \\r or \\n between segments.
 from __future__ import annotations
 
 import asyncio
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+
+from sqlalchemy import func, select
+
+from service.app.feeds import add_feed
+from service.hl7v2.listener import MllpListener
+from service.settings import Settings
+from service.store.db import SessionFactory, create_engine, session_factory
+from service.store.feeds import Hl7Message
+from service.store.models import Client, Episode
 
 START, END = b"\x0b", b"\x1c\r"
 ISO_FACILITY = "NORTHGEN^2.16.840.1.113883.3.9999^ISO"
@@ -131,3 +143,42 @@ async def send_one(port: int, text: str | bytes) -> Ack:
         return await client.send(text)
     finally:
         await client.close()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass
+class Feed:
+    port: int
+    sessions: SessionFactory
+
+
+@asynccontextmanager
+async def running_feed(settings: Settings, extension: str | None = None) -> AsyncIterator[Feed]:
+    """A feed of the default site bound to NORTHGEN (times in Toronto) on a free port, with the listener on it."""
+    configured = settings.model_copy(update={"expected_discharge_extension": extension})
+    engine = create_engine(settings.database_url)
+    sessions = session_factory(engine)
+    port = free_port()
+    await add_feed(sessions, "north-adt", "default", port, "NORTHGEN", "America/Toronto")
+    listener = MllpListener(sessions, configured)
+    await listener.start([port])
+    try:
+        yield Feed(port, sessions)
+    finally:
+        await listener.close()
+        await engine.dispose()
+
+
+async def stored(sessions: SessionFactory) -> tuple[list[Episode], list[Client], int]:
+    """The episodes (oldest first), the clients, and how many messages were answered."""
+    async with sessions() as session:
+        episodes = list((await session.execute(select(Episode).order_by(Episode.created_at))).scalars())
+        clients = list((await session.execute(select(Client))).scalars())
+        messages = (await session.execute(select(func.count()).select_from(Hl7Message))).scalar_one()
+    return episodes, clients, messages
