@@ -183,6 +183,15 @@ def _error_text(answer: FeedAnswer) -> str:
 
 
 @dataclass(frozen=True)
+class Merge:
+    """An A40 the coordinator has to look at: Peerway does not merge clients by itself."""
+
+    received_at: datetime
+    merged_patient_id: str  # MRG-1: the EHR id that goes away
+    surviving_patient_id: str | None  # PID-3
+
+
+@dataclass(frozen=True)
 class FeedView:
     id: str
     site: str
@@ -195,7 +204,7 @@ class FeedView:
     last_error: str | None
     accepted: int
     refused: int
-    merges: tuple[tuple[datetime, str, str | None], ...]  # (received, merged-away id, surviving id), newest first
+    merges: tuple[Merge, ...]  # newest first
 
 
 async def add_feed(
@@ -239,7 +248,7 @@ async def list_feeds(
         views = []
         for row in rows:
             merges = tuple(
-                (m.received_at, m.merged_patient_id or "", m.surviving_patient_id)
+                Merge(m.received_at, m.merged_patient_id or "", m.surviving_patient_id)
                 for m in await store.merges(session, [row.id])
             )
             views.append(

@@ -93,9 +93,9 @@ class MllpListener:
                 except Exception as error:
                     log.error("MLLP port %s: not processed (%s); no ACK, connection closed", port, type(error).__name__)
                     return
+                log.info("MLLP port %s: %s%s", port, answer.ack.value, " (replay)" if answer.replayed else "")
                 writer.writeblock(ack_for(text, answer))
                 await writer.drain()
-                log.info("MLLP port %s: %s%s", port, answer.ack.value, " (replay)" if answer.replayed else "")
         except (ConnectionError, ssl.SSLError):
             return
         finally:

@@ -205,10 +205,17 @@ async def test_garbage_and_broken_framing_never_take_the_listener_down(feed: Fee
     assert (episode.state, messages) == ("in-community", 2)
 
 
-async def test_a_merge_is_acknowledged_and_shown_to_the_coordinator(feed: Feed) -> None:
+async def test_a_merge_is_acknowledged_and_shown_to_the_coordinator(
+    feed: Feed, client: httpx.AsyncClient, auth: Auth
+) -> None:
     assert (await send_one(feed.port, adt("A01", "MG-1"))).code == "AA"
     ack = await send_one(feed.port, merge("MG-2", surviving="N1001", prior="N0999"))
     assert ack.code == "AA"
     assert "merge recorded for the coordinator" in ack.message
-    [view] = await list_feeds(feed.sessions)
-    assert [(m[1], m[2]) for m in view.merges] == [("N0999", "N1001")]
+    listed = await client.get("/api/feeds", headers=auth(Role.COORDINATOR, "coord"))
+    assert listed.status_code == 200
+    [view] = listed.json()
+    assert (view["id"], view["status"], view["accepted"]) == ("north-adt", "ok", 2)
+    assert [(m["merged_patient_id"], m["surviving_patient_id"]) for m in view["merges"]] == [("N0999", "N1001")]
+    other_site = await client.get("/api/feeds", headers=auth(Role.COORDINATOR, "coord-b", site="south"))
+    assert other_site.json() == []
