@@ -4,7 +4,7 @@ following the HL7 Version 2 to FHIR IG's segment maps (PID[Patient], PV1[Encount
 Fields used (everything else, Z-segments included, is ignored):
   MSH-3/4 sender, MSH-7 time, MSH-9 type and trigger, MSH-10 control id, MSH-12 version; EVN-2 recorded time.
   PID-3 identifiers (the first MR repetition, else the first, is the Patient id), PID-5 name, PID-7 birth date,
-  PID-8 gender, PID-11 address, PID-13/14 telecom, PID-29/30 death.
+  PID-8 gender, PID-11 address (first), PID-13/14 phone (first), PID-29/30 death.
   PV1-2 class, PV1-3 location (display), PV1-13 readmission, PV1-14 admit source, PV1-19 visit number
   (the Encounter id), PV1-36 discharge disposition, PV1-44 admit and PV1-45 discharge time.
   PV2-9 expected discharge date. MRG-1 prior patient id (A40).
@@ -236,7 +236,7 @@ def _patient(message: hl7.Message, patient_id: str, zone: tzinfo) -> dict[str, A
     telecom = [
         {"system": "phone", "value": number, "use": use}
         for field, use in ((13, "home"), (14, "work"))
-        if (number := _field(message, "PID", field))
+        if (number := _phone(message, field))
     ]
     if telecom:
         patient["telecom"] = telecom
@@ -246,6 +246,17 @@ def _patient(message: hl7.Message, patient_id: str, zone: tzinfo) -> dict[str, A
     elif _field(message, "PID", 30) == "Y":
         patient["deceasedBoolean"] = True
     return patient
+
+
+def _phone(message: hl7.Message, field: int) -> str:
+    """XTN: the number as text (XTN.1, deprecated but common), else +country area local (XTN.5-7)."""
+    text = _field(message, "PID", field)
+    if text:
+        return text
+    parts = [_field(message, "PID", field, 1, component) for component in (5, 6, 7)]
+    if not parts[2]:
+        return ""
+    return " ".join(([f"+{parts[0]}"] if parts[0] else []) + [p for p in parts[1:] if p])
 
 
 def _encounter(
