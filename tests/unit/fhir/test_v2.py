@@ -26,16 +26,20 @@ def test_pid_and_pv1_become_a_valid_patient_and_encounter() -> None:
     assert message.sender.key == "EPIC^NORTHGEN"
     assert message.recorded_at == datetime(2026, 11, 30, 15, 15, tzinfo=UTC)  # EVN-2, Toronto time
     assert message.stay is not None
-    patient = Patient.model_validate_json(message.stay.patient.resource_json)
-    encounter = Encounter.model_validate_json(message.stay.encounter.resource_json)
-    assert patient.id == "N1001"
-    assert [(i.value, i.type.coding[0].code) for i in patient.identifier] == [("N1001", "MR"), ("9876543210", "JHN")]
-    assert (patient.name[0].family, patient.name[0].given) == ("O^Brien&Sons", ["Jane", "Q"])
-    assert (patient.gender, str(patient.birthDate)) == ("female", "1980-02-14")
-    assert patient.address[0].line == ["12 Queen St~Unit 4"]
-    assert [(t.use, t.value) for t in patient.telecom] == [("home", "+1 416 5550101"), ("work", "+1 416 5550102")]
-    assert (encounter.id, encounter.status, encounter.class_fhir.code) == ("V5001", "finished", "IMP")
-    assert encounter.subject.reference == "Patient/N1001"
+    Patient.model_validate_json(message.stay.patient.resource_json)  # valid R4 (R4B model)
+    Encounter.model_validate_json(message.stay.encounter.resource_json)
+    patient = json.loads(message.stay.patient.resource_json)
+    encounter = json.loads(message.stay.encounter.resource_json)
+    assert patient["id"] == "N1001"
+    identifiers = [(i["value"], i["type"]["coding"][0]["code"]) for i in patient["identifier"]]
+    assert identifiers == [("N1001", "MR"), ("9876543210", "JHN")]
+    assert patient["name"] == [{"family": "O^Brien&Sons", "given": ["Jane", "Q"]}]  # escapes undone
+    assert (patient["gender"], patient["birthDate"]) == ("female", "1980-02-14")
+    assert patient["address"][0]["line"] == ["12 Queen St~Unit 4"]
+    telecom = [(t["use"], t["value"]) for t in patient["telecom"]]
+    assert telecom == [("home", "+1 416 5550101"), ("work", "+1 416 5550102")]
+    assert (encounter["id"], encounter["status"], encounter["class"]["code"]) == ("V5001", "finished", "IMP")
+    assert encounter["subject"] == {"reference": "Patient/N1001"}
     snapshot = message.stay.encounter
     assert snapshot.start == datetime(2026, 11, 1, 13, 30, tzinfo=UTC)
     assert snapshot.end == datetime(2026, 11, 10, 17, 0, tzinfo=UTC)
