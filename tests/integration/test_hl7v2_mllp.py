@@ -14,6 +14,8 @@ import pytest
 from service.app.feeds import list_feeds
 from service.auth import Role
 from service.settings import Settings
+from tests.support.consents import peer_consent
+from tests.support.flow import assign, register_peer
 from tests.support.hl7v2 import Feed, MllpClient, Visit, adt, frame, merge, running_feed, send_one, stored
 
 Auth = Callable[..., dict[str, str]]
@@ -219,3 +221,26 @@ async def test_a_merge_is_acknowledged_and_shown_to_the_coordinator(
     assert [(m["merged_patient_id"], m["surviving_patient_id"]) for m in view["merges"]] == [("N0999", "N1001")]
     other_site = await client.get("/api/feeds", headers=auth(Role.COORDINATOR, "coord-b", site="south"))
     assert other_site.json() == []
+
+
+async def test_the_peer_gets_the_consented_summary_of_a_client_the_feed_sent(
+    feed: Feed, client: httpx.AsyncClient, auth: Auth
+) -> None:
+    assert (await send_one(feed.port, adt("A01", "SU-1"))).code == "AA"
+    assert (await send_one(feed.port, adt("A03", "SU-2", DISCHARGED))).code == "AA"
+    listed = await client.get("/api/episodes", headers=auth(Role.COORDINATOR, "coord"))
+    [episode] = listed.json()
+    peer = await register_peer(client, auth)
+    await assign(client, auth, episode["id"], peer["id"])
+    consent = peer_consent(episode["patient"], ["preferred-name", "admission-discharge"], actor=peer["practitioner"])
+    recorded = await client.post("/fhir/Consent", json=consent, headers=auth(Role.COORDINATOR, "coord"))
+    assert recorded.status_code == 201, recorded.text
+    summary = await client.get(f"/fhir/Patient/{episode['client_id']}/$summary", headers=auth(Role.PEER, peer["id"]))
+    assert summary.status_code == 200, summary.text
+    resources = {e["resource"]["resourceType"]: e["resource"] for e in summary.json()["entry"]}
+    assert set(resources) == {"Patient", "Encounter"}
+    assert resources["Patient"]["name"][0]["given"] == ["Jane", "Q"]
+    assert "telecom" not in resources["Patient"]
+    assert "address" not in resources["Patient"]
+    assert "birthDate" not in resources["Patient"]
+    assert resources["Encounter"]["period"]["end"] == "2026-11-10T17:00:00Z"
