@@ -1,7 +1,7 @@
 """HL7 v2 ADT feeds: a message from a registered feed becomes the same hospital event a FHIR notification is.
 
 - Attribution: a message belongs to the feed registered for the listener's port and its sending facility (MSH-4),
-  else to the port's own feed; neither -> AR and nothing stored. Never by message content alone.
+  else to the port's own feed; neither, or a disabled site -> AR and nothing stored. Never by content alone.
 - Exactly once: the same MSH-10 from the same sender (MSH-3^MSH-4) at a site is processed once; the message's
   row is claimed first in the transaction, so concurrent copies wait, and every copy gets the first answer.
 - AA once the transaction commits; AE (with the segment and field) for a message understood but refused, kept
@@ -21,6 +21,7 @@ from sqlalchemy import update
 
 from service.app.clock import utcnow
 from service.app.intake import apply_stay
+from service.app.sites import is_active_site
 from service.app.uow import UnitOfWork, unit_of_work
 from service.domain.adt import AckCode, AdtMessage, AdtRefused, Cancellation, ErrorLocation
 from service.errors import Conflict, InvalidResource, NotFound
@@ -70,6 +71,8 @@ async def take_message(
     if feed is None:
         where = ErrorLocation("MSH", 4, "103")
         return FeedAnswer(AckCode.REJECT, "the sending facility is not registered for this port", where)
+    if not await is_active_site(sessions, feed.site):  # a disabled site takes nothing, as its EHR's tokens
+        return FeedAnswer(AckCode.REJECT, "the feed's site is disabled", ErrorLocation("MSH", 4, "103"))
     try:
         message: AdtMessage | None = adt_message(text, ZoneInfo(feed.timezone), expected_discharge_extension)
         refusal: AdtRefused | None = None

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from service.app.feeds import list_feeds
+from service.app.sites import SiteSpec, update_site
 from service.auth import Role
 from service.settings import Settings
 from tests.support.consents import peer_consent
@@ -164,6 +165,15 @@ async def test_an_unregistered_facility_is_rejected_and_nothing_is_stored(feed: 
     assert ack.segment("ERR")[2] == "MSH^1^4"
     assert ack.segment("ERR")[3].startswith("103^")
     assert await stored(feed.sessions) == ([], [], 0)
+
+
+async def test_a_disabled_sites_feed_takes_nothing(feed: Feed) -> None:
+    await update_site(feed.sessions, "default", SiteSpec(status="disabled"))
+    ack = await send_one(feed.port, adt("A01", "DS-1"))
+    assert (ack.code, ack.message, ack.segment("ERR")[2]) == ("AR", "the feed's site is disabled", "MSH^1^4")
+    assert await stored(feed.sessions) == ([], [], 0)
+    await update_site(feed.sessions, "default", SiteSpec(status="active"))
+    assert (await send_one(feed.port, adt("A01", "DS-1"))).code == "AA"  # nothing was kept: now it is taken
 
 
 async def test_a_message_understood_but_refused_gets_ae_naming_the_field(feed: Feed) -> None:
