@@ -21,6 +21,7 @@ from service.api import (
     consents,
     contacts,
     delivery,
+    feeds,
     intake,
     links,
     matching,
@@ -130,6 +131,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         delivery,
         links,
         organizations,
+        feeds,
     ):
         app.include_router(module.router)
     app.include_router(matching.fhir_router)

@@ -140,6 +140,14 @@ class Settings(BaseSettings):
     max_bundle_entries: int = Field(default=200, ge=1, le=10_000)
     # An Encounter extension carrying the expected discharge date (valueDateTime, valueDate or valuePeriod.end).
     expected_discharge_extension: str | None = None
+    # HL7 v2 ADT over MLLP (`peerway mllp`; `peerway feed add` registers the ports): the address to listen on,
+    # optional TLS (certificate and key), and the CA whose client certificates are required when set.
+    mllp_host: str = "127.0.0.1"
+    mllp_tls_cert_file: str | None = None
+    mllp_tls_key_file: str | None = None
+    mllp_tls_client_ca_file: str | None = None
+    mllp_max_message_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
+    hl7_feed_silence_seconds: float = Field(default=3600.0, gt=0, le=30 * 86_400)
     # The intake worker (id-only fetches, searches, recovery, silence checks).
     intake_poll_seconds: float = Field(default=1.0, gt=0, le=3600)
     intake_lease_seconds: float = Field(default=60.0, ge=1, le=3600)

@@ -1,5 +1,5 @@
 """`peerway` command line: serve, migrate, token, deliver, worker, dead-letters, subscription, site, org, issuer,
-user, client, auth."""
+user, client, auth, feed, mllp."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 
 from service.auth import Role, mint_token
-from service.cli import identity, sites
+from service.cli import feeds, identity, sites
 from service.errors import PeerwayError
 from service.settings import Settings, describe_error, unknown_variables
 
@@ -157,9 +157,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     token.add_argument("--org", help="the peer organization (for an organization coordinator)")
     token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
     sub.add_parser("deliver", help="deliver every due outbox row once, then exit")
-    sub.add_parser(
+    worker = sub.add_parser(
         "worker", help="run every job (EHR writes, EHR reads, recovery, channel checks) until SIGTERM (run several)"
     )
+    worker.add_argument("--mllp", action="store_true", help="also run the HL7 v2 MLLP listener (`peerway mllp`)")
     dead = sub.add_parser("dead-letters", help="jobs the EHR refused for good: list, replay ID, discard ID")
     dead.add_argument("action", choices=["list", "replay", "discard"])
     dead.add_argument("id", type=int, nargs="?", help="the job (outbox row) id, for replay and discard")
@@ -178,6 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     sites.add_parsers(sub)
     identity.add_parsers(sub)
+    feeds.add_parsers(sub)
     sub.add_parser("check-config", help="check every PEERWAY_* setting; name a bad one in one line, warn on unknown")
     args = parser.parse_args(argv)
     _warn_unknown_variables()
@@ -211,6 +213,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.command == "worker":
         from service.workers.command import work
 
+        if args.mllp:
+            return work(settings, lambda sessions, stop: feeds.listen(sessions, settings, stop))
         return work(settings)
     elif args.command == "dead-letters":
         from service.workers.command import dead_letters
@@ -229,6 +233,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command != "auth":
             _migrate(settings)
         return asyncio.run(identity.run(settings, args))
+    elif args.command == "feed":
+        _migrate(settings)
+        return asyncio.run(feeds.run(settings, args))
+    elif args.command == "mllp":
+        _migrate(settings)
+        return feeds.mllp(settings)
     elif args.command in ("site", "org"):
         if args.action not in ("list",) and not args.id:
             parser.error(f"{args.command} {args.action} needs the {args.command} id")

@@ -20,6 +20,10 @@ The rules of hospital events (each is a row of tests/unit/domain/test_episode.py
   hospitalization.reAdmission, marks the episode readmitted (event Readmitted).
 - Expected discharge of an on-ward stay: the date the EHR named (extension or R5 plannedEndDate), else an
   in-progress Encounter's period.end when it lies after the event's time.
+- Cancellations (HL7 v2, docs/hospital-events.md): a cancelled discharge moves a discharged stay back to the
+  ward (the one exception to "state only moves forward"; peer and contacts stay); a cancelled transfer takes the
+  message's snapshot for an on-ward stay; a cancelled admit of an on-ward stay closes the episode
+  (admission-cancelled), ending its peer's period and handing a peer carried over from the previous episode back.
 """
 
 from __future__ import annotations
@@ -28,7 +32,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from service.domain.stay import EncounterSnapshot, HospitalEventKind, Stay
-from service.domain.vocabulary import EPISODE_ENDED, IN_COMMUNITY, NEW_STAY, ON_WARD, REMATCHED, REPLACED
+from service.domain.vocabulary import (
+    ADMISSION_CANCELLED,
+    EPISODE_ENDED,
+    IN_COMMUNITY,
+    NEW_STAY,
+    ON_WARD,
+    REMATCHED,
+    REPLACED,
+)
 
 ON_LEAVE_OR_IN_PROGRESS = frozenset({"in-progress", "onleave"})
 DISPOSITION_LENGTH = 64  # the stored disposition is a code or a short text
@@ -215,6 +227,43 @@ class Episode:
         if opened:
             return "episode opened on the ward (readmission)" if self.readmission else "episode opened on the ward"
         return "episode updated"
+
+    def cancel_discharge(self, stay: Stay, now: datetime) -> str:
+        """The discharge did not happen: back on the ward as the message describes the stay."""
+        if self.closed or self.state != IN_COMMUNITY:
+            return "stay not discharged; cancellation recorded without effect"
+        self.state = ON_WARD
+        self.discharged_at = None
+        self.discharge_disposition = None
+        self.encounter_json = stay.encounter.resource_json
+        self.expected_discharge_at = stay.encounter.expected_end
+        self.updated_at = now
+        return "discharge cancelled; episode back on the ward"
+
+    def cancel_transfer(self, stay: Stay, now: datetime) -> str:
+        """The transfer did not happen: the stay is where the message says it is again."""
+        if self.closed or self.state != ON_WARD:
+            return "stay not on the ward; cancellation recorded without effect"
+        self.encounter_json = stay.encounter.resource_json
+        self.updated_at = now
+        return "transfer cancelled; episode updated"
+
+    def withdraw(self, stay: Stay, previous: Episode | None, now: datetime) -> str:
+        """The admission did not happen: the episode closes (admission-cancelled). A peer carried over from the
+        previous episode goes back to it; a peer assigned during this stay is freed."""
+        if self.closed or self.state != ON_WARD:
+            return "stay not on the ward; cancellation recorded without effect"
+        current = self.current_assignment
+        carried = current is not None and current is self.assignments[0] and current.started_at == self.created_at
+        self.encounter_json = stay.encounter.resource_json
+        peer_id = self.end_assignment(now, kind=EPISODE_ENDED, reason=ADMISSION_CANCELLED)
+        self.closure = Closure(now, ADMISSION_CANCELLED)
+        self.updated_at = now
+        if peer_id is not None and carried and previous is not None and not previous.closed:
+            if previous.peer_id is None:
+                previous._begin(peer_id, now, suggested=False, score=None)
+            return "admission cancelled; episode closed, peer back with the previous episode"
+        return "admission cancelled; episode closed"
 
     def _carry_peer_over(self, previous: Episode, now: datetime) -> None:
         peer_id = previous.end_assignment(now, kind=NEW_STAY)

@@ -53,7 +53,9 @@ REMATCHED = term(fhir_profiles.ASSIGNMENT_END_SYSTEM, "rematch")
 EPISODE_ENDED = term(fhir_profiles.ASSIGNMENT_END_SYSTEM, "episode-ended")
 NEW_STAY = term(fhir_profiles.ASSIGNMENT_END_SYSTEM, "new-stay")
 
-END_REASONS = fhir_profiles.codes(fhir_profiles.EPISODE_END_REASON_SYSTEM)
+# Set by a hospital's cancelled admission (HL7 v2 A11), never chosen by a coordinator.
+ADMISSION_CANCELLED = term(fhir_profiles.EPISODE_END_REASON_SYSTEM, "admission-cancelled")
+END_REASONS = fhir_profiles.codes(fhir_profiles.EPISODE_END_REASON_SYSTEM) - {ADMISSION_CANCELLED}
 REMATCH_REASONS = fhir_profiles.codes(fhir_profiles.REMATCH_REASON_SYSTEM)
 REQUESTERS = frozenset({"client", "peer", "coordinator"})  # who asks for a re-match (Assignment.requested_by)
 

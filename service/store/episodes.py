@@ -8,10 +8,13 @@ clients). The unit of work (service/store/uow.py) saves every aggregate it hande
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from typing import Any
+
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.domain.episode import Assignment, Closure, DomainEvent, Episode
+from service.domain.vocabulary import ADMISSION_CANCELLED
 from service.store.matching import Assignment as AssignmentRow
 from service.store.matching import EpisodeClosure
 from service.store.models import Client
@@ -50,9 +53,13 @@ class EpisodeRepository:
         return None if row is None else await self._load(row)
 
     async def current_of(self, client_id: str) -> Episode | None:
-        """The client's newest episode (the one the program works in)."""
+        """The client's newest episode (the one the program works in); a stay whose admission the hospital
+        cancelled never was one."""
         query = (
-            select(EpisodeRow).where(EpisodeRow.client_id == client_id).order_by(EpisodeRow.created_at.desc()).limit(1)
+            select(EpisodeRow)
+            .where(EpisodeRow.client_id == client_id, EpisodeRow.id.not_in(_cancelled_admissions()))
+            .order_by(EpisodeRow.created_at.desc())
+            .limit(1)
         )
         row = (await self._session.execute(query)).scalar_one_or_none()
         return None if row is None else await self._load(row)
@@ -137,6 +144,10 @@ class EpisodeRepository:
     async def _site_of(self, row: EpisodeRow) -> str | None:
         client = await self._session.get(Client, row.client_id)
         return client.site if client is not None else None
+
+
+def _cancelled_admissions() -> Select[Any]:
+    return select(EpisodeClosure.episode_id).where(EpisodeClosure.reason == ADMISSION_CANCELLED)
 
 
 def _assignment(row: AssignmentRow) -> Assignment:

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.domain.vocabulary import ADMISSION_CANCELLED
+from service.store.matching import EpisodeClosure
 from service.store.models import Client, ConsentDocument, Contact, Episode, PeerSupporter
 from service.store.sites import PeerSite
 
@@ -51,8 +53,12 @@ async def episode_by_encounter(session: AsyncSession, client_id: str, ehr_encoun
 
 async def current_episode(session: AsyncSession, client_id: str) -> Episode | None:
     """The client's newest episode (the one the program works in)."""
+    cancelled = select(EpisodeClosure.episode_id).where(EpisodeClosure.reason == ADMISSION_CANCELLED)
     result = await session.execute(
-        select(Episode).where(Episode.client_id == client_id).order_by(Episode.created_at.desc()).limit(1)
+        select(Episode)
+        .where(Episode.client_id == client_id, Episode.id.not_in(cancelled))
+        .order_by(Episode.created_at.desc())
+        .limit(1)
     )
     return result.scalar_one_or_none()
 

@@ -9,18 +9,22 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 
 from service.app import delivery
 from service.app.sites import site_directory
 from service.errors import PeerwayError
 from service.settings import Settings
-from service.store.db import create_engine, session_factory
+from service.store.db import SessionFactory, create_engine, session_factory
 from service.workers import worker
 
 log = logging.getLogger("service.workers")
 
 
-async def _work(settings: Settings) -> int:
+Beside = Callable[[SessionFactory, asyncio.Event], Awaitable[None]]
+
+
+async def _work(settings: Settings, beside: Beside | None = None) -> int:
     engine = create_engine(settings.database_url)
     sessions = session_factory(engine)
     ehr = site_directory(sessions, settings)
@@ -30,7 +34,10 @@ async def _work(settings: Settings) -> int:
         loop.add_signal_handler(signum, stop.set)
     log.info("peerway worker %s: jobs for each site's EHR (writes, reads, recovery) and channel checks", os.getpid())
     try:
-        await worker.run(sessions, ehr, settings, stop)
+        if beside is None:
+            await worker.run(sessions, ehr, settings, stop)
+        else:  # e.g. the MLLP listener (`peerway worker --mllp`), stopped by the same signal
+            await asyncio.gather(worker.run(sessions, ehr, settings, stop), beside(sessions, stop))
     finally:
         await ehr.aclose()
         await engine.dispose()
@@ -38,11 +45,12 @@ async def _work(settings: Settings) -> int:
     return 0
 
 
-def work(settings: Settings) -> int:
-    """Work until SIGTERM (or SIGINT); then finish the jobs in hand, release the rest and exit 0."""
+def work(settings: Settings, beside: Beside | None = None) -> int:
+    """Work until SIGTERM (or SIGINT); then finish the jobs in hand, release the rest and exit 0. `beside` runs in
+    the same process until the same signal."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request is noise (and names the ids)
-    return asyncio.run(_work(settings))
+    return asyncio.run(_work(settings, beside))
 
 
 async def _dead_letters(settings: Settings, action: str, item_id: int | None, site: str | None) -> int:

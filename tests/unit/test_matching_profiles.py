@@ -68,7 +68,12 @@ CODE_SYSTEMS: dict[str, tuple[str, str, dict[str, str]]] = {
     "episode-end-reason": (
         fp.EPISODE_END_REASON_SYSTEM,
         fp.EPISODE_END_REASON_VALUESET,
-        {"completed": "Completed", "client-withdrew": "Client withdrew", "no-contact": "No contact"},
+        {
+            "completed": "Completed",
+            "client-withdrew": "Client withdrew",
+            "no-contact": "No contact",
+            "admission-cancelled": "Admission cancelled",
+        },
     ),
 }
 

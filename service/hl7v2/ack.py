@@ -1,0 +1,92 @@
+"""Original-mode acknowledgements: MSH (sender and receiver swapped, the message's version), MSA (code, the
+message's MSH-10, text) and, for AE and AR, ERR naming the segment and field (ERR-1 for 2.3 and 2.4, ERR-2/3/4
+from 2.5 on). Built from the message's MSH as python-hl7 parsed it, with its own encoding characters."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import hl7
+
+from service.app.clock import new_id
+from service.app.feeds import FeedAnswer
+from service.domain.adt import AckCode
+
+ERROR_NAMES = {
+    "100": "Segment sequence error",
+    "101": "Required field missing",
+    "102": "Data type error",
+    "103": "Table value not found",
+    "200": "Unsupported message type",
+    "203": "Unsupported version id",
+    "207": "Application internal error",
+}
+FALLBACK_HEADER = "MSH|^~\\&|||||||ACK||P|2.5"
+
+
+def ack_for(text: str, answer: FeedAnswer) -> bytes:
+    """The ACK for `text` (whatever it is: a message without a readable MSH gets an ACK with an empty MSA-2)."""
+    message = _header(text)
+    sep = str(message.separators)  # "\r|~^&": segment, field, repetition, component, subcomponent
+    field, component = sep[1], sep[3]
+    encoding = sep[3] + sep[2] + _escape_character(message) + sep[4]
+
+    def msh(number: int, part: int = 1) -> str:
+        return _raw(message, number, part)
+
+    trigger = msh(9, 2)
+    kind = component.join(("ACK", trigger, "ACK")) if trigger else "ACK"
+    header = [
+        "MSH", encoding, "PEERWAY", "PEERWAY", _raw_field(message, 3), _raw_field(message, 4),
+        datetime.now(UTC).strftime("%Y%m%d%H%M%S+0000"), "", kind,
+        new_id()[:20], msh(11) or "P", msh(12) or "2.5",
+    ]  # fmt: skip
+    msa = ["MSA", answer.ack.value, msh(10), message.escape(answer.text[:200])]
+    segments = [field.join(header), field.join(msa)]
+    if answer.error is not None and answer.ack is not AckCode.ACCEPT:
+        segments.append(_err(message, answer))
+    return ("\r".join(segments) + "\r").encode("utf-8")
+
+
+def _raw(message: hl7.Message, number: int, component: int = 1) -> str:
+    try:
+        return str(message.extract_field("MSH", 1, number, 1, component, 1))
+    except (KeyError, IndexError, TypeError):
+        return ""
+
+
+def _raw_field(message: hl7.Message, number: int) -> str:
+    """A whole MSH field as sent (components and all), or "" when absent."""
+    try:
+        return str(message.segment("MSH")[number])
+    except (KeyError, IndexError):
+        return ""
+
+
+def _escape_character(message: hl7.Message) -> str:
+    return str(getattr(message, "esc", "\\"))
+
+
+def _header(text: str) -> hl7.Message:
+    first = text.replace("\r\n", "\r").replace("\n", "\r").lstrip("\r").split("\r", 1)[0]
+    if first.startswith("MSH") and len(first) > 8:
+        try:
+            return hl7.parse(first)
+        except Exception:  # noqa: S110 - an unreadable header is answered with the fallback below
+            pass
+    return hl7.parse(FALLBACK_HEADER)
+
+
+def _err(message: hl7.Message, answer: FeedAnswer) -> str:
+    where = answer.error
+    assert where is not None
+    sep = str(message.separators)
+    field, component, subcomponent = sep[1], sep[3], sep[4]
+    name = ERROR_NAMES.get(where.code, "")
+    version = _raw(message, 12)
+    if version.startswith(("2.3", "2.4")):
+        location = subcomponent.join((where.code, name, "HL70357"))
+        return f"ERR{field}" + component.join((where.segment, str(where.sequence), str(where.field), location))
+    location = component.join((where.segment, str(where.sequence), str(where.field)))
+    code = component.join((where.code, name, "HL70357"))
+    return f"ERR{field}{field}{location}{field}{code}{field}E"
