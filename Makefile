@@ -86,8 +86,9 @@ test-faults: install-test
 	PEERWAY_TEST_DB=sqlite $(BIN)/python -m pytest -q -m faults tests/faults
 	PEERWAY_TEST_DB=postgres $(BIN)/python -m pytest -q -m faults tests/faults
 
+# KEEP=1: afterwards Peerway serves the demo's data on PEERWAY_PORT and the EHR stays on EHR_PORT, until Ctrl-C.
 demo: install-test
-	$(BIN)/python -m tests.demo
+	KEEP=$(KEEP) EHR_PORT=$(EHR_PORT) $(BIN)/python -m tests.demo
 
 bench: install-test
 	$(BIN)/python bench/consent_bench.py

@@ -12,20 +12,18 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
-from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 import fhir_profiles
 from tests.conftest import BACKEND
 from tests.e2e.figures import FIGURES
+from tests.support.processes import port_open, wait_until_serving
 from tests.support.server import free_port
 
 pytestmark = pytest.mark.ehr
@@ -33,7 +31,6 @@ pytestmark = pytest.mark.ehr
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 MARK = "@@quickstart-block@@"
-START_TIMEOUT_S = 90.0
 RUN_TIMEOUT_S = 120.0
 HOSPITAL_PATIENT = "Patient/06e1f0dd-5fbe-4480-9bb4-6b54ec02d31b"  # the Patient of the Da Vinci examples
 
@@ -44,24 +41,6 @@ def quickstart_blocks(readme: str) -> list[str]:
     assert found, "README.md has no '## Quick start' section"
     section = rest.split("\n## ", 1)[0]
     return re.findall(r"^```sh\n(.*?)^```$", section, flags=re.DOTALL | re.MULTILINE)
-
-
-def wait_until_serving(launcher: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    """Poll /healthz until the service answers (bounded; not a timing assertion)."""
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if launcher.poll() is not None:
-            pytest.fail(f"make run-with-ehr stopped with {launcher.returncode}:\n{log.read_text()}")
-        with suppress(httpx.HTTPError):
-            if httpx.get(f"{url}/healthz", timeout=2, trust_env=False).status_code == httpx.codes.OK:
-                return
-        time.sleep(0.1)
-    pytest.fail(f"Peerway did not answer within {START_TIMEOUT_S:.0f} s:\n{log.read_text()}")
-
-
-def port_open(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def block_outputs(stdout: str, count: int) -> list[str]:
