@@ -4,8 +4,9 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 export PEERWAY_HOST ?= 127.0.0.1
 export PEERWAY_PORT ?= 8000
+EHR_PORT ?= 8103
 
-.PHONY: run test check install install-test lint typecheck test-sqlite test-postgres test-deep mutation demo bench clean fhir-package
+.PHONY: run run-with-ehr test check install install-test lint typecheck test-sqlite test-postgres test-deep mutation demo bench clean fhir-package
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
@@ -33,6 +34,12 @@ install-test: $(VENV)/.installed-test tests/ehr/node_modules/.package-lock.json 
 run: install
 	@mkdir -p var
 	$(BIN)/peerway serve
+
+# The README's quick start: Peerway (dev mode, a fresh SQLite database) on PEERWAY_PORT with the bundled test EHR
+# (in memory, enforcing our profiles) on EHR_PORT beside it, contacts written back to it; Ctrl-C stops both.
+run-with-ehr: install tests/ehr/node_modules/.package-lock.json
+	@mkdir -p var
+	EHR_PORT=$(EHR_PORT) $(BIN)/python -m tests.run_with_ehr
 
 # Peerway's FHIR NPM package (profiles, code systems, value sets, operations) for validators and IG tools.
 fhir-package: install
@@ -79,8 +86,9 @@ test-faults: install-test
 	PEERWAY_TEST_DB=sqlite $(BIN)/python -m pytest -q -m faults tests/faults
 	PEERWAY_TEST_DB=postgres $(BIN)/python -m pytest -q -m faults tests/faults
 
+# KEEP=1: afterwards Peerway serves the demo's data on PEERWAY_PORT and the EHR stays on EHR_PORT, until Ctrl-C.
 demo: install-test
-	$(BIN)/python -m tests.demo
+	KEEP=$(KEEP) EHR_PORT=$(EHR_PORT) $(BIN)/python -m tests.demo
 
 bench: install-test
 	$(BIN)/python bench/consent_bench.py

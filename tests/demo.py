@@ -1,13 +1,18 @@
 """`make demo`: the whole path once, against the test EHR, printing what each party sees.
 
 A Da Vinci admit and discharge come in, a coordinator registers and assigns a peer and records the client's
-consent, the peer's app pulls the summary and records a contact, and the outbox worker writes it to the EHR.
+consent, the peer's app pulls the summary and records a contact, and the outbox worker writes it and the client's
+CareTeam to the EHR. With KEEP=1 (`make demo KEEP=1`), Peerway then serves the demo's database on PEERWAY_PORT
+and the EHR stays up on EHR_PORT, both until Ctrl-C, to look around with curl and `peerway token`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -33,9 +38,7 @@ EXAMPLES = ROOT / "tests" / "fixtures" / "davinci"
 def show(title: str, payload: Any = None) -> None:
     print(f"\n== {title}")
     if payload is not None:
-        text = json.dumps(payload, indent=2)
-        lines = text.splitlines()
-        print("\n".join(lines[:40] + (["  ..."] if len(lines) > 40 else [])))
+        print(json.dumps(payload, indent=2))
 
 
 async def walk(settings: Settings, ehr_base: str) -> None:
@@ -95,11 +98,44 @@ async def walk(settings: Settings, ehr_base: str) -> None:
                 params={"identifier": f"{fhir_profiles.CONTACT_IDENTIFIER_SYSTEM}|{contact.json()['id']}"},
             )
         ).json()
-    show("The EHR now holds the peer's contact as an Encounter", found["entry"][0]["resource"])
+    written = found["entry"][0]["resource"]
+    show("The EHR now holds the peer's contact as an Encounter", written)
+    async with httpx.AsyncClient() as http:
+        teams = (await http.get(f"{ehr_base}/CareTeam", params={"subject": written["subject"]["reference"]})).json()
+    show("... and the client's CareTeam, with the peer on it", teams["entry"][0]["resource"])
+
+
+def keep_serving(settings: Settings, ehr_base: str) -> None:
+    """`peerway serve` on the demo's database, its worker writing to the same EHR, until Ctrl-C."""
+    env = {
+        **os.environ,
+        "PEERWAY_ENV": "dev",
+        "PEERWAY_DATABASE_URL": settings.database_url,
+        "PEERWAY_EHR_BASE_URL": ehr_base,
+    }
+    server = subprocess.Popen([sys.executable, "-m", "service.cli", "serve"], cwd=ROOT, env=env)
+    print(
+        f"\n== KEEP=1: Peerway keeps serving the demo's data, the EHR at {ehr_base} keeps its own; Ctrl-C stops "
+        "both.\n   Tokens: .venv/bin/peerway token --role coordinator (or --role peer --sub <peer id>)",
+        flush=True,
+    )
+    try:
+        server.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if server.poll() is None:
+            server.terminate()
+        server.wait()
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory() as tmp, run_test_ehr(profiles_dir=ROOT / "fhir_profiles" / "data") as ehr:
+    keep = os.environ.get("KEEP", "") not in ("", "0")
+    ehr_port = os.environ.get("EHR_PORT", "8103") if keep else "0"  # a kept EHR where the quick start looks
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        run_test_ehr(profiles_dir=ROOT / "fhir_profiles" / "data", env={"EHR_PORT": ehr_port}) as ehr,
+    ):
         database_url = f"sqlite+aiosqlite:///{tmp}/demo.db"
         upgrade(database_url)
         settings = Settings(
@@ -107,6 +143,8 @@ def main() -> None:
         )
         print(f"Test EHR (Medplum in-memory FHIR server) at {ehr.base_url}; Peerway in-process on SQLite")
         asyncio.run(walk(settings, ehr.base_url))
+        if keep:
+            keep_serving(settings, ehr.base_url)
 
 
 if __name__ == "__main__":

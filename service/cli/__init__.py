@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 from collections.abc import Sequence
 
@@ -65,7 +66,9 @@ def _serve(settings: Settings) -> None:
         flush=True,
     )
     # h11 with deadlines, connection cap, our logging (no query strings, no PHI): see service/api/server.py.
-    uvicorn.Server(server_config(settings, create_app(settings))).run()
+    # Ctrl-C: uvicorn shuts down cleanly, then re-raises the signal; that is no error worth a traceback.
+    with contextlib.suppress(KeyboardInterrupt):
+        uvicorn.Server(server_config(settings, create_app(settings))).run()
 
 
 async def _deliver_once(settings: Settings) -> None:
