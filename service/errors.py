@@ -126,3 +126,9 @@ class UpstreamError(PeerwayError):
         self.http_status = http_status
         self.retry_after = retry_after
         self.outcome = outcome
+
+
+class TooLong(InvalidResource):
+    """An element longer (or a body deeper, or a stored resource larger) than Peerway accepts."""
+
+    code = "too-long"
