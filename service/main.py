@@ -78,8 +78,12 @@ def _install_error_handlers(app: FastAPI) -> None:
 def _install_middleware(app: FastAPI, settings: Settings) -> None:
     """Outermost first: the request's id, logs, cache headers and last-resort error answer; then the rate limits
     on failures, which answer 429 before authentication runs; then the size and shape of JSON bodies."""
-    app.add_middleware(JsonBodyLimits, max_body_bytes=settings.max_body_bytes)
     app.state.rate_limiter = RateLimiter.from_settings(settings)
+    app.add_middleware(
+        JsonBodyLimits,
+        max_body_bytes=settings.max_body_bytes,
+        credential_headers=app.state.rate_limiter.credential_headers,
+    )
     app.add_middleware(RateLimits, limiter=app.state.rate_limiter)
     app.add_middleware(RequestBoundary)
 

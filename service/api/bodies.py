@@ -3,7 +3,10 @@ size (413, as service/api/deps.read_body also says), and the shape that service/
 bytes (nesting depth, string and number lengths) — a 4xx OperationOutcome naming the element, never the
 RecursionError or ValueError that json.loads, pydantic or a recursive check would raise past them.
 
-The body is read here once, in full (it is bounded by the size limit), and handed on unchanged.
+The body is read here once, in full (it is bounded by the size limit), and handed on unchanged. A request that
+carries no credentials at all is passed on unread: every route with a body answers it 401 before reading it
+(FastAPI's own JSON bodies are parsed first, but a parse failure there is a 400), so a caller without a token
+cannot make Peerway read and scan 5 MB (about a second of CPU for the worst such body; 1 ms for a discharge).
 """
 
 from __future__ import annotations
@@ -32,9 +35,16 @@ def _content_type(scope: Scope) -> str:
 class JsonBodyLimits:
     """ASGI middleware: inside the rate limits, outside every route."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int, limits: JsonLimits | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body_bytes: int,
+        credential_headers: frozenset[bytes],
+        limits: JsonLimits | None = None,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.credential_headers = credential_headers
         self.limits = limits or JsonLimits()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -43,6 +53,7 @@ class JsonBodyLimits:
             or scope["method"] not in METHODS_WITH_BODIES
             or scope["path"] in OWN_BODY_PATHS
             or _content_type(scope) in FORM_TYPES
+            or not any(name in self.credential_headers for name, _ in scope["headers"])
         ):
             await self.app(scope, receive, send)
             return

@@ -99,6 +99,23 @@ async def test_a_body_nested_too_deep_is_refused_before_it_is_parsed(
     assert issue["expression"][0].endswith(("[0]", ".a", ".name"))
 
 
+@pytest.mark.parametrize(("method", "url", "role"), JSON_ENDPOINTS)
+@pytest.mark.parametrize(
+    "body",
+    [b"[" * 1000 + b"]" * 1000, b'{"a":' * 500 + b'"\\u0000"' + b"}" * 500, b'{"n":' + b"9" * 5000 + b"}"],
+    ids=["arrays-1000-deep", "nul-500-deep", "5000-digits"],
+)
+async def test_without_credentials_a_hostile_body_is_not_read_and_gets_no_5xx(
+    app: FastAPI, client: httpx.AsyncClient, method: str, url: str, role: Role, body: bytes
+) -> None:
+    """No token, no scan (service/api/bodies.py): the route refuses first, or FastAPI cannot parse it."""
+    before = await row_counts(app)
+    response = await client.request(method, url, content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code in (400, 401), response.text
+    assert response.json()["resourceType"] == "OperationOutcome"
+    assert await row_counts(app) == before
+
+
 async def test_extensions_nested_150_deep_are_refused_naming_where(
     app: FastAPI, client: httpx.AsyncClient, auth: Auth
 ) -> None:
