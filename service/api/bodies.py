@@ -19,17 +19,9 @@ from service.errors import PayloadTooLarge, PeerwayError
 from service.fhir.shape import JsonLimits, check_shape, looks_like_json
 
 METHODS_WITH_BODIES = frozenset({"POST", "PUT", "PATCH"})
-# Form bodies are not JSON; the token endpoint reads only a form (with the size limit) and answers in OAuth's
-# own error shape, so it is left to do so.
-FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+# The token endpoint reads only a form (with the size limit) and answers in OAuth's own error shape. Elsewhere a
+# body is checked whenever it looks like JSON, whatever its Content-Type says (a FHIR route reads it as JSON).
 OWN_BODY_PATHS = frozenset({"/auth/token"})
-
-
-def _content_type(scope: Scope) -> str:
-    for name, value in scope["headers"]:
-        if name == b"content-type":
-            return bytes(value).decode("latin-1").split(";")[0].strip().lower()
-    return ""
 
 
 class JsonBodyLimits:
@@ -52,7 +44,6 @@ class JsonBodyLimits:
             scope["type"] != "http"
             or scope["method"] not in METHODS_WITH_BODIES
             or scope["path"] in OWN_BODY_PATHS
-            or _content_type(scope) in FORM_TYPES
             or not any(name in self.credential_headers for name, _ in scope["headers"])
         ):
             await self.app(scope, receive, send)

@@ -116,6 +116,16 @@ async def test_without_credentials_a_hostile_body_is_not_read_and_gets_no_5xx(
     assert await row_counts(app) == before
 
 
+@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "text/plain", "multipart/form-data"])
+async def test_a_deep_body_is_refused_whatever_its_content_type_says(
+    app: FastAPI, client: httpx.AsyncClient, auth: Auth, content_type: str
+) -> None:
+    headers = auth(Role.EHR_SYSTEM, "hospital", **{"Content-Type": content_type})
+    body = b'{"resourceType":"Bundle","entry":' + b"[" * 900 + b"]" * 900 + b"}"
+    issue = await refused(app, client, "POST", "/fhir/$process-message", body, headers)
+    assert issue["diagnostics"] == "the JSON is nested deeper than 64 levels"
+
+
 async def test_extensions_nested_150_deep_are_refused_naming_where(
     app: FastAPI, client: httpx.AsyncClient, auth: Auth
 ) -> None:
