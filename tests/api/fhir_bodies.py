@@ -5,12 +5,15 @@ Those endpoints read their bodies themselves, so the OpenAPI schema lists none. 
   reach its deeper checks), added to the schema's copy in the test: schemathesis generates bodies that fit them
   and bodies that break them;
 - the real payloads in tests/fixtures (Da Vinci messages, backport notifications, a Consent, a PeerContact),
-  damaged by the same mutations as tests/api/test_never_5xx.py.
+  damaged by the same mutations as tests/api/test_never_5xx.py, or with one element made hostile (nested 1,200
+  deep, an integer of 6,000 digits, 100,000 characters, an id that is a path segment, a backwards period).
 """
 
 from __future__ import annotations
 
 import copy
+import json
+import re
 from typing import Any
 
 from hypothesis import strategies as st
@@ -222,8 +225,49 @@ def with_fhir_bodies(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
+def _nested(depth: int) -> Any:
+    value: Any = "leaf"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+# Python cannot even write an integer past 4,300 digits as text (json.dumps raises), so one stands in the
+# document as this marker and its digits are put in the serialized body (as_json).
+BIG_INTEGER = "big-integer-of-digits:"
+_BIG_INTEGER = re.compile(r'"big-integer-of-digits:(\d+)"')
+
+
+def as_json(document: Any) -> bytes:
+    """The document as a JSON body, with each big-integer marker written as that many digits."""
+    text = json.dumps(document)
+    return _BIG_INTEGER.sub(lambda found: "9" * int(found.group(1)), text).encode()
+
+
+# What no element may hold: nesting past any parser's recursion, integers past Python's 4,300 digits, text far
+# past any element's length, ids that are path segments, a period that ends before it starts.
+HOSTILE_VALUES = (
+    st.integers(60, 1200).map(_nested)
+    | st.integers(4_000, 6_000).map(lambda digits: f"{BIG_INTEGER}{digits}")
+    | st.integers(4_000, 100_000).map(lambda length: "x" * length)
+    | st.sampled_from([".", "..", "Patient/..", {"start": "2020-01-02", "end": "2020-01-01"}])
+)
+
+
+@st.composite
+def hostile(draw: st.DrawFn, document: dict[str, Any]) -> Any:
+    """The document with one element replaced by something no element may hold."""
+    hurt = copy.deepcopy(document)
+    path = draw(st.sampled_from(paths(document)))
+    parent: Any = hurt
+    for step in path[:-1]:
+        parent = parent[step]
+    parent[path[-1]] = draw(HOSTILE_VALUES)
+    return hurt
+
+
 def _damaged_fixture(document: dict[str, Any]) -> st.SearchStrategy[Any]:
-    return damaged(document, paths(document))
+    return damaged(document, paths(document)) | hostile(document)
 
 
 def real_bodies(path: str) -> st.SearchStrategy[Any]:
