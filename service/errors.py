@@ -141,3 +141,9 @@ class PreconditionFailed(PeerwayError):
 
     status = 412
     code = "conflict"
+
+
+class TooLong(InvalidResource):
+    """An element longer (or a body deeper, or a stored resource larger) than Peerway accepts."""
+
+    code = "too-long"

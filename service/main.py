@@ -30,10 +30,12 @@ from service.api import (
     peers,
     sharing,
 )
+from service.api.bodies import JsonBodyLimits
 from service.api.boundary import RequestBoundary
 from service.api.limits import RateLimiter, RateLimits
 from service.api.logs import request_id
 from service.api.notifications import router as notifications_router
+from service.api.paths import fhir_ids_in_path
 from service.api.responses import FhirResponse, error_response, outcome_response
 from service.api.text import url_without_nul
 from service.app.sites import site_directory
@@ -77,8 +79,13 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 def _install_middleware(app: FastAPI, settings: Settings) -> None:
     """Outermost first: the request's id, logs, cache headers and last-resort error answer; then the rate limits
-    on failures, which answer 429 before authentication runs."""
+    on failures, which answer 429 before authentication runs; then the size and shape of JSON bodies."""
     app.state.rate_limiter = RateLimiter.from_settings(settings)
+    app.add_middleware(
+        JsonBodyLimits,
+        max_body_bytes=settings.max_body_bytes,
+        credential_headers=app.state.rate_limiter.credential_headers,
+    )
     app.add_middleware(RateLimits, limiter=app.state.rate_limiter)
     app.add_middleware(RequestBoundary)
 
@@ -109,7 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="FHIR integration for Transitional Discharge Model peer-support programs",
         version="0.1.0",
         lifespan=lifespan,
-        dependencies=[Depends(url_without_nul)],
+        dependencies=[Depends(url_without_nul), Depends(fhir_ids_in_path)],
     )
     app.state.settings = settings
     _install_error_handlers(app)

@@ -7,7 +7,6 @@ with meta.versionId and meta.lastUpdated carries them as `ETag: W/"n"` and `Last
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -17,9 +16,9 @@ from fastapi.responses import JSONResponse
 
 from service.errors import PeerwayError
 from service.fhir.build import operation_outcome, without_empty
+from service.fhir.ids import is_fhir_id
 
 FHIR_JSON = "application/fhir+json"
-_VERSION = re.compile(r"[A-Za-z0-9\-.]{1,64}")  # a FHIR id: safe in a header (anything else gets no ETag)
 
 
 class FhirResponse(JSONResponse):
@@ -53,7 +52,7 @@ def version_headers(content: Any) -> dict[str, str]:
         return {}
     headers: dict[str, str] = {}
     version = meta.get("versionId")
-    if isinstance(version, str) and _VERSION.fullmatch(version):
+    if isinstance(version, str) and is_fhir_id(version):  # safe in a header; anything else gets no ETag
         headers["ETag"] = f'W/"{version}"'
     if isinstance(meta.get("lastUpdated"), str):
         try:

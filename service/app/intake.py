@@ -17,6 +17,7 @@ a notification is taken exactly once and applied in one unit of work:
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -27,13 +28,16 @@ from service.app.clock import new_id, utcnow
 from service.app.linking import record_identifiers
 from service.app.uow import UnitOfWork, unit_of_work
 from service.domain.episode import Episode
-from service.domain.stay import Stay
+from service.domain.stay import HospitalEvent, Stay
 from service.fhir.build import operation_outcome, to_json
-from service.fhir.parse import parse_notification
+from service.fhir.parse import OtherEvent, parse_notification
 from service.store import repository
 from service.store.db import SessionFactory
 from service.store.models import Client, ProcessedMessage
 from service.store.uow import retrying
+
+NO_EFFECT = "acknowledged; no change to any episode"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -58,12 +62,26 @@ class ChannelPolicy:
 async def process_notification(
     sessions: SessionFactory, site: str, data: dict[str, Any], expected_discharge_extension: str | None = None
 ) -> IntakeAnswer:
-    """Apply one notification Bundle exactly once and return the answer to give the sender."""
+    """Apply one notification Bundle exactly once and return the answer to give the sender.
+
+    An event Peerway does not act on (another code, another system) is acknowledged and recorded without
+    effect: a conformant sender stops sending after a 4xx, so only a message Peerway cannot read is refused.
+    """
     event = parse_notification(data, expected_discharge_extension)
-    stay = Stay(encounter=event.encounter, patient=event.patient, kind=event.kind)
+    if isinstance(event, OtherEvent):
+        stay = None
+        log.info(
+            "acknowledged an event Peerway does not act on (site %s, bundle %s, %s code)",
+            site,
+            event.message_id,
+            "another Da Vinci" if event.davinci else "another system's",
+        )
+    else:
+        stay = Stay(encounter=event.encounter, patient=event.patient, kind=event.kind)
+    sent_at = event.sent_at if isinstance(event, HospitalEvent) else None
 
     async def once() -> IntakeAnswer:
-        return await _process_once(sessions, site, event.message_id, event.event_code, stay, event.sent_at)
+        return await _process_once(sessions, site, event.message_id, event.event_code, stay, sent_at)
 
     async def answered_already() -> IntakeAnswer | None:
         # A concurrent transaction inserted the same message, client or stay first. If it was this very message,
@@ -76,14 +94,14 @@ async def process_notification(
 
 
 async def _process_once(
-    sessions: SessionFactory, site: str, message_id: str, code: str, stay: Stay, sent_at: datetime | None
+    sessions: SessionFactory, site: str, message_id: str, code: str, stay: Stay | None, sent_at: datetime | None
 ) -> IntakeAnswer:
     async with unit_of_work(sessions) as uow:
         done = await uow.session.get(ProcessedMessage, (site, message_id))
         if done is not None:
             return _replay(done)
         now = utcnow()
-        effect = await apply_stay(uow, site, stay, sent_at, now)
+        effect = await apply_stay(uow, site, stay, sent_at, now) if stay is not None else NO_EFFECT
         body = operation_outcome("information", "informational", f"{code}: {effect}")
         uow.session.add(
             ProcessedMessage(
@@ -134,7 +152,7 @@ async def apply_stay(uow: UnitOfWork, site: str, stay: Stay, event_time: datetim
     Answers what it did, in words for the sender's OperationOutcome (ids only: no PHI).
     """
     if stay.kind is None:
-        return "acknowledged; no change to any episode"
+        return NO_EFFECT
     client = await _client(uow.session, site, stay, now)
     episode = await uow.episodes.for_stay(client.id, stay.encounter.ehr_id)
     opened = episode is None

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.app.clock import new_id, utcnow
 from service.app.intake import ChannelPolicy, IntakeAnswer, apply_stay
 from service.app.uow import UnitOfWork, unit_of_work
+from service.errors import InvalidResource
 from service.fhir.build import operation_outcome
 from service.fhir.notification import NotificationType, NotifiedEvent, SubscriptionNotification
 from service.store import channel as store
@@ -148,6 +149,12 @@ async def _take_event(
     if event.focus is not None:
         queue_work(session, channel, INTAKE_FETCH, now, focus=event.focus, event_number=event.number)
         return "queued"
+    if channel.payload in ("id-only", "full-resource"):
+        # Peerway asked this channel for ids or resources: an event without a focus is not an "empty" one, and
+        # reading it as one would search the whole EHR for what changed.
+        raise InvalidResource(
+            f"this channel sends {channel.payload} events: each names its focus", f"{event.where}.focus"
+        )
     when = event.occurred_at or note.sent_at or channel.last_event_at or now
     await queue_search(session, channel, when - timedelta(seconds=policy.search_margin_seconds), now)
     return "queued"

@@ -67,7 +67,7 @@ class ContactReport:
 
 # Every code of the Da Vinci notification-event CodeSystem (HL7/davinci-alerts
 # input/resources/CodeSystem-notification-event.json, version 1.0.0). Only admit, transfer and discharge change
-# an episode; the others are acknowledged and recorded without effect. A code outside this list is refused.
+# an episode; the others, and codes outside this list, are acknowledged and recorded without effect.
 DAVINCI_EVENT_CODES: frozenset[str] = frozenset(
     {
         "notification-refill-request",

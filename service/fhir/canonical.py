@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -12,9 +11,9 @@ from typing import Any
 
 import fhir_profiles
 from service.errors import BadRequest, NotFound
+from service.fhir.ids import ID_RULE, is_fhir_id
 
 SERVED_TYPES = ("StructureDefinition", "CodeSystem", "ValueSet", "OperationDefinition", "SearchParameter")
-_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -50,8 +49,8 @@ def _served() -> dict[tuple[str, str], Served]:
 
 
 def check_id(id: str, expression: str = "id") -> str:
-    if not _ID.fullmatch(id):
-        raise BadRequest(f"{expression}: not a FHIR id (1 to 64 of A-Z a-z 0-9 - .)", expression)
+    if not is_fhir_id(id):
+        raise BadRequest(f"{expression}: {ID_RULE}", expression)
     return id
 
 

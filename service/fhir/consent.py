@@ -384,7 +384,8 @@ def _optional_period(node: object, path: str) -> Period | None:
     if node is None:
         return None
     period = _object(node, path)
-    return Period(
-        start=optional_instant(period.get("start"), f"{path}.start"),
-        end=optional_instant(period.get("end"), f"{path}.end", end=True),
-    )
+    start = optional_instant(period.get("start"), f"{path}.start")
+    end = optional_instant(period.get("end"), f"{path}.end", end=True)
+    if start is not None and end is not None and end < start:
+        raise InvalidResource(f"{path}: the period ends before it starts (per-01)", expression=path)
+    return Period(start=start, end=end)

@@ -42,6 +42,7 @@ class NotifiedEvent:
     focus: str | None
     stay: Stay | None
     other_focus: bool = False  # the focus is not an Encounter: acknowledged without effect
+    where: str = ""  # the FHIRPath of the event in its notification, for an answer naming it
 
 
 @dataclass(frozen=True)

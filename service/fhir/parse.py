@@ -7,6 +7,7 @@ it does not check required code bindings, so the codes we rely on are checked he
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -25,11 +26,15 @@ from service.domain.stay import (
     PatientSnapshot,
 )
 from service.domain.vocabulary import ContactKind
-from service.errors import BadRequest, InvalidResource
+from service.errors import BadRequest, InvalidResource, TooLong
+from service.fhir.ids import ID_RULE, MAX_ID_LENGTH, is_fhir_id
 from service.fhir.validation import fhirpath, validated
 
 DAVINCI_EVENT_SYSTEM = "http://hl7.org/fhir/us/davinci-alerts/CodeSystem/notification-event"
-MAX_ID_LENGTH = 64  # FHIR ids are at most 64 characters; so are the columns that keep them
+ACTED_ON = frozenset(kind.value for kind in HospitalEventKind)
+# The stored copy of one resource (a Patient, an Encounter): room for an attachment of 1 MiB, not for more.
+MAX_SNAPSHOT_CHARS = 2 * 1024 * 1024
+EVENT_LENGTH = 64  # as processed_message.event keeps it
 R4_ENCOUNTER_STATUSES = frozenset(
     {
         "planned",
@@ -51,6 +56,8 @@ def load_json(body: bytes, what: str) -> dict[str, Any]:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadRequest(f"the body is not JSON: {exc}") from None
+    except (ValueError, RecursionError):  # past the limits service/fhir/shape.py checks first
+        raise BadRequest("the body is not JSON Peerway can read") from None
     if not isinstance(data, dict):
         raise BadRequest(f"the body must be a FHIR {what} JSON object")
     if data.get("resourceType") != what:
@@ -63,19 +70,23 @@ def load_json(body: bytes, what: str) -> dict[str, Any]:
     return data
 
 
-def _nul_at(value: Any, loc: tuple[int | str, ...] = ()) -> tuple[int | str, ...] | None:
-    """Where U+0000 first occurs in a JSON value's strings (keys included), or None."""
-    if isinstance(value, str):
-        return loc if "\x00" in value else None
-    items: list[tuple[int | str, Any]] = (
-        list(value.items()) if isinstance(value, dict) else list(enumerate(value)) if isinstance(value, list) else []
-    )
-    for key, item in items:
-        if isinstance(key, str) and "\x00" in key:
-            return (*loc, key)
-        found = _nul_at(item, (*loc, key))
-        if found is not None:
-            return found
+def _nul_at(value: Any) -> tuple[int | str, ...] | None:
+    """Where U+0000 first occurs in a JSON value's strings (keys included), or None. Without recursion: the
+    body's depth is bounded (service/fhir/shape.py), but this check must not depend on that."""
+    pending: list[tuple[tuple[int | str, ...], Any]] = [((), value)]
+    while pending:
+        loc, node = pending.pop()
+        if isinstance(node, str):
+            if "\x00" in node:
+                return loc
+            continue
+        items: list[tuple[int | str, Any]] = (
+            list(node.items()) if isinstance(node, dict) else list(enumerate(node)) if isinstance(node, list) else []
+        )
+        for key, item in reversed(items):  # reversed: the first element is looked at first
+            if isinstance(key, str) and "\x00" in key:
+                return (*loc, key)
+            pending.append(((*loc, key), item))
     return None
 
 
@@ -87,12 +98,14 @@ def check_entry_count(data: dict[str, Any], limit: int) -> None:
 
 
 def check_id(value: object, expression: str) -> str:
-    """A resource id we key rows on: present and at most 64 characters (the FHIR limit), else a 422."""
+    """A resource id we key rows on: present and a FHIR id (at most 64 characters), else a 422."""
     if not value:
         raise InvalidResource("the resource needs the EHR's id", expression)
     text = str(value)
     if len(text) > MAX_ID_LENGTH:
         raise InvalidResource(f"an id has at most {MAX_ID_LENGTH} characters", expression)
+    if not is_fhir_id(text):
+        raise InvalidResource(f"not a FHIR id: {ID_RULE}", expression)
     return text
 
 
@@ -141,8 +154,21 @@ def codes_text(concept: Any) -> str | None:
     return str(concept.text) if concept.text else None
 
 
-def parse_notification(data: dict[str, Any], expected_discharge_extension: str | None = None) -> HospitalEvent:
-    """A Da Vinci notification message Bundle -> HospitalEvent, or a 4xx naming the element at fault."""
+@dataclass(frozen=True)
+class OtherEvent:
+    """A readable notification of an event Peerway does not act on (another Da Vinci code, another system's
+    code, an event URI): acknowledged and recorded, because a conformant sender stops after a 4xx."""
+
+    message_id: str
+    event_code: str  # the code or URI as sent, cut to what the record keeps
+    davinci: bool
+
+
+def parse_notification(
+    data: dict[str, Any], expected_discharge_extension: str | None = None
+) -> HospitalEvent | OtherEvent:
+    """A Da Vinci notification message Bundle -> HospitalEvent (admit, transfer, discharge) or OtherEvent, or a
+    4xx naming the element at fault when it cannot be read or an event we act on lacks what it needs."""
     bundle = validated(Bundle, data, "Bundle")
     if bundle.type != "message":
         raise InvalidResource(f"Bundle.type must be 'message', got {bundle.type!r}", "Bundle.type")
@@ -154,14 +180,12 @@ def parse_notification(data: dict[str, Any], expected_discharge_extension: str |
     if not isinstance(header, MessageHeader):
         raise InvalidResource("the first entry of a message Bundle must be a MessageHeader", "Bundle.entry[0]")
     coding = header.eventCoding
-    if coding is None or coding.system != DAVINCI_EVENT_SYSTEM or not coding.code:
-        raise InvalidResource(
-            f"MessageHeader.eventCoding must be a code of {DAVINCI_EVENT_SYSTEM}", "MessageHeader.eventCoding"
-        )
-    if coding.code not in DAVINCI_EVENT_CODES:
-        raise InvalidResource(
-            f"{coding.code!r} is not a code of {DAVINCI_EVENT_SYSTEM}", "MessageHeader.eventCoding.code"
-        )
+    if coding is None or coding.system != DAVINCI_EVENT_SYSTEM or coding.code not in ACTED_ON:
+        sent = (coding.code if coding is not None else None) or header.eventUri
+        if not sent:
+            raise InvalidResource("the MessageHeader names no event", "MessageHeader.eventCoding.code")
+        davinci = coding is not None and coding.system == DAVINCI_EVENT_SYSTEM and coding.code in DAVINCI_EVENT_CODES
+        return OtherEvent(message_id=str(bundle.id), event_code=str(sent)[:EVENT_LENGTH], davinci=davinci)
     index = entry_index(bundle)
     focus_ref = header.focus[0].reference if header.focus else None
     encounter = resolve(index, focus_ref)
@@ -178,14 +202,10 @@ def parse_notification(data: dict[str, Any], expected_discharge_extension: str |
             "Encounter.subject",
         )
     check_id(patient.id, "Patient.id")
-    try:
-        kind: HospitalEventKind | None = HospitalEventKind(coding.code)
-    except ValueError:
-        kind = None
     return HospitalEvent(
         message_id=str(bundle.id),
         event_code=str(coding.code),
-        kind=kind,
+        kind=HospitalEventKind(coding.code),
         sent_at=instant(bundle.timestamp),
         encounter=encounter_snapshot(encounter, original_json(data, encounter), expected_discharge_extension),
         patient=PatientSnapshot(ehr_id=str(patient.id), resource_json=original_json(data, patient)),
@@ -231,7 +251,16 @@ def extension_instant(resource: Any, url: str | None) -> datetime | None:
 
 
 def original_json(bundle_data: dict[str, Any], resource: Any) -> str:
-    """The entry's resource exactly as the sender wrote it (not re-serialised by the model)."""
+    """The entry's resource exactly as the sender wrote it (not re-serialised by the model), at most
+    MAX_SNAPSHOT_CHARS long: the copy Peerway keeps of it is bounded, whatever each element's own limit."""
+    kept = _original_json(bundle_data, resource)
+    if len(kept) > MAX_SNAPSHOT_CHARS:
+        what = resource.get_resource_type()
+        raise TooLong(f"the {what} is longer than the {MAX_SNAPSHOT_CHARS} characters Peerway keeps of one", what)
+    return kept
+
+
+def _original_json(bundle_data: dict[str, Any], resource: Any) -> str:
     for entry in bundle_data.get("entry") or []:
         found = entry.get("resource") if isinstance(entry, dict) else None
         if (
@@ -287,6 +316,8 @@ def parse_peer_contact(data: dict[str, Any]) -> ContactReport:
     subject = encounter.subject.reference if encounter.subject else None
     if not subject or not subject.startswith("Patient/") or subject.count("/") != 1:
         raise InvalidResource("Encounter.subject must be a Patient/<id> reference", "Encounter.subject")
+    if not is_fhir_id(subject.split("/", 1)[1]):
+        raise InvalidResource(f"Encounter.subject must be a Patient/<id> reference ({ID_RULE})", "Encounter.subject")
     start = encounter.period.start if encounter.period is not None else None
     if not isinstance(start, datetime) or start.tzinfo is None:
         raise InvalidResource("Encounter.period.start needs a date, time and time zone", "Encounter.period.start")

@@ -33,6 +33,7 @@ from fhir.resources.subscriptionstatus import SubscriptionStatus as R5Subscripti
 
 from service.domain.stay import EncounterSnapshot, HospitalEventKind, PatientSnapshot, Stay
 from service.errors import InvalidResource
+from service.fhir.ids import is_fhir_id
 from service.fhir.notification import NotificationForm, NotificationType, NotifiedEvent, SubscriptionNotification
 from service.fhir.parse import (
     check_id,
@@ -88,7 +89,9 @@ def reference_tail(reference: str | None) -> tuple[str, str] | None:
     if not reference:
         return None
     found = _REFERENCE.search(reference.strip())
-    return (found.group(1), found.group(2)) if found else None
+    if found is None or not is_fhir_id(found.group(2)):  # "Encounter/.." would read the EHR's base
+        return None
+    return (found.group(1), found.group(2))
 
 
 # --- notifications -------------------------------------------------------------------------------------------
@@ -136,6 +139,13 @@ def parse_subscription_notification(
     )
     if header.type in (NotificationType.EVENT_NOTIFICATION, NotificationType.QUERY_EVENT) and not events:
         raise InvalidResource("an event-notification needs at least one notification event", header.where)
+    unfocused = next((event for event in events if event.focus is None), None)
+    if unfocused is not None and len(bundle.entry) > 1:
+        # Only an empty notification (the status entry alone) has events without a focus; this one carries
+        # resources, so it is id-only or full-resource and the event is missing what to read.
+        raise InvalidResource(
+            "an event of an id-only or full-resource notification names its focus", f"{unfocused.where}.focus"
+        )
     return SubscriptionNotification(
         form=form,
         subscription=header.subscription,
@@ -288,20 +298,22 @@ def _event(
     if number is None:
         raise InvalidResource("every notification event needs its event number", f"{where}.eventNumber")
     if focus_ref is None:
-        return NotifiedEvent(number=number, occurred_at=instant(when), focus=None, stay=None)
+        return NotifiedEvent(number=number, occurred_at=instant(when), focus=None, stay=None, where=where)
     tail = reference_tail(focus_ref)
     if tail is None:
         raise InvalidResource(f"the focus must be a Type/id reference (got {focus_ref[:80]!r})", f"{where}.focus")
     focus = f"{tail[0]}/{tail[1]}"
     if tail[0] != "Encounter":
-        return NotifiedEvent(number=number, occurred_at=instant(when), focus=focus, stay=None, other_focus=True)
+        return NotifiedEvent(
+            number=number, occurred_at=instant(when), focus=focus, stay=None, other_focus=True, where=where
+        )
     resource = resolve(index, focus_ref)
     stay = None
     if resource is not None:
         if not isinstance(resource, Encounter | R5Encounter):
             raise InvalidResource("the focus entry must hold an Encounter", f"{where}.focus")
         stay = _stay_in_bundle(resource, index, data, form, extension)
-    return NotifiedEvent(number=number, occurred_at=instant(when), focus=focus, stay=stay)
+    return NotifiedEvent(number=number, occurred_at=instant(when), focus=focus, stay=stay, where=where)
 
 
 def _stay_in_bundle(

@@ -1,15 +1,21 @@
-"""Turn fhir.resources / pydantic validation failures into errors naming the FHIR element."""
+"""Turn fhir.resources / pydantic validation failures into errors naming the FHIR element, and check what the
+models leave unchecked: that every contained or Bundle-entry resource says its resourceType (a model reads one
+without it as a bare Resource), and that no Period ends before it starts (invariant per-01)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
+from fhir.resources.period import Period as R5Period
+from fhir.resources.R4B.period import Period as R4BPeriod
 from pydantic import BaseModel, ValidationError
 
-from service.errors import BadRequest
+from service.errors import BadRequest, InvalidResource
+from service.fhir.dates import optional_instant
 
 M = TypeVar("M", bound=BaseModel)
+Loc = tuple[int | str, ...]
 
 
 def fhirpath(root: str, loc: Sequence[int | str]) -> str:
@@ -33,14 +39,72 @@ def invalid_from(error: ValidationError, root: str) -> BadRequest:
 
 
 def validated(model: type[M], data: Mapping[str, Any], root: str) -> M:
-    """model.model_validate(data), every failure a 400 naming the element where it can be named.
+    """model.model_validate(data), every failure a 4xx naming the element where it can be named.
 
     fhir.resources (fhir_core) raises plain TypeError/ValueError for some malformed input instead of a
     ValidationError; those are the sender's fault too, so they become 400s rather than 500s.
     """
+    check_resource_types(data, root)
     try:
-        return model.model_validate(data)
+        parsed = model.model_validate(data)
     except ValidationError as exc:
         raise invalid_from(exc, root) from None
     except (TypeError, ValueError, KeyError, AttributeError) as exc:
         raise BadRequest(f"{root} could not be read as FHIR R4 ({type(exc).__name__})", root) from None
+    check_periods(parsed, root)
+    return parsed
+
+
+def check_resource_types(data: Mapping[str, Any], root: str) -> None:
+    """Every resource inside (a Bundle entry's, a Parameters part's, a contained one) names its resourceType."""
+    pending: list[tuple[Loc, Any]] = [((), data)]
+    while pending:
+        loc, node = pending.pop()
+        if isinstance(node, list):
+            pending.extend(((*loc, i), item) for i, item in enumerate(node))
+            continue
+        if not isinstance(node, Mapping):
+            continue
+        for key, value in node.items():
+            inner: list[tuple[Loc, Any]] = []
+            if key == "resource" and isinstance(value, Mapping):
+                inner = [((*loc, key), value)]
+            elif key == "contained" and isinstance(value, list):
+                inner = [((*loc, key, i), item) for i, item in enumerate(value) if isinstance(item, Mapping)]
+            for where, resource in inner:
+                if not isinstance(resource.get("resourceType"), str) or not resource["resourceType"]:
+                    expression = fhirpath(root, where)
+                    raise InvalidResource(f"{expression} needs its resourceType", f"{expression}.resourceType")
+            if isinstance(value, Mapping | list):
+                pending.append(((*loc, str(key)), value))
+
+
+def check_periods(model: BaseModel, root: str) -> None:
+    """No Period in the resource ends before it starts (per-01; FHIR ends are inclusive, so '2020-01' may end a
+    period that starts on 2020-01-15)."""
+    pending: list[tuple[Loc, BaseModel]] = [((), model)]
+    while pending:
+        loc, node = pending.pop()
+        if isinstance(node, R4BPeriod | R5Period):
+            start, end = _bound(node.start, end=False), _bound(node.end, end=True)
+            if start is not None and end is not None and end < start:
+                expression = fhirpath(root, loc)
+                raise InvalidResource(f"{expression}: the period ends before it starts (per-01)", expression)
+        for name, info in type(node).model_fields.items():
+            value = getattr(node, name, None)
+            alias = info.alias or name
+            if isinstance(value, BaseModel):
+                pending.append(((*loc, alias), value))
+            elif isinstance(value, list):
+                pending.extend(((*loc, alias, i), item) for i, item in enumerate(value) if isinstance(item, BaseModel))
+
+
+def _bound(value: object, *, end: bool) -> Any:
+    """The earliest (start) or latest (end) instant a date or dateTime stands for; None when unknown."""
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else getattr(value, "isoformat", lambda: "")()
+    try:
+        return optional_instant(text, "", end=end)
+    except InvalidResource:
+        return None  # a time without a zone (the model took it): not comparable, and not ours to refuse here

@@ -13,6 +13,7 @@ import pytest
 
 from service.auth import Role
 from service.domain.stay import DAVINCI_EVENT_CODES, HospitalEventKind
+from service.fhir.parse import DAVINCI_EVENT_SYSTEM as DAVINCI_SYSTEM
 from tests.conftest import fixture_json
 
 ADMIT = "davinci/davinci-alerts-admit-notification-message-bundle-01.json"
@@ -138,6 +139,11 @@ def _other_event_system(bundle: dict[str, Any]) -> dict[str, Any]:
     return bundle
 
 
+def _no_event(bundle: dict[str, Any]) -> dict[str, Any]:
+    del bundle["entry"][0]["resource"]["eventCoding"]
+    return bundle
+
+
 def _subject_missing(bundle: dict[str, Any]) -> dict[str, Any]:
     bundle["entry"][1]["resource"]["subject"] = {"reference": "Patient/elsewhere"}
     return bundle
@@ -156,8 +162,8 @@ def _patient_not_a_bundle(bundle: dict[str, Any]) -> dict[str, Any]:
         (_bad_date, 400, "Bundle.entry[1].resource.period.start"),
         (_history, 422, "Bundle.type"),
         (_no_id, 422, "Bundle.id"),
-        (_other_event_system, 422, "MessageHeader.eventCoding"),
         (_subject_missing, 422, "Encounter.subject"),
+        (_no_event, 400, "Bundle.entry[0].resource"),
         (_patient_not_a_bundle, 400, "resourceType"),
     ],
 )
@@ -209,6 +215,39 @@ async def test_other_davinci_events_are_acknowledged_without_effect(client: http
     assert await episodes(client, auth) == []
 
 
+# A conformant sender stops after a 4xx (Da Vinci Unsolicited Notifications): an event Peerway does not act on,
+# whatever its code or system, is acknowledged (200), changes nothing, and is recorded (a replay gets the same
+# answer); it needs no focus, since nothing is read from it.
+@pytest.mark.parametrize(
+    ("header", "code"),
+    [
+        ({"eventCoding": {"system": "http://example.org/events", "code": "notification-discharge"}}, None),
+        ({"eventCoding": {"system": DAVINCI_SYSTEM, "code": "notification-readmit"}}, None),
+        ({"eventCoding": {"system": "http://example.org/events", "code": "x" * 80}}, "x" * 64),
+        ({"eventUri": "http://example.org/events/bed-moved"}, None),
+        ({"eventCoding": {"code": "notification-admit"}}, None),
+    ],
+    ids=["another-system", "code-outside-the-ig", "long-code", "event-uri", "no-system"],
+)
+async def test_an_event_peerway_does_not_act_on_is_acknowledged_and_recorded(
+    client: httpx.AsyncClient, auth: Auth, header: dict[str, Any], code: str | None
+) -> None:
+    bundle = fixture_json(DISCHARGE)
+    message = bundle["entry"][0]["resource"]
+    message.pop("eventCoding")
+    message.pop("focus")  # nothing is read from an event Peerway does not act on
+    message.update(header)
+    sent = code or next(iter(header.values()))
+    sent = sent if isinstance(sent, str) else sent["code"]
+    response = await send(client, auth, bundle)
+    assert response.status_code == 200, response.text
+    assert response.json()["issue"][0]["diagnostics"] == f"{sent}: acknowledged; no change to any episode"
+    assert await episodes(client, auth) == []
+    changed = {k: v for k, v in message.items() if k not in header} | {"eventUri": "http://example.org/changed"}
+    bundle["entry"][0]["resource"] = changed
+    assert (await send(client, auth, bundle)).json() == response.json()  # recorded: a replay gets the same answer
+
+
 async def test_eight_copies_at_once_make_one_episode_and_get_one_answer(client: httpx.AsyncClient, auth: Auth) -> None:
     bundle = fixture_json(ADMIT)
     responses = await asyncio.gather(*(send(client, auth, bundle) for _ in range(8)))
@@ -241,15 +280,11 @@ def test_the_ig_code_list_is_complete() -> None:
 @pytest.mark.parametrize(
     ("mutate", "expression"),
     [
-        (
-            lambda b: b["entry"][0]["resource"]["eventCoding"].update(code="notification-readmit"),
-            "MessageHeader.eventCoding.code",
-        ),
         (lambda b: b.update(id="b" * 65), "Bundle.id"),
         (lambda b: b["entry"][1]["resource"].update(id="e" * 65), "Encounter.id"),
         (lambda b: b["entry"].extend([b["entry"][-1]] * 200), "Bundle.entry"),
     ],
-    ids=["code-outside-the-ig", "bundle-id-too-long", "encounter-id-too-long", "too-many-entries"],
+    ids=["bundle-id-too-long", "encounter-id-too-long", "too-many-entries"],
 )
 async def test_what_the_ig_does_not_allow_is_a_422_naming_the_element(
     client: httpx.AsyncClient, auth: Auth, mutate: Callable[[dict[str, Any]], None], expression: str

@@ -245,7 +245,9 @@ async def test_the_peer_gets_the_consented_summary_of_a_client_the_feed_sent(
     consent = peer_consent(episode["patient"], ["preferred-name", "admission-discharge"], actor=peer["practitioner"])
     recorded = await client.post("/fhir/Consent", json=consent, headers=auth(Role.COORDINATOR, "coord"))
     assert recorded.status_code == 201, recorded.text
-    summary = await client.get(f"/fhir/Patient/{episode['client_id']}/$peer-summary", headers=auth(Role.PEER, peer["id"]))
+    summary = await client.get(
+        f"/fhir/Patient/{episode['client_id']}/$peer-summary", headers=auth(Role.PEER, peer["id"])
+    )
     assert summary.status_code == 200, summary.text
     resources = {e["resource"]["resourceType"]: e["resource"] for e in summary.json()["entry"]}
     assert set(resources) == {"Patient", "Encounter"}

@@ -1,0 +1,89 @@
+"""The byte-level shape check of JSON bodies (service/fhir/shape.py): what it refuses, where it says the fault
+is, and what it must let through (brackets inside strings, legal depths, long Attachment data)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from service.errors import BadRequest, InvalidResource, PeerwayError, TooLong
+from service.fhir.shape import MAX_DEPTH, JsonLimits, check_shape, looks_like_json
+
+
+def nested(levels: int) -> bytes:
+    return b"[" * levels + b"]" * levels
+
+
+def refusal(body: bytes | dict[str, Any], limits: JsonLimits | None = None) -> PeerwayError:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    with pytest.raises(PeerwayError) as caught:
+        check_shape(raw, limits or JsonLimits())
+    return caught.value
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        nested(MAX_DEPTH),
+        json.dumps({"a": "[" * 4000, "b": "{" * 4000}).encode(),  # brackets inside a string are text
+        json.dumps({"a": '\\"[[[[' * 600}).encode(),  # escaped quotes do not end the string early
+        json.dumps({"resourceType": "Patient", "text": {"div": "<div>" + "x" * 60_000 + "</div>"}}).encode(),
+        json.dumps({"photo": [{"data": "QUJD" * 200_000}]}).encode(),
+        json.dumps({"value": 1234567890.123456789, "big": -12345678901234567890}).encode(),
+        json.dumps({"n": "x" * 4096}).encode(),
+        json.dumps({"n": "é" * 4096}, ensure_ascii=True).encode(),  # 4,096 characters written as 24,576 bytes
+        b"",
+        b"not json at all [[[",
+    ],
+    ids=["depth-64", "brackets-in-text", "escaped-quotes", "div", "attachment", "numbers", "4096", "escapes", "empty",
+         "text"],
+)  # fmt: skip
+def test_what_fits_passes(body: bytes) -> None:
+    check_shape(body)
+
+
+def test_depth_65_is_refused_naming_the_innermost_element() -> None:
+    error = refusal(nested(MAX_DEPTH + 1))
+    assert isinstance(error, BadRequest)
+    assert error.expression == "body" + "[0]" * MAX_DEPTH
+
+
+def test_a_deep_resource_is_named_from_its_resource_type_even_when_that_comes_last() -> None:
+    value: Any = "leaf"
+    for _ in range(40):
+        value = {"extension": [value]}
+    error = refusal({"entry": [{"resource": value}], "resourceType": "Bundle"})
+    assert str(error.expression).startswith("Bundle.entry[0].resource.extension[0]")
+
+
+@pytest.mark.parametrize(
+    ("body", "expression", "kind"),
+    [
+        ({"resourceType": "Patient", "name": [{"given": ["a", "b" * 4097]}]}, "Patient.name[0].given[1]", TooLong),
+        ({"resourceType": "Patient", "text": {"div": "x" * 70_000}}, "Patient.text.div", TooLong),
+        ({"a": [1, 2, {"b": "x" * 5000}]}, "body.a[2].b", TooLong),
+        (b'{"a": {"b": [0, 1e' + b"9" * 50 + b"]}}", "body.a.b[1]", InvalidResource),
+        (b'{"resourceType":"Encounter","length":{"value":' + b"1" * 5000 + b"}}", "Encounter.length.value",
+         InvalidResource),
+    ],
+    ids=["given", "div", "api-field", "exponent", "integer"],
+)  # fmt: skip
+def test_too_long_is_refused_naming_the_element(
+    body: bytes | dict[str, Any], expression: str, kind: type[PeerwayError]
+) -> None:
+    error = refusal(body)
+    assert isinstance(error, kind)
+    assert error.expression == expression
+    assert error.status in (400, 422)
+
+
+def test_limits_can_be_set() -> None:
+    assert refusal(nested(5), JsonLimits(depth=4)).expression == "body[0][0][0][0]"
+    check_shape(nested(4), JsonLimits(depth=4))
+
+
+@pytest.mark.parametrize(("body", "answer"), [(b"  {", True), (b"\n[1]", True), (b"x", False), (b"", False)])
+def test_only_what_starts_as_json_is_checked(body: bytes, answer: bool) -> None:
+    assert looks_like_json(body) is answer
