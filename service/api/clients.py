@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 
+from service.api import fhir_rest
 from service.api.deps import Peer, SessionsDep, SettingsDep, read_body
 from service.api.responses import FhirResponse
 from service.app import peers, summary
@@ -31,6 +32,7 @@ async def my_clients(caller: Peer, sessions: SessionsDep) -> list[MyClient]:
 
 @router.get(
     PEER_SUMMARY,
+    dependencies=[Depends(fhir_rest.json_only)],
     response_class=FhirResponse,
     summary="The consented summary of one of my clients (Bundle, type collection)",
 )
@@ -40,6 +42,7 @@ async def client_summary(client_id: str, caller: Peer, sessions: SessionsDep, se
 
 @router.post(
     PEER_SUMMARY,
+    dependencies=[Depends(fhir_rest.json_only)],
     response_class=FhirResponse,
     summary="The same summary, asked with POST (an empty body or a Parameters resource without parameters)",
 )

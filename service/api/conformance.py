@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from email.utils import format_datetime
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from service.api.deps import SettingsDep
-from service.api.fhir_rest import search_answer, search_request
+from service.api.fhir_rest import json_only, search_answer, search_request
 from service.api.responses import FHIR_JSON
 from service.app import conformance
 from service.fhir import canonical
 
-router = APIRouter(prefix="/fhir", tags=["conformance"])
+router = APIRouter(prefix="/fhir", tags=["conformance"], dependencies=[Depends(json_only)])
 
 
 def _answer(served: canonical.Served) -> Response:

@@ -9,10 +9,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field, model_validator
 
 from service.api.deps import Coordinator, Peer, SessionsDep
+from service.api.fhir_rest import json_only
 from service.api.peers import EpisodeOut, episode_out
 from service.api.responses import FhirResponse
 from service.api.text import Input
@@ -21,7 +22,7 @@ from service.domain.matching import AGE_BANDS, ClientPreferences, PeerProfile
 from service.domain.vocabulary import PeerStatus, SupportKind
 
 router = APIRouter(prefix="/api", tags=["matching"])
-fhir_router = APIRouter(prefix="/fhir", tags=["matching"])
+fhir_router = APIRouter(prefix="/fhir", tags=["matching"], dependencies=[Depends(json_only)])
 
 Gender = Literal["male", "female", "other", "unknown"]
 AgeBand = Literal["18-24", "25-34", "35-44", "45-54", "55-64", "65-plus"]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from importlib.metadata import version
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
 from service.api.deps import SessionsDep, SettingsDep
+from service.api.fhir_rest import json_only
 from service.api.responses import FhirResponse
 from service.app.health import check_readiness
 from service.fhir.capability import capability_statement
@@ -14,7 +15,12 @@ from service.fhir.capability import capability_statement
 router = APIRouter(tags=["metadata"])
 
 
-@router.get("/fhir/metadata", response_class=FhirResponse, summary="CapabilityStatement")
+@router.get(
+    "/fhir/metadata",
+    response_class=FhirResponse,
+    summary="CapabilityStatement",
+    dependencies=[Depends(json_only)],
+)
 async def metadata(settings: SettingsDep) -> FhirResponse:
     return FhirResponse(capability_statement(settings.base_url, version("peerway")))
 

@@ -429,3 +429,21 @@ async def test_a_body_that_is_not_fhir_json_is_415_and_not_stored(
     assert response.status_code == 415, response.text
     assert response.json()["issue"][0]["expression"] == ["Content-Type"]
     assert await consent_rows(database_url) == 0
+
+
+async def test_every_fhir_read_answers_json_only(client: httpx.AsyncClient, auth: Auth) -> None:
+    """Not only Consent: the CapabilityStatement, conformance resources, a peer as Practitioner and the peer
+    summary refuse XML with 406 before doing anything else."""
+    episode, peer = await discharged_client_with_peer(client, auth)
+    xml = {"Accept": "application/fhir+xml"}
+    for path, caller in (
+        ("/fhir/metadata", {}),
+        ("/fhir/CodeSystem/age-band", {}),
+        ("/fhir/CodeSystem", {}),
+        (f"/fhir/Practitioner/{peer['id']}", auth(Role.COORDINATOR)),
+        (f"/fhir/Patient/{episode['client_id']}/$peer-summary", auth(Role.PEER, peer["id"])),
+    ):
+        response = await client.get(path, headers={**caller, **xml})
+        assert response.status_code == 406, path
+        assert response.json()["resourceType"] == "OperationOutcome"
+        assert (await client.get(path, headers=caller)).status_code == 200, path
