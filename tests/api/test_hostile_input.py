@@ -252,7 +252,7 @@ async def test_a_contact_about_a_non_id_is_refused(
         ("/fhir/Consent/%2E%2E", Role.COORDINATOR, "consent_id"),
         ("/fhir/Encounter/" + "x" * 65, Role.PEER, "contact_id"),
         ("/fhir/Practitioner/a%20b", Role.COORDINATOR, "peer_id"),
-        ("/fhir/Patient/a:b/$summary", Role.PEER, "client_id"),
+        ("/fhir/Patient/a:b/$peer-summary", Role.PEER, "client_id"),
     ],
 )
 async def test_a_path_id_that_is_not_a_fhir_id_is_a_400_naming_it(
