@@ -147,3 +147,15 @@ class TooLong(InvalidResource):
     """An element longer (or a body deeper, or a stored resource larger) than Peerway accepts."""
 
     code = "too-long"
+
+
+def changed_meanwhile(what: str, expected_version: int | None) -> PeerwayError:
+    """Another request changed `what` between our read and our write (the optimistic lock caught it): a 412 when
+    the client named a version with If-Match, else a 409 asking it to read again."""
+    if expected_version is not None:
+        return PreconditionFailed(
+            f"{what} changed while this request ran (If-Match named version {expected_version}): read it again and"
+            " re-apply the change",
+            "If-Match",
+        )
+    return Conflict(f"{what} was changed by another request at the same time: read it again and retry")

@@ -16,14 +16,16 @@ from urllib.parse import parse_qsl
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.exc import StaleDataError
 
 from consent import ConsentRecord
 from service.app import search as searching
 from service.app.clock import new_id, utcnow
-from service.errors import BadRequest, Conflict, InvalidResource, NotFound, PreconditionFailed
+from service.errors import BadRequest, Conflict, InvalidResource, NotFound, PreconditionFailed, changed_meanwhile
 from service.fhir.build import stamped_consent, to_json
 from service.fhir.consent import parse_consent, subject_element
 from service.fhir.consent_capture import check_for_capture
+from service.fhir.ids import MAX_IDENTIFIER_LENGTH
 from service.fhir.search import SearchRequest
 from service.store import repository, searches
 from service.store.db import SessionFactory, transaction
@@ -91,6 +93,10 @@ def _if_none_exist_identifier(criteria: str) -> str:
     pairs = parse_qsl(criteria, keep_blank_values=True)
     if len(pairs) != 1 or pairs[0][0] != "identifier" or "|" not in pairs[0][1]:
         raise BadRequest("If-None-Exist: Consents are matched by identifier=<system>|<value> only", "If-None-Exist")
+    if len(pairs[0][1]) > MAX_IDENTIFIER_LENGTH:
+        raise BadRequest(
+            f"If-None-Exist: an identifier has at most {MAX_IDENTIFIER_LENGTH} characters", "If-None-Exist"
+        )
     return pairs[0][1]
 
 
@@ -99,7 +105,12 @@ def identifier_key(data: dict[str, Any]) -> str | None:
     identifiers = data.get("identifier")
     first = identifiers[0] if isinstance(identifiers, list) and identifiers else identifiers
     if isinstance(first, dict) and isinstance(first.get("system"), str) and isinstance(first.get("value"), str):
-        return f"{first['system']}|{first['value']}"[:300]
+        key = f"{first['system']}|{first['value']}"
+        if len(key) > MAX_IDENTIFIER_LENGTH:  # cut, it would never match again: If-None-Exist would duplicate
+            raise InvalidResource(
+                f"Consent.identifier: system|value has at most {MAX_IDENTIFIER_LENGTH} characters", "Consent.identifier"
+            )
+        return key
     return None
 
 
@@ -153,6 +164,8 @@ async def _write(
         if creating:  # a new random id cannot collide: this is not a race on the id
             raise
         raise Conflict(f"Consent/{consent_id} was created by another request at the same time; retry") from None
+    except StaleDataError:
+        raise changed_meanwhile(f"Consent/{consent_id}", expected_version) from None
     return stored, created
 
 

@@ -9,13 +9,15 @@ from urllib.parse import parse_qsl
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.exc import StaleDataError
 
 import fhir_profiles
 from service.app import search as searching
 from service.app.clock import new_id, utcnow
 from service.domain.vocabulary import ContactKind
-from service.errors import BadRequest, InvalidResource, NotFound, PreconditionFailed
+from service.errors import BadRequest, InvalidResource, NotFound, PreconditionFailed, changed_meanwhile
 from service.fhir import build
+from service.fhir.ids import MAX_IDENTIFIER_LENGTH
 from service.fhir.parse import parse_peer_contact
 from service.fhir.search import SearchRequest
 from service.store import repository, searches
@@ -57,6 +59,10 @@ def _identifier_criteria(criteria: str) -> str:
     pairs = parse_qsl(criteria, keep_blank_values=True)
     if len(pairs) != 1 or pairs[0][0] != "identifier" or "|" not in pairs[0][1]:
         raise BadRequest("If-None-Exist: contacts are matched by identifier=<system>|<value> only", "If-None-Exist")
+    if len(pairs[0][1]) > MAX_IDENTIFIER_LENGTH:
+        raise BadRequest(
+            f"If-None-Exist: an identifier has at most {MAX_IDENTIFIER_LENGTH} characters", "If-None-Exist"
+        )
     return pairs[0][1]
 
 
@@ -131,35 +137,38 @@ async def update_contact(
     if status not in STATUSES:
         raise InvalidResource(f"Encounter.status must be one of {', '.join(STATUSES)}", "Encounter.status")
     report = parse_peer_contact({**data, "status": "finished"})  # the rest is checked as for a new contact
-    async with transaction(sessions) as session:
-        contact = await session.get(Contact, contact_id, with_for_update=True)
-        peer = await session.get(PeerSupporter, peer_id)
-        if contact is None or peer is None or contact.peer_id != peer_id:
-            raise NotFound(f"Encounter/{contact_id} is not known")
-        if expected_version is not None and expected_version != contact.version_id:
-            raise PreconditionFailed(
-                f"If-Match names version {expected_version} of Encounter/{contact_id}, but the current version is"
-                f" {contact.version_id}: read it again and re-apply the change",
-                "If-Match",
-            )
-        episode = await session.get(Episode, contact.episode_id)
-        assert episode is not None  # a foreign key
-        if report.client_id != episode.client_id:
-            raise InvalidResource("a contact cannot move to another client", "Encounter.subject")
-        if contact.status == "entered-in-error" and status != "entered-in-error":
-            raise InvalidResource("a cancelled contact (entered-in-error) cannot be restored", "Encounter.status")
-        now = utcnow()
-        contact.kind = report.kind.value
-        contact.started_at = report.started_at
-        contact.minutes = report.minutes
-        contact.status = str(status)
-        contact.version_id += 1
-        contact.updated_at = now
-        contact.delivered_at = None
-        client = await session.get(Client, episode.client_id)
-        assert client is not None
-        session.add(new_job(OUTBOX_CONTACT, contact.id, client.site, now))
-        return contact_view(contact, episode.client_id, peer.name)
+    try:
+        async with transaction(sessions) as session:
+            contact = await session.get(Contact, contact_id, with_for_update=True)
+            peer = await session.get(PeerSupporter, peer_id)
+            if contact is None or peer is None or contact.peer_id != peer_id:
+                raise NotFound(f"Encounter/{contact_id} is not known")
+            if expected_version is not None and expected_version != contact.version_id:
+                raise PreconditionFailed(
+                    f"If-Match names version {expected_version} of Encounter/{contact_id}, but the current version is"
+                    f" {contact.version_id}: read it again and re-apply the change",
+                    "If-Match",
+                )
+            episode = await session.get(Episode, contact.episode_id)
+            assert episode is not None  # a foreign key
+            if report.client_id != episode.client_id:
+                raise InvalidResource("a contact cannot move to another client", "Encounter.subject")
+            if contact.status == "entered-in-error" and status != "entered-in-error":
+                raise InvalidResource("a cancelled contact (entered-in-error) cannot be restored", "Encounter.status")
+            now = utcnow()
+            contact.kind = report.kind.value
+            contact.started_at = report.started_at
+            contact.minutes = report.minutes
+            contact.status = str(status)
+            contact.version_id += 1
+            contact.updated_at = now
+            contact.delivered_at = None
+            client = await session.get(Client, episode.client_id)
+            assert client is not None
+            session.add(new_job(OUTBOX_CONTACT, contact.id, client.site, now))
+            return contact_view(contact, episode.client_id, peer.name)
+    except StaleDataError:
+        raise changed_meanwhile(f"Encounter/{contact_id}", expected_version) from None
 
 
 async def _view(session: AsyncSession, contact: Contact, peer_name: str) -> dict[str, Any]:

@@ -131,6 +131,9 @@ class ConsentDocument(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     identifier: Mapped[str | None] = mapped_column(String(300))
+    # Optimistic locking: every UPDATE says `WHERE version_id = <the version read>`, so of two writers that read
+    # the same version only the first succeeds (SQLite takes no row lock for SELECT ... FOR UPDATE).
+    __mapper_args__ = {"version_id_col": version_id, "version_id_generator": False}  # noqa: RUF012
 
 
 class Contact(Base):
@@ -155,6 +158,8 @@ class Contact(Base):
     status: Mapped[str] = mapped_column(String(32), server_default="finished")
     version_id: Mapped[int] = mapped_column(Integer, server_default="1")
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Optimistic locking, as ConsentDocument's.
+    __mapper_args__ = {"version_id_col": version_id, "version_id_generator": False}  # noqa: RUF012
 
 
 class AuditRecord(Base):

@@ -3,6 +3,7 @@ versions and conditional requests, Prefer, paged searches that refuse what they 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import Callable
@@ -444,3 +445,63 @@ async def test_every_fhir_read_answers_json_only(client: httpx.AsyncClient, auth
         assert response.status_code == 406, path
         assert response.json()["resourceType"] == "OperationOutcome"
         assert (await client.get(path, headers=caller)).status_code == 200, path
+
+
+def forged_page(direction: str, moment: str, key: str) -> str:
+    raw = json.dumps([direction, moment, key], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    ("params", "expression"),
+    [
+        ({"_page": forged_page("n", "0001-01-01T00:00:00+05:00", "x")}, "_page"),
+        ({"_page": forged_page("n", "9999-12-31T23:59:59-05:00", "x")}, "_page"),
+        ({"_page": forged_page("n", "2026-01-01T00:00:00+00:00", "\ud800")}, "_page"),
+        ({"_page": forged_page("n", "2026-01-01T00:00:00+00:00", "a\u0000b")}, "_page"),
+        ({"_lastUpdated": "ge0001-01-01T00:00:00+05:00"}, "_lastUpdated"),
+        ({"_lastUpdated": "lt9999-12-31T23:00:00-05:00"}, "_lastUpdated"),
+    ],
+    ids=["cursor-before-year-1", "cursor-after-9999", "cursor-lone-surrogate", "cursor-nul", "since-1", "until-9999"],
+)
+async def test_a_forged_cursor_or_a_date_at_the_ends_of_time_is_a_400(
+    client: httpx.AsyncClient, auth: Auth, params: dict[str, str], expression: str
+) -> None:
+    patient = await a_client(client, auth)
+    for path, extra in (("/fhir/Consent", {"patient": patient}), ("/fhir/AuditEvent", {"patient": patient})):
+        response = await client.get(path, params={**extra, **params}, headers=auth(Role.COORDINATOR, "c"))
+        assert response.status_code == 400, (path, response.text)
+        assert response.json()["issue"][0]["expression"] == [expression]
+
+
+async def test_of_two_updates_naming_the_same_version_exactly_one_wins(client: httpx.AsyncClient, auth: Auth) -> None:
+    """The optimistic lock holds on SQLite too, where SELECT ... FOR UPDATE locks nothing: a withdrawal and a
+    re-activation racing on one version cannot both be told they succeeded."""
+    patient = await a_client(client, auth)
+    consent = (await post_consent(client, auth, peer_consent(patient, ["preferred-name"]))).json()
+    url = f"/fhir/Consent/{consent['id']}"
+    for round_ in range(1, 6):
+        current = await client.get(url, headers=auth(Role.COORDINATOR, "c"))
+        assert current.headers["etag"] == f'W/"{round_}"'
+        headers = auth(Role.COORDINATOR, "c", **{"If-Match": current.headers["etag"]})
+        answers = await asyncio.gather(
+            client.put(url, json={**consent, "status": "inactive"}, headers=headers),
+            client.put(url, json={**consent, "status": "active"}, headers=headers),
+        )
+        assert sorted(a.status_code for a in answers) == [200, 412], [a.text for a in answers]
+        [winner] = [a for a in answers if a.status_code == 200]
+        final = await client.get(url, headers=auth(Role.COORDINATOR, "c"))
+        assert final.json()["status"] == winner.json()["status"]
+        assert final.headers["etag"] == f'W/"{round_ + 1}"'
+
+
+async def test_a_consent_identifier_longer_than_peerway_keeps_is_refused_not_cut(
+    client: httpx.AsyncClient, auth: Auth
+) -> None:
+    patient = await a_client(client, auth)
+    consent = {**peer_consent(patient, ["preferred-name"]), "identifier": [{"system": "urn:x", "value": "v" * 400}]}
+    response = await post_consent(client, auth, consent)
+    assert response.status_code == 422, response.text
+    assert response.json()["issue"][0]["expression"] == ["Consent.identifier"]
+    listed = await client.get("/fhir/Consent", params={"patient": patient}, headers=auth(Role.COORDINATOR, "c"))
+    assert "entry" not in listed.json()
