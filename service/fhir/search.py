@@ -23,6 +23,7 @@ def _range(value: str) -> tuple[datetime, datetime]:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
         if moment.tzinfo is None:
             raise ValueError("a time needs a zone")
+        moment = moment.astimezone(UTC)  # OverflowError at the ends of time: 0001-01-01T00:00+05:00
         return moment, moment + timedelta(seconds=1)
     parts = [int(p) for p in value.split("-")]
     low = datetime(parts[0], parts[1] if len(parts) > 1 else 1, parts[2] if len(parts) > 2 else 1, tzinfo=UTC)
@@ -130,7 +131,11 @@ class Cursor:
             moment = datetime.fromisoformat(updated)
             if direction not in ("n", "p") or not isinstance(id_, str) or moment.tzinfo is None:
                 raise ValueError(token)
-        except (ValueError, TypeError, binascii.Error, UnicodeDecodeError, RecursionError):
+            moment = moment.astimezone(UTC)  # the stores compare UTC; the ends of time overflow here, not there
+            if len(id_) > 200 or "\x00" in id_:  # keys are ids (a Consent's "<site>|<id>"): short, no NUL
+                raise ValueError(token)
+            id_.encode()  # a lone surrogate cannot reach a query (UnicodeEncodeError is a ValueError)
+        except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError, RecursionError):
             raise BadRequest("_page is not a cursor this server gave out: follow the Bundle's links", "_page") from None
         return cls(direction == "n", moment, id_)
 
