@@ -12,6 +12,7 @@ import re
 MAX_ID_LENGTH = 64  # FHIR ids are at most 64 characters; so are the columns that keep them
 FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 NOT_IDS = frozenset({".", ".."})
+MAX_IDENTIFIER_LENGTH = 300  # system|value of an identifier Peerway keys on (the columns that keep it)
 ID_RULE = "a FHIR id is 1 to 64 of A-Z a-z 0-9 - . (and not '.' or '..')"
 
 

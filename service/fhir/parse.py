@@ -27,7 +27,7 @@ from service.domain.stay import (
 )
 from service.domain.vocabulary import ContactKind
 from service.errors import BadRequest, InvalidResource, TooLong
-from service.fhir.ids import ID_RULE, MAX_ID_LENGTH, is_fhir_id
+from service.fhir.ids import ID_RULE, MAX_ID_LENGTH, MAX_IDENTIFIER_LENGTH, is_fhir_id
 from service.fhir.validation import fhirpath, validated
 
 DAVINCI_EVENT_SYSTEM = "http://hl7.org/fhir/us/davinci-alerts/CodeSystem/notification-event"
@@ -323,6 +323,10 @@ def parse_peer_contact(data: dict[str, Any]) -> ContactReport:
         raise InvalidResource("Encounter.period.start needs a date, time and time zone", "Encounter.period.start")
     minutes = _minutes(encounter, start)
     identifier = next((f"{i.system}|{i.value}" for i in encounter.identifier or [] if i.system and i.value), None)
+    if identifier is not None and len(identifier) > MAX_IDENTIFIER_LENGTH:
+        raise InvalidResource(
+            f"Encounter.identifier: system|value has at most {MAX_IDENTIFIER_LENGTH} characters", "Encounter.identifier"
+        )
     return ContactReport(
         client_id=subject.split("/", 1)[1],
         kind=kind,

@@ -173,3 +173,26 @@ async def test_a_peer_without_clients_gets_an_empty_bundle(client: httpx.AsyncCl
     response = await client.get("/fhir/Encounter", headers=auth(Role.PEER, peer["id"]))
     assert response.status_code == 200
     assert "entry" not in response.json()
+
+
+async def test_an_identifier_longer_than_peerway_keeps_is_refused_not_cut(
+    client: httpx.AsyncClient, auth: Auth, database_url: str
+) -> None:
+    """Cut to fit its column it would never match again (a retry would store the contact twice); on PostgreSQL it
+    did not fit at all (500)."""
+    episode, peer, _contact = await client_with_contact(client, auth)
+    mine = auth(Role.PEER, peer["id"])
+    long_id = [{"system": "https://peer-app.example/contacts", "value": "x" * 400}]
+    refused = await client.post(
+        "/fhir/Encounter", json=peer_contact(episode["client_id"], identifier=long_id), headers=mine
+    )
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["issue"][0]["expression"] == ["Encounter.identifier"]
+    criteria = await client.post(
+        "/fhir/Encounter",
+        json=peer_contact(episode["client_id"]),
+        headers=mine | {"If-None-Exist": f"identifier=https://peer-app.example/contacts|{'x' * 400}"},
+    )
+    assert criteria.status_code == 400
+    assert criteria.json()["issue"][0]["expression"] == ["If-None-Exist"]
+    assert await count_rows(database_url, Contact) == 1
