@@ -14,6 +14,7 @@ Create Date: 2026-12-01
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -38,9 +39,25 @@ def upgrade() -> None:
         batch.add_column(sa.Column("identifier", sa.String(length=300), nullable=True))
         batch.create_index("ix_consent_identifier", ["identifier"], unique=False)
         batch.create_index("ix_consent_client_updated", ["client_id", "updated_at", "id"], unique=False)
+    _identify_recorded_consents()
     with op.batch_alter_table("audit_event") as batch:
         batch.drop_index("ix_audit_client_time")
         batch.create_index("ix_audit_client_time_id", ["client_id", "recorded_at", "id"], unique=False)
+
+
+def _identify_recorded_consents() -> None:
+    """Consents recorded before this revision get their identifier too, or If-None-Exist would miss them and an
+    EHR's retry would record a second active copy (which a later withdrawal of the first would leave in force)."""
+    connection = op.get_bind()
+    consent = sa.table("consent", sa.column("id", sa.String), sa.column("resource_json", sa.Text),
+                       sa.column("identifier", sa.String))  # fmt: skip
+    for consent_id, resource_json in connection.execute(sa.select(consent.c.id, consent.c.resource_json)).all():
+        identifiers = json.loads(resource_json).get("identifier")
+        first = identifiers[0] if isinstance(identifiers, list) and identifiers else identifiers
+        if isinstance(first, dict) and isinstance(first.get("system"), str) and isinstance(first.get("value"), str):
+            key = f"{first['system']}|{first['value']}"
+            if len(key) <= 300:
+                connection.execute(sa.update(consent).where(consent.c.id == consent_id).values(identifier=key))
 
 
 def downgrade() -> None:
