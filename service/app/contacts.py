@@ -15,7 +15,7 @@ import fhir_profiles
 from service.app import search as searching
 from service.app.clock import new_id, utcnow
 from service.domain.vocabulary import ContactKind
-from service.errors import BadRequest, InvalidResource, NotFound, PreconditionFailed, changed_meanwhile
+from service.errors import BadRequest, Conflict, InvalidResource, NotFound, PreconditionFailed, changed_meanwhile
 from service.fhir import build
 from service.fhir.ids import MAX_IDENTIFIER_LENGTH
 from service.fhir.parse import parse_peer_contact
@@ -116,8 +116,9 @@ async def record_contact(
             return RecordedContact(contact_view(contact, report.client_id, peer.name), created=True)
     except IntegrityError:
         # The same app identifier was posted twice at once: the other request stored it.
+        if report.app_identifier is None:  # something else changed under us (the episode ended): say so, once
+            raise Conflict("the client's episode changed while the contact was recorded: retry") from None
         async with sessions() as session:
-            assert report.app_identifier is not None
             earlier = await repository.contact_by_app_identifier(session, peer_id, report.app_identifier)
             peer = await session.get(PeerSupporter, peer_id)
             if earlier is None or peer is None:
