@@ -1,7 +1,8 @@
 """HL7 v2 ADT feeds: a message from a registered feed becomes the same hospital event a FHIR notification is.
 
 - Attribution: a message belongs to the feed registered for the listener's port and its sending facility (MSH-4),
-  else to the port's own feed; neither, or a disabled site -> AR and nothing stored. Never by content alone.
+  else to the port's own feed; neither, or a disabled site -> AR and nothing stored. Every feed on a port is of
+  one site (add_feed), so the port chooses the site and MSH-4 only picks among that site's feeds.
 - Exactly once: the same MSH-10 from the same sender (MSH-3^MSH-4) at a site is processed once; the message's
   row is claimed first in the transaction, so concurrent copies wait, and every copy gets the first answer.
 - AA once the transaction commits; AE (with the segment and field) for a message understood but refused, kept
@@ -12,6 +13,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,10 +30,12 @@ from service.errors import Conflict, InvalidResource, NotFound
 from service.fhir.v2 import adt_message, parse_v2, read_header
 from service.store import feeds as store
 from service.store import repository
-from service.store.db import SessionFactory, transaction
+from service.store.db import SessionFactory, is_outage, transaction
 from service.store.feeds import ANY_FACILITY, Hl7Feed, Hl7Message
 from service.store.sites import Site
 from service.store.uow import retrying
+
+log = logging.getLogger("service.hl7v2")
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,35 @@ async def take_message(
     if not await is_active_site(sessions, feed.site):  # a disabled site takes nothing, as its EHR's tokens
         return FeedAnswer(AckCode.REJECT, "the feed's site is disabled", ErrorLocation("MSH", 4, "103"))
     try:
+        return await _take(sessions, feed, sender.key, control_id, text, expected_discharge_extension)
+    except Exception as error:
+        if is_outage(error):
+            raise  # no ACK: the engine resends once the database is back
+        # A failure of ours that resending will not cure: AE, so the feed is not blocked on this message, and the
+        # feed's health shows it. Nothing of the message is kept (its transaction rolled back): a resend is
+        # processed anew. Logged by ids only: the error's text may quote the message.
+        log.error("HL7 v2 feed %s: message not processed (%s); answered AE 207", feed.id, type(error).__name__)
+        answer = internal_error(feed.site)
+        assert answer.error is not None
+        await _count(sessions, feed.id, answer.text, answer.error, AckCode.ERROR)
+        return answer
+
+
+def internal_error(site: str | None = None) -> FeedAnswer:
+    """AE with ERR code 207 (application internal error): a failure of Peerway's other than a database outage."""
+    text = "the message could not be processed (application internal error)"
+    return FeedAnswer(AckCode.ERROR, text, ErrorLocation("", 0, "207"), site=site)
+
+
+async def _take(
+    sessions: SessionFactory,
+    feed: Hl7Feed,
+    sender: str,
+    control_id: str,
+    text: str,
+    expected_discharge_extension: str | None,
+) -> FeedAnswer:
+    try:
         message: AdtMessage | None = adt_message(text, ZoneInfo(feed.timezone), expected_discharge_extension)
         refusal: AdtRefused | None = None
     except AdtRefused as refused:
@@ -83,11 +116,11 @@ async def take_message(
         return FeedAnswer(refusal.ack, refusal.text, refusal.where, site=feed.site)
 
     async def once() -> FeedAnswer:
-        return await _take_once(sessions, feed, sender.key, control_id, message, refusal)
+        return await _take_once(sessions, feed, sender, control_id, message, refusal)
 
     async def answered_already() -> FeedAnswer | None:
         async with sessions() as session:
-            done = await store.answered(session, feed.site, sender.key, control_id)
+            done = await store.answered(session, feed.site, sender, control_id)
         return None if done is None else _replay(done, feed.site)
 
     return await retrying(once, settled=answered_already)
@@ -167,9 +200,11 @@ async def _count_in(uow: UnitOfWork, feed_id: str, now: datetime, answer: FeedAn
     await uow.session.execute(update(Hl7Feed).where(Hl7Feed.id == feed_id).values(**values))
 
 
-async def _count(sessions: SessionFactory, feed_id: str, text: str, where: ErrorLocation) -> None:
+async def _count(
+    sessions: SessionFactory, feed_id: str, text: str, where: ErrorLocation, ack: AckCode = AckCode.REJECT
+) -> None:
     now = utcnow()
-    error = _error_text(FeedAnswer(AckCode.REJECT, text, where))
+    error = _error_text(FeedAnswer(ack, text, where))
     async with transaction(sessions) as session:
         await session.execute(
             update(Hl7Feed)
@@ -227,9 +262,19 @@ async def add_feed(
             raise NotFound(f"no site {site!r}", "site")
         if await session.get(Hl7Feed, feed_id) is not None:
             raise Conflict(f"feed {feed_id!r} exists", "id")
-        taken = [f for f in await store.feeds(session) if f.port == port and f.facility == facility]
+        await store.lock_port(session, port)  # two sites registering one port at once: one of them waits
+        on_port = [f for f in await store.feeds(session) if f.port == port]
+        taken = [f for f in on_port if f.facility == facility]
         if taken:
             raise Conflict(f"port {port} with facility {facility or '(any)'} is feed {taken[0].id}", "facility")
+        # MSH-4 is message content: on a port shared by two sites, a sender could pick the other site by writing
+        # its facility. A port belongs to one site; facilities only choose among that site's feeds.
+        others = [f for f in on_port if f.site != site]
+        if others:
+            raise Conflict(
+                f"port {port} belongs to site {others[0].site} (feed {others[0].id}): a port serves one site only",
+                "port",
+            )
         session.add(
             Hl7Feed(
                 id=feed_id, site=site, port=port, facility=facility, timezone=timezone,

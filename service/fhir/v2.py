@@ -31,9 +31,10 @@ from service.domain.adt import (
     Sender,
 )
 from service.domain.stay import EncounterSnapshot, HospitalEventKind, PatientSnapshot, Stay
+from service.fhir.ids import is_fhir_id
 
 SUPPORTED_VERSIONS = ("2.3", "2.4", "2.5", "2.6", "2.7", "2.8")
-FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+MAX_SENDER_LENGTH = 199  # MSH-3.1 and MSH-4.1: the sender key MSH-3^MSH-4 fits its 400-character column
 # DTM: YYYY[MM[DD[HH[MM[SS[.S[S[S[S]]]]]]]]][+/-ZZZZ] (python-hl7 alone would read "2026-11-01" as January)
 HL7_DTM = re.compile(r"^\d{4}(\d{2}(\d{2}(\d{2}(\d{2}(\d{2}(\.\d{1,4})?)?)?)?)?)?([+-]\d{4})?$")
 # trigger -> (Encounter.status, the kind of hospital event); PV1-45 decides A08 (see _kind)
@@ -104,12 +105,14 @@ def _time(message: hl7.Message, segment: str, field: int, zone: tzinfo) -> datet
         if not HL7_DTM.match(raw):
             raise ValueError(raw)
         value = parse_datetime(raw)
-    except (ValueError, TypeError):
+        if not isinstance(value, datetime):
+            return None
+        stamp = value.replace(tzinfo=zone) if value.tzinfo is None else value
+        # an offset of 24 hours or more (ValueError) or a time that is no UTC datetime (year 1 east of UTC,
+        # year 9999 west of it: OverflowError) is as wrong as a malformed one
+        return stamp.astimezone(UTC)
+    except (ValueError, TypeError, OverflowError):
         raise refuse(segment, field, "102", f"{segment}-{field} is not an HL7 date/time") from None
-    if not isinstance(value, datetime):
-        return None
-    stamp = value.replace(tzinfo=zone) if value.tzinfo is None else value
-    return stamp.astimezone(UTC)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -125,6 +128,10 @@ def read_header(message: hl7.Message) -> tuple[str, Sender, str, str]:
     if not version.startswith(SUPPORTED_VERSIONS):
         raise refuse("MSH", 12, "203", "MSH-12 must be a version from 2.3 to 2.8", AckCode.REJECT)
     sender = Sender(_field(message, "MSH", 3), _field(message, "MSH", 4))
+    for number, value in ((3, sender.application), (4, sender.facility)):
+        if len(value) > MAX_SENDER_LENGTH:
+            text = f"MSH-{number} (its first component) is at most {MAX_SENDER_LENGTH} characters"
+            raise refuse("MSH", number, "102", text, AckCode.REJECT)
     kind, trigger = _field(message, "MSH", 9), _field(message, "MSH", 9, component=2)
     if not trigger and kind == "ADT" and _has(message, "EVN"):
         trigger = _field(message, "EVN", 1)  # 2.3 feeds sometimes leave MSH-9.2 to EVN-1
@@ -144,6 +151,8 @@ def adt_message(text: str, zone: tzinfo = UTC, expected_discharge_extension: str
         prior = _field(message, "MRG", 1) if _has(message, "MRG") else ""
         if not prior:
             raise refuse("MRG", 1, "101", "a merge names the prior patient id in MRG-1")
+        if not is_fhir_id(prior):
+            raise refuse("MRG", 1, "102", "MRG-1's identifier must be letters, digits, '-' or '.' (at most 64)")
         return _with(base, merged_patient_id=prior, surviving_patient_id=_patient_id(message))
     if trigger not in TRIGGERS:
         return base  # an ADT event Peerway does not act on: acknowledged, recorded without effect
@@ -184,7 +193,7 @@ def _patient_id(message: hl7.Message) -> str:
         chosen = chosen or value
     if not chosen:
         raise refuse("PID", 3, "101", "PID-3 (patient identifier list) is required")
-    if not FHIR_ID.match(chosen):
+    if not is_fhir_id(chosen):
         raise refuse("PID", 3, "102", "PID-3's identifier must be letters, digits, '-' or '.' (at most 64)")
     return chosen
 
@@ -270,7 +279,7 @@ def _encounter(
     visit = _field(message, "PV1", 19)
     if not visit:
         raise refuse("PV1", 19, "101", "PV1-19 (visit number) is required: it names the stay")
-    if not FHIR_ID.match(visit):
+    if not is_fhir_id(visit):
         raise refuse("PV1", 19, "102", "PV1-19 must be letters, digits, '-' or '.' (at most 64)")
     admitted = _time(message, "PV1", 44, zone)
     expected = _time(message, "PV2", 9, zone) if _has(message, "PV2") else None

@@ -32,16 +32,19 @@ def ack_for(text: str, answer: FeedAnswer) -> bytes:
     encoding = sep[3] + sep[2] + _escape_character(message) + sep[4]
 
     def msh(number: int, part: int = 1) -> str:
-        return _raw(message, number, part)
+        return str(message.escape(_raw(message, number, part)))
+
+    def ours(value: str) -> str:  # the sender's encoding characters may be letters or digits: escape ours too
+        return str(message.escape(value))
 
     trigger = msh(9, 2)
-    kind = component.join(("ACK", trigger, "ACK")) if trigger else "ACK"
+    kind = component.join((ours("ACK"), trigger, ours("ACK"))) if trigger else ours("ACK")
     header = [
-        "MSH", encoding, "PEERWAY", "PEERWAY", _raw_field(message, 3), _raw_field(message, 4),
-        datetime.now(UTC).strftime("%Y%m%d%H%M%S+0000"), "", kind,
-        new_id()[:20], msh(11) or "P", msh(12) or "2.5",
+        "MSH", encoding, ours("PEERWAY"), ours("PEERWAY"), _raw_field(message, 3), _raw_field(message, 4),
+        ours(datetime.now(UTC).strftime("%Y%m%d%H%M%S+0000")), "", kind,
+        ours(new_id()[:20]), msh(11) or ours("P"), msh(12) or ours("2.5"),
     ]  # fmt: skip
-    msa = ["MSA", answer.ack.value, msh(10), message.escape(answer.text[:200])]
+    msa = ["MSA", ours(answer.ack.value), msh(10), ours(answer.text[:200])]
     segments = [field.join(header), field.join(msa)]
     if answer.error is not None and answer.ack is not AckCode.ACCEPT:
         segments.append(_err(message, answer))
@@ -78,15 +81,17 @@ def _header(text: str) -> hl7.Message:
 
 
 def _err(message: hl7.Message, answer: FeedAnswer) -> str:
+    """ERR naming where the message is wrong (nothing when the error is ours: code 207), every part escaped with
+    the message's own encoding characters."""
     where = answer.error
     assert where is not None
     sep = str(message.separators)
     field, component, subcomponent = sep[1], sep[3], sep[4]
-    name = ERROR_NAMES.get(where.code, "")
+    code, name, table = (str(message.escape(x)) for x in (where.code, ERROR_NAMES.get(where.code, ""), "HL70357"))
+    located = (str(message.escape(x)) for x in (where.segment, str(where.sequence), str(where.field)))
+    parts = list(located) if where.segment else ["", "", ""]
     version = _raw(message, 12)
     if version.startswith(("2.3", "2.4")):
-        location = subcomponent.join((where.code, name, "HL70357"))
-        return f"ERR{field}" + component.join((where.segment, str(where.sequence), str(where.field), location))
-    location = component.join((where.segment, str(where.sequence), str(where.field)))
-    code = component.join((where.code, name, "HL70357"))
-    return f"ERR{field}{field}{location}{field}{code}{field}E"
+        return f"ERR{field}" + component.join((*parts, subcomponent.join((code, name, table))))
+    location = component.join(parts) if where.segment else ""
+    return f"ERR{field}{field}{location}{field}{component.join((code, name, table))}{field}E"

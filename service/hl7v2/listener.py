@@ -3,8 +3,10 @@ time per connection, the ACK written only once the message's transaction has com
 
 A connection survives what a sender may get wrong: bytes before a start block are dropped up to the next end
 block, a message it cannot read gets AR; a block over the size limit or a half-sent block at EOF closes the
-connection cleanly. A failure of ours (the database down) sends no ACK and closes the connection, so the
-interface engine resends. Logs name the port, the ACK code and the control id's length only: never content.
+connection cleanly. A database outage sends no ACK and closes the connection, so the interface engine resends;
+any other failure of ours is answered AE (ERR code 207, application internal error) and counted against the
+feed, since a resend would fail the same way and block the feed. Logs name the port, the feed, the ACK code and
+an error's type only: never content.
 """
 
 from __future__ import annotations
@@ -18,10 +20,10 @@ from collections.abc import Sequence
 from hl7.mllp import InvalidBlockError, start_hl7_server
 from hl7.mllp.streams import HL7StreamReader, HL7StreamWriter
 
-from service.app.feeds import take_message
+from service.app.feeds import internal_error, take_message
 from service.hl7v2.ack import ack_for
 from service.settings import Settings
-from service.store.db import SessionFactory
+from service.store.db import SessionFactory, is_outage
 
 log = logging.getLogger("service.hl7v2")
 
@@ -91,8 +93,13 @@ class MllpListener:
                 try:
                     answer = await take_message(self._sessions, port, text, self._settings.expected_discharge_extension)
                 except Exception as error:
-                    log.error("MLLP port %s: not processed (%s); no ACK, connection closed", port, type(error).__name__)
-                    return
+                    name = type(error).__name__
+                    if is_outage(error):  # ours and passing: no ACK, so the engine resends the same message
+                        log.error("MLLP port %s: not processed (%s); no ACK, connection closed", port, name)
+                        return
+                    # Any other failure would recur on every resend and block the feed: answer AE 207 instead.
+                    log.error("MLLP port %s: not processed (%s); answered AE 207", port, name)
+                    answer = internal_error()
                 log.info("MLLP port %s: %s%s", port, answer.ack.value, " (replay)" if answer.replayed else "")
                 writer.writeblock(ack_for(text, answer))
                 await writer.drain()

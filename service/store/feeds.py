@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint, select
+from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -54,19 +54,23 @@ class Hl7Message(Base):
 
 
 async def feed_for(session: AsyncSession, port: int, facility: str) -> Hl7Feed | None:
-    """The feed a message belongs to: its facility's feed on this port, else the port's own feed."""
-    rows = (
-        (
-            await session.execute(
-                select(Hl7Feed).where(Hl7Feed.port == port, Hl7Feed.facility.in_([facility, ANY_FACILITY]))
-            )
-        )
-        .scalars()
-        .all()
-    )
+    """The feed a message belongs to: its facility's feed on this port, else the port's own feed. None also when
+    the port's feeds are of more than one site (registered before add_feed refused that): MSH-4 is content, and
+    content never chooses between sites."""
+    rows = (await session.execute(select(Hl7Feed).where(Hl7Feed.port == port))).scalars().all()
+    if len({row.site for row in rows}) > 1:
+        return None
     exact = [row for row in rows if row.facility == facility]
-    chosen = exact or list(rows)
+    chosen = exact or [row for row in rows if row.facility == ANY_FACILITY]
     return chosen[0] if chosen else None
+
+
+async def lock_port(session: AsyncSession, port: int) -> None:
+    """Serialise registrations on one port until the transaction ends (PostgreSQL; SQLite has one writer)."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext('peerway.hl7_feed.port'), :port)"), {"port": port}
+        )
 
 
 async def feeds(session: AsyncSession, site: str | None = None) -> Sequence[Hl7Feed]:

@@ -10,11 +10,16 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy.exc import OperationalError
 
-from service.app.feeds import list_feeds
-from service.app.sites import SiteSpec, update_site
+from service.app.clock import utcnow
+from service.app.feeds import add_feed, list_feeds
+from service.app.sites import SiteSpec, add_site, update_site
 from service.auth import Role
+from service.errors import Conflict
 from service.settings import Settings
+from service.store.db import transaction
+from service.store.feeds import Hl7Feed
 from tests.support.consents import peer_consent
 from tests.support.flow import assign, register_peer
 from tests.support.hl7v2 import Feed, MllpClient, Visit, adt, frame, merge, running_feed, send_one, stored
@@ -256,3 +261,138 @@ async def test_the_peer_gets_the_consented_summary_of_a_client_the_feed_sent(
     assert "address" not in resources["Patient"]
     assert "birthDate" not in resources["Patient"]
     assert resources["Encounter"]["period"]["end"] == "2026-11-10T17:00:00Z"
+
+
+# --- every message gets an ACK (review findings) ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    [
+        "00010101000000+0500",  # year 1 east of UTC: before datetime.min in UTC
+        "99991231235959-0500",  # year 9999 west of UTC: after datetime.max in UTC
+        "99991231230000",  # the feed's zone (Toronto) is west of UTC
+        "20261120120000+2400",  # an offset of a whole day
+    ],
+)
+async def test_a_time_outside_what_utc_can_hold_gets_ae_naming_the_field(feed: Feed, stamp: str) -> None:
+    ack = await send_one(feed.port, adt("A01", "TM-1", sent=stamp))
+    assert (ack.code, ack.segment("ERR")[2], ack.segment("ERR")[3]) == ("AE", "EVN^1^2", "102^Data type error^HL70357")
+    assert (await send_one(feed.port, adt("A01", "TM-2"))).code == "AA"  # the feed goes on
+
+
+async def test_an_over_long_sender_is_rejected(feed: Feed) -> None:
+    long_application = adt("A01", "LS-1").replace("|EPIC|", f"|{'E' * 450}|", 1)
+    ack = await send_one(feed.port, long_application)
+    assert (ack.code, ack.segment("ERR")[2], ack.segment("ERR")[3][:4]) == ("AR", "MSH^1^3", "102^")
+    long_facility = await send_one(feed.port, adt("A01", "LS-2", facility="N" * 250))
+    assert (long_facility.code, long_facility.segment("ERR")[2]) == ("AR", "MSH^1^4")
+    assert long_facility.segment("ERR")[3].startswith("102^")
+    assert await stored(feed.sessions) == ([], [], 0)
+
+
+@pytest.mark.parametrize("prior", ["N" * 250, "N/0999", ".."])
+async def test_a_merge_whose_prior_id_is_not_an_id_gets_ae(feed: Feed, prior: str) -> None:
+    ack = await send_one(feed.port, merge("MR-1", surviving="N1001", prior=prior))
+    assert (ack.code, ack.segment("ERR")[2], ack.segment("ERR")[3][:4]) == ("AE", "MRG^1^1", "102^")
+    [view] = await list_feeds(feed.sessions)
+    assert (view.refused, view.merges) == (1, ())
+
+
+async def test_a_failure_of_ours_gets_ae_207_and_shows_on_the_feed(
+    feed: Feed, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(*_: object) -> str:
+        raise RuntimeError("N1001 O'Brien V5001")  # an error whose text quotes the message
+
+    monkeypatch.setattr("service.app.feeds.apply_stay", broken)
+    ack = await send_one(feed.port, adt("A01", "IE-1"))
+    assert (ack.code, ack.control_id) == ("AE", "IE-1")
+    assert ack.segment("ERR")[2:5] == ["", "207^Application internal error^HL70357", "E"]
+    [view] = await list_feeds(feed.sessions)
+    assert (view.status, view.refused, view.accepted) == ("error", 1, 0)
+    assert view.last_error is not None
+    assert "207" in view.last_error
+    assert "N1001" not in view.last_error
+    assert "IE-1" not in caplog.text
+    assert "N1001" not in caplog.text
+    monkeypatch.undo()
+    assert (await send_one(feed.port, adt("A01", "IE-1"))).code == "AA"  # nothing was kept: the resend is taken
+
+
+async def test_a_failure_of_ours_before_the_feed_is_known_gets_ae_207(
+    feed: Feed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*_: object) -> bool:
+        raise LookupError("N1001")
+
+    monkeypatch.setattr("service.app.feeds.is_active_site", broken)
+    ack = await send_one(feed.port, adt("A01", "IE-2"))
+    assert (ack.code, ack.segment("ERR")[3]) == ("AE", "207^Application internal error^HL70357")
+
+
+async def test_a_database_outage_gets_no_ack_so_the_engine_resends(feed: Feed, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def down(*_: object) -> str:
+        raise OperationalError("SELECT 1", {}, ConnectionRefusedError("database down"))
+
+    monkeypatch.setattr("service.app.feeds.apply_stay", down)
+    client = await MllpClient.connect(feed.port)
+    with pytest.raises(asyncio.IncompleteReadError):
+        await client.send(adt("A01", "OU-1"))
+    await client.close()
+    monkeypatch.undo()
+    assert (await send_one(feed.port, adt("A01", "OU-1"))).code == "AA"
+
+
+# --- one site per port ------------------------------------------------------------------------------------------
+
+
+async def test_a_port_belongs_to_one_site(feed: Feed) -> None:
+    await add_site(feed.sessions, "south", SiteSpec())
+    with pytest.raises(Conflict, match="belongs to site default"):
+        await add_feed(feed.sessions, "south-adt", "south", feed.port, "BGEN")
+    with pytest.raises(Conflict, match="belongs to site default"):
+        await add_feed(feed.sessions, "south-any", "south", feed.port)
+    await add_feed(feed.sessions, "north-b", "default", feed.port, "BGEN")  # the same site: one more facility
+    ack = await send_one(feed.port, adt("A01", "PS-1", facility="BGEN"))
+    assert ack.code == "AA"
+
+
+async def test_a_port_shared_by_two_sites_before_the_rule_takes_nothing(feed: Feed) -> None:
+    await add_site(feed.sessions, "south", SiteSpec())
+    async with transaction(feed.sessions) as session:  # registered before add_feed refused it
+        session.add(
+            Hl7Feed(
+                id="south-adt", site="south", port=feed.port, facility="BGEN", timezone="UTC",
+                created_at=utcnow(), accepted=0, refused=0,
+            )
+        )  # fmt: skip
+    for facility in ("BGEN", "NORTHGEN"):
+        ack = await send_one(feed.port, adt("A01", f"PS-{facility}", facility=facility))
+        assert (ack.code, ack.segment("ERR")[2]) == ("AR", "MSH^1^4")
+    assert await stored(feed.sessions) == ([], [], 0)
+
+
+# --- the ACK in the sender's own encoding characters -----------------------------------------------------------
+
+
+async def test_the_ack_is_escaped_with_the_messages_encoding_characters(feed: Feed) -> None:
+    pv1 = [""] * 46
+    pv1[0], pv1[1], pv1[2], pv1[19], pv1[44] = "PV1", "1", "I", "V5001", "2026-11-01"
+    message = "\r".join(
+        [
+            "MSH|a~\\&|EPIC|NORTHGEN|PEERWAY|PEERWAY|20261130101500||ADTaA01|ES-1|P|2.5.1",
+            "EVN|A01|20261130101500",
+            "PID|1||N1001",
+            "|".join(pv1),
+        ]
+    )  # "a" separates components: "Data type error" would otherwise split in three
+    ack = await send_one(feed.port, message)
+    assert ack.code == "AE"
+    assert ack.segment("MSH")[1] == "a~\\&"
+    assert ack.segment("MSH")[8].split("a") == ["ACK", "A01", "ACK"]
+    assert "a" not in ack.segment("MSH")[9]  # our own control id, escaped too
+    err = ack.segment("ERR")
+    assert err[2].split("a") == ["PV1", "1", "44"]
+    assert err[3].split("a") == ["102", "D\\S\\t\\S\\ type error", "HL70357"]
+    assert "a" not in ack.message.replace("\\S\\", "")

@@ -109,12 +109,31 @@ def test_times_with_an_offset_keep_it_and_a_readmission_is_flagged() -> None:
         ("PID|1||N1", AckCode.REJECT, ("MSH", 1, "100")),
         ("MSH|^~\\&|A\x00B", AckCode.REJECT, ("MSH", 1, "102")),
         (merge("E9", surviving="N1", prior=""), AckCode.ERROR, ("MRG", 1, "101")),
+        (merge("E10", surviving="N1", prior="N" * 250), AckCode.ERROR, ("MRG", 1, "102")),
+        (merge("E11", surviving="N1", prior="."), AckCode.ERROR, ("MRG", 1, "102")),
+        (adt("A01", "E12", sent="00010101000000+0500"), AckCode.ERROR, ("EVN", 2, "102")),
+        (adt("A01", "E13", sent="99991231235959-0500"), AckCode.ERROR, ("EVN", 2, "102")),
+        (adt("A01", "E14", sent="20261120120000+2400"), AckCode.ERROR, ("EVN", 2, "102")),
+        (adt("A01", "E15").replace("|EPIC|", f"|{'E' * 200}|", 1), AckCode.REJECT, ("MSH", 3, "102")),
+        (adt("A01", "E16", facility="N" * 200), AckCode.REJECT, ("MSH", 4, "102")),
     ],
 )
 def test_what_peerway_keys_on_is_checked_and_the_refusal_names_it(
     text: str, ack: AckCode, where: tuple[str, int, str]
 ) -> None:
     with pytest.raises(AdtRefused) as refused:
-        adt_message(text)
+        adt_message(text, TORONTO)
     assert refused.value.ack is ack
     assert (refused.value.where.segment, refused.value.where.field, refused.value.where.code) == where
+
+
+def test_a_time_without_an_offset_that_is_past_9999_in_utc_is_refused() -> None:
+    with pytest.raises(AdtRefused) as refused:
+        adt_message(adt("A01", "Y1", sent="99991231230000"), TORONTO)
+    assert (refused.value.where.segment, refused.value.where.field) == ("EVN", 2)
+    assert adt_message(adt("A01", "Y2", sent="99991231230000"), UTC).recorded_at is not None  # fits in UTC
+
+
+def test_a_sender_of_199_characters_is_taken() -> None:
+    message = adt_message(adt("A01", "S1", facility="N" * 199).replace("|EPIC|", f"|{'E' * 199}|", 1))
+    assert len(message.sender.key) == 399  # the column holds 400
