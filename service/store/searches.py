@@ -32,6 +32,27 @@ class Filters:
     rows_wanted: bool = True
 
 
+async def _filtered_page(
+    session: AsyncSession, query: Select[Any], row: Any, status: Any, identifier: Any, filters: Filters
+) -> Page:
+    """`query` narrowed by the filters every versioned resource takes (_id, status, identifier, _lastUpdated),
+    then one page of it by (updated_at, id)."""
+    if filters.ids:
+        query = query.where(row.id.in_(filters.ids))
+    if filters.statuses:
+        query = query.where(status.in_(filters.statuses))
+    if filters.identifiers:
+        query = query.where(identifier.in_(filters.identifiers))
+    query = _window(query, row.updated_at, filters.since, filters.until)
+    return await _page(session, query, row.updated_at, row.id, filters)
+
+
+async def _page(session: AsyncSession, query: Select[Any], updated: Any, key: Any, filters: Filters) -> Page:
+    return await page(
+        session, query, updated, key, filters.keyset, count_all=filters.count_all, rows_wanted=filters.rows_wanted
+    )
+
+
 def _window(query: Select[Any], column: Any, since: datetime | None, until: datetime | None) -> Select[Any]:
     if since is not None:
         query = query.where(column >= since)
@@ -45,21 +66,8 @@ async def consent_page(session: AsyncSession, site: str, client_id: str | None, 
     query = select(ConsentDocument).join(Client, Client.id == ConsentDocument.client_id).where(Client.site == site)
     if client_id is not None:
         query = query.where(ConsentDocument.client_id == client_id)
-    if filters.ids:
-        query = query.where(ConsentDocument.id.in_(filters.ids))
-    if filters.statuses:
-        query = query.where(ConsentDocument.status.in_(filters.statuses))
-    if filters.identifiers:
-        query = query.where(ConsentDocument.identifier.in_(filters.identifiers))
-    query = _window(query, ConsentDocument.updated_at, filters.since, filters.until)
-    return await page(
-        session,
-        query,
-        ConsentDocument.updated_at,
-        ConsentDocument.id,
-        filters.keyset,
-        count_all=filters.count_all,
-        rows_wanted=filters.rows_wanted,
+    return await _filtered_page(
+        session, query, ConsentDocument, ConsentDocument.status, ConsentDocument.identifier, filters
     )
 
 
@@ -79,22 +87,7 @@ async def contact_page(session: AsyncSession, peer_id: str, client_id: str | Non
     query = select(Contact).where(Contact.peer_id == peer_id)
     if client_id is not None:
         query = query.join(Episode, Episode.id == Contact.episode_id).where(Episode.client_id == client_id)
-    if filters.ids:
-        query = query.where(Contact.id.in_(filters.ids))
-    if filters.statuses:
-        query = query.where(Contact.status.in_(filters.statuses))
-    if filters.identifiers:
-        query = query.where(Contact.app_identifier.in_(filters.identifiers))
-    query = _window(query, Contact.updated_at, filters.since, filters.until)
-    return await page(
-        session,
-        query,
-        Contact.updated_at,
-        Contact.id,
-        filters.keyset,
-        count_all=filters.count_all,
-        rows_wanted=filters.rows_wanted,
-    )
+    return await _filtered_page(session, query, Contact, Contact.status, Contact.app_identifier, filters)
 
 
 async def audit_page(
@@ -105,15 +98,7 @@ async def audit_page(
     query = select(AuditRecord).where(AuditRecord.client_id == client_id)
     query = _window(query, AuditRecord.recorded_at, *recorded)
     query = _window(query, AuditRecord.recorded_at, filters.since, filters.until)
-    return await page(
-        session,
-        query,
-        AuditRecord.recorded_at,
-        AuditRecord.id,
-        filters.keyset,
-        count_all=filters.count_all,
-        rows_wanted=filters.rows_wanted,
-    )
+    return await _page(session, query, AuditRecord.recorded_at, AuditRecord.id, filters)
 
 
 async def episode_clients(session: AsyncSession, episode_ids: Collection[str]) -> dict[str, str]:
