@@ -21,7 +21,8 @@ import httpx
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", authlib.deprecate.AuthlibDeprecationWarning)
-    from authlib.jose import JoseError, JsonWebKey, JsonWebToken, KeySet
+    from authlib.jose import JoseError, JsonWebKey, JsonWebToken
+    from authlib.jose import KeySet as KeySet  # re-exported: the one import of authlib.jose (its warnings)
 
 from service.errors import Unauthorized
 

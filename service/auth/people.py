@@ -12,20 +12,15 @@ pinned keys is never fetched from.
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import authlib.deprecate
 import httpx
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", authlib.deprecate.AuthlibDeprecationWarning)
-    from authlib.jose import KeySet
 
 from service.auth.jose import (
     PEOPLE_ALGORITHMS,
+    KeySet,
     audience_includes,
     check_times,
     fetch_json,

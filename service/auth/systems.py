@@ -10,20 +10,15 @@ from __future__ import annotations
 
 import secrets
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import authlib.deprecate
 import httpx
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", authlib.deprecate.AuthlibDeprecationWarning)
-    from authlib.jose import KeySet
 
 from service.auth.jose import (
     ASSERTION_ALGORITHMS,
+    KeySet,
     audience_includes,
     check_times,
     fetch_json,
