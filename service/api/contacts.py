@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request, Response
 
 from service.api import fhir_rest
-from service.api.deps import Peer, SessionsDep, SettingsDep
+from service.api.deps import Peer, SessionsDep, SettingsDep, wake_worker
 from service.api.responses import FhirResponse
 from service.app import contacts
 
@@ -28,6 +28,7 @@ def _location(settings: SettingsDep, encounter: dict[str, object]) -> str:
 async def record_contact(request: Request, caller: Peer, sessions: SessionsDep, settings: SettingsDep) -> Response:
     data = await fhir_rest.fhir_body(request, settings, "Encounter")
     recorded = await contacts.record_contact(sessions, caller.subject, data, request.headers.get("if-none-exist"))
+    wake_worker(request)  # its Encounter goes to the EHR now, not at the next poll
     encounter = recorded.encounter
     return fhir_rest.written(request, encounter, created=recorded.created, location=_location(settings, encounter))
 
@@ -43,6 +44,7 @@ async def update_contact(
     data = await fhir_rest.fhir_body(request, settings, "Encounter")
     expected = fhir_rest.if_match(request)
     encounter = await contacts.update_contact(sessions, caller.subject, contact_id, data, expected)
+    wake_worker(request)
     return fhir_rest.written(request, encounter, created=False, location=_location(settings, encounter))
 
 

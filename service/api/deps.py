@@ -21,6 +21,14 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
+def wake_worker(request: Request) -> None:
+    """Work just queued (a contact to write, a read from the EHR) is picked up now rather than at the worker's
+    next poll, when this process runs the worker."""
+    wake = getattr(request.app.state, "worker_wake", None)
+    if wake is not None:
+        wake.set()
+
+
 def get_sessions(request: Request) -> SessionFactory:
     sessions: SessionFactory = request.app.state.sessions
     return sessions

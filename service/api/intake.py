@@ -7,11 +7,17 @@ them, woken at once when it runs in this process.
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import APIRouter, Request
 
-from service.api.deps import Coordinator, EhrSystem, NotificationSender, SessionsDep, SettingsDep, read_body
+from service.api.deps import (
+    Coordinator,
+    EhrSystem,
+    NotificationSender,
+    SessionsDep,
+    SettingsDep,
+    read_body,
+    wake_worker,
+)
 from service.api.responses import FhirResponse
 from service.app import notifications
 from service.app.intake import ChannelPolicy, process_notification
@@ -35,6 +41,7 @@ async def process_message(
     data = load_json(await read_body(request, settings), "Bundle")
     check_entry_count(data, settings.max_bundle_entries)
     answer = await process_notification(sessions, caller.site, data, settings.expected_discharge_extension)
+    wake_worker(request)  # the CareTeam and Practitioner writes a discharge or readmission queued
     return FhirResponse(answer.body, status_code=answer.status)
 
 
@@ -55,9 +62,7 @@ async def subscription_notification(
         search_margin_seconds=settings.subscription_search_margin_seconds,
     )
     answer = await receive_subscription_notification(sessions, caller.site, note, policy)
-    wake: asyncio.Event | None = getattr(request.app.state, "worker_wake", None)
-    if wake is not None:
-        wake.set()  # queued work (id-only, empty, a gap) is picked up now rather than at the next poll
+    wake_worker(request)  # queued work (id-only, empty, a gap)
     return FhirResponse(answer.body, status_code=answer.status)
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import func, select
 
 import fhir_profiles
@@ -120,3 +122,15 @@ async def test_coordinators_and_ehrs_cannot_post_contacts(client: httpx.AsyncCli
     for role in (Role.COORDINATOR, Role.EHR_SYSTEM):
         response = await client.post("/fhir/Encounter", json=peer_contact(episode["client_id"]), headers=auth(role))
         assert response.status_code == 403
+
+
+async def test_a_recorded_contact_wakes_the_worker(app: FastAPI, client: httpx.AsyncClient, auth: Auth) -> None:
+    """Its Encounter leaves for the EHR at once, not at the worker's next poll (the quick start waited ~1 s)."""
+    episode, peer = await discharged_client_with_peer(client, auth)
+    wake = asyncio.Event()
+    app.state.worker_wake = wake
+    response = await client.post(
+        "/fhir/Encounter", json=peer_contact(episode["client_id"]), headers=auth(Role.PEER, peer["id"])
+    )
+    assert response.status_code == 201
+    assert wake.is_set()
