@@ -149,7 +149,8 @@ async def _client(session: AsyncSession, site: str, stay: Stay, now: datetime) -
 async def apply_stay(uow: UnitOfWork, site: str, stay: Stay, event_time: datetime | None, now: datetime) -> str:
     """Apply what one event says about one stay to the client's episodes (service/domain/episode.py).
 
-    Answers what it did, in words for the sender's OperationOutcome (ids only: no PHI).
+    Answers what it did, in words for the sender's OperationOutcome, naming Peerway's client and episode ids so
+    that a coordinator (or the quick start) can go on from there (ids only: no PHI).
     """
     if stay.kind is None:
         return NO_EFFECT
@@ -160,6 +161,7 @@ async def apply_stay(uow: UnitOfWork, site: str, stay: Stay, event_time: datetim
         previous = await uow.episodes.current_of(client.id)
         episode = Episode.open_for_stay(new_id(), client.id, stay, previous, event_time, now)
         if episode is None:
-            return "a stay older than the client's current one; recorded without effect"
+            return f"a stay older than the client's current one; recorded without effect (client {client.id})"
         uow.episodes.add(episode)
-    return episode.apply_stay(stay, event_time, now, opened=opened)
+    said = episode.apply_stay(stay, event_time, now, opened=opened)
+    return f"{said} (client {client.id}, episode {episode.id})"

@@ -295,3 +295,16 @@ async def test_what_the_ig_does_not_allow_is_a_422_naming_the_element(
     assert response.status_code == 422, response.text
     assert response.json()["issue"][0]["expression"] == [expression]
     assert await episodes(client, auth) == []
+
+
+async def test_the_answer_names_the_client_and_episode_a_coordinator_goes_on_with(
+    client: httpx.AsyncClient, auth: Auth
+) -> None:
+    admitted = await send(client, auth, fixture_json(ADMIT))
+    [episode] = await episodes(client, auth)
+    said = admitted.json()["issue"][0]["diagnostics"]
+    assert said.endswith(f"episode opened on the ward (client {episode['client_id']}, episode {episode['id']})")
+    discharged = (await send(client, auth, fixture_json(DISCHARGE))).json()["issue"][0]["diagnostics"]
+    assert discharged.endswith(
+        f"episode moved to the community (client {episode['client_id']}, episode {episode['id']})"
+    )
