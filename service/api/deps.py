@@ -6,7 +6,8 @@ import hmac
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from service.app import sites
 from service.app.identity import Gatekeeper
@@ -50,7 +51,19 @@ def gatekeeper(request: Request) -> Gatekeeper:
 GatekeeperDep = Annotated[Gatekeeper, Depends(gatekeeper)]
 
 
-async def principal(request: Request, gate: GatekeeperDep) -> Principal:
+# For the OpenAPI document only (Swagger's Authorize, client generators): the token itself is read and refused by
+# `principal` below, with Peerway's own OperationOutcome answers.
+BEARER = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearer",
+    description="A person's access token from their organization's OpenID Connect provider (registered with"
+    " `peerway issuer add`), a system's token from POST /auth/token (SMART Backend Services), or in development"
+    " a `peerway token`.",
+)
+Documented = Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)]
+
+
+async def principal(request: Request, gate: GatekeeperDep, _documented: Documented = None) -> Principal:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -111,7 +124,21 @@ OrgCoordinator = Annotated[Principal, Depends(require(Role.ORGANIZATION_COORDINA
 Administrator = Annotated[Principal, Depends(require(Role.ADMINISTRATOR))]
 
 
-async def notification_sender(request: Request, settings: SettingsDep, sessions: SessionsDep) -> Principal:
+CHANNEL_SECRET = APIKeyHeader(
+    name="X-Peerway-Channel",  # the default of PEERWAY_SUBSCRIPTION_HEADER; the setting may rename it
+    auto_error=False,
+    scheme_name="channelSecret",
+    description="The site's subscription channel secret (Subscription.channel.header), instead of a token.",
+)
+
+
+async def notification_sender(
+    request: Request,
+    settings: SettingsDep,
+    sessions: SessionsDep,
+    _documented: Annotated[str | None, Security(CHANNEL_SECRET)] = None,
+    _or_token: Documented = None,
+) -> Principal:
     """A subscription notification: the channel's secret header (Subscription.channel.header), or else an
     ehr-system bearer token. The secret says which site sent it: each site has its own (`peerway site add`),
     and PEERWAY_SUBSCRIPTION_SECRET, when set, belongs to PEERWAY_SUBSCRIPTION_SITE. Nothing in the payload
