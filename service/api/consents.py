@@ -12,12 +12,6 @@ from service.app import consents
 router = APIRouter(prefix="/fhir/Consent", tags=["consent"], dependencies=[Depends(fhir_rest.json_only)])
 
 
-def _location(settings: SettingsDep, stored: dict[str, object]) -> str:
-    meta = stored["meta"]
-    assert isinstance(meta, dict)
-    return f"{settings.base_url}/fhir/Consent/{stored['id']}/_history/{meta['versionId']}"
-
-
 @router.post(
     "",
     response_class=FhirResponse,
@@ -31,7 +25,7 @@ async def create_consent(
     data = await fhir_rest.fhir_body(request, settings, "Consent")
     if_none_exist = request.headers.get("if-none-exist")
     stored, created = await consents.create_consent(sessions, caller.site, data, if_none_exist)
-    return fhir_rest.written(request, stored, created=created, location=_location(settings, stored))
+    return fhir_rest.written(request, settings, stored, created=created)
 
 
 @router.put(
@@ -46,7 +40,7 @@ async def replace_consent(
     data = await fhir_rest.fhir_body(request, settings, "Consent")
     expected = fhir_rest.if_match(request)
     stored, created = await consents.replace_consent(sessions, caller.site, consent_id, data, expected)
-    return fhir_rest.written(request, stored, created=created, location=_location(settings, stored))
+    return fhir_rest.written(request, settings, stored, created=created)
 
 
 @router.get("/{consent_id}", response_class=FhirResponse, summary="Read a Consent")

@@ -13,12 +13,6 @@ from service.app import contacts
 router = APIRouter(prefix="/fhir/Encounter", tags=["peer"], dependencies=[Depends(fhir_rest.json_only)])
 
 
-def _location(settings: SettingsDep, encounter: dict[str, object]) -> str:
-    meta = encounter["meta"]
-    assert isinstance(meta, dict)
-    return f"{settings.base_url}/fhir/Encounter/{encounter['id']}/_history/{meta['versionId']}"
-
-
 @router.post(
     "",
     response_class=FhirResponse,
@@ -30,7 +24,7 @@ async def record_contact(request: Request, caller: Peer, sessions: SessionsDep, 
     recorded = await contacts.record_contact(sessions, caller.subject, data, request.headers.get("if-none-exist"))
     wake_worker(request)  # its Encounter goes to the EHR now, not at the next poll
     encounter = recorded.encounter
-    return fhir_rest.written(request, encounter, created=recorded.created, location=_location(settings, encounter))
+    return fhir_rest.written(request, settings, encounter, created=recorded.created)
 
 
 @router.put(
@@ -45,7 +39,7 @@ async def update_contact(
     expected = fhir_rest.if_match(request)
     encounter = await contacts.update_contact(sessions, caller.subject, contact_id, data, expected)
     wake_worker(request)
-    return fhir_rest.written(request, encounter, created=False, location=_location(settings, encounter))
+    return fhir_rest.written(request, settings, encounter, created=False)
 
 
 @router.get("", response_class=FhirResponse, summary="Search my contacts (patient=Patient/<client id>, ...)")

@@ -100,10 +100,12 @@ def if_match(request: Request) -> int | None:
     return int(match["version"])
 
 
-def written(request: Request, resource: dict[str, Any], *, created: bool, location: str) -> Response:
+def written(request: Request, settings: Settings, resource: dict[str, Any], *, created: bool) -> Response:
     """The answer to a create or update: Location (the version written, or matched by If-None-Exist), ETag and
     Last-Modified, and the body the client preferred (the resource, nothing, or an OperationOutcome)."""
     status = 201 if created else 200
+    meta = resource["meta"]
+    location = f"{settings.base_url}/fhir/{resource['resourceType']}/{resource['id']}/_history/{meta['versionId']}"
     # Location on every answer, also a conditional create's 200 or an update: a return=minimal client learns
     # from it which resource (and version) the write is.
     headers = {"Location": location, "Content-Location": location}
