@@ -20,7 +20,7 @@ APP_ID = {"system": "urn:ietf:rfc:3986", "value": "urn:uuid:5d0c6c1e-0000-4000-8
 def rewritten_contact(client_id: str, peer_id: str) -> dict[str, Any]:
     """What an app might send: its own identifier, itself as a mere attender, another Practitioner, a class
     that does not fit a community visit, and a location the profile has no place for."""
-    return peer_contact(
+    contact = peer_contact(
         client_id,
         identifier=[APP_ID],
         participant=[
@@ -31,8 +31,9 @@ def rewritten_contact(client_id: str, peer_id: str) -> dict[str, Any]:
             {"individual": {"reference": "Practitioner/dr-someone-else"}},
         ],
         location=[{"location": {"display": "Riverside cafe"}}],
-        **{"class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"}},
     )
+    contact["class"] = {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"}
+    return contact
 
 
 def warnings_of(outcome: dict[str, Any]) -> dict[str, str]:
