@@ -26,7 +26,6 @@ PRONOUNS_EXTENSION = "http://hl7.org/fhir/StructureDefinition/individual-pronoun
 PEERWAY_DEVICE = "Device/peerway"
 
 
-
 def fhir_instant(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
