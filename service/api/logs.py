@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import logging.config
 import traceback
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -123,3 +124,9 @@ def logging_config(settings: Settings) -> dict[str, Any]:
             **{name: {"level": "WARNING", "handlers": [], "propagate": True} for name in QUIET_LOGGERS},
         },
     }
+
+
+def configure_logging(settings: Settings) -> None:
+    """The same lines for every command but `serve` (uvicorn applies logging_config itself): workers, delivery,
+    migrations and the admin commands log with timestamps, levels, loggers and ids, never PHI."""
+    logging.config.dictConfig(logging_config(settings))

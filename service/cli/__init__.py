@@ -193,6 +193,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "check-config":
         return _check_config(settings)
+    if args.command != "serve":  # serve hands the same configuration to uvicorn
+        from service.api.logs import configure_logging
+
+        configure_logging(settings)
     if args.command == "serve":
         _serve(settings)
     elif args.command == "migrate":
