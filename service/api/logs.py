@@ -128,5 +128,7 @@ def logging_config(settings: Settings) -> dict[str, Any]:
 
 def configure_logging(settings: Settings) -> None:
     """The same lines for every command but `serve` (uvicorn applies logging_config itself): workers, delivery,
-    migrations and the admin commands log with timestamps, levels, loggers and ids, never PHI."""
-    logging.config.dictConfig(logging_config(settings))
+    migrations (a line per schema revision) and the admin commands log with timestamps, levels, loggers and ids,
+    never PHI. A program that set up logging already (a test runner embedding the CLI) keeps its own."""
+    if not logging.getLogger().handlers:
+        logging.config.dictConfig(logging_config(settings))
