@@ -96,7 +96,7 @@ OAUTH_ERRORS = {
 # A route as FastAPI's OpenAPI builder sees it (an APIRoute with its routers' prefixes and dependencies applied);
 # its type is private to FastAPI.
 Route = Any
-PUBLIC = "anyone (no token): it describes the interface and holds nothing about anyone"
+PUBLIC = "anyone (no token)"
 
 
 def error_response(status: int) -> dict[str, Any]:
@@ -123,6 +123,10 @@ CALLERS = {
 }
 
 
+def _article(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
+
+
 def who_may_call(route: Route) -> str:
     """The callers the route's dependencies admit, most specific first."""
     found: list[str] = []
@@ -133,7 +137,7 @@ def who_may_call(route: Route) -> str:
         name = getattr(call, "__name__", "")
         if call is not None and name == "check" and _closure(call, "roles"):
             roles = _closure(call, "roles")
-            found.append(" or ".join(f"a {r.value}" for r in roles) + " (bearer token)")
+            found.append(" or ".join(f"{_article(r.value)} {r.value}" for r in roles) + " (bearer token)")
         elif name in CALLERS:
             found.append(CALLERS[name])
         pending.extend(dependant.dependencies)
@@ -279,6 +283,9 @@ def enrich(app: FastAPI, document: dict[str, Any], settings: Settings) -> dict[s
             if path == "/auth/token":
                 responses.pop("422", None)
                 responses |= OAUTH_ERRORS
+            for status, answer in responses.items():  # a 503 a route documents (readiness) is an OperationOutcome too
+                if status.startswith("5") and not answer.get("content"):
+                    answer["content"] = {FHIR_JSON: {"schema": OUTCOME_REF}}
             errors = ", ".join(s for s in sorted(responses) if s.startswith(("4", "5")))
             endpoint_doc = inspect.getdoc(route.endpoint)
             said = [operation.get("summary", route.name) + "."]
@@ -288,7 +295,7 @@ def enrich(app: FastAPI, document: dict[str, Any], settings: Settings) -> dict[s
             if body is not None:
                 said.append(f"**Body:** {body['description']} Send `Content-Type: {FHIR_JSON}`.")
             if errors:
-                said.append(f"**Errors** ({errors}) are FHIR OperationOutcomes naming the element at fault.")
+                said.append(f"**Errors** ({errors}) are OperationOutcomes; `expression` names the element at fault.")
             operation["description"] = "\n\n".join(said)
     _add_openid_connect(document, settings)
     return document
