@@ -220,6 +220,35 @@ def _fhir_body(path: str, method: str) -> dict[str, Any] | None:
     return {"required": required, "description": said, "content": {FHIR_JSON: {"schema": schema, "example": example}}}
 
 
+PREFER = {
+    "name": "Prefer",
+    "in": "header",
+    "required": False,
+    "description": "return=representation (default: the resource as stored), return=minimal (no body) or "
+    "return=OperationOutcome (what happened, and a warning issue for each element not kept as sent)",
+    "schema": {"type": "string", "enum": ["return=representation", "return=minimal", "return=OperationOutcome"]},
+}
+WRITE_HEADERS = {
+    "Location": {"description": "[base]/Type/id/_history/version of what was written", "schema": {"type": "string"}},
+    "ETag": {"description": 'W/"version": send it back in If-Match to change this version only',
+             "schema": {"type": "string"}},
+    "Warning": {"description": 'What of the sent resource was not kept as sent, one `199 peerway "..."` each '
+                "(absent when all was kept; with return=OperationOutcome they are its warning issues)",
+                "schema": {"type": "string"}},
+}  # fmt: skip
+
+
+def _document_write(operation: dict[str, Any]) -> None:
+    """A FHIR create or update: the Prefer header it honours and the headers of its answer."""
+    operation.setdefault("parameters", []).append(PREFER)
+    for status, answer in operation["responses"].items():
+        if status.startswith("2"):
+            answer["headers"] = WRITE_HEADERS
+            answer["content"][FHIR_JSON]["schema"] = {
+                "oneOf": [{"type": "object", "required": ["resourceType"]}, OUTCOME_REF]
+            }
+
+
 def _success(operation: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
     for status, answer in sorted(operation["responses"].items()):
         if status.startswith("2"):
@@ -272,6 +301,8 @@ def enrich(app: FastAPI, document: dict[str, Any], settings: Settings) -> dict[s
             if body is not None:
                 operation["requestBody"] = body
             _add_example(path, method, operation, schemas)
+            if path.startswith(("/fhir/Encounter", "/fhir/Consent")) and method in ("post", "put"):
+                _document_write(operation)
             responses = operation["responses"]
             if "requestBody" not in operation:  # a query or path fault is a 400 (main.py's handler), never a 422
                 responses.pop("422", None)

@@ -81,6 +81,9 @@ async def test_the_fhir_writes_show_their_body_and_what_docs_shows_is_accepted(
         body = paths[path][method]["requestBody"]
         assert body["required"] is True
         assert "example" in body["content"][FHIR_JSON]
+    created = paths["/fhir/Encounter"]["post"]["responses"]["201"]
+    assert {"Location", "ETag", "Warning"} <= set(created["headers"])
+    assert "Prefer" in [p["name"] for p in paths["/fhir/Encounter"]["post"]["parameters"]]
     contact_body = paths["/fhir/Encounter"]["post"]["requestBody"]
     assert contact_body["content"][FHIR_JSON]["schema"]["externalDocs"]["url"] == fhir_profiles.PEER_CONTACT_PROFILE
     assert fhir_profiles.PEER_CONTACT_PROFILE in paths["/fhir/Encounter"]["post"]["description"]
