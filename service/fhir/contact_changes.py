@@ -17,6 +17,7 @@ import fhir_profiles
 # Elements Peerway reads from a posted contact (the rest is not stored) or sets itself.
 READ = frozenset({"resourceType", "id", "meta", "identifier", "status", "class", "type", "subject", "period", "length"})
 SET = frozenset({"participant", "partOf"})
+PROFILE = fhir_profiles.PEER_CONTACT_PROFILE
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,14 @@ def contact_changes(sent: dict[str, Any], answer: dict[str, Any]) -> tuple[Chang
         if others or (isinstance(concept, dict) and set(concept) - {"coding"}):
             said = f"Encounter.type[{index}]: only the code of {kind_system} is kept"
             changes.append(Change(f"Encounter.type[{index}]", "not-supported", said))
+    subject = sent.get("subject")
+    if isinstance(subject, dict) and set(subject) - {"reference"}:
+        said = "Encounter.subject: only the reference is kept (Peerway's own client id)"
+        changes.append(Change("Encounter.subject", "not-supported", said))
+    meta = sent.get("meta")
+    if isinstance(meta, dict) and (set(meta) - {"profile"} or set(meta.get("profile") or []) - {PROFILE}):
+        said = f"Encounter.meta: only the profile {PROFILE} is kept"
+        changes.append(Change("Encounter.meta", "not-supported", said))
     if "partOf" in sent and sent["partOf"] != answer.get("partOf"):
         said = "Encounter.partOf is set by Peerway: the client's hospital stay"
         changes.append(Change("Encounter.partOf", "business-rule", said))
