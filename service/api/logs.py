@@ -23,6 +23,8 @@ request_id: ContextVar[str] = ContextVar("request_id", default="-")
 
 # Loggers that print full URLs (query strings with patient= or identifier=) or headers at INFO and DEBUG.
 QUIET_LOGGERS = ("httpx", "httpcore", "hpack", "uvicorn.access", "authlib")
+# Loggers whose INFO lines are noise to an operator (Alembic's plugin setup: a dozen lines before each migration).
+NOISY_LOGGERS = ("alembic.runtime.plugins",)
 # Fields our access log adds to its records (`extra=`), shown in JSON.
 ACCESS_FIELDS = ("method", "route", "status", "duration_ms")
 
@@ -121,7 +123,7 @@ def logging_config(settings: Settings) -> dict[str, Any]:
             # uvicorn's loggers come with handlers of their own when it configures logging; ours replace them.
             "uvicorn": {"level": "INFO", "handlers": [], "propagate": True},
             "uvicorn.error": {"level": "INFO", "handlers": [], "propagate": True},
-            **{name: {"level": "WARNING", "handlers": [], "propagate": True} for name in QUIET_LOGGERS},
+            **{name: {"level": "WARNING", "handlers": [], "propagate": True} for name in QUIET_LOGGERS + NOISY_LOGGERS},
         },
     }
 
