@@ -23,7 +23,14 @@ async def record_contact(request: Request, caller: Peer, sessions: SessionsDep, 
     data = await fhir_rest.fhir_body(request, settings, "Encounter")
     recorded = await contacts.record_contact(sessions, caller.subject, data, request.headers.get("if-none-exist"))
     wake_worker(request)  # its Encounter goes to the EHR now, not at the next poll
-    return fhir_rest.written(request, settings, recorded.encounter, created=recorded.created, changes=recorded.changes)
+    return fhir_rest.written(
+        request,
+        settings,
+        recorded.encounter,
+        created=recorded.created,
+        changes=recorded.changes,
+        matched=recorded.matched,
+    )
 
 
 @router.put(

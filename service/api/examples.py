@@ -21,6 +21,7 @@ _PEER_CONTACT.pop("id", None)
 _PEER_CONTACT.pop("text", None)
 _PEER_CONTACT.pop("participant", None)  # Peerway names the peer from the token
 _PEER_CONTACT.pop("partOf", None)
+_PEER_CONTACT.pop("serviceProvider", None)  # Peerway writes the contact under the site's own program
 _PEER_CONTACT["subject"] = {"reference": f"Patient/{CLIENT}"}
 _PEER_CONTACT["identifier"] = [
     {"system": "urn:ietf:rfc:3986", "value": "urn:uuid:3f2b8c1e-7d4a-4e0b-9a51-6c2d9e8f1a07"}
@@ -141,9 +142,24 @@ def _outcome(severity: str, code: str, said: str) -> dict[str, Any]:
 
 
 def _contact_answer() -> dict[str, Any]:
-    answer = fp.artifact("Encounter", "peer-contact-example")
-    answer.pop("text", None)
-    answer["meta"] = {**answer.get("meta", {}), "versionId": "1", "lastUpdated": "2026-11-20T20:10:00Z"}
+    """The request example as Peerway answers it: its id and identifier, the peer (from the token) as primary
+    performer, class from the kind, no partOf (the stay is the EHR's) — as service/fhir/build.py makes it."""
+    answer = {k: v for k, v in _PEER_CONTACT.items() if k != "identifier"}
+    answer["id"] = "c-1"
+    answer["meta"] = {
+        "profile": [fp.PEER_CONTACT_PROFILE],
+        "source": fp.CANONICAL,
+        "versionId": "1",
+        "lastUpdated": "2026-11-20T20:10:00Z",
+    }
+    answer["identifier"] = [{"system": fp.CONTACT_IDENTIFIER_SYSTEM, "value": "c-1"}]
+    answer["participant"] = [
+        {
+            "type": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
+                                  "code": "PPRF"}]}],
+            "individual": {"reference": "Practitioner/p-1", "display": "Robin Peer"},
+        }
+    ]  # fmt: skip
     return answer
 
 

@@ -73,7 +73,8 @@ def _prefer(request: Request) -> dict[str, str]:
     pairs: dict[str, str] = {}
     for header in request.headers.getlist("prefer"):
         for part in header.split(","):
-            name, _, value = part.strip().partition("=")
+            preference = part.split(";")[0]  # RFC 7240: parameters after ";" refine a preference we do not read
+            name, _, value = preference.strip().partition("=")
             pairs[name.strip().lower()] = value.strip().strip('"')
     return pairs
 
@@ -84,10 +85,10 @@ def lenient(request: Request) -> bool:
 
 
 def preferred_return(request: Request) -> Return:
-    value = _prefer(request).get("return", "representation")
+    value = _prefer(request).get("return", "representation").lower()
     if value == "minimal":
         return "minimal"
-    return "OperationOutcome" if value == "OperationOutcome" else "representation"
+    return "OperationOutcome" if value == "operationoutcome" else "representation"
 
 
 def if_match(request: Request) -> int | None:
@@ -108,6 +109,7 @@ def written(
     *,
     created: bool,
     changes: tuple[Change, ...] = (),
+    matched: bool = False,
 ) -> Response:
     """The answer to a create or update: Location (the version written, or matched by If-None-Exist), ETag and
     Last-Modified, and the body the client preferred (the resource, nothing, or an OperationOutcome).
@@ -122,13 +124,16 @@ def written(
     headers = {"Location": location, "Content-Location": location}
     headers |= version_headers(resource)
     preference = preferred_return(request)
-    if changes and preference != "OperationOutcome":
-        headers["Warning"] = warning_header(changes)
+    warning = warning_header(changes) if preference != "OperationOutcome" else None
+    if warning is not None:
+        headers["Warning"] = warning
     if preference == "minimal":
         return Response(status_code=status, headers=headers)
     if preference == "OperationOutcome":
         verb = "created" if created else "updated"
         said = f"{resource['resourceType']}/{resource['id']} {verb}"
+        if matched:
+            said = f"{resource['resourceType']}/{resource['id']} matched an earlier write: nothing written"
         return FhirResponse(outcome(said, changes), status, headers)
     return FhirResponse(resource, status, headers)
 

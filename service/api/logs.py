@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import logging.config
+import re
 import traceback
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -64,13 +65,21 @@ def _timestamp(record: logging.LogRecord) -> str:
     return datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _one_line(message: str) -> str:
+    """A message as one line: a value a sender chose (an event code, a file name) cannot forge a second log line."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", message)
+
+
 class TextFormatter(logging.Formatter):
     """`2026-01-31T09:00:00.000Z INFO peerway.access [3f2a...] GET /api/episodes 200 12.3ms`"""
 
     def format(self, record: logging.LogRecord) -> str:
         line = (
             f"{_timestamp(record)} {record.levelname} {record.name} "
-            f"[{getattr(record, 'request_id', '-')}] {record.getMessage()}"
+            f"[{getattr(record, 'request_id', '-')}] {_one_line(record.getMessage())}"
         )
         if record.exc_info:
             line += "\n" + exception_without_messages(record.exc_info)

@@ -238,12 +238,34 @@ WRITE_HEADERS = {
 }  # fmt: skip
 
 
-def _document_write(operation: dict[str, Any]) -> None:
-    """A FHIR create or update: the Prefer header it honours and the headers of its answer."""
+IF_NONE_EXIST = {
+    "name": "If-None-Exist",
+    "in": "header",
+    "required": False,
+    "description": "identifier=<system>|<value>: a conditional create; one of your contacts with that identifier"
+    " is answered (200) instead of a new one being recorded",
+    "schema": {"type": "string"},
+}
+
+
+def _document_write(path: str, method: str, operation: dict[str, Any]) -> None:
+    """A FHIR create or update: the Prefer header it honours and the headers of its answer. Only contacts are
+    answered with warnings (Consents are kept as sent or refused), and only a contact create can match."""
+    contact = path.startswith("/fhir/Encounter")
     operation.setdefault("parameters", []).append(PREFER)
+    if contact and method == "post":
+        operation["parameters"].append(IF_NONE_EXIST)
+        created = operation["responses"].get("201")
+        if created is not None:
+            operation["responses"]["200"] = {
+                **copy.deepcopy(created),
+                "description": "A retry with the same identifier, or If-None-Exist, matched a contact recorded"
+                " earlier: it is answered as it stands and nothing is written",
+            }
+    headers = WRITE_HEADERS if contact else {k: v for k, v in WRITE_HEADERS.items() if k != "Warning"}
     for status, answer in operation["responses"].items():
         if status.startswith("2"):
-            answer["headers"] = WRITE_HEADERS
+            answer["headers"] = headers
             answer["content"][FHIR_JSON]["schema"] = {
                 "oneOf": [{"type": "object", "required": ["resourceType"]}, OUTCOME_REF]
             }
@@ -302,7 +324,7 @@ def enrich(app: FastAPI, document: dict[str, Any], settings: Settings) -> dict[s
                 operation["requestBody"] = body
             _add_example(path, method, operation, schemas)
             if path.startswith(("/fhir/Encounter", "/fhir/Consent")) and method in ("post", "put"):
-                _document_write(operation)
+                _document_write(path, method, operation)
             responses = operation["responses"]
             if "requestBody" not in operation:  # a query or path fault is a 400 (main.py's handler), never a 422
                 responses.pop("422", None)

@@ -14,10 +14,11 @@ from sqlalchemy.orm.exc import StaleDataError
 import fhir_profiles
 from service.app import search as searching
 from service.app.clock import new_id, utcnow
+from service.domain.stay import ContactReport
 from service.domain.vocabulary import ContactKind
 from service.errors import BadRequest, Conflict, InvalidResource, NotFound, PreconditionFailed, changed_meanwhile
 from service.fhir import build
-from service.fhir.contact_changes import Change, contact_changes
+from service.fhir.contact_changes import Change, contact_changes, matched_changes
 from service.fhir.ids import MAX_IDENTIFIER_LENGTH
 from service.fhir.parse import parse_peer_contact
 from service.fhir.search import SearchRequest
@@ -36,6 +37,8 @@ class RecordedContact:
     encounter: dict[str, Any]
     created: bool
     changes: tuple[Change, ...] = ()  # what of the app's Encounter was not kept as sent, for its answer
+    matched: bool = False  # a retry or If-None-Exist answered with a contact recorded earlier: nothing written
+    differs: bool = False  # ... whose kind, period or length differ from what this request sent
 
 
 def contact_view(contact: Contact, client_id: str, peer_name: str) -> dict[str, Any]:
@@ -47,7 +50,7 @@ def contact_view(contact: Contact, client_id: str, peer_name: str) -> dict[str, 
             started_at=contact.started_at,
             minutes=contact.minutes,
             subject_reference=f"Patient/{client_id}",
-            hospital_stay_reference=f"Encounter/{contact.episode_id}",
+            hospital_stay_reference=None,  # the stay is the EHR's: Peerway serves no Encounter an app could follow
             practitioner_reference=f"Practitioner/{contact.peer_id}",
             peer_id=contact.peer_id,
             peer_name=peer_name,
@@ -86,7 +89,11 @@ async def record_contact(
     one of the peer's contacts, answers that contact, unchanged.
     """
     recorded = await _record_contact(sessions, peer_id, data, if_none_exist)
-    return replace(recorded, changes=contact_changes(data, recorded.encounter))
+    changes = contact_changes(data, recorded.encounter)
+    if recorded.matched:
+        reference = f"Encounter/{recorded.encounter['id']}"
+        changes = matched_changes(reference, differs=recorded.differs) + changes
+    return replace(recorded, changes=changes)
 
 
 async def _record_contact(
@@ -103,7 +110,7 @@ async def _record_contact(
             for identifier in (wanted, report.app_identifier):
                 earlier = await _by_identifier(session, peer_id, identifier) if identifier else None
                 if earlier is not None:
-                    return RecordedContact(await _view(session, earlier, peer.name), created=False)
+                    return _matched(await _view(session, earlier, peer.name), earlier, report)
             now = utcnow()
             contact = Contact(
                 id=new_id(),
@@ -133,7 +140,16 @@ async def _record_contact(
             peer = await session.get(PeerSupporter, peer_id)
             if earlier is None or peer is None:
                 raise
-            return RecordedContact(await _view(session, earlier, peer.name), created=False)
+            return _matched(await _view(session, earlier, peer.name), earlier, report)
+
+
+def _matched(encounter: dict[str, Any], earlier: Contact, report: ContactReport) -> RecordedContact:
+    differs = (earlier.kind, earlier.started_at, earlier.minutes) != (
+        report.kind.value,
+        report.started_at,
+        report.minutes,
+    )
+    return RecordedContact(encounter, created=False, matched=True, differs=differs)
 
 
 async def update_contact(
@@ -143,7 +159,8 @@ async def update_contact(
     entered-in-error; a cancelled contact stays cancelled. With If-Match, only while that version is current.
     The change is queued for the EHR in the same transaction; the answer says what was not kept as sent."""
     encounter = await _update_contact(sessions, peer_id, contact_id, data, expected_version)
-    return RecordedContact(encounter, created=False, changes=contact_changes(data, encounter))
+    changes = contact_changes(data, encounter, kept_app_identifier=False)
+    return RecordedContact(encounter, created=False, changes=changes)
 
 
 async def _update_contact(

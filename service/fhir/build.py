@@ -53,7 +53,7 @@ class ContactView:
     started_at: datetime
     minutes: int
     subject_reference: str
-    hospital_stay_reference: str
+    hospital_stay_reference: str | None  # the EHR's Encounter of the stay; None in the app's view (not served)
     practitioner_reference: str
     peer_id: str
     peer_name: str
@@ -124,7 +124,8 @@ def contact_encounter(view: ContactView) -> dict[str, Any]:
     }
     # Every contact, in the community too, is part of the hospital stay the peer support follows from (docs/
     # delivery.md): the link an EHR shows from the stay to the peer contacts that came of it.
-    encounter["partOf"] = {"reference": view.hospital_stay_reference}
+    if view.hospital_stay_reference is not None:
+        encounter["partOf"] = {"reference": view.hospital_stay_reference}
     return encounter
 
 

@@ -27,28 +27,34 @@ class Change:
     expression: str
     code: str  # http://hl7.org/fhir/issue-type
     diagnostics: str
+    severity: str = "warning"  # "information" for a note that changes nothing the app relies on
 
 
 def _references(values: Any, key: str) -> list[Any]:
     return [v.get(key) if isinstance(v, dict) else None for v in values] if isinstance(values, list) else []
 
 
-def _identifier_changes(sent: Any, answer: dict[str, Any]) -> list[Change]:
+def _identifier_changes(sent: Any, answer: dict[str, Any], *, kept_app_identifier: bool) -> list[Change]:
     ours = answer["identifier"][0]
     kept = f"{ours['system']}|{ours['value']}"
     changes: list[Change] = []
-    first = True
+    first = kept_app_identifier
     for index, identifier in enumerate(sent if isinstance(sent, list) else []):
         where = f"Encounter.identifier[{index}]"
         usable = isinstance(identifier, dict) and identifier.get("system") and identifier.get("value")
+        if identifier == ours:
+            continue  # Peerway's own identifier, as read back: nothing to say
         if usable and first:
             first = False
             said = (
                 f"{where} is kept as the app's identifier (a retry or If-None-Exist with it answers this contact), "
                 f"but not written in the Encounter: Peerway names the contact {kept}"
             )
-            changes.append(Change(where, "informational", said))
-        elif identifier != ours:
+            changes.append(Change(where, "informational", said, "information"))
+        elif not kept_app_identifier:
+            said = f"{where} is not kept: a correction keeps the identifiers the contact was recorded with"
+            changes.append(Change(where, "not-supported", said))
+        else:
             changes.append(Change(where, "not-supported", f"{where} is not kept: a contact keeps one app identifier"))
     return changes
 
@@ -73,9 +79,13 @@ def _participant_changes(sent: Any, answer: dict[str, Any]) -> list[Change]:
     return changes
 
 
-def contact_changes(sent: dict[str, Any], answer: dict[str, Any]) -> tuple[Change, ...]:
-    """The warnings for a contact `sent` by the app and stored as `answer` (Peerway's view of it)."""
-    changes = _identifier_changes(sent.get("identifier"), answer)
+def contact_changes(
+    sent: dict[str, Any], answer: dict[str, Any], *, kept_app_identifier: bool = True
+) -> tuple[Change, ...]:
+    """The warnings for a contact `sent` by the app and stored as `answer` (Peerway's view of it).
+
+    `kept_app_identifier` is False for a correction (PUT), which keeps the identifiers of the recorded contact."""
+    changes = _identifier_changes(sent.get("identifier"), answer, kept_app_identifier=kept_app_identifier)
     changes += _participant_changes(sent.get("participant"), answer)
     if "id" in sent and sent["id"] != answer["id"]:
         changes.append(Change("Encounter.id", "informational", f"Encounter.id is the server's: {answer['id']}"))
@@ -99,7 +109,9 @@ def contact_changes(sent: dict[str, Any], answer: dict[str, Any]) -> tuple[Chang
         said = "Encounter.subject: only the reference is kept (Peerway's own client id)"
         changes.append(Change("Encounter.subject", "not-supported", said))
     meta = sent.get("meta")
-    if isinstance(meta, dict) and (set(meta) - {"profile"} or set(meta.get("profile") or []) - {PROFILE}):
+    if isinstance(meta, dict) and (
+        set(meta) - {"profile", "versionId", "lastUpdated", "source"} or set(meta.get("profile") or []) - {PROFILE}
+    ):
         said = f"Encounter.meta: only the profile {PROFILE} is kept"
         changes.append(Change("Encounter.meta", "not-supported", said))
     if "partOf" in sent and sent["partOf"] != answer.get("partOf"):
@@ -111,16 +123,42 @@ def contact_changes(sent: dict[str, Any], answer: dict[str, Any]) -> tuple[Chang
     return tuple(changes)
 
 
+def matched_changes(contact_reference: str, *, differs: bool) -> tuple[Change, ...]:
+    """A create answered with a contact recorded earlier (a retry, If-None-Exist): nothing was written, and if
+    the request's kind, period or length differ from the recorded ones, they were not applied."""
+    if not differs:
+        return ()
+    said = (
+        f"a contact with this identifier is already recorded ({contact_reference}) and is answered as it stands:"
+        " this request's kind, period or length were not applied (PUT corrects a contact)"
+    )
+    return (Change("Encounter", "duplicate", said),)
+
+
 def outcome(summary: str, changes: tuple[Change, ...]) -> dict[str, Any]:
-    """The OperationOutcome of a write: what happened (information), then each change (warning)."""
+    """The OperationOutcome of a write: what happened (information), then each change (warning or note)."""
     issues: list[dict[str, Any]] = [{"severity": "information", "code": "informational", "diagnostics": summary}]
     issues += [
-        {"severity": "warning", "code": c.code, "diagnostics": c.diagnostics, "expression": [c.expression]}
+        {"severity": c.severity, "code": c.code, "diagnostics": c.diagnostics, "expression": [c.expression]}
         for c in changes
     ]
     return {"resourceType": "OperationOutcome", "issue": issues}
 
 
-def warning_header(changes: tuple[Change, ...]) -> str:
-    """The changes as one HTTP Warning header (RFC 7234 5.5, code 199 "miscellaneous warning")."""
-    return ", ".join(f'199 peerway "{c.diagnostics.replace(chr(34), chr(39))}"' for c in changes)
+# Proxies commonly allow 4-8 KB of response headers in all: the header says the first warnings and how many more.
+WARNING_HEADER_BUDGET = 1024
+
+
+def warning_header(changes: tuple[Change, ...]) -> str | None:
+    """The warnings (not the notes) as one HTTP Warning header (RFC 7234 5.5, code 199 "miscellaneous warning"),
+    at most about 1 KB: past that, a last warning counts the rest and points at Prefer: return=OperationOutcome.
+    None when there is nothing to warn of."""
+    said = [f'199 peerway "{c.diagnostics.replace(chr(34), chr(39))}"' for c in changes if c.severity == "warning"]
+    shown: list[str] = []
+    for index, value in enumerate(said):
+        if sum(len(v) + 2 for v in shown) + len(value) > WARNING_HEADER_BUDGET:
+            rest = len(said) - index
+            shown.append(f'199 peerway "{rest} more: send Prefer: return=OperationOutcome to read each"')
+            break
+        shown.append(value)
+    return ", ".join(shown) or None

@@ -114,6 +114,14 @@ async def test_the_fhir_writes_show_their_body_and_what_docs_shows_is_accepted(
         headers=auth(Role.PEER, peer["id"], **fhir),
     )
     assert contact.status_code == 201, contact.text
+    assert "warning" not in contact.headers  # the example is a contact Peerway keeps as shown
+    answer = paths["/fhir/Encounter"]["post"]["responses"]["201"]["content"][FHIR_JSON]["example"]
+    kept = contact.json()
+    assert {k: answer[k] for k in ("class", "type", "length")} == {k: kept[k] for k in ("class", "type", "length")}
+    assert answer["participant"][0]["type"] == kept["participant"][0]["type"]
+    assert set(answer) - {"id"} == set(kept) - {"id"}  # the answer shown has the elements a real answer has
+    assert "Warning" not in paths["/fhir/Consent"]["post"]["responses"]["201"]["headers"]  # never sent there
+    assert "200" in paths["/fhir/Encounter"]["post"]["responses"]  # a retry or If-None-Exist match
 
 
 async def test_authorize_signs_people_in_at_their_openid_provider_with_pkce(tmp_path: Path) -> None:
