@@ -43,6 +43,7 @@ from service.errors import PeerwayError
 from service.fhir.validation import fhirpath
 from service.settings import Settings
 from service.store.db import create_engine, session_factory
+from service.web import routes as web
 from service.workers.worker import BackgroundWorker
 
 log = logging.getLogger(__name__)
@@ -143,4 +144,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     app.include_router(matching.fhir_router)
     app.include_router(notifications_router)
+    web.install(app)  # the people's web app at / (docs/web-app.md)
     return app
