@@ -126,5 +126,15 @@ async def test_discharge_consent_assignment_summary_and_contact_in_a_browser(
     await expect(page.get_by_text("In the hospital record")).to_be_visible()
     await screenshot(page, "peer-contact")
     assert len(peer_contacts_at_the_ehr(ehr)) == 1
+
+    # Logged by mistake: the peer cancels it, and the hospital's record says so too (entered-in-error).
+    await page.get_by_text("Correct", exact=True).click()
+    await page.get_by_role("button", name="Cancel this contact").click()
+    await expect(page.get_by_text("Cancelled", exact=True)).to_be_visible()
+    deadline = time.monotonic() + DELIVERY_DEADLINE_S
+    while peer_contacts_at_the_ehr(ehr)[0]["status"] != "entered-in-error" and time.monotonic() < deadline:
+        await page.wait_for_timeout(200)
+    cancelled = peer_contacts_at_the_ehr(ehr)
+    assert [e["status"] for e in cancelled] == ["entered-in-error"]
     assert csp_errors == []
     await phone.close()

@@ -203,3 +203,89 @@ async def test_a_peer_sees_nothing_of_a_client_who_is_not_theirs(
     unknown = await browser.get("/peer/clients/no-such-client")
     assert unknown.status_code == 404
     assert answer.text.replace(episode["client_id"], "X") == unknown.text.replace("no-such-client", "X")
+
+
+async def test_a_peer_pauses_and_resumes_and_a_paused_peer_is_not_suggested(
+    browser: httpx.AsyncClient, api: httpx.AsyncClient, auth: Auth
+) -> None:
+    episode = await discharge(api, auth, DISCHARGE)
+    peer = await register_peer(api, auth, "Alex Morgan")
+    await sign_in(browser, f"peer:{peer['id']}")
+    page = await browser.get("/peer")
+    assert "You are taking new clients." in page.text
+    await browser.post("/peer/status", data={"csrf": csrf_of(page.text), "paused": "true"})
+    page = await browser.get("/peer")
+    assert "You are paused" in page.text
+
+    await browser.post("/signout", data={"csrf": csrf_of(page.text)})
+    await sign_in(browser, "site:default")
+    client_page = (await browser.get(f"/desk/episodes/{episode['id']}")).text
+    assert "Assign Alex Morgan" not in client_page
+    assert "Alex Morgan: paused" in client_page  # excluded, with why
+    today = (await browser.get("/desk")).text
+    assert re.search(r'data-today="peers-attention"><span class="count">1<', today)
+
+
+async def test_withdraw_rematch_and_end_from_the_client_page(
+    browser: httpx.AsyncClient, api: httpx.AsyncClient, auth: Auth
+) -> None:
+    episode = await discharge(api, auth, DISCHARGE)
+    peer = await register_peer(api, auth, "Alex Morgan")
+    await assign(api, auth, episode["id"], peer["id"])
+    recorded = await api.post(
+        "/fhir/Consent", json=peer_consent(episode["patient"], ["preferred-name"]), headers=auth(Role.COORDINATOR, "c")
+    )
+    consent_id = recorded.json()["id"]
+    await sign_in(browser, "site:default")
+    url = f"/desk/episodes/{episode['id']}"
+    page = (await browser.get(url)).text
+    assert "Status: active" in page
+    assert re.search(r"<td>Name</td><td>Shared</td>", page)
+    withdrawn = await browser.post(
+        f"/desk/consents/{consent_id}/withdraw", data={"csrf": csrf_of(page), "episode": episode["id"]}
+    )
+    assert withdrawn.status_code == 303, withdrawn.text
+    page = (await browser.get(url)).text
+    assert "Status: inactive" in page
+    assert re.search(r"<td>Name</td><td>Not shared</td>", page)
+
+    rematched = await browser.post(f"{url}/rematch", data={"csrf": csrf_of(page), "reason": "client-request"})
+    assert rematched.status_code == 303, rematched.text
+    page = (await browser.get(url)).text
+    assert "Nobody yet" in page
+    assert "Assignment ended" in page
+    ended = await browser.post(f"{url}/end", data={"csrf": csrf_of(page), "reason": "completed"})
+    assert ended.status_code == 303, ended.text
+    page = (await browser.get(url)).text
+    assert "Episode ended (completed)" in page
+    assert "Record consent" in page  # a new consent may still be recorded; matching is gone
+    assert "Suggested peer supporters" not in page
+
+
+async def test_bad_input_is_a_page_naming_the_field_never_a_server_error(
+    browser: httpx.AsyncClient, api: httpx.AsyncClient, auth: Auth
+) -> None:
+    episode = await discharge(api, auth, DISCHARGE)
+    peer = await register_peer(api, auth, "Alex Morgan")
+    await assign(api, auth, episode["id"], peer["id"])
+    await sign_in(browser, f"peer:{peer['id']}")
+    page = (await browser.get(f"/peer/clients/{episode['client_id']}")).text
+    base = {"csrf": csrf_of(page), "form_id": "abcdefgh12", "kind": "phone-video", "when": "2026-11-28T14:30"}
+    for bad, field in (
+        ({"minutes": "0"}, "minutes"),
+        ({"minutes": "30", "kind": "séance"}, "kind"),
+        ({"minutes": "30", "when": "yesterday"}, "when"),
+    ):
+        answer = await browser.post(f"/peer/clients/{episode['client_id']}/contacts", data={**base, **bad})
+        assert answer.status_code == 422, answer.text
+        assert f"{field}:" in answer.text
+    await browser.post("/signout", data={"csrf": csrf_of(page)})
+    await sign_in(browser, "site:default")
+    page = (await browser.get(f"/desk/episodes/{episode['id']}")).text
+    empty = await browser.post(
+        f"/desk/episodes/{episode['id']}/consent", data={"csrf": csrf_of(page), "until": "2099-01-01"}
+    )
+    assert empty.status_code == 422
+    assert "category: Choose at least one thing to share." in empty.text
+    assert (await browser.get("/desk/clients?show=everything")).status_code == 422
+    assert (await browser.get("/desk/episodes/no-such-episode")).status_code == 404
