@@ -85,7 +85,7 @@ async def test_discharge_consent_assignment_summary_and_contact_in_a_browser(
     await page.get_by_label("Name").check()
     await page.get_by_label("Hospital stay").check()
     await page.get_by_role("button", name="Record consent").click()
-    await expect(page.get_by_text("the client's assigned peer supporter may see: Name, Hospital stay")).to_be_visible()
+    await expect(page.get_by_text("The client's assigned peer supporter may see: Name, Hospital stay")).to_be_visible()
     await page.get_by_role("button", name="Assign Alex Morgan").click()
     await expect(page.locator("[data-assigned-peer]")).to_have_text("Alex Morgan")
     await expect(page.get_by_role("heading", name="Why can the peer supporter (not) see this?")).to_be_visible()

@@ -150,7 +150,7 @@ async def test_coordinator_records_consent_assigns_and_the_peer_logs_a_contact_o
     assigned = await browser.post(f"/desk/episodes/{episode['id']}/assign", data={"csrf": csrf, "peer": peer["id"]})
     assert assigned.status_code == 303, assigned.text
     page = await browser.get(f"/desk/episodes/{episode['id']}")
-    assert "the client&#39;s assigned peer supporter may see: Name, Hospital stay" in page.text
+    assert "The client&#39;s assigned peer supporter may see: Name, Hospital stay" in page.text
     assert "Why can the peer supporter (not) see this?" in page.text
 
     # The peer, on their phone.
