@@ -151,8 +151,7 @@ async def client_page(sessions: SessionFactory, site: str, episode_id: str) -> C
         episode = await peers.episode_in_scope(session, site, episode_id)
         client = await session.get(Client, episode.client_id)
         assert client is not None  # a foreign key
-        found = next((r for r in await store.site_episodes(session, site) if r[0].id == episode_id), None)
-        assert found is not None
+        (found,) = await store.site_episodes(session, site, episode_id)  # in scope: checked just above
         row = _row(*found, now)
         contact_rows = await store.contacts_of_episode(session, episode_id)
         recorded = [

@@ -78,7 +78,14 @@ def _address(patient: dict[str, Any]) -> list[str]:
 
 
 def _day(value: object) -> str | None:
-    return str(value)[:10] if isinstance(value, str) and value else None
+    """The day of a FHIR date or dateTime; a time with a zone is read in UTC, as the desk shows every time."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return value[:10]
+    return (moment.astimezone(UTC) if moment.tzinfo else moment).date().isoformat()
 
 
 def summary_lines(bundle: dict[str, Any]) -> list[SummaryLine]:

@@ -47,9 +47,11 @@ async def forget_expired(session: AsyncSession, now: datetime) -> None:
 # --- what the desk and the peer's screens list (read-only queries) ------------------------------------------
 
 
-async def site_episodes(session: AsyncSession, site: str) -> Sequence[tuple[Episode, Client, bool, datetime | None]]:
-    """Each episode of the site's clients, newest first, with whether the program ended it and the time of its
-    latest contact (None: none yet)."""
+async def site_episodes(
+    session: AsyncSession, site: str, episode_id: str | None = None
+) -> Sequence[tuple[Episode, Client, bool, datetime | None]]:
+    """Each episode of the site's clients (or the one named), newest first, with whether the program ended it and
+    the time of its latest contact (None: none yet)."""
     last_contact = (
         select(Contact.episode_id, func.max(Contact.started_at).label("last"))
         .where(Contact.status != "entered-in-error")
@@ -64,6 +66,8 @@ async def site_episodes(session: AsyncSession, site: str) -> Sequence[tuple[Epis
         .where(Client.site == site)
         .order_by(Episode.updated_at.desc(), Episode.id)
     )
+    if episode_id is not None:
+        query = query.where(Episode.id == episode_id)
     return [(e, c, bool(closed), last) for e, c, closed, last in (await session.execute(query)).all()]
 
 
