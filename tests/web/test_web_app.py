@@ -289,3 +289,32 @@ async def test_bad_input_is_a_page_naming_the_field_never_a_server_error(
     assert "category: Choose at least one thing to share." in empty.text
     assert (await browser.get("/desk/clients?show=everything")).status_code == 422
     assert (await browser.get("/desk/episodes/no-such-episode")).status_code == 404
+
+
+async def test_a_peer_corrects_a_contact_and_a_stale_form_is_refused(
+    browser: httpx.AsyncClient, api: httpx.AsyncClient, auth: Auth, settings: Settings
+) -> None:
+    episode = await discharge(api, auth, DISCHARGE)
+    peer = await register_peer(api, auth, "Alex Morgan")
+    await assign(api, auth, episode["id"], peer["id"])
+    await sign_in(browser, f"peer:{peer['id']}")
+    url = f"/peer/clients/{episode['client_id']}"
+    page = (await browser.get(url)).text
+    form = {"csrf": csrf_of(page), "form_id": "form-0001", "kind": "community-visit", "when": "2026-11-28T10:00",
+            "minutes": "60"}  # fmt: skip
+    queued = await count(settings, Job)  # the assignment's CareTeam write
+    assert (await browser.post(f"{url}/contacts", data=form)).status_code == 303
+    page = (await browser.get(url)).text
+    contact_id = re.search(r"/peer/contacts/([^/]+)/correct", page).group(1)  # type: ignore[union-attr]
+    correction = {"csrf": csrf_of(page), "version": "1", "client_id": episode["client_id"], "kind": "phone-video",
+                  "when": "2026-11-28T10:00", "minutes": "20"}  # fmt: skip
+    corrected = await browser.post(f"/peer/contacts/{contact_id}/correct", data=correction)
+    assert corrected.status_code == 303, corrected.text
+    page = (await browser.get(url)).text
+    assert "Phone or video</strong> · 2026-11-28 10:00 UTC · 20 min" in page
+    assert 'name="version" value="2"' in page
+
+    stale = await browser.post(f"/peer/contacts/{contact_id}/correct", data={**correction, "minutes": "90"})
+    assert stale.status_code == 412  # the form showed version 1; version 2 is current
+    assert "20 min" in (await browser.get(url)).text
+    assert await count(settings, Job) == queued + 2  # the contact and its correction, each queued once
