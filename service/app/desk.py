@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from consent.categories import DataCategory
-from service.app import consents, delivery, matching, peers
+from service.app import consents, delivery, matching, notifications, peers
 from service.app.clock import utcnow
 from service.app.explain import Explanation, explain_sharing
 from service.domain.matching import Ranking
 from service.fhir.web_view import ConsentWords, consent_words, display_name, form_consent, withdrawn
+from service.settings import Settings
 from service.store import repository
 from service.store import web as store
 from service.store.db import SessionFactory
@@ -132,15 +133,15 @@ async def episodes(sessions: SessionFactory, site: str, show: str | None = None)
     return [r for r in rows if show is None or show in r.flags]
 
 
-async def today(sessions: SessionFactory, site: str) -> list[TodayItem]:
+async def today(sessions: SessionFactory, settings: Settings, site: str) -> list[TodayItem]:
     """What needs the coordinator today, each with a count (the page links each to its list)."""
     rows = await episodes(sessions, site)
     counts = {key: sum(1 for r in rows if key in r.flags) for key in CLIENT_FILTERS}
     loads = await matching.caseload_view(sessions, site)
     counts["peers-attention"] = sum(1 for p in loads if p.status != "active" or p.free_places <= NEAR_CAP_PLACES)
     counts["failed-writes"] = len(await delivery.list_dead_letters(sessions, site))
-    async with sessions() as session:
-        counts["silent-channels"] = await store.silent_channels(session, site)
+    channels = await notifications.channel_health(sessions, settings, site)
+    counts["silent-channels"] = sum(1 for c in channels if c.health == "silent")
     return [TodayItem(key, counts[key]) for key in TODAY_KEYS]
 
 
@@ -206,3 +207,16 @@ async def withdraw_consent(sessions: SessionFactory, site: str, consent_id: str)
     """Withdraw a Consent in one action: it stays on record, no longer in force."""
     current = await consents.read_consent(sessions, site, consent_id)
     await consents.replace_consent(sessions, site, consent_id, withdrawn(current), None)
+
+
+@dataclass(frozen=True)
+class Deliveries:
+    dead_letters: tuple[delivery.DeadLetter, ...]
+    channels: tuple[notifications.ChannelHealth, ...]
+
+
+async def deliveries(sessions: SessionFactory, settings: Settings, site: str) -> Deliveries:
+    """The site's write-backs the EHR refused for good, and the health of its EHR's notification channels."""
+    dead = await delivery.list_dead_letters(sessions, site)
+    channels = await notifications.channel_health(sessions, settings, site)
+    return Deliveries(tuple(dead), tuple(channels))

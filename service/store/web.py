@@ -12,7 +12,6 @@ from sqlalchemy import Index, String, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from service.store.channel import SubscriptionChannel
 from service.store.matching import EpisodeClosure
 from service.store.models import Base, Client, Contact, Episode, UTCDateTime
 
@@ -89,8 +88,3 @@ async def peer_open_episodes(session: AsyncSession, peer_id: str) -> Sequence[tu
         .order_by(Episode.assigned_at, Episode.id)
     )
     return [(e, c) for e, c in (await session.execute(query)).all()]
-
-
-async def silent_channels(session: AsyncSession, site: str) -> int:
-    query = select(func.count()).where(SubscriptionChannel.site == site, SubscriptionChannel.silent_since.is_not(None))
-    return int((await session.execute(query)).scalar_one())

@@ -8,9 +8,19 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Query, Request, Response
 
 from consent.categories import DataCategory
-from service.app import desk, matching
+from service.app import delivery, desk, matching
 from service.domain.vocabulary import END_REASONS, REMATCH_REASONS
-from service.web.pages import BadForm, CoordinatorPage, Csrf, SessionsDep, WebRoute, render, see_other
+from service.web.pages import (
+    BadForm,
+    CoordinatorPage,
+    Csrf,
+    SessionsDep,
+    SettingsDep,
+    WebRoute,
+    render,
+    see_other,
+    wake_worker,
+)
 from service.web.strings import translator
 
 router = APIRouter(prefix="/desk", route_class=WebRoute, include_in_schema=False)
@@ -19,8 +29,23 @@ _t = translator("en")
 
 
 @router.get("")
-async def today(request: Request, caller: CoordinatorPage, sessions: SessionsDep) -> Response:
-    return render(request, "desk_today.html", items=await desk.today(sessions, caller.site))
+async def today(request: Request, caller: CoordinatorPage, sessions: SessionsDep, settings: SettingsDep) -> Response:
+    return render(request, "desk_today.html", items=await desk.today(sessions, settings, caller.site))
+
+
+@router.get("/deliveries")
+async def deliveries(
+    request: Request, caller: CoordinatorPage, sessions: SessionsDep, settings: SettingsDep
+) -> Response:
+    found = await desk.deliveries(sessions, settings, caller.site)
+    return render(request, "desk_deliveries.html", found=found)
+
+
+@router.post("/deliveries/{item_id}/replay", dependencies=[Csrf])
+async def replay(item_id: int, request: Request, caller: CoordinatorPage, sessions: SessionsDep) -> Response:
+    await delivery.replay_dead_letter(sessions, item_id, caller.site)
+    wake_worker(request)
+    return see_other("/desk/deliveries")
 
 
 @router.get("/clients")

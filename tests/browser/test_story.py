@@ -94,6 +94,10 @@ async def test_discharge_consent_assignment_summary_and_contact_in_a_browser(
 
     await page.get_by_role("link", name="Peers and caseloads").click()
     await assert_accessible(page)
+    await page.get_by_role("link", name="Today").click()
+    await page.locator('[data-today="failed-writes"]').click()
+    await expect(page.get_by_role("heading", name="Write-backs and EHR channels")).to_be_visible()
+    await assert_accessible(page)
     await page.get_by_role("button", name="Sign out").click()
     await expect(page.get_by_text("You are signed out.")).to_be_visible()
     await desk.close()

@@ -29,6 +29,7 @@ def test_every_composed_key_is_in_the_english_strings() -> None:
         | {f"today.{k}" for k in TODAY_KEYS}
         | {f"status.{s.value}" for s in PeerStatus}
         | {"state.on-ward", "state.in-community"}
+        | {f"health.{h}" for h in ("ok", "waiting", "gap", "silent", "error")}
         | {f"timeline.{w}" for w in ("admitted", "readmitted", "discharged", "assigned", "assignment-ended",
                                       "contact", "contact-cancelled", "ended")}
     )  # fmt: skip

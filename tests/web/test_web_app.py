@@ -19,7 +19,9 @@ from service.store.db import create_engine, session_factory
 from service.store.jobs import Job
 from service.store.models import AuditRecord, Contact
 from tests.support.consents import peer_consent
-from tests.support.flow import ADMIT, DISCHARGE, assign, discharge, register_peer
+from tests.support.delivery import deliver
+from tests.support.ehr import TestEhr
+from tests.support.flow import ADMIT, DISCHARGE, assign, client_with_contact, discharge, register_peer
 
 Auth = Callable[..., dict[str, str]]
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -318,3 +320,24 @@ async def test_a_peer_corrects_a_contact_and_a_stale_form_is_refused(
     assert stale.status_code == 412  # the form showed version 1; version 2 is current
     assert "20 min" in (await browser.get(url)).text
     assert await count(settings, Job) == queued + 2  # the contact and its correction, each queued once
+
+
+@pytest.mark.ehr
+async def test_failed_write_backs_are_counted_listed_and_tried_again(
+    browser: httpx.AsyncClient, api: httpx.AsyncClient, auth: Auth, settings: Settings, ehr: TestEhr
+) -> None:
+    await client_with_contact(api, auth)  # a CareTeam and an Encounter to write
+    ehr.fault(status=422, count=2)
+    assert (await deliver(settings, ehr)).dead == 2
+
+    await sign_in(browser, "site:default")
+    today = (await browser.get("/desk")).text
+    assert re.search(r'data-today="failed-writes"><span class="count">2<', today)
+    page = (await browser.get("/desk/deliveries")).text
+    assert page.count("Try again") == 2
+    assert "422" in page
+    for item in re.findall(r"/desk/deliveries/(\d+)/replay", page):
+        answer = await browser.post(f"/desk/deliveries/{item}/replay", data={"csrf": csrf_of(page)})
+        assert answer.status_code == 303, answer.text
+    assert (await deliver(settings, ehr)).delivered == 2
+    assert "Every write-back reached the EHR." in (await browser.get("/desk/deliveries")).text
