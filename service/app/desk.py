@@ -191,9 +191,13 @@ async def client_page(sessions: SessionFactory, site: str, episode_id: str) -> C
 
 
 async def record_consent(
-    sessions: SessionFactory, site: str, episode_id: str, categories: list[DataCategory], named_peer: str | None,
+    sessions: SessionFactory,
+    site: str,
+    episode_id: str,
+    categories: list[DataCategory],
+    named_peer: str | None,
     until: date,
-) -> str:  # fmt: skip
+) -> str:
     """The consent form, recorded through the consent use case (checked exactly as a posted Consent)."""
     async with sessions() as session:
         episode = await peers.episode_in_scope(session, site, episode_id)

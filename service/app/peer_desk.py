@@ -83,9 +83,14 @@ async def my_client(sessions: SessionFactory, base_url: str, peer_id: str, clien
 
 
 async def log_contact(
-    sessions: SessionFactory, peer_id: str, client_id: str, kind: ContactKind, started_at: datetime, minutes: int,
+    sessions: SessionFactory,
+    peer_id: str,
+    client_id: str,
+    kind: ContactKind,
+    started_at: datetime,
+    minutes: int,
     form_id: str,
-) -> str:  # fmt: skip
+) -> str:
     """Record a contact from the form. The form's one-time id becomes the app identifier, so a double tap or a
     resent form records it once."""
     identifier = f"{fhir_profiles.CANONICAL}/sid/web-contact-form|{form_id}"
@@ -99,9 +104,14 @@ def new_form_id() -> str:
 
 
 async def correct_contact(
-    sessions: SessionFactory, peer_id: str, contact_id: str, kind: ContactKind, started_at: datetime, minutes: int,
+    sessions: SessionFactory,
+    peer_id: str,
+    contact_id: str,
+    kind: ContactKind,
+    started_at: datetime,
+    minutes: int,
     version: int,
-) -> None:  # fmt: skip
+) -> None:
     """Correct a contact; the new version goes to the EHR (If-Match on the version the form showed)."""
     client_id = await _client_of_contact(sessions, peer_id, contact_id)
     encounter = contact_encounter(client_id, kind.value, started_at, minutes, contact_id=contact_id)

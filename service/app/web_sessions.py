@@ -121,8 +121,9 @@ async def end(sessions: SessionFactory, cookie: str | None) -> None:
             await session.delete(row)
 
 
-async def _signed_in(sessions: SessionFactory, settings: Settings, old_cookie: str | None, who: Principal, name: str, *,
-                     dev: bool) -> str:  # fmt: skip
+async def _signed_in(
+    sessions: SessionFactory, settings: Settings, old_cookie: str | None, who: Principal, name: str, *, dev: bool
+) -> str:
     """A new session id for the signed-in person (never the one used before sign-in: no session fixation)."""
     await end(sessions, old_cookie)
     return await _new_row(

@@ -114,6 +114,12 @@ async def test_an_answer_for_another_browser_or_person_opens_nothing(
     assert (await browser.get(forged)).status_code == 401
     assert (await browser.get("/desk")).headers["location"] == "/signin"
 
+    # The right state with a code the provider never issued: its token endpoint refuses, and so does Peerway.
+    back = idp.login(await start(browser), "casey")
+    bogus = local(back.location).replace(f"code={back.params['code']}", "code=not-a-code")
+    assert (await browser.get(bogus)).status_code == 401
+    assert (await browser.get("/desk")).headers["location"] == "/signin"
+
     # Someone the provider knows but Peerway's registry does not.
     back = idp.login(await start(browser), "stranger")
     refused = await browser.get(local(back.location))
