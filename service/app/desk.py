@@ -80,7 +80,8 @@ class ClientPage:
     peer_names: dict[str, str]
 
 
-def _flags(e: Episode, closed: bool, last: datetime | None, now: datetime) -> frozenset[str]:
+def today_flags(e: Episode, closed: bool, last: datetime | None, now: datetime) -> frozenset[str]:
+    """The Today lists an episode belongs to, given whether it ended and its latest contact."""
     flags: set[str] = set()
     if closed:
         return frozenset()
@@ -90,12 +91,10 @@ def _flags(e: Episode, closed: bool, last: datetime | None, now: datetime) -> fr
     discharged = e.discharged_at if e.state == "in-community" else None
     if discharged and (now - discharged <= recent or (e.peer_id is None and now - e.updated_at <= recent)):
         flags.add("new-discharge")
+    # A date that has passed stays "upcoming" until the discharge arrives: it may be a discharge not yet sent
+    # (as notifications.upcoming_discharges lists them).
     expected = e.expected_discharge_at
-    if (
-        e.state == "on-ward"
-        and expected
-        and now - timedelta(days=1) <= expected <= now + timedelta(days=UPCOMING_DISCHARGE_DAYS)
-    ):
+    if e.state == "on-ward" and expected and expected <= now + timedelta(days=UPCOMING_DISCHARGE_DAYS):
         flags.add("upcoming-discharge")
     if e.peer_id is None:
         flags.add("waiting")
@@ -121,7 +120,7 @@ def _row(e: Episode, c: Client, closed: bool, last: datetime | None, now: dateti
         readmission=e.readmission,
         closed=closed,
         last_contact=last,
-        flags=_flags(e, closed, last, now),
+        flags=today_flags(e, closed, last, now),
     )
 
 
@@ -131,6 +130,12 @@ async def episodes(sessions: SessionFactory, site: str, show: str | None = None)
     async with sessions() as session:
         rows = [_row(e, c, closed, last, now) for e, c, closed, last in await store.site_episodes(session, site)]
     return [r for r in rows if show is None or show in r.flags]
+
+
+async def peer_names(sessions: SessionFactory, site: str) -> dict[str, str]:
+    """The names of the peer supporters enabled at the site (how the desk names an assigned peer)."""
+    async with sessions() as session:
+        return {p.id: p.name for p in await repository.peers(session, site=site)}
 
 
 async def today(sessions: SessionFactory, settings: Settings, site: str) -> list[TodayItem]:

@@ -58,7 +58,8 @@ async def clients(
     if show is not None and show not in desk.CLIENT_FILTERS:
         raise BadForm(f"show: one of {', '.join(sorted(desk.CLIENT_FILTERS))}")
     rows = await desk.episodes(sessions, caller.site, show)
-    return render(request, "desk_clients.html", rows=rows, show=show)
+    names = await desk.peer_names(sessions, caller.site)
+    return render(request, "desk_clients.html", rows=rows, show=show, peers=names)
 
 
 @router.get("/episodes/{episode_id}")
@@ -87,6 +88,8 @@ async def record_consent(
 ) -> Response:
     if not category:
         raise BadForm(f"category: {_t('consent.pick_one')}")
+    if until < date.today():
+        raise BadForm(f"until: {_t('consent.until_past')}")
     await desk.record_consent(sessions, caller.site, episode_id, category, None if who == "assigned" else who, until)
     return see_other(f"/desk/episodes/{episode_id}")
 

@@ -137,6 +137,7 @@ async def test_coordinator_records_consent_assigns_and_the_peer_logs_a_contact_o
     assert re.search(r'data-today="waiting"><span class="count">1<', today)
     waiting = await browser.get("/desk/clients?show=waiting")
     assert f"/desk/episodes/{episode['id']}" in waiting.text
+    assert "Nobody yet" in waiting.text
 
     page = await browser.get(f"/desk/episodes/{episode['id']}")
     assert page.status_code == 200, page.text
@@ -289,6 +290,12 @@ async def test_bad_input_is_a_page_naming_the_field_never_a_server_error(
     )
     assert empty.status_code == 422
     assert "category: Choose at least one thing to share." in empty.text
+    past = await browser.post(
+        f"/desk/episodes/{episode['id']}/consent",
+        data={"csrf": csrf_of(page), "until": "2020-01-01", "category": "preferred-name"},
+    )
+    assert past.status_code == 422
+    assert "until: Choose today or a later day." in past.text
     assert (await browser.get("/desk/clients?show=everything")).status_code == 422
     assert (await browser.get("/desk/episodes/no-such-episode")).status_code == 404
 
