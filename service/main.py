@@ -35,6 +35,7 @@ from service.api.boundary import RequestBoundary
 from service.api.limits import RateLimiter, RateLimits
 from service.api.logs import request_id
 from service.api.notifications import router as notifications_router
+from service.api.openapi import install as install_openapi
 from service.api.paths import fhir_ids_in_path
 from service.api.responses import FhirResponse, error_response, outcome_response
 from service.api.text import url_without_nul
@@ -145,4 +146,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(matching.fhir_router)
     app.include_router(notifications_router)
     web.install(app)  # the people's web app at / (docs/web-app.md)
+    install_openapi(app, settings)
     return app

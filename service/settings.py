@@ -110,6 +110,10 @@ class Settings(BaseSettings):
     program_organization_name: str = "Peer support program"
     # /metrics needs "Authorization: Bearer <this>" when set; unset, /metrics is open only in dev.
     metrics_token: SecretStr | None = None
+    # /docs: Swagger's Authorize signs a person in at this OpenID Connect provider (its
+    # /.well-known/openid-configuration URL) with PKCE, as this public client; unset, /docs offers the bearer field.
+    docs_openid_url: str | None = None
+    docs_client_id: str | None = None
 
     @model_validator(mode="after")
     def _smart_settings_complete(self) -> Settings:

@@ -23,8 +23,7 @@ async def record_contact(request: Request, caller: Peer, sessions: SessionsDep, 
     data = await fhir_rest.fhir_body(request, settings, "Encounter")
     recorded = await contacts.record_contact(sessions, caller.subject, data, request.headers.get("if-none-exist"))
     wake_worker(request)  # its Encounter goes to the EHR now, not at the next poll
-    encounter = recorded.encounter
-    return fhir_rest.written(request, settings, encounter, created=recorded.created)
+    return fhir_rest.written(request, settings, recorded.encounter, created=recorded.created, changes=recorded.changes)
 
 
 @router.put(
@@ -37,9 +36,9 @@ async def update_contact(
 ) -> Response:
     data = await fhir_rest.fhir_body(request, settings, "Encounter")
     expected = fhir_rest.if_match(request)
-    encounter = await contacts.update_contact(sessions, caller.subject, contact_id, data, expected)
+    updated = await contacts.update_contact(sessions, caller.subject, contact_id, data, expected)
     wake_worker(request)
-    return fhir_rest.written(request, settings, encounter, created=False)
+    return fhir_rest.written(request, settings, updated.encounter, created=False, changes=updated.changes)
 
 
 @router.get("", response_class=FhirResponse, summary="Search my contacts (patient=Patient/<client id>, ...)")

@@ -12,7 +12,8 @@ from service.api.deps import read_body
 from service.api.responses import FhirResponse, version_headers
 from service.app.search import Found
 from service.errors import BadRequest, NotAcceptable, UnsupportedMediaType
-from service.fhir.build import operation_outcome, searchset, subsetted
+from service.fhir.build import searchset, subsetted
+from service.fhir.contact_changes import Change, outcome, warning_header
 from service.fhir.parse import load_json
 from service.fhir.search import MANDATORY_ELEMENTS, SearchRequest, parse_search
 from service.settings import Settings
@@ -100,9 +101,19 @@ def if_match(request: Request) -> int | None:
     return int(match["version"])
 
 
-def written(request: Request, settings: Settings, resource: dict[str, Any], *, created: bool) -> Response:
+def written(
+    request: Request,
+    settings: Settings,
+    resource: dict[str, Any],
+    *,
+    created: bool,
+    changes: tuple[Change, ...] = (),
+) -> Response:
     """The answer to a create or update: Location (the version written, or matched by If-None-Exist), ETag and
-    Last-Modified, and the body the client preferred (the resource, nothing, or an OperationOutcome)."""
+    Last-Modified, and the body the client preferred (the resource, nothing, or an OperationOutcome).
+
+    What of the sent resource was not kept (`changes`) is said either way: as warning issues of the
+    OperationOutcome (Prefer: return=OperationOutcome), else in a Warning header beside the resource."""
     status = 201 if created else 200
     meta = resource["meta"]
     location = f"{settings.base_url}/fhir/{resource['resourceType']}/{resource['id']}/_history/{meta['versionId']}"
@@ -111,12 +122,14 @@ def written(request: Request, settings: Settings, resource: dict[str, Any], *, c
     headers = {"Location": location, "Content-Location": location}
     headers |= version_headers(resource)
     preference = preferred_return(request)
+    if changes and preference != "OperationOutcome":
+        headers["Warning"] = warning_header(changes)
     if preference == "minimal":
         return Response(status_code=status, headers=headers)
     if preference == "OperationOutcome":
         verb = "created" if created else "updated"
         said = f"{resource['resourceType']}/{resource['id']} {verb}"
-        return FhirResponse(operation_outcome("information", "informational", said), status, headers)
+        return FhirResponse(outcome(said, changes), status, headers)
     return FhirResponse(resource, status, headers)
 
 

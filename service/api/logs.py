@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import logging.config
 import traceback
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -22,6 +23,8 @@ request_id: ContextVar[str] = ContextVar("request_id", default="-")
 
 # Loggers that print full URLs (query strings with patient= or identifier=) or headers at INFO and DEBUG.
 QUIET_LOGGERS = ("httpx", "httpcore", "hpack", "uvicorn.access", "authlib")
+# Loggers whose INFO lines are noise to an operator (Alembic's plugin setup: a dozen lines before each migration).
+NOISY_LOGGERS = ("alembic.runtime.plugins",)
 # Fields our access log adds to its records (`extra=`), shown in JSON.
 ACCESS_FIELDS = ("method", "route", "status", "duration_ms")
 
@@ -120,6 +123,14 @@ def logging_config(settings: Settings) -> dict[str, Any]:
             # uvicorn's loggers come with handlers of their own when it configures logging; ours replace them.
             "uvicorn": {"level": "INFO", "handlers": [], "propagate": True},
             "uvicorn.error": {"level": "INFO", "handlers": [], "propagate": True},
-            **{name: {"level": "WARNING", "handlers": [], "propagate": True} for name in QUIET_LOGGERS},
+            **{name: {"level": "WARNING", "handlers": [], "propagate": True} for name in QUIET_LOGGERS + NOISY_LOGGERS},
         },
     }
+
+
+def configure_logging(settings: Settings) -> None:
+    """The same lines for every command but `serve` (uvicorn applies logging_config itself): workers, delivery,
+    migrations (a line per schema revision) and the admin commands log with timestamps, levels, loggers and ids,
+    never PHI. A program that set up logging already (a test runner embedding the CLI) keeps its own."""
+    if not logging.getLogger().handlers:
+        logging.config.dictConfig(logging_config(settings))

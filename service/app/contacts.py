@@ -17,6 +17,7 @@ from service.app.clock import new_id, utcnow
 from service.domain.vocabulary import ContactKind
 from service.errors import BadRequest, Conflict, InvalidResource, NotFound, PreconditionFailed, changed_meanwhile
 from service.fhir import build
+from service.fhir.contact_changes import Change, contact_changes
 from service.fhir.ids import MAX_IDENTIFIER_LENGTH
 from service.fhir.parse import parse_peer_contact
 from service.fhir.search import SearchRequest
@@ -34,6 +35,7 @@ _OWN_IDENTIFIER = f"{fhir_profiles.CONTACT_IDENTIFIER_SYSTEM}|"
 class RecordedContact:
     encounter: dict[str, Any]
     created: bool
+    changes: tuple[Change, ...] = ()  # what of the app's Encounter was not kept as sent, for its answer
 
 
 def contact_view(contact: Contact, client_id: str, peer_name: str) -> dict[str, Any]:
@@ -77,11 +79,19 @@ async def _by_identifier(session: AsyncSession, peer_id: str, identifier: str) -
 async def record_contact(
     sessions: SessionFactory, peer_id: str, data: dict[str, Any], if_none_exist: str | None = None
 ) -> RecordedContact:
-    """Store a PeerContact for one of the peer's own clients and queue its write-back to the EHR.
+    """Store a PeerContact for one of the peer's own clients and queue its write-back to the EHR; the answer
+    says what of the app's Encounter was not kept as sent (participants, class, identifier, other elements).
 
     Re-posting a contact with the same identifier (the app's retry), or If-None-Exist naming an identifier of
     one of the peer's contacts, answers that contact, unchanged.
     """
+    recorded = await _record_contact(sessions, peer_id, data, if_none_exist)
+    return replace(recorded, changes=contact_changes(data, recorded.encounter))
+
+
+async def _record_contact(
+    sessions: SessionFactory, peer_id: str, data: dict[str, Any], if_none_exist: str | None
+) -> RecordedContact:
     report = parse_peer_contact(data)
     wanted = _identifier_criteria(if_none_exist) if if_none_exist is not None else None
     try:
@@ -128,10 +138,17 @@ async def record_contact(
 
 async def update_contact(
     sessions: SessionFactory, peer_id: str, contact_id: str, data: dict[str, Any], expected_version: int | None
-) -> dict[str, Any]:
+) -> RecordedContact:
     """PUT: the peer corrects one of their contacts (kind, time, length) or cancels it with status
     entered-in-error; a cancelled contact stays cancelled. With If-Match, only while that version is current.
-    The change is queued for the EHR in the same transaction."""
+    The change is queued for the EHR in the same transaction; the answer says what was not kept as sent."""
+    encounter = await _update_contact(sessions, peer_id, contact_id, data, expected_version)
+    return RecordedContact(encounter, created=False, changes=contact_changes(data, encounter))
+
+
+async def _update_contact(
+    sessions: SessionFactory, peer_id: str, contact_id: str, data: dict[str, Any], expected_version: int | None
+) -> dict[str, Any]:
     if data.get("id") != contact_id:
         raise InvalidResource("Encounter.id must be the id in the URL", "Encounter.id")
     status = data.get("status")

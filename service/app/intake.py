@@ -99,6 +99,7 @@ async def _process_once(
     async with unit_of_work(sessions) as uow:
         done = await uow.session.get(ProcessedMessage, (site, message_id))
         if done is not None:
+            log.info("intake: site %s, bundle %s: processed before, answered as then", site, message_id)
             return _replay(done)
         now = utcnow()
         effect = await apply_stay(uow, site, stay, sent_at, now) if stay is not None else NO_EFFECT
@@ -113,6 +114,8 @@ async def _process_once(
                 received_at=now,
             )
         )
+    # One line per message, after its commit, with ids only (the effect names Peerway's client and episode).
+    log.info("intake: site %s, bundle %s, %s: %s", site, message_id, code, effect)
     return IntakeAnswer(200, body, replayed=False)
 
 

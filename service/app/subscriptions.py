@@ -5,6 +5,7 @@ same transaction that acknowledges them, and gaps in event numbers queued for re
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from datetime import datetime, timedelta
 
@@ -25,6 +26,8 @@ from service.store.uow import retrying
 # notification lacked, what changed since a time (empty notifications), and what a channel missed.
 INTAKE_FETCH, INTAKE_PATIENT, INTAKE_SEARCH, INTAKE_RECOVER = "fetch", "patient", "search", "recover"
 INTAKE_KINDS = frozenset({INTAKE_FETCH, INTAKE_PATIENT, INTAKE_SEARCH, INTAKE_RECOVER})
+
+log = logging.getLogger(__name__)
 
 
 async def receive_subscription_notification(
@@ -114,6 +117,7 @@ async def _receive_once(
         if missing:
             await queue_recovery(session, channel, now + timedelta(seconds=policy.gap_grace_seconds))
         text = _answer_text(note, counts, first_missing, missing)
+    log.info("intake: site %s, %s", site, text)  # after the commit; names the Subscription and counts only
     body = operation_outcome("information", "informational", text)
     replayed = bool(note.events) and counts["duplicate"] == len(note.events)
     return IntakeAnswer(200, body, replayed=replayed)

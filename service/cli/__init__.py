@@ -147,8 +147,19 @@ async def _subscription(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if found is not None else 1
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="peerway", description=__doc__)
+EXIT_CODES = """exit codes:
+  0  done (for serve, worker and mllp: stopped by SIGTERM or Ctrl-C)
+  1  refused or failed: the reason is one line on stderr (not found, conflict, the EHR said no)
+  2  usage: a bad command line or a bad PEERWAY_* setting (named on stderr), or a command not allowed here
+
+`peerway COMMAND --help` explains each command and its options; docs/configuration.md every setting."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Every command and option, each with its help (tests/unit/test_cli.py holds them to it)."""
+    parser = argparse.ArgumentParser(
+        prog="peerway", description=__doc__, epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--version", action="version", version=f"peerway {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="migrate the database, then serve the API with the outbox worker")
@@ -156,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     token = sub.add_parser("token", help="mint a development token (PEERWAY_ENV=dev only; HS256, role in the claims)")
     token.add_argument("--role", choices=[r.value for r in Role], help="default organization-coordinator with --org")
     token.add_argument("--sub", help="caller id; for a peer: the peer supporter's id (default: the role)")
-    token.add_argument("--site", default="default")
+    token.add_argument("--site", default="default", help="the site of a coordinator or EHR (default: default)")
     token.add_argument("--org", help="the peer organization (for an organization coordinator)")
     token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
     sub.add_parser("deliver", help="deliver every due outbox row once, then exit")
@@ -165,14 +176,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     worker.add_argument("--mllp", action="store_true", help="also run the HL7 v2 MLLP listener (`peerway mllp`)")
     dead = sub.add_parser("dead-letters", help="jobs the EHR refused for good: list, replay ID, discard ID")
-    dead.add_argument("action", choices=["list", "replay", "discard"])
+    dead.add_argument(
+        "action",
+        choices=["list", "replay", "discard"],
+        help="list: one JSON object a line; replay ID: queue it again once its cause is fixed; discard ID: give up",
+    )
     dead.add_argument("id", type=int, nargs="?", help="the job (outbox row) id, for replay and discard")
     dead.add_argument("--site", help="only this site's rows (those of its clients); default every site's")
     subscription = sub.add_parser("subscription", help="Peerway's Subscription on the EHR: create (or update), status")
-    subscription.add_argument("action", choices=["create", "status"])
+    subscription.add_argument(
+        "action", choices=["create", "status"], help="create (or update) it at the EHR; status: its state and health"
+    )
     subscription.add_argument("--id", help="the Subscription's id on the EHR (default PEERWAY_SUBSCRIPTION_ID)")
     subscription.add_argument("--topic", help="SubscriptionTopic canonical (default PEERWAY_SUBSCRIPTION_TOPIC)")
-    subscription.add_argument("--payload", choices=["empty", "id-only", "full-resource"])
+    subscription.add_argument(
+        "--payload", choices=["empty", "id-only", "full-resource"], help="default PEERWAY_SUBSCRIPTION_PAYLOAD"
+    )
     subscription.add_argument("--heartbeat", type=int, help="seconds between heartbeats (0: none)")
     subscription.add_argument("--filter", help="backport filter criteria, e.g. Encounter?location=Location/7")
     subscription.add_argument("--site", default="default", help="the site whose EHR gets the Subscription")
@@ -184,6 +203,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     identity.add_parsers(sub)
     feeds.add_parsers(sub)
     sub.add_parser("check-config", help="check every PEERWAY_* setting; name a bad one in one line, warn on unknown")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        try:
+            return _run(argv)
+        finally:
+            sys.stdout.flush()  # here, not at exit, so that a reader gone away is caught below
+    except BrokenPipeError:  # `peerway site list | head`: the reader left; no traceback for that
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own flush at exit goes nowhere
+        return 1
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     _warn_unknown_variables()
     try:
@@ -193,9 +230,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "check-config":
         return _check_config(settings)
+    if args.command != "serve":  # serve hands the same configuration to uvicorn
+        from service.api.logs import configure_logging
+
+        configure_logging(settings)
     if args.command == "serve":
         _serve(settings)
     elif args.command == "migrate":
+        dialect = settings.database_url.split(":", 1)[0].split("+")[0]
+        print(f"peerway: bringing the {dialect} database to the newest schema...", file=sys.stderr)
         _migrate(settings)
         from service.store.migrate import script_heads
 

@@ -16,7 +16,7 @@ from service.settings import Settings
 
 def add_parsers(sub: Any) -> None:
     feed = sub.add_parser("feed", help="HL7 v2 ADT feeds over MLLP: add, list (with their health)")
-    feed.add_argument("action", choices=["add", "list"])
+    feed.add_argument("action", choices=["add", "list"], help="add a feed (ID --port); list them with their health")
     feed.add_argument("id", nargs="?", help="the feed's id (for add)")
     feed.add_argument("--site", default="default", help="the site the feed speaks for")
     feed.add_argument("--port", type=int, help="the listener port the interface engine connects to")

@@ -16,33 +16,49 @@ def add_parsers(sub: Any) -> None:
     issuer = sub.add_parser(
         "issuer", help="OpenID Connect providers trusted for people: add ID --url, list, disable ID"
     )
-    issuer.add_argument("action", choices=["add", "list", "disable", "enable"])
+    issuer.add_argument(
+        "action", choices=["add", "list", "disable", "enable"], help="add one; list them; disable or enable one"
+    )
     issuer.add_argument("id", nargs="?", help="Peerway's name for the provider, e.g. north-idp")
     issuer.add_argument("--url", help="its issuer URL, exactly as its tokens' iss says")
     issuer.add_argument("--site", action="append", default=[], help="a site it may speak for (repeat)")
     issuer.add_argument("--org", action="append", default=[], help="a peer organization it may speak for (repeat)")
     issuer.add_argument("--jwks-file", help="pin its public keys (a JWK Set file) instead of using discovery")
     user = sub.add_parser("user", help="people registered to sign in: add, list, disable ID, enable ID")
-    user.add_argument("action", choices=["add", "list", "disable", "enable"])
+    user.add_argument(
+        "action", choices=["add", "list", "disable", "enable"], help="add someone; list them; disable or enable one"
+    )
     user.add_argument("id", nargs="?", help="the person's id (disable, enable)")
     user.add_argument("--issuer", help="the registered provider (its Peerway id)")
     user.add_argument("--subject", help="the sub of the person's tokens at that provider")
-    user.add_argument("--role", choices=["administrator", "coordinator", "organization-coordinator", "peer"])
+    user.add_argument(
+        "--role",
+        choices=["administrator", "coordinator", "organization-coordinator", "peer"],
+        help="what they do in Peerway (default coordinator)",
+    )
     user.add_argument("--name", help="how Peerway names them")
     user.add_argument("--site", help="a coordinator's site")
     user.add_argument("--org", help="an organization coordinator's organization")
     user.add_argument("--peer", help="a peer's peer supporter id")
     client = sub.add_parser("client", help="systems registered for SMART Backend Services: add ID, list, disable ID")
-    client.add_argument("action", choices=["add", "list", "disable", "enable"])
+    client.add_argument(
+        "action", choices=["add", "list", "disable", "enable"], help="add one; list them; disable or enable one"
+    )
     client.add_argument("id", nargs="?", help="the client_id")
-    client.add_argument("--kind", choices=["ehr", "organization"], default="ehr")
+    client.add_argument(
+        "--kind", choices=["ehr", "organization"], default="ehr", help="a site's EHR or an organization's back end"
+    )
     client.add_argument("--site", help="an EHR's site")
     client.add_argument("--org", help="an organization back end's organization")
     client.add_argument("--jwks-file", help="the client's public keys (a JWK Set file)")
     client.add_argument("--jwks-url", help="or where the client publishes them")
     client.add_argument("--scope", action="append", default=[], help="a SMART v2 scope it may be granted (repeat)")
     auth = sub.add_parser("auth", help="Peerway's token signing keys: rotate-key, jwks")
-    auth.add_argument("action", choices=["rotate-key", "jwks"])
+    auth.add_argument(
+        "action",
+        choices=["rotate-key", "jwks"],
+        help="rotate-key: sign with a new key (the old one still verifies); jwks: print the public keys",
+    )
 
 
 async def run(settings: Settings, args: argparse.Namespace) -> int:

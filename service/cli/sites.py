@@ -53,6 +53,7 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
                 if not args.peer:
                     print("org adopt needs --peer PEER_ID", file=sys.stderr)
                     return 2
+                print(f"peerway: moving peer {args.peer} and their clients to {args.id}...", file=sys.stderr)
                 moved = await peers.move_peer(sessions, args.peer, args.id)
                 print(f"peer {moved.id} now belongs to {args.id}; sites: {', '.join(moved.sites) or '-'}")
             else:
@@ -87,12 +88,19 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
 
 def add_parsers(sub: Any) -> None:
     site = sub.add_parser("site", help="sites (hospitals) and their EHR connections: add, set, list, ...")
-    site.add_argument("action", choices=["add", "set", "list", "rotate-secret", "disable", "enable"])
+    site.add_argument(
+        "action",
+        choices=["add", "set", "list", "rotate-secret", "disable", "enable"],
+        help="add or set a site's EHR connection; list them; rotate-secret: a new subscription channel secret;"
+        " disable or enable a site",
+    )
     site.add_argument("id", nargs="?", help="the site id (a-z, 0-9, -), for all but list")
-    site.add_argument("--name")
+    site.add_argument("--name", help="the site's name, as people read it")
     site.add_argument("--fhir-base-url", help="the site's FHIR base; none: the PEERWAY_EHR_* settings")
-    site.add_argument("--fhir-version", choices=["4.0.1", "4.3.0", "5.0.0"])
-    site.add_argument("--write-mode", choices=["put", "conditional-create"])
+    site.add_argument("--fhir-version", choices=["4.0.1", "4.3.0", "5.0.0"], help="the EHR's FHIR version")
+    site.add_argument(
+        "--write-mode", choices=["put", "conditional-create"], help="how contacts are written (docs/delivery.md)"
+    )
     site.add_argument("--token-url", help="SMART Backend Services token endpoint")
     site.add_argument("--client-id", help="Peerway's SMART client id at the site")
     site.add_argument("--private-key", help="path of the SMART private key (PEM or JWKS)")
@@ -100,7 +108,9 @@ def add_parsers(sub: Any) -> None:
     site.add_argument("--scope", help="SMART scopes to ask for")
     site.add_argument("--bearer-token-file", help="path of a file holding a static bearer token (without SMART)")
     org = sub.add_parser("org", help="peer organizations: add ID --name, list, adopt ID --peer PEER_ID")
-    org.add_argument("action", choices=["add", "list", "adopt"])
-    org.add_argument("id", nargs="?")
-    org.add_argument("--name")
+    org.add_argument(
+        "action", choices=["add", "list", "adopt"], help="add an organization; list them; adopt: take over a peer"
+    )
+    org.add_argument("id", nargs="?", help="the organization's id (a-z, 0-9, -), for add and adopt")
+    org.add_argument("--name", help="the organization's name, as people read it (default: its id)")
     org.add_argument("--peer", help="for adopt: the peer supporter the organization takes over")

@@ -25,8 +25,6 @@ UCUM = "http://unitsofmeasure.org"
 PRONOUNS_EXTENSION = "http://hl7.org/fhir/StructureDefinition/individual-pronouns"
 PEERWAY_DEVICE = "Device/peerway"
 
-ON_WARD = frozenset({ContactKind.ON_WARD_ONE_TO_ONE, ContactKind.ON_WARD_GROUP})
-
 
 def fhir_instant(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
@@ -124,8 +122,9 @@ def contact_encounter(view: ContactView) -> dict[str, Any]:
         },
         "length": {"value": view.minutes, "unit": "min", "system": UCUM, "code": "min"},
     }
-    if view.kind in ON_WARD:
-        encounter["partOf"] = {"reference": view.hospital_stay_reference}
+    # Every contact, in the community too, is part of the hospital stay the peer support follows from (docs/
+    # delivery.md): the link an EHR shows from the stay to the peer contacts that came of it.
+    encounter["partOf"] = {"reference": view.hospital_stay_reference}
     return encounter
 
 

@@ -77,7 +77,10 @@ async def _dead_letters(settings: Settings, action: str, item_id: int | None, si
         elif action == "replay":
             assert item_id is not None
             await delivery.replay_dead_letter(sessions, item_id, site)
-            print(f"job {item_id} queued again")
+            print(
+                f"job {item_id} queued again: a running worker (`peerway worker`, or serve's own) tries it now;"
+                " `peerway dead-letters list` shows it again if it fails for good"
+            )
         else:
             assert item_id is not None
             await delivery.discard_dead_letter(sessions, item_id, site)

@@ -150,6 +150,20 @@ async def _record_failure(
     return "dead" if dead else "retrying"
 
 
+# Jobs whose subject is an id of Peerway's own (a contact, an episode's CareTeam): safe to name in the log. The
+# intake jobs' subjects are the EHR's ids, named by the job id only.
+OWN_SUBJECTS = {"contact": "contact", "careteam": "CareTeam of episode"}
+
+
+def _log_done(job: store.Claimed) -> None:
+    """One line per job done, ids only: for a delivery, what reached which site's EHR."""
+    site = job.site or "default"
+    if job.kind in OWN_SUBJECTS:
+        log.info("delivered %s %s to site %s's EHR (job %s)", OWN_SUBJECTS[job.kind], job.subject_id, site, job.id)
+    else:
+        log.info("job %s (%s, site %s) done", job.id, job.kind, site)
+
+
 async def _record_done(
     sessions: SessionFactory, registry: Registry, token: str, done: list[tuple[store.Claimed, str | None]]
 ) -> int:
@@ -162,6 +176,7 @@ async def _record_done(
         by_handler: dict[Handler, list[store.Claimed]] = {}
         for job, note in done:
             if job.id in held:
+                _log_done(job)
                 by_handler.setdefault(registry[job.kind], []).append(job)
                 if note:
                     await store.record_note(session, job.id, note)

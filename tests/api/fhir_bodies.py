@@ -216,11 +216,12 @@ def closed(schema: Any) -> Any:
 
 
 def with_fhir_bodies(schema: dict[str, Any]) -> dict[str, Any]:
-    """A copy of the OpenAPI document in which each FHIR write operation has its body schema."""
+    """A copy of the OpenAPI document in which each FHIR write operation has its body schema (the document
+    itself names the resource type and profile only, and shows an example)."""
     schema = copy.deepcopy(schema)
     for (method, path), body in BODY_SCHEMAS.items():
         operation = schema["paths"].get(path, {}).get(method)
-        if operation is not None and "requestBody" not in operation:
+        if operation is not None:
             operation["requestBody"] = {"required": True, "content": {FHIR_JSON: {"schema": closed(body)}}}
     return schema
 

@@ -105,6 +105,10 @@ async def test_discharge_to_summary_to_encounter_at_the_ehr_once(
     assert written["status"] == "finished"
     assert written["class"]["code"] == "FLD"
     assert written["length"]["value"] == 60
+    # A contact in the community is linked to the stay it follows from: the EHR finds it from the stay.
+    assert written["partOf"] == {"reference": f"Encounter/{stay_id}"}
+    from_the_stay = ehr.search("Encounter", **{"part-of": f"Encounter/{stay_id}"})
+    assert [e["id"] for e in from_the_stay] == [written["id"]]
     practitioner = ehr.read("Practitioner", written["participant"][0]["individual"]["reference"].split("/")[1])
     assert practitioner is not None
     assert practitioner["name"][0]["text"] == "Alex Morgan"

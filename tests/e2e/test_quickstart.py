@@ -33,6 +33,7 @@ README = ROOT / "README.md"
 MARK = "@@quickstart-block@@"
 RUN_TIMEOUT_S = 120.0
 HOSPITAL_PATIENT = "Patient/06e1f0dd-5fbe-4480-9bb4-6b54ec02d31b"  # the Patient of the Da Vinci examples
+HOSPITAL_STAY = "5fe62cd5-bfcf-4d3b-a1e9-80d6f75d6f82"  # and their Encounter
 
 
 def quickstart_blocks(readme: str) -> list[str]:
@@ -54,7 +55,8 @@ def test_the_quick_start_pasted_block_by_block_ends_with_the_contact_at_the_ehr(
 ) -> None:
     server_block, *blocks = quickstart_blocks(README.read_text())
     assert server_block.strip() == "make run-with-ehr"
-    assert len(blocks) >= 8  # tokens, admit/discharge, episodes, peer, consent, assignment, summary, contact, EHR
+    assert len(blocks) >= 8  # tokens, admit/discharge (ids), peer, consent, assignment, summary, contact, EHR
+    assert '/api/episodes"' not in "".join(blocks)  # no listing needed: the intake's answer names the ids
     peerway_port, ehr_port = free_port(), free_port()
     env = {name: value for name, value in os.environ.items() if not name.startswith("PEERWAY_")}
     env |= {
@@ -106,6 +108,7 @@ def test_the_quick_start_pasted_block_by_block_ends_with_the_contact_at_the_ehr(
         assert encounter["class"]["code"] == "FLD"
         assert encounter["length"]["value"] == 70
         assert encounter["participant"][0]["individual"]["display"] == "Alex Morgan"
+        assert encounter["partOf"] == {"reference": f"Encounter/{HOSPITAL_STAY}"}  # the stay it follows from
         assert port_open(ehr_port)
     finally:
         if launcher.poll() is None:

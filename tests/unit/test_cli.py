@@ -1,13 +1,21 @@
-"""What the `peerway` command says about itself: its version, and where `migrate` left the database."""
+"""What the `peerway` command says about itself: its version, help for every command and option, its exit codes,
+what `migrate` is doing and where it left the database, and no traceback when its reader goes away."""
 
 from __future__ import annotations
 
+import argparse
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from service.cli import build_parser
 from service.cli import main as cli_main
 from service.store.migrate import script_heads
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_version_names_the_installed_package(capsys: pytest.CaptureFixture[str]) -> None:
@@ -24,7 +32,9 @@ def test_migrate_says_which_schema_the_database_is_at(
     monkeypatch.setenv("PEERWAY_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'peerway.db'}")
     assert cli_main(["migrate"]) == 0
     (head,) = script_heads()
-    assert capsys.readouterr().out.strip() == f"database at schema {head}"
+    said = capsys.readouterr()
+    assert said.out.strip() == f"database at schema {head}"
+    assert said.err.splitlines()[-1] == "peerway: bringing the sqlite database to the newest schema..."
     assert (tmp_path / "peerway.db").stat().st_size > 0
 
 
@@ -49,3 +59,49 @@ def test_a_misspelt_variable_is_named_rather_than_ignored_silently(
     captured = capsys.readouterr()
     assert "PEERWAY_DATABSE_URL is not a Peerway setting" in captured.err
     assert captured.out.startswith("configuration OK: env dev")
+
+
+def _commands() -> dict[str, argparse.ArgumentParser]:
+    [commands] = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(commands.choices)
+
+
+def test_every_command_and_every_option_says_what_it_is_for() -> None:
+    [commands] = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    helped = {choice.dest: choice.help for choice in commands._choices_actions}
+    assert len(helped) >= 15
+    for name, command in _commands().items():
+        assert helped.get(name), f"peerway {name} has no help"
+        for action in command._actions:
+            if not isinstance(action, argparse._HelpAction):
+                assert action.help, f"peerway {name} {'/'.join(action.option_strings) or action.dest} has no help"
+
+
+def test_help_documents_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli_main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert "exit codes:" in out
+    assert all(f"\n  {code}  " in out for code in (0, 1, 2))
+
+
+def test_a_reader_that_goes_away_gets_no_traceback(tmp_path: Path) -> None:
+    reader, writer = os.pipe()
+    os.close(reader)  # like `peerway token ... | head -c 0`: the reader has gone before anything is written
+    env = {**os.environ, "PEERWAY_ENV": "dev", "PYTHONPATH": str(ROOT)}
+    env["PEERWAY_DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'peerway.db'}"
+    try:
+        ran = subprocess.run(
+            [sys.executable, "-m", "service.cli", "token", "--role", "coordinator"],
+            stdout=writer,
+            stderr=subprocess.PIPE,
+            cwd=tmp_path,
+            env=env,
+            check=False,
+        )
+    finally:
+        os.close(writer)
+    assert ran.returncode == 1
+    assert b"Traceback" not in ran.stderr
+    assert b"BrokenPipeError" not in ran.stderr

@@ -49,7 +49,7 @@ def test_each_kind_of_contact_is_a_valid_peer_contact(kind: ContactKind) -> None
     )
     assert encounter["class"] == expected_class
     assert encounter["period"]["end"] == "2026-11-26T12:45:00Z"
-    assert ("partOf" in encounter) == kind.value.startswith("on-ward")
+    assert encounter["partOf"] == {"reference": "Encounter/stay-1"}  # the hospital stay, in the community too
 
 
 def test_the_peer_is_a_valid_practitioner_with_our_identifier() -> None:
