@@ -27,9 +27,15 @@ tests/ehr/node_modules/.package-lock.json: tests/ehr/package-lock.json
 tests/idp/node_modules/.package-lock.json: tests/idp/package-lock.json
 	npm ci --prefix tests/idp --no-audit --no-fund --loglevel=error
 
+# axe-core for the browser tests (tests/browser), which drive Debian's Chromium (/usr/bin/chromium; .ci/run
+# installs it) with Playwright for Python; Playwright's own browser download is never used.
+tests/browser/node_modules/.package-lock.json: tests/browser/package-lock.json
+	npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
+
 install: $(VENV)/.installed
 
-install-test: $(VENV)/.installed-test tests/ehr/node_modules/.package-lock.json tests/idp/node_modules/.package-lock.json
+install-test: $(VENV)/.installed-test tests/ehr/node_modules/.package-lock.json tests/idp/node_modules/.package-lock.json \
+		tests/browser/node_modules/.package-lock.json
 
 run: install
 	@mkdir -p var
@@ -97,4 +103,4 @@ bench: install-test
 	$(BIN)/python bench/search_bench.py
 
 clean:
-	rm -rf $(VENV) var build tests/ehr/node_modules tests/idp/node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var build test-output tests/ehr/node_modules tests/idp/node_modules tests/browser/node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -44,6 +44,7 @@ from service.errors import PeerwayError
 from service.fhir.validation import fhirpath
 from service.settings import Settings
 from service.store.db import create_engine, session_factory
+from service.web import routes as web
 from service.workers.worker import BackgroundWorker
 
 log = logging.getLogger(__name__)
@@ -144,5 +145,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     app.include_router(matching.fhir_router)
     app.include_router(notifications_router)
+    web.install(app)  # the people's web app at / (docs/web-app.md)
     install_openapi(app, settings)
     return app

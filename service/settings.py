@@ -185,6 +185,14 @@ class Settings(BaseSettings):
     # placeholder, with a random secret kept in this file (one per install, made by `make run`).
     dev_secret_path: str = "./var/dev-jwt-secret"  # noqa: S105 - a path, not a secret
 
+    # --- the people's web app (issue 16, docs/web-app.md) ---
+    # The client Peerway's web app is at every registered OpenID Connect provider (authorization code + PKCE;
+    # with a secret it authenticates as a confidential client, client_secret_basic). Its redirect URI is
+    # <base url>/signin/callback. A session lasts at most web_session_hours, then the person signs in again.
+    web_client_id: str = "peerway-web"
+    web_client_secret: SecretStr | None = None
+    web_session_hours: float = Field(default=8.0, gt=0, le=24 * 7)
+
     @model_validator(mode="after")
     def _closed_in_production(self) -> Settings:
         if self.env == "prod":

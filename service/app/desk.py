@@ -1,0 +1,231 @@
+"""The coordinator's desk: Today's counts, the site's clients by what needs doing, one client's page (details,
+timeline, consents in words, matching), and the consent form, all through the use cases the API uses.
+
+`today` is the one place the Today page asks what needs attention: the safety-net alerts (service/app/alerts.py,
+in progress) can replace or extend its items without the web app changing."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from consent.categories import DataCategory
+from service.app import consents, delivery, matching, notifications, peers
+from service.app.clock import utcnow
+from service.app.explain import Explanation, explain_sharing
+from service.domain.matching import Ranking
+from service.fhir.web_view import ConsentWords, consent_words, display_name, form_consent, withdrawn
+from service.settings import Settings
+from service.store import repository
+from service.store import web as store
+from service.store.db import SessionFactory
+from service.store.models import Client, Episode
+
+NEW_DISCHARGE_HOURS = 72  # a discharge is "new" for three days
+UPCOMING_DISCHARGE_DAYS = 7
+NO_CONTACT_DAYS = 7
+NEAR_CAP_PLACES = 1  # a peer with at most this many free places is "near their cap"
+
+# The Today items, in the order shown; each names a filter of the client list (or the peers page).
+TODAY_KEYS = (
+    "new-discharge",
+    "upcoming-discharge",
+    "waiting",
+    "readmission",
+    "no-contact",
+    "peers-attention",
+    "failed-writes",
+    "silent-channels",
+)
+CLIENT_FILTERS = frozenset(TODAY_KEYS[:5])
+
+
+@dataclass(frozen=True)
+class TodayItem:
+    key: str
+    count: int
+
+
+@dataclass(frozen=True)
+class EpisodeRow:
+    episode_id: str
+    client_id: str
+    name: str | None
+    state: str
+    admitted_at: datetime | None
+    discharged_at: datetime | None
+    expected_discharge_at: datetime | None
+    peer_id: str | None
+    readmission: bool
+    closed: bool
+    last_contact: datetime | None
+    flags: frozenset[str]
+
+
+@dataclass(frozen=True)
+class TimelineEvent:
+    at: datetime
+    what: str  # admitted | discharged | readmitted | assigned | assignment-ended | contact | contact-cancelled | ended
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class ClientPage:
+    row: EpisodeRow
+    timeline: tuple[TimelineEvent, ...]
+    consents: tuple[ConsentWords, ...]
+    explanation: Explanation | None  # for the assigned peer
+    ranking: Ranking | None  # open episodes only
+    peer_names: dict[str, str]
+
+
+def today_flags(e: Episode, closed: bool, last: datetime | None, now: datetime) -> frozenset[str]:
+    """The Today lists an episode belongs to, given whether it ended and its latest contact."""
+    flags: set[str] = set()
+    if closed:
+        return frozenset()
+    # New: discharged in the last days, or a discharge just reported (its message may come late) and not yet
+    # handled (no peer assigned since).
+    recent = timedelta(hours=NEW_DISCHARGE_HOURS)
+    discharged = e.discharged_at if e.state == "in-community" else None
+    if discharged and (now - discharged <= recent or (e.peer_id is None and now - e.updated_at <= recent)):
+        flags.add("new-discharge")
+    # A date that has passed stays "upcoming" until the discharge arrives: it may be a discharge not yet sent
+    # (as notifications.upcoming_discharges lists them).
+    expected = e.expected_discharge_at
+    if e.state == "on-ward" and expected and expected <= now + timedelta(days=UPCOMING_DISCHARGE_DAYS):
+        flags.add("upcoming-discharge")
+    if e.peer_id is None:
+        flags.add("waiting")
+    if e.readmission:
+        flags.add("readmission")
+    if e.peer_id is not None and e.state == "in-community":
+        since = max(t for t in (last, e.assigned_at, e.discharged_at, e.created_at) if t is not None)
+        if now - since > timedelta(days=NO_CONTACT_DAYS):
+            flags.add("no-contact")
+    return frozenset(flags)
+
+
+def _row(e: Episode, c: Client, closed: bool, last: datetime | None, now: datetime) -> EpisodeRow:
+    return EpisodeRow(
+        episode_id=e.id,
+        client_id=c.id,
+        name=display_name(json.loads(c.patient_json)),
+        state=e.state,
+        admitted_at=e.admitted_at,
+        discharged_at=e.discharged_at,
+        expected_discharge_at=e.expected_discharge_at,
+        peer_id=e.peer_id,
+        readmission=e.readmission,
+        closed=closed,
+        last_contact=last,
+        flags=today_flags(e, closed, last, now),
+    )
+
+
+async def episodes(sessions: SessionFactory, site: str, show: str | None = None) -> list[EpisodeRow]:
+    """The site's episodes, newest first; with `show`, those carrying that Today flag only."""
+    now = utcnow()
+    async with sessions() as session:
+        rows = [_row(e, c, closed, last, now) for e, c, closed, last in await store.site_episodes(session, site)]
+    return [r for r in rows if show is None or show in r.flags]
+
+
+async def peer_names(sessions: SessionFactory, site: str) -> dict[str, str]:
+    """The names of the peer supporters enabled at the site (how the desk names an assigned peer)."""
+    async with sessions() as session:
+        return {p.id: p.name for p in await repository.peers(session, site=site)}
+
+
+async def today(sessions: SessionFactory, settings: Settings, site: str) -> list[TodayItem]:
+    """What needs the coordinator today, each with a count (the page links each to its list)."""
+    rows = await episodes(sessions, site)
+    counts = {key: sum(1 for r in rows if key in r.flags) for key in CLIENT_FILTERS}
+    loads = await matching.caseload_view(sessions, site)
+    counts["peers-attention"] = sum(1 for p in loads if p.status != "active" or p.free_places <= NEAR_CAP_PLACES)
+    counts["failed-writes"] = len(await delivery.list_dead_letters(sessions, site))
+    channels = await notifications.channel_health(sessions, settings, site)
+    counts["silent-channels"] = sum(1 for c in channels if c.health == "silent")
+    return [TodayItem(key, counts[key]) for key in TODAY_KEYS]
+
+
+async def client_page(sessions: SessionFactory, site: str, episode_id: str) -> ClientPage:
+    """One episode of one of the site's clients (another site's is the same 404 as a missing one)."""
+    now = utcnow()
+    async with sessions() as session:
+        episode = await peers.episode_in_scope(session, site, episode_id)
+        client = await session.get(Client, episode.client_id)
+        assert client is not None  # a foreign key
+        (found,) = await store.site_episodes(session, site, episode_id)  # in scope: checked just above
+        row = _row(*found, now)
+        contact_rows = await store.contacts_of_episode(session, episode_id)
+        recorded = [
+            consent_words(json.loads(d.resource_json)) for d in await repository.consents_of(session, client.id)
+        ]
+        names = {p.id: p.name for p in await repository.peers(session)}
+    history, closure = await matching.history(sessions, site, episode_id)
+    timeline: list[TimelineEvent] = []
+    if episode.admitted_at:
+        timeline.append(TimelineEvent(episode.admitted_at, "readmitted" if episode.readmission else "admitted"))
+    if episode.discharged_at:
+        timeline.append(TimelineEvent(episode.discharged_at, "discharged"))
+    for a in history:
+        timeline.append(TimelineEvent(a.started_at, "assigned", names.get(a.peer_id, a.peer_id)))
+        if a.ended_at:
+            timeline.append(TimelineEvent(a.ended_at, "assignment-ended", a.end_reason or a.end_kind or ""))
+    for c in contact_rows:
+        kind = "contact-cancelled" if c.status == "entered-in-error" else "contact"
+        timeline.append(TimelineEvent(c.started_at, kind, f"{c.kind}|{c.minutes}"))
+    if closure is not None:
+        timeline.append(TimelineEvent(closure.ended_at, "ended", closure.reason))
+    explanation = (
+        await explain_sharing(sessions, site, client.id, None)
+        if episode.peer_id is not None and not row.closed
+        else None
+    )
+    ranking = await matching.suggest(sessions, site, episode_id) if not row.closed else None
+    return ClientPage(
+        row=row,
+        timeline=tuple(sorted(timeline, key=lambda t: t.at)),
+        consents=tuple(recorded),
+        explanation=explanation,
+        ranking=ranking,
+        peer_names=names,
+    )
+
+
+async def record_consent(
+    sessions: SessionFactory,
+    site: str,
+    episode_id: str,
+    categories: list[DataCategory],
+    named_peer: str | None,
+    until: date,
+) -> str:
+    """The consent form, recorded through the consent use case (checked exactly as a posted Consent)."""
+    async with sessions() as session:
+        episode = await peers.episode_in_scope(session, site, episode_id)
+    peer_reference = f"Practitioner/{named_peer}" if named_peer else None
+    document = form_consent(episode.client_id, categories, peer_reference, until, utcnow())
+    stored, _ = await consents.create_consent(sessions, site, document, None)
+    return str(stored["id"])
+
+
+async def withdraw_consent(sessions: SessionFactory, site: str, consent_id: str) -> None:
+    """Withdraw a Consent in one action: it stays on record, no longer in force."""
+    current = await consents.read_consent(sessions, site, consent_id)
+    await consents.replace_consent(sessions, site, consent_id, withdrawn(current), None)
+
+
+@dataclass(frozen=True)
+class Deliveries:
+    dead_letters: tuple[delivery.DeadLetter, ...]
+    channels: tuple[notifications.ChannelHealth, ...]
+
+
+async def deliveries(sessions: SessionFactory, settings: Settings, site: str) -> Deliveries:
+    """The site's write-backs the EHR refused for good, and the health of its EHR's notification channels."""
+    dead = await delivery.list_dead_letters(sessions, site)
+    channels = await notifications.channel_health(sessions, settings, site)
+    return Deliveries(tuple(dead), tuple(channels))

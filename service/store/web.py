@@ -1,0 +1,90 @@
+"""The web app's server-side sessions: the cookie holds only an opaque id; this row holds who signed in, the
+CSRF token, and while an OpenID Connect sign-in is under way its state, nonce and PKCE verifier.
+
+The id is stored hashed (SHA-256), so a leaked table or backup cannot be replayed as cookies."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import Index, String, delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from service.store.matching import EpisodeClosure
+from service.store.models import Base, Client, Contact, Episode, UTCDateTime
+
+
+class WebSession(Base):
+    __tablename__ = "web_session"
+    __table_args__ = (Index("ix_web_session_expires", "expires_at"),)
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    csrf: Mapped[str] = mapped_column(String(64))
+    # Empty until signed in. Who: the Principal's fields (person_id set for an OpenID Connect sign-in).
+    role: Mapped[str | None] = mapped_column(String(32))
+    subject: Mapped[str | None] = mapped_column(String(64))
+    site: Mapped[str | None] = mapped_column(String(64))
+    organization: Mapped[str | None] = mapped_column(String(64))
+    person_id: Mapped[str | None] = mapped_column(String(64))
+    display_name: Mapped[str | None] = mapped_column(String(200))
+    dev: Mapped[bool] = mapped_column(default=False)
+    # An OpenID Connect sign-in under way: the issuer's row, the state, nonce and PKCE code verifier.
+    pending_issuer: Mapped[str | None] = mapped_column(String(64))
+    pending_state: Mapped[str | None] = mapped_column(String(128))
+    pending_nonce: Mapped[str | None] = mapped_column(String(128))
+    pending_verifier: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+async def forget_expired(session: AsyncSession, now: datetime) -> None:
+    await session.execute(delete(WebSession).where(WebSession.expires_at < now))
+
+
+# --- what the desk and the peer's screens list (read-only queries) ------------------------------------------
+
+
+async def site_episodes(
+    session: AsyncSession, site: str, episode_id: str | None = None
+) -> Sequence[tuple[Episode, Client, bool, datetime | None]]:
+    """Each episode of the site's clients (or the one named), newest first, with whether the program ended it and
+    the time of its latest contact (None: none yet)."""
+    last_contact = (
+        select(Contact.episode_id, func.max(Contact.started_at).label("last"))
+        .where(Contact.status != "entered-in-error")
+        .group_by(Contact.episode_id)
+        .subquery()
+    )
+    query = (
+        select(Episode, Client, EpisodeClosure.episode_id.is_not(None), last_contact.c.last)
+        .join(Client, Client.id == Episode.client_id)
+        .outerjoin(EpisodeClosure, EpisodeClosure.episode_id == Episode.id)
+        .outerjoin(last_contact, last_contact.c.episode_id == Episode.id)
+        .where(Client.site == site)
+        .order_by(Episode.updated_at.desc(), Episode.id)
+    )
+    if episode_id is not None:
+        query = query.where(Episode.id == episode_id)
+    return [(e, c, bool(closed), last) for e, c, closed, last in (await session.execute(query)).all()]
+
+
+async def contacts_of_episode(session: AsyncSession, episode_id: str, peer_id: str | None = None) -> Sequence[Contact]:
+    """An episode's contacts, newest first (a peer's own only, when peer_id is given)."""
+    query = select(Contact).where(Contact.episode_id == episode_id)
+    if peer_id is not None:
+        query = query.where(Contact.peer_id == peer_id)
+    return (await session.execute(query.order_by(Contact.started_at.desc(), Contact.id))).scalars().all()
+
+
+async def peer_open_episodes(session: AsyncSession, peer_id: str) -> Sequence[tuple[Episode, Client]]:
+    """The open episodes a peer is assigned to, oldest assignment first."""
+    query = (
+        select(Episode, Client)
+        .join(Client, Client.id == Episode.client_id)
+        .outerjoin(EpisodeClosure, EpisodeClosure.episode_id == Episode.id)
+        .where(Episode.peer_id == peer_id, EpisodeClosure.episode_id.is_(None))
+        .order_by(Episode.assigned_at, Episode.id)
+    )
+    return [(e, c) for e, c in (await session.execute(query)).all()]

@@ -1,0 +1,132 @@
+"""The coordinator's desk: Today, the client lists, a client's page with consent and matching, peers."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Query, Request, Response
+
+from consent.categories import DataCategory
+from service.app import delivery, desk, matching
+from service.domain.vocabulary import END_REASONS, REMATCH_REASONS
+from service.web.pages import (
+    BadForm,
+    CoordinatorPage,
+    Csrf,
+    SessionsDep,
+    SettingsDep,
+    WebRoute,
+    render,
+    see_other,
+    wake_worker,
+)
+from service.web.strings import translator
+
+router = APIRouter(prefix="/desk", route_class=WebRoute, include_in_schema=False)
+EpisodeForm = Annotated[str, Form(pattern=r"^[A-Za-z0-9.-]{1,64}$")]
+_t = translator("en")
+
+
+@router.get("")
+async def today(request: Request, caller: CoordinatorPage, sessions: SessionsDep, settings: SettingsDep) -> Response:
+    return render(request, "desk_today.html", items=await desk.today(sessions, settings, caller.site))
+
+
+@router.get("/deliveries")
+async def deliveries(
+    request: Request, caller: CoordinatorPage, sessions: SessionsDep, settings: SettingsDep
+) -> Response:
+    found = await desk.deliveries(sessions, settings, caller.site)
+    return render(request, "desk_deliveries.html", found=found)
+
+
+@router.post("/deliveries/{item_id}/replay", dependencies=[Csrf])
+async def replay(item_id: int, request: Request, caller: CoordinatorPage, sessions: SessionsDep) -> Response:
+    await delivery.replay_dead_letter(sessions, item_id, caller.site)
+    wake_worker(request)
+    return see_other("/desk/deliveries")
+
+
+@router.get("/clients")
+async def clients(
+    request: Request,
+    caller: CoordinatorPage,
+    sessions: SessionsDep,
+    show: Annotated[str | None, Query(max_length=32)] = None,
+) -> Response:
+    if show is not None and show not in desk.CLIENT_FILTERS:
+        raise BadForm(f"show: one of {', '.join(sorted(desk.CLIENT_FILTERS))}")
+    rows = await desk.episodes(sessions, caller.site, show)
+    names = await desk.peer_names(sessions, caller.site)
+    return render(request, "desk_clients.html", rows=rows, show=show, peers=names)
+
+
+@router.get("/episodes/{episode_id}")
+async def client_page(episode_id: str, request: Request, caller: CoordinatorPage, sessions: SessionsDep) -> Response:
+    page = await desk.client_page(sessions, caller.site, episode_id)
+    return render(
+        request,
+        "desk_client.html",
+        page=page,
+        categories=list(DataCategory),
+        peers=page.peer_names,
+        end_reasons=sorted(END_REASONS),
+        rematch_reasons=sorted(REMATCH_REASONS),
+        default_until=date.today().replace(year=date.today().year + 1).isoformat(),
+    )
+
+
+@router.post("/episodes/{episode_id}/consent", dependencies=[Csrf])
+async def record_consent(
+    episode_id: str,
+    caller: CoordinatorPage,
+    sessions: SessionsDep,
+    until: Annotated[date, Form()],
+    category: Annotated[list[DataCategory] | None, Form()] = None,
+    who: Annotated[str, Form(pattern=r"^(assigned|[A-Za-z0-9.-]{1,64})$")] = "assigned",
+) -> Response:
+    if not category:
+        raise BadForm(f"category: {_t('consent.pick_one')}")
+    if until < date.today():
+        raise BadForm(f"until: {_t('consent.until_past')}")
+    await desk.record_consent(sessions, caller.site, episode_id, category, None if who == "assigned" else who, until)
+    return see_other(f"/desk/episodes/{episode_id}")
+
+
+@router.post("/consents/{consent_id}/withdraw", dependencies=[Csrf])
+async def withdraw_consent(
+    consent_id: str, caller: CoordinatorPage, sessions: SessionsDep, episode: EpisodeForm
+) -> Response:
+    await desk.withdraw_consent(sessions, caller.site, consent_id)
+    return see_other(f"/desk/episodes/{episode}")
+
+
+@router.post("/episodes/{episode_id}/assign", dependencies=[Csrf])
+async def assign(
+    episode_id: str, caller: CoordinatorPage, sessions: SessionsDep, peer: Annotated[str, Form(max_length=64)]
+) -> Response:
+    await matching.confirm(sessions, caller.site, episode_id, peer)
+    return see_other(f"/desk/episodes/{episode_id}")
+
+
+@router.post("/episodes/{episode_id}/rematch", dependencies=[Csrf])
+async def rematch(
+    episode_id: str, caller: CoordinatorPage, sessions: SessionsDep, reason: Annotated[str, Form(max_length=64)]
+) -> Response:
+    await matching.rematch(sessions, caller.site, episode_id, "coordinator", reason)
+    return see_other(f"/desk/episodes/{episode_id}")
+
+
+@router.post("/episodes/{episode_id}/end", dependencies=[Csrf])
+async def end(
+    episode_id: str, caller: CoordinatorPage, sessions: SessionsDep, reason: Annotated[str, Form(max_length=64)]
+) -> Response:
+    await matching.end_episode(sessions, caller.site, episode_id, reason)
+    return see_other(f"/desk/episodes/{episode_id}")
+
+
+@router.get("/peers")
+async def peers(request: Request, caller: CoordinatorPage, sessions: SessionsDep) -> Response:
+    loads = await matching.caseload_view(sessions, caller.site)
+    return render(request, "desk_peers.html", loads=loads, minimum=matching.MINIMUM_MINUTES_PER_CLIENT_WEEK)
