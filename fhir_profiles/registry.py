@@ -34,6 +34,8 @@ EPISODE_END_REASON_VALUESET = f"{CANONICAL}/ValueSet/episode-end-reason"
 EPISODE_STATE_SYSTEM = f"{CANONICAL}/CodeSystem/episode-state"
 ASSIGNMENT_END_SYSTEM = f"{CANONICAL}/CodeSystem/assignment-end"
 PEER_SUPPORTER_ROLE_PROFILE = f"{CANONICAL}/StructureDefinition/peer-supporter-role"
+# Outcomes (issue 17): one Measure per indicator, evaluated by Measure/$evaluate-measure (service/fhir/measure.py).
+MEASURE_BASE = f"{CANONICAL}/Measure"
 # Extension urls. On PractitionerRole, except EXT_AGE_BAND (on Practitioner).
 EXT_PEER_STATUS = f"{CANONICAL}/StructureDefinition/peer-status"  # valueCode, ValueSet peer-status
 EXT_AGE_BAND = f"{CANONICAL}/StructureDefinition/peer-age-band"  # valueCode, ValueSet age-band
