@@ -8,7 +8,7 @@ from datetime import date, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.deps import Coordinator, OrgCoordinator, Peer, SessionsDep, SettingsDep
 from service.api.text import Input
@@ -128,6 +128,10 @@ async def org_resolve(alert_id: str, body: ResolveIn, caller: OrgCoordinator, se
 
 
 class CheckInIn(Input):
+    """A date and an outcome, nothing else: a field for notes is refused, not dropped (no clinical notes)."""
+
+    model_config = ConfigDict(extra="forbid")
+
     held_on: date
     outcome: Literal["well", "support-offered", "pause-agreed"]
 

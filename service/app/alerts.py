@@ -22,6 +22,7 @@ from service.app import matching
 from service.app.clock import new_id, utcnow
 from service.domain import safety
 from service.domain.safety import Thresholds
+from service.domain.vocabulary import END_REASONS, REMATCH_REASONS
 from service.errors import Conflict, InvalidResource, NotFound
 from service.settings import Settings
 from service.store import alerts as store
@@ -231,6 +232,10 @@ async def resolve(
     _scope(site, organization)
     if resolution.end_reason is not None and resolution.rematch_reason is not None:
         raise InvalidResource("either end the episode or ask for a new peer, not both", "rematch_reason")
+    if resolution.end_reason is not None and resolution.end_reason not in END_REASONS:
+        raise InvalidResource(f"end_reason must be one of {sorted(END_REASONS)}", "end_reason")
+    if resolution.rematch_reason is not None and resolution.rematch_reason not in REMATCH_REASONS:
+        raise InvalidResource(f"rematch_reason must be one of {sorted(REMATCH_REASONS)}", "rematch_reason")
     async with sessions() as session:
         found = await store.alert_in_scope(session, alert_id, site=site, organization=organization)
         if found is None:
