@@ -8,6 +8,8 @@ from fhir_profiles.conformance import Problem, check_conformance
 from fhir_profiles.registry import (
     AGE_BAND_SYSTEM,
     AGE_BAND_VALUESET,
+    ALERT_IDENTIFIER_SYSTEM,
+    ALERT_KIND_SYSTEM,
     ASSIGNMENT_END_SYSTEM,
     CANONICAL,
     CONTACT_IDENTIFIER_SYSTEM,
@@ -52,6 +54,8 @@ from fhir_profiles.registry import (
 __all__ = [
     "AGE_BAND_SYSTEM",
     "AGE_BAND_VALUESET",
+    "ALERT_IDENTIFIER_SYSTEM",
+    "ALERT_KIND_SYSTEM",
     "ASSIGNMENT_END_SYSTEM",
     "CANONICAL",
     "CONTACT_IDENTIFIER_SYSTEM",

@@ -88,12 +88,14 @@ class ThresholdsIn(Input):
     no_contact_days: int = Field(ge=1, le=365)
     unassigned_days: int = Field(ge=1, le=365)
     weekly_minimum_minutes: int = Field(ge=1, le=7 * 24 * 60)
+    ehr_flags: bool = Field(default=False, description="write no-contact and unassigned alerts to the EHR as Flags")
 
 
 class ThresholdsOut(BaseModel):
     no_contact_days: int
     unassigned_days: int
     weekly_minimum_minutes: int
+    ehr_flags: bool
 
 
 @router.get("/alerts/thresholds", summary="The site's safety-net thresholds")
@@ -104,7 +106,7 @@ async def get_thresholds(caller: Coordinator, sessions: SessionsDep, settings: S
 
 @router.put("/alerts/thresholds", summary="Set the site's safety-net thresholds")
 async def put_thresholds(body: ThresholdsIn, caller: Coordinator, sessions: SessionsDep) -> ThresholdsOut:
-    wanted = Thresholds(body.no_contact_days, body.unassigned_days, body.weekly_minimum_minutes)
+    wanted = Thresholds(body.no_contact_days, body.unassigned_days, body.weekly_minimum_minutes, body.ehr_flags)
     return ThresholdsOut(**vars(await use.set_thresholds(sessions, caller.site, wanted)))
 
 

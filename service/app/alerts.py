@@ -21,18 +21,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.app import matching
 from service.app.clock import new_id, utcnow
 from service.domain import safety
-from service.domain.safety import Thresholds
+from service.domain.safety import EHR_FLAG_KINDS, Thresholds
 from service.domain.vocabulary import END_REASONS, REMATCH_REASONS
 from service.errors import Conflict, InvalidResource, NotFound
 from service.settings import Settings
 from service.store import alerts as store
 from service.store.alerts import ACKNOWLEDGED, OPEN, RESOLVED, Alert, SiteThresholds
 from service.store.db import SessionFactory, transaction
+from service.store.jobs import new_job
 
 log = logging.getLogger(__name__)
 SAFETY_NET = "safety-net"  # who resolved an alert whose condition ended
 ACTIVE_STATES = frozenset({OPEN, ACKNOWLEDGED})
 STATES = frozenset({OPEN, ACKNOWLEDGED, RESOLVED})
+OUTBOX_FLAG = "flag"  # an alert's Flag at its client's EHR (a site setting), queued when it opens and closes
 
 
 @dataclass(frozen=True)
@@ -45,13 +47,25 @@ def defaults(settings: Settings) -> Thresholds:
     return Thresholds(settings.no_contact_days, settings.unassigned_days, settings.weekly_minimum_minutes)
 
 
+def _thresholds(r: SiteThresholds) -> Thresholds:
+    return Thresholds(r.no_contact_days, r.unassigned_days, r.weekly_minimum_minutes, r.ehr_flags)
+
+
 async def _site_thresholds(session: AsyncSession) -> dict[str, Thresholds]:
-    rows = (await session.execute(select(SiteThresholds))).scalars()
-    return {r.site: Thresholds(r.no_contact_days, r.unassigned_days, r.weekly_minimum_minutes) for r in rows}
+    return {r.site: _thresholds(r) for r in (await session.execute(select(SiteThresholds))).scalars()}
+
+
+def _flag_job(session: AsyncSession, alert: Alert, by_site: dict[str, Thresholds], now: datetime) -> None:
+    """Queue the alert's Flag for its client's EHR, in the transaction that opened or closed it, if the site
+    asked for Flags (the worker writes it; jobs of one alert are done in order)."""
+    if alert.kind in EHR_FLAG_KINDS and alert.site is not None:
+        wanted = by_site.get(alert.site)
+        if wanted is not None and wanted.ehr_flags:
+            session.add(new_job(OUTBOX_FLAG, alert.id, alert.site, now))
 
 
 async def _reconcile(session: AsyncSession, settings: Settings, now: datetime) -> Run:
-    episodes = await store.episode_facts(session)
+    episodes = await store.episode_facts(session, open_at=now)
     peers = await store.peer_facts(session)
     by_site = await _site_thresholds(session)
     due = safety.due_alerts(episodes, peers, by_site, settings.supervision_every_days, now, defaults(settings))
@@ -61,25 +75,26 @@ async def _reconcile(session: AsyncSession, settings: Settings, now: datetime) -
         if (alert.kind, alert.subject, alert.period) not in wanted:
             alert.state, alert.resolved_at, alert.resolved_by = RESOLVED, now, SAFETY_NET
             alert.resolution = "condition-ended"
+            _flag_job(session, alert, by_site, now)
             closed += 1
     present = await store.keys_present(session, wanted.keys())
     opened = 0
     for key, d in wanted.items():
         if key in present:
             continue  # open, acknowledged, or resolved by a coordinator while the condition lasts: never again
-        session.add(
-            Alert(
-                id=new_id(),
-                kind=d.kind,
-                subject=d.subject,
-                period=d.period,
-                site=d.site,
-                organization=d.organization,
-                state=OPEN,
-                detail_json=json.dumps(dict(d.detail), sort_keys=True),
-                opened_at=now,
-            )
+        alert = Alert(
+            id=new_id(),
+            kind=d.kind,
+            subject=d.subject,
+            period=d.period,
+            site=d.site,
+            organization=d.organization,
+            state=OPEN,
+            detail_json=json.dumps(dict(d.detail), sort_keys=True),
+            opened_at=now,
         )
+        session.add(alert)
+        _flag_job(session, alert, by_site, now)
         opened += 1
     return Run(opened, closed)
 
@@ -267,6 +282,7 @@ async def resolve(
                 else "coordinator"
             )
             alert.note = resolution.note
+            _flag_job(session, alert, await _site_thresholds(session), now)
         return alert_view(alert, now)
 
 
@@ -276,9 +292,7 @@ async def resolve(
 async def thresholds(sessions: SessionFactory, settings: Settings, site: str) -> Thresholds:
     async with sessions() as session:
         row = await session.get(SiteThresholds, site)
-    if row is None:
-        return defaults(settings)
-    return Thresholds(row.no_contact_days, row.unassigned_days, row.weekly_minimum_minutes)
+    return defaults(settings) if row is None else _thresholds(row)
 
 
 async def set_thresholds(sessions: SessionFactory, site: str, wanted: Thresholds) -> Thresholds:
@@ -291,6 +305,7 @@ async def set_thresholds(sessions: SessionFactory, site: str, wanted: Thresholds
         row.no_contact_days = wanted.no_contact_days
         row.unassigned_days = wanted.unassigned_days
         row.weekly_minimum_minutes = wanted.weekly_minimum_minutes
+        row.ehr_flags = wanted.ehr_flags
         row.updated_at = utcnow()
     return wanted
 
@@ -314,7 +329,7 @@ async def peer_weeks(
     (a week under it is flagged here; two running raise a coordinator alert)."""
     now = now or utcnow()
     async with sessions() as session:
-        episodes = await store.episode_facts(session)
+        episodes = await store.episode_facts(session, open_at=now)
         by_site = await _site_thresholds(session)
     readmitted = safety.successors(e for e in episodes if e.started_at <= now)
     out: list[ClientWeek] = []

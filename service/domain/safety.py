@@ -26,9 +26,16 @@ WEEK = timedelta(days=7)
 
 @dataclass(frozen=True)
 class Thresholds:
+    """A site's safety-net settings: the rules' thresholds, and whether its EHR gets a Flag for each alert about
+    a client not reached (no-contact, unassigned)."""
+
     no_contact_days: int = 7
     unassigned_days: int = 3
     weekly_minimum_minutes: int = 60
+    ehr_flags: bool = False
+
+
+EHR_FLAG_KINDS = frozenset({"no-contact", "unassigned"})
 
 
 @dataclass(frozen=True)

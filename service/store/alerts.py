@@ -7,9 +7,9 @@ import json
 from collections.abc import Collection, Sequence
 from datetime import date, datetime
 
-from sqlalchemy import Date, Index, Integer, String, Text, UniqueConstraint, select
+from sqlalchemy import Boolean, Date, Index, Integer, String, Text, UniqueConstraint, exists, false, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, aliased, mapped_column
 
 from service.domain.safety import EpisodeFacts, PeerFacts, Stint
 from service.store.matching import Assignment, EpisodeClosure
@@ -71,6 +71,7 @@ class SiteThresholds(Base):
     unassigned_days: Mapped[int] = mapped_column(Integer)
     weekly_minimum_minutes: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ehr_flags: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 async def weekly_minimums(session: AsyncSession) -> dict[str, int]:
@@ -125,8 +126,16 @@ async def alert_in_scope(
 # --- facts: what happened, read once for the rules and the outcomes ---------------------------------------------
 
 
-async def episode_facts(session: AsyncSession, site: str | None = None) -> list[EpisodeFacts]:
-    """Every episode with its assignments, closure and contacts that were not cancelled (one site's, or all)."""
+def _chunks(ids: Sequence[str], size: int = 500) -> list[Sequence[str]]:
+    return [ids[n : n + size] for n in range(0, len(ids), size)]
+
+
+async def episode_facts(
+    session: AsyncSession, site: str | None = None, *, open_at: datetime | None = None
+) -> list[EpisodeFacts]:
+    """Episodes with their assignments, closure and the contacts not cancelled: one site's or every site's; with
+    `open_at`, only those still open then (not ended, not followed by a readmission by that moment), which is all
+    the safety net needs however long the program has run."""
     query = select(
         Episode.id,
         Episode.client_id,
@@ -138,19 +147,34 @@ async def episode_facts(session: AsyncSession, site: str | None = None) -> list[
     ).join(Client, Client.id == Episode.client_id)
     if site is not None:
         query = query.where(Client.site == site)
+    if open_at is not None:
+        later = aliased(Episode, name="later")
+        query = query.outerjoin(EpisodeClosure, EpisodeClosure.episode_id == Episode.id).where(
+            or_(EpisodeClosure.ended_at.is_(None), EpisodeClosure.ended_at > open_at),
+            ~exists().where(
+                later.previous_episode_id == Episode.id,
+                func.coalesce(later.admitted_at, later.created_at) <= open_at,
+            ),
+        )
     rows = (await session.execute(query)).all()
-    ids = {r[0] for r in rows}
+    ids = sorted(r[0] for r in rows)
     stints: dict[str, list[Stint]] = {}
-    for a in (await session.execute(select(Assignment).order_by(Assignment.started_at, Assignment.id))).scalars():
-        if a.episode_id in ids:
-            stints.setdefault(a.episode_id, []).append(Stint(a.peer_id, a.started_at, a.ended_at, a.end_kind))
-    closures = {c.episode_id: c for c in (await session.execute(select(EpisodeClosure))).scalars()}
+    closures: dict[str, EpisodeClosure] = {}
     contacts: dict[str, list[tuple[datetime, int]]] = {}
-    found = await session.execute(
-        select(Contact.episode_id, Contact.started_at, Contact.minutes).where(Contact.status != "entered-in-error")
-    )
-    for episode_id, started_at, minutes in found.all():
-        if episode_id in ids:
+    for chunk in _chunks(ids):
+        found = await session.execute(
+            select(Assignment).where(Assignment.episode_id.in_(chunk)).order_by(Assignment.started_at, Assignment.id)
+        )
+        for a in found.scalars():
+            stints.setdefault(a.episode_id, []).append(Stint(a.peer_id, a.started_at, a.ended_at, a.end_kind))
+        ended = await session.execute(select(EpisodeClosure).where(EpisodeClosure.episode_id.in_(chunk)))
+        closures.update({c.episode_id: c for c in ended.scalars()})
+        made = await session.execute(
+            select(Contact.episode_id, Contact.started_at, Contact.minutes).where(
+                Contact.episode_id.in_(chunk), Contact.status != "entered-in-error"
+            )
+        )
+        for episode_id, started_at, minutes in made.all():
             contacts.setdefault(episode_id, []).append((started_at, int(minutes)))
     out = []
     for episode_id, client_id, client_site, admitted_at, created_at, discharged_at, previous in rows:

@@ -94,8 +94,9 @@ async def test_thresholds_are_the_sites_own(client: httpx.AsyncClient, auth: Aut
         "no_contact_days": 7,
         "unassigned_days": 3,
         "weekly_minimum_minutes": 60,
+        "ehr_flags": False,
     }
-    wanted = {"no_contact_days": 5, "unassigned_days": 2, "weekly_minimum_minutes": 90}
+    wanted = {"no_contact_days": 5, "unassigned_days": 2, "weekly_minimum_minutes": 90, "ehr_flags": True}
     assert (await client.put("/api/alerts/thresholds", json=wanted, headers=coordinator)).json() == wanted
     assert (await client.get("/api/alerts/thresholds", headers=coordinator)).json() == wanted
     other = await client.get("/api/alerts/thresholds", headers=auth(Role.COORDINATOR, "c", site="elsewhere"))

@@ -2,7 +2,7 @@
 
 alert: one row per (kind, subject, period), so a job run twice (or by two workers) never duplicates one.
 supervision_check_in: a peer's supervision check-ins (date and outcome, no notes).
-site_safety_net: a site's own thresholds (no row: the settings' defaults).
+site_safety_net: a site's own thresholds (no row: the settings' defaults), and whether its EHR gets Flags.
 
 Revision ID: 0013_safety_net
 Revises: 0010_hl7v2
@@ -64,6 +64,7 @@ def upgrade() -> None:
         sa.Column("unassigned_days", sa.Integer(), nullable=False),
         sa.Column("weekly_minimum_minutes", sa.Integer(), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("ehr_flags", sa.Boolean(), server_default=sa.false(), nullable=False),
         sa.PrimaryKeyConstraint("site"),
     )
 
