@@ -122,8 +122,9 @@ class _Writer:
                 self.contact(episode_id, peer_id, first, self.rng.randint(60, 120))
 
 
-async def seed_year(session: AsyncSession, seed: int = 17) -> Plan:
-    """Write the year (the caller commits). Deterministic for a seed."""
+async def seed_year(session: AsyncSession, seed: int = 17, clients: int = CLIENTS) -> Plan:
+    """Write the year (the caller commits). Deterministic for a seed; `clients` counts first stays (the planted
+    cases are the same number whatever it is, the rest regular)."""
     rng = random.Random(seed)
     w = _Writer(session, rng)
     plan = Plan()
@@ -169,7 +170,7 @@ async def seed_year(session: AsyncSession, seed: int = 17) -> Plan:
         + ["readmitted"] * 30
         + ["rematched"] * 6
     )
-    kinds += ["regular"] * (CLIENTS - len(kinds))
+    kinds += ["regular"] * (clients - len(kinds))
     rng.shuffle(kinds)
     for n, kind in enumerate(kinds):
         site = SITES[n % 2]
