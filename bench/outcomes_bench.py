@@ -1,6 +1,6 @@
 """How long a year's outcomes report and one safety-net run take on PostgreSQL, over a generated year.
 
-    .venv/bin/python bench/outcomes_bench.py [--clients 320 3000]
+    .venv/bin/python -m bench.outcomes_bench [--clients 320 3000]
 
 Starts a throwaway PostgreSQL 15 (as the test suite does), migrates it, writes the year of
 tests/support/seed_year.py at each size (two sites; readmissions add about a tenth more stays), then times:

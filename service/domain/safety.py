@@ -140,12 +140,12 @@ def weeks(e: EpisodeFacts, readmitted_at: datetime | None, as_of: datetime) -> l
     if end is not None:
         limit = min(limit, end)
     count = max(0, (limit - e.discharged_at) // WEEK)
-    out = []
-    for k in range(count):
-        start = e.discharged_at + k * WEEK
-        inside = [m for t, m in e.contacts if start <= t < start + WEEK]
-        out.append(Week(start, len(inside), sum(inside)))
-    return out
+    contacts, minutes = [0] * count, [0] * count
+    for t, m in e.contacts:  # one pass: each contact into its week
+        if t >= e.discharged_at and (k := (t - e.discharged_at) // WEEK) < count:
+            contacts[k] += 1
+            minutes[k] += m
+    return [Week(e.discharged_at + k * WEEK, contacts[k], minutes[k]) for k in range(count)]
 
 
 def below_minimum_run(complete: Sequence[Week], minimum: int) -> Week | None:
