@@ -16,7 +16,15 @@ from datetime import datetime
 from typing import Any
 
 from service.app.clock import new_id, utcnow
-from service.domain.outcomes import BANDS, NONE_YET, Period, SiteOutcomes, combined, outcomes_by_site
+from service.domain.outcomes import (
+    BANDS,
+    NONE_YET,
+    Period,
+    SiteOutcomes,
+    combined,
+    organization_of,
+    outcomes_by_site,
+)
 from service.fhir import build
 from service.fhir import measure as fhir
 from service.settings import Settings
@@ -34,6 +42,7 @@ class Report:
     as_of: datetime
     per_site: dict[str, SiteOutcomes]
     total: SiteOutcomes
+    per_organization: dict[str, SiteOutcomes]
 
 
 async def compute(
@@ -56,6 +65,15 @@ async def compute(
         names = [site] if site else [s.id for s in await site_store.sites(session) if s.status == "active"]
         per_site = outcomes_by_site(episodes, period, as_of, minimums, settings.weekly_minimum_minutes, names)
         per_site = {s: o for s, o in per_site.items() if site is None or s == site}
+        organizations = {p.id: p.organization for p in await facts.peer_facts(session)}
+        per_organization = outcomes_by_site(
+            episodes,
+            period,
+            as_of,
+            minimums,
+            settings.weekly_minimum_minutes,
+            group=organization_of(organizations),
+        )
         audit = fhir.report_audit_event(new_id(), list(measure_ids), actor, sorted(per_site), period, now)
         session.add(
             AuditRecord(
@@ -67,7 +85,7 @@ async def compute(
                 resource_json=build.to_json(audit),
             )
         )
-    return Report(period, as_of, per_site, combined(per_site))
+    return Report(period, as_of, per_site, combined(per_site), per_organization)
 
 
 async def evaluate_measure(
@@ -78,7 +96,13 @@ async def evaluate_measure(
         sessions, settings, evaluation.period, site=site, actor=actor, measure_ids=[evaluation.measure_id]
     )
     return fhir.measure_report(
-        evaluation, report.total, report.per_site, settings.outcomes_small_cell, new_id(), report.as_of
+        evaluation,
+        report.total,
+        report.per_site,
+        settings.outcomes_small_cell,
+        new_id(),
+        report.as_of,
+        report.per_organization,
     )
 
 
@@ -91,8 +115,8 @@ def _rows(name: str, stratum: str, figures: fhir.Figures, small: int, suppress: 
 
 
 def outcomes_csv(report: Report, small_cell: int) -> str:
-    """Every indicator, long format (measure, stratum, item, value): all sites together, then each site, with
-    small cells of strata suppressed; and the first-contact distribution."""
+    """Every indicator, long format (measure, stratum, item, value): all sites together, then each site and each
+    peer organization, with small cells of strata suppressed; and the first-contact distribution."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(["measure", "stratum", "item", "value"])
@@ -100,6 +124,9 @@ def outcomes_csv(report: Report, small_cell: int) -> str:
         writer.writerows(_rows(name, "all", figure(report.total), small_cell, suppress=False))
         for site in sorted(report.per_site):
             writer.writerows(_rows(name, f"site={site}", figure(report.per_site[site]), small_cell, suppress=True))
+        for org in sorted(report.per_organization):
+            figures = figure(report.per_organization[org])
+            writer.writerows(_rows(name, f"organization={org}", figures, small_cell, suppress=True))
     bands = report.total.first_contact_bands
     for label in [b[0] for b in BANDS] + [NONE_YET]:
         n = bands[label]

@@ -7,13 +7,14 @@ ones only, while the client was in the community (safety.weeks) and counted in t
 in; a readmission within N days is the client's next stay beginning at most N days after discharge, over
 discharges followed up for N days by the time of the report; a drop-out is an episode ended as client-withdrew or
 no-contact; a re-match is an assignment ended as a re-match; an active peer held at least one client during the
-period, and their caseload is the number of clients they held.
+period, and their caseload is the number of clients they held. Strata by peer organization attribute a client
+to the organization of their first peer in the episode (clients never matched: "none").
 """
 
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -149,16 +150,33 @@ def outcomes_by_site(
     minimum_by_site: Mapping[str, int],
     default_minimum: int,
     sites: Iterable[str] = (),
+    *,
+    group: Callable[[EpisodeFacts], str] | None = None,
 ) -> dict[str, SiteOutcomes]:
-    """Each site's outcomes for the period, as known at `as_of` (sites named in `sites` appear even if empty)."""
+    """Each site's outcomes for the period, as known at `as_of` (sites named in `sites` appear even if empty);
+    or, with `group`, the outcomes of each group of episodes it names (see `organization_of`)."""
     later = successors(e for e in episodes if e.started_at <= as_of)
     out: dict[str, SiteOutcomes] = {site: SiteOutcomes() for site in sites}
     for e in episodes:
         if e.started_at > as_of:
             continue
-        site = out.setdefault(e.site, SiteOutcomes())
-        _episode(site, e, later.get(e.id), period, as_of, minimum_by_site.get(e.site, default_minimum))
+        figures = out.setdefault(group(e) if group else e.site, SiteOutcomes())
+        _episode(figures, e, later.get(e.id), period, as_of, minimum_by_site.get(e.site, default_minimum))
     return out
+
+
+UNMATCHED = "none"  # the organization stratum of clients never matched with a peer
+
+
+def organization_of(organizations: Mapping[str, str]) -> Callable[[EpisodeFacts], str]:
+    """Group episodes by the peer organization of the client's first peer in the episode: the organization that
+    took the client on (a later re-match to another organization's peer does not move the client)."""
+
+    def group(e: EpisodeFacts) -> str:
+        first = min(e.stints, key=lambda s: s.started_at, default=None)
+        return UNMATCHED if first is None else organizations.get(first.peer_id, UNMATCHED)
+
+    return group
 
 
 def combined(per_site: Mapping[str, SiteOutcomes]) -> SiteOutcomes:

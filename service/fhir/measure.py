@@ -163,8 +163,10 @@ def measure_report(
     small_cell: int,
     report_id: str,
     now: datetime,
+    per_organization: Mapping[str, SiteOutcomes] | None = None,
 ) -> dict[str, Any]:
-    """A summary MeasureReport: the period's figures for every site in scope, then one stratum per site."""
+    """A summary MeasureReport: the period's figures for every site in scope, then one stratum per site (and per
+    peer organization, when given)."""
     figure = INDICATORS[evaluation.measure_id]
     overall = figure(total)
     group: dict[str, Any] = {"population": _populations(overall)}
@@ -177,6 +179,9 @@ def measure_report(
             "stratum": [_stratum(site, figure(per_site[site]), small_cell) for site in sorted(per_site)],
         }
     ]
+    if per_organization is not None:
+        strata = [_stratum(org, figure(per_organization[org]), small_cell) for org in sorted(per_organization)]
+        stratifiers.append({"code": [{"text": "organization"}], "stratum": strata})
     if evaluation.measure_id == "time-to-first-contact":
         stratifiers.append({"code": [{"text": "days-band"}], "stratum": _band_strata(total, small_cell)})
     group["stratifier"] = stratifiers

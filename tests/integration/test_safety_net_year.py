@@ -222,6 +222,11 @@ async def _outcomes_match_the_rows(sessions: SessionFactory, client: httpx.Async
     assert {site: _counts(strata[site]) for site in SITES} == {
         site: {"initial-population": expected[site]["discharged"]} for site in SITES
     }
+    # Every seeded peer belongs to the default organization and every client was matched: one stratum, all of them.
+    [by_organization] = [s for s in group["stratifier"] if s["code"][0]["text"] == "organization"]
+    assert [(s["value"]["text"], _counts(s)) for s in by_organization["stratum"]] == [
+        ("default", {"initial-population": expected["all"]["discharged"]})
+    ]
 
     first = (await _report(client, auth, "time-to-first-contact"))["group"][0]
     assert _counts(first) == {
