@@ -14,6 +14,8 @@ from datetime import datetime, timedelta
 
 import httpx
 import pytest
+from fhir.resources.R4B.auditevent import AuditEvent
+from fhir.resources.R4B.measurereport import MeasureReport
 from sqlalchemy import func, select, update
 
 from service.app.alerts import Run, run_safety_net
@@ -203,6 +205,7 @@ async def _report(
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("application/fhir+json")
     report: dict = response.json()  # type: ignore[type-arg]
+    MeasureReport.model_validate(report)
     assert report["resourceType"] == "MeasureReport"
     assert report["type"] == "summary"
     return report
@@ -282,3 +285,10 @@ async def _outcomes_match_the_rows(sessions: SessionFactory, client: httpx.Async
     assert audits_after is not None
     assert audits_before is not None
     assert audits_after - audits_before == 11  # every report, table and chart generated was audited
+    async with sessions() as session:
+        audits = (await session.execute(select(AuditRecord).where(AuditRecord.client_id == ""))).scalars().all()
+    for audit in audits:
+        event = AuditEvent.model_validate_json(audit.resource_json)
+        assert audit.actor.startswith(("administrator/", "coordinator/"))  # who asked
+        assert event.entity is not None
+        assert all(str(e.what.reference).startswith("Measure/") for e in event.entity if e.what is not None)
