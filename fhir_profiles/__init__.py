@@ -8,6 +8,8 @@ from fhir_profiles.conformance import Problem, check_conformance
 from fhir_profiles.registry import (
     AGE_BAND_SYSTEM,
     AGE_BAND_VALUESET,
+    ALERT_IDENTIFIER_SYSTEM,
+    ALERT_KIND_SYSTEM,
     ASSIGNMENT_END_SYSTEM,
     CANONICAL,
     CONTACT_IDENTIFIER_SYSTEM,
@@ -23,6 +25,7 @@ from fhir_profiles.registry import (
     EXT_NEIGHBOURHOOD,
     EXT_PEER_STATUS,
     EXT_WEEKLY_HOURS,
+    MEASURE_BASE,
     PARTICIPANT_ROLE_SYSTEM,
     PARTICIPANT_ROLE_VALUESET,
     PEER_CONTACT_KIND_SYSTEM,
@@ -51,6 +54,8 @@ from fhir_profiles.registry import (
 __all__ = [
     "AGE_BAND_SYSTEM",
     "AGE_BAND_VALUESET",
+    "ALERT_IDENTIFIER_SYSTEM",
+    "ALERT_KIND_SYSTEM",
     "ASSIGNMENT_END_SYSTEM",
     "CANONICAL",
     "CONTACT_IDENTIFIER_SYSTEM",
@@ -66,6 +71,7 @@ __all__ = [
     "EXT_NEIGHBOURHOOD",
     "EXT_PEER_STATUS",
     "EXT_WEEKLY_HOURS",
+    "MEASURE_BASE",
     "PARTICIPANT_ROLE_SYSTEM",
     "PARTICIPANT_ROLE_VALUESET",
     "PEER_CONTACT_KIND_SYSTEM",

@@ -34,6 +34,11 @@ EPISODE_END_REASON_VALUESET = f"{CANONICAL}/ValueSet/episode-end-reason"
 EPISODE_STATE_SYSTEM = f"{CANONICAL}/CodeSystem/episode-state"
 ASSIGNMENT_END_SYSTEM = f"{CANONICAL}/CodeSystem/assignment-end"
 PEER_SUPPORTER_ROLE_PROFILE = f"{CANONICAL}/StructureDefinition/peer-supporter-role"
+# Outcomes (issue 17): one Measure per indicator, evaluated by Measure/$evaluate-measure (service/fhir/measure.py).
+MEASURE_BASE = f"{CANONICAL}/Measure"
+# Safety-net alerts (issue 17): their kinds, and the identifier of a Flag Peerway writes to an EHR for one.
+ALERT_KIND_SYSTEM = f"{CANONICAL}/CodeSystem/alert-kind"
+ALERT_IDENTIFIER_SYSTEM = f"{CANONICAL}/sid/alert"
 # Extension urls. On PractitionerRole, except EXT_AGE_BAND (on Practitioner).
 EXT_PEER_STATUS = f"{CANONICAL}/StructureDefinition/peer-status"  # valueCode, ValueSet peer-status
 EXT_AGE_BAND = f"{CANONICAL}/StructureDefinition/peer-age-band"  # valueCode, ValueSet age-band

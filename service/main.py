@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.api import (
     admin,
+    alerts,
     audit,
     auth,
     cds,
@@ -27,6 +28,7 @@ from service.api import (
     matching,
     metadata,
     organizations,
+    outcomes,
     peers,
     sharing,
 )
@@ -125,6 +127,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _install_middleware(app, settings)
     for module in (
         metadata,
+        outcomes,  # before conformance: Measure/$evaluate-measure is not a Measure's id
         conformance,
         auth,
         admin,
@@ -141,6 +144,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         links,
         organizations,
         feeds,
+        alerts,
     ):
         app.include_router(module.router)
     app.include_router(matching.fhir_router)

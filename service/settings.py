@@ -76,6 +76,18 @@ class Settings(BaseSettings):
     # Client addresses remembered at once (the least recently seen is forgotten first).
     rate_limit_clients: int = Field(default=10_000, ge=100, le=1_000_000)
 
+    # --- The safety net and outcomes (issue 17; docs/safety-net.md, docs/outcomes.md) ---
+    # How often a worker runs the safety-net checks (alerts open and close; a run twice changes nothing).
+    safety_net_seconds: float = Field(default=3600.0, gt=0, le=7 * 86_400)
+    # Defaults for every site; a site's coordinator may set its own (PUT /api/alerts/thresholds).
+    no_contact_days: int = Field(default=7, ge=1, le=365)  # discharged, no peer contact within this many days
+    unassigned_days: int = Field(default=3, ge=1, le=365)  # discharged, no peer assigned within this many days
+    weekly_minimum_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60)  # a client-week's minimum
+    # A peer with no supervision check-in for this long is flagged to their organization's coordinator.
+    supervision_every_days: int = Field(default=28, ge=1, le=365)
+    # Outcomes: a stratum (site, band) counting fewer than this is suppressed (counts and score withheld).
+    outcomes_small_cell: int = Field(default=5, ge=1, le=1000)
+
     # --- logs (no PHI, no tokens, no query strings; see README, "Logs") ---
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -11,7 +11,15 @@ SMART_SECURITY = "http://terminology.hl7.org/CodeSystem/restful-security-service
 OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 PEER_SUMMARY = f"{fhir_profiles.CANONICAL}/OperationDefinition/peer-summary"
 # The conformance resources served from fhir_profiles/data (service/fhir/canonical.py): read, vread, search.
-CONFORMANCE_TYPES = ("StructureDefinition", "CodeSystem", "ValueSet", "OperationDefinition", "SearchParameter")
+CONFORMANCE_TYPES = (
+    "StructureDefinition",
+    "CodeSystem",
+    "ValueSet",
+    "OperationDefinition",
+    "SearchParameter",
+    "Measure",
+)
+EVALUATE_MEASURE = "http://hl7.org/fhir/OperationDefinition/Measure-evaluate-measure"
 
 
 def search_params(resource_type: str) -> list[dict[str, str]]:
@@ -154,8 +162,8 @@ def _peer_resources() -> list[dict[str, Any]]:
 
 
 def _conformance_resources() -> list[dict[str, Any]]:
-    """Peerway's own definitions, public (they describe the interface, not anyone)."""
-    return [
+    """Peerway's own definitions, public (they describe the interface, not anyone); the Measures also evaluated."""
+    resources = [
         {
             "type": resource_type,
             "interaction": [{"code": "read"}, {"code": "vread"}, {"code": "search-type"}],
@@ -163,7 +171,8 @@ def _conformance_resources() -> list[dict[str, Any]]:
             "searchParam": [
                 {
                     "name": "url",
-                    "definition": "http://hl7.org/fhir/SearchParameter/conformance-url",
+                    "definition": "http://hl7.org/fhir/SearchParameter/"
+                    + ("Measure-url" if resource_type == "Measure" else "conformance-url"),
                     "type": "uri",
                 },
                 {"name": "_id", "definition": "http://hl7.org/fhir/SearchParameter/Resource-id", "type": "token"},
@@ -173,3 +182,15 @@ def _conformance_resources() -> list[dict[str, Any]]:
         }
         for resource_type in CONFORMANCE_TYPES
     ]
+    for resource in resources:
+        if resource["type"] == "Measure":
+            resource["operation"] = [
+                {
+                    "name": "evaluate-measure",
+                    "definition": EVALUATE_MEASURE,
+                    "documentation": "GET or POST [base]/Measure/$evaluate-measure?measure=<url> (or "
+                    "[base]/Measure/[id]/$evaluate-measure) with periodStart and periodEnd: a summary MeasureReport "
+                    "stratified by site, counts only (coordinators: their site; administrators: every site).",
+                }
+            ]
+    return resources

@@ -6,7 +6,20 @@ adds one import line here.
 
 from __future__ import annotations
 
-from service.store import channel, delivery, feeds, identity, jobs, linking, matching, models, sites, web
+from service.store import alerts, channel, delivery, feeds, identity, jobs, linking, matching, models, sites, web
 from service.store.models import Base
 
-__all__ = ["Base", "channel", "delivery", "feeds", "identity", "jobs", "linking", "matching", "models", "sites", "web"]
+__all__ = [
+    "Base",
+    "alerts",
+    "channel",
+    "delivery",
+    "feeds",
+    "identity",
+    "jobs",
+    "linking",
+    "matching",
+    "models",
+    "sites",
+    "web",
+]

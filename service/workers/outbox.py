@@ -12,6 +12,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.app.alerts import OUTBOX_FLAG
 from service.app.contacts import OUTBOX_CONTACT
 from service.app.delivery import OUTBOX_CARETEAM
 from service.ehr.client import EhrClient
@@ -25,7 +26,7 @@ from service.workers.writeback import Writer, WriteTargets
 
 __all__ = ["DELIVERY_KINDS", "DeliveryJobs", "DeliveryReport", "deliver_due"]
 
-DELIVERY_KINDS = frozenset({OUTBOX_CONTACT, OUTBOX_CARETEAM})
+DELIVERY_KINDS = frozenset({OUTBOX_CONTACT, OUTBOX_CARETEAM, OUTBOX_FLAG})
 
 
 class DeliveryJobs:

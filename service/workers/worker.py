@@ -13,6 +13,7 @@ import contextlib
 import logging
 from typing import Protocol
 
+from service.app.alerts import run_safety_net
 from service.app.channels import check_channels
 from service.ehr.client import EhrClient
 from service.settings import Settings
@@ -38,12 +39,19 @@ def registry(sessions: SessionFactory, ehr: EhrClient | SiteEhrs, settings: Sett
 
 
 def periodic_checks(sessions: SessionFactory, settings: Settings) -> list[Periodic]:
-    """The safety nets: channels that went silent get a recovery queued (app/channels.py)."""
+    """The safety nets: channels that went silent get a recovery queued (app/channels.py); clients and peers
+    the program may be losing raise alerts, which close when the condition ends (app/alerts.py)."""
 
     async def silent_channels() -> object:
         return await check_channels(sessions, settings)
 
-    return [Periodic("check_channels", settings.intake_poll_seconds, silent_channels)]
+    async def safety_net() -> object:
+        return await run_safety_net(sessions, settings)
+
+    return [
+        Periodic("check_channels", settings.intake_poll_seconds, silent_channels),
+        Periodic("safety_net", settings.safety_net_seconds, safety_net),
+    ]
 
 
 async def run(

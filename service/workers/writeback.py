@@ -1,8 +1,9 @@
 """What a delivery job announces, built from current state and written to the EHR so that it lands once.
 
 Contacts become Encounters, assignments the client's program CareTeam, each with its peer's Practitioner
-first. How a write lands once (PUT with our id, or a conditional create with duplicates resolved) is the EHR
-client's `place` (service/ehr/client.py), in the EHR's write mode.
+first; a safety-net alert about a client not reached becomes a Flag (when the site asks for it). How a write
+lands once (PUT with our id, or a conditional create with duplicates resolved) is the EHR client's `place`
+(service/ehr/client.py), in the EHR's write mode.
 
 Every job goes to its client's own site: the contact's (or the episode's) client names the site, and the site's
 EHR client and write mode come from the EhrDirectory (service/ehr/directory.py). A peer's Practitioner is
@@ -17,15 +18,17 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import fhir_profiles
+from service.app.alerts import OUTBOX_FLAG
 from service.app.contacts import OUTBOX_CONTACT
 from service.app.delivery import OUTBOX_CARETEAM
 from service.domain.vocabulary import ContactKind
 from service.ehr.client import EhrClient
 from service.ehr.connection import UnsupportedFhirVersion, WriteMode
 from service.ehr.directory import FixedEhr
-from service.fhir import build, careteam
+from service.fhir import build, careteam, flag
 from service.settings import Settings
 from service.store import delivery as store
+from service.store.alerts import Alert
 from service.store.db import SessionFactory
 from service.store.models import Client, Episode, PeerSupporter
 from service.workers.retry import Permanent
@@ -85,6 +88,8 @@ class Writer:
                 return await self._contact(subject_id)
             if kind == OUTBOX_CARETEAM:
                 return await self._careteam(subject_id)
+            if kind == OUTBOX_FLAG:
+                return await self._flag(subject_id)
         except UnsupportedFhirVersion as exc:  # a dead letter that says why, at once: retrying cannot help
             raise Undeliverable(str(exc)) from None
         raise Undeliverable(f"unknown outbox kind {kind}")
@@ -153,6 +158,27 @@ class Writer:
             target, careteam.program_careteam(view), careteam.careteam_identifier(episode.id), mutable=True
         )
         return _join(*notes, note)
+
+    async def _flag(self, alert_id: str) -> str | None:
+        """The alert as a Flag on the client's record, as it stands now (active, or inactive once resolved)."""
+        async with self._sessions() as session:
+            alert = await session.get(Alert, alert_id)
+            episode = await session.get(Episode, alert.subject) if alert is not None else None
+            client = await session.get(Client, episode.client_id) if episode is not None else None
+        if alert is None or episode is None or client is None:
+            raise Undeliverable(f"alert {alert_id} or its episode no longer exists")
+        target = await self._ehr.write_target(client.site)
+        view = flag.FlagView(
+            alert_id=alert.id,
+            kind=alert.kind,
+            subject_reference=f"Patient/{client.ehr_patient_id}",
+            hospital_stay_reference=f"Encounter/{episode.ehr_encounter_id}",
+            opened_at=alert.opened_at,
+            resolved_at=alert.resolved_at,
+            organization_name=self._settings.program_organization_name,
+        )
+        _, note = await _upsert(target, flag.alert_flag(view), flag.flag_identifier(alert.id), mutable=True)
+        return note
 
     async def _practitioner(
         self, target: tuple[EhrClient, WriteMode], site: str, peer_id: str, name: str

@@ -9,7 +9,7 @@ import httpx
 from fastapi import FastAPI
 
 PUBLIC_PREFIXES = ("/fhir/metadata", "/healthz", "/readyz", "/auth/", "/.well-known/")
-CONFORMANCE = ("StructureDefinition", "CodeSystem", "ValueSet", "OperationDefinition", "SearchParameter")
+CONFORMANCE = ("StructureDefinition", "CodeSystem", "ValueSet", "OperationDefinition", "SearchParameter", "Measure")
 
 
 def operations(app: FastAPI) -> list[tuple[str, str, dict[str, Any]]]:
@@ -18,7 +18,8 @@ def operations(app: FastAPI) -> list[tuple[str, str, dict[str, Any]]]:
 
 
 def is_public(path: str, method: str) -> bool:
-    conformance = path.startswith("/fhir/") and path.split("/")[2] in CONFORMANCE
+    # Peerway's definitions are public; evaluating a Measure (the program's outcomes) is not.
+    conformance = path.startswith("/fhir/") and path.split("/")[2] in CONFORMANCE and "$" not in path
     return path.startswith(PUBLIC_PREFIXES) or conformance or (path, method) == ("/cds-services", "get")
 
 

@@ -1,0 +1,135 @@
+"""What a program manager is asked for: the outcomes of a period, per site, as FHIR MeasureReports, as CSV and
+as charts (app/charts.py). Counts and durations only; every generation is audited (an AuditEvent row, like a
+disclosure's).
+
+Scope: a site's coordinator gets their own site's figures; an administrator (the program's manager) every site's,
+each a stratum. Neither ever sees a client named here.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from service.app.clock import new_id, utcnow
+from service.domain.outcomes import (
+    BANDS,
+    NONE_YET,
+    Period,
+    SiteOutcomes,
+    combined,
+    organization_of,
+    outcomes_by_site,
+)
+from service.fhir import build
+from service.fhir import measure as fhir
+from service.settings import Settings
+from service.store import alerts as facts
+from service.store import sites as site_store
+from service.store.db import SessionFactory, transaction
+from service.store.models import AuditRecord
+
+NO_CLIENT = ""  # the audit row's client: a report is about no one client
+
+
+@dataclass(frozen=True)
+class Report:
+    period: Period
+    as_of: datetime
+    per_site: dict[str, SiteOutcomes]
+    total: SiteOutcomes
+    per_organization: dict[str, SiteOutcomes]
+
+
+async def compute(
+    sessions: SessionFactory,
+    settings: Settings,
+    period: Period,
+    *,
+    site: str | None,
+    actor: str,
+    measure_ids: Sequence[str],
+    as_of: datetime | None = None,
+) -> Report:
+    """The period's outcomes as known now (one site's, or with `site` None every site's), audited in the same
+    transaction that read them."""
+    now = utcnow()
+    as_of = min(as_of or now, now)
+    async with transaction(sessions) as session:
+        episodes = await facts.episode_facts(session, site)
+        minimums = await facts.weekly_minimums(session)
+        names = [site] if site else [s.id for s in await site_store.sites(session) if s.status == "active"]
+        per_site = outcomes_by_site(episodes, period, as_of, minimums, settings.weekly_minimum_minutes, names)
+        per_site = {s: o for s, o in per_site.items() if site is None or s == site}
+        organizations = {p.id: p.organization for p in await facts.peer_facts(session)}
+        per_organization = outcomes_by_site(
+            episodes,
+            period,
+            as_of,
+            minimums,
+            settings.weekly_minimum_minutes,
+            group=organization_of(organizations),
+        )
+        audit = fhir.report_audit_event(new_id(), list(measure_ids), actor, sorted(per_site), period, now)
+        session.add(
+            AuditRecord(
+                id=audit["id"],
+                client_id=NO_CLIENT,
+                actor=actor,
+                outcome=audit["outcome"],
+                recorded_at=now,
+                resource_json=build.to_json(audit),
+            )
+        )
+    return Report(period, as_of, per_site, combined(per_site), per_organization)
+
+
+async def evaluate_measure(
+    sessions: SessionFactory, settings: Settings, evaluation: fhir.Evaluation, *, site: str | None, actor: str
+) -> dict[str, Any]:
+    """Measure/$evaluate-measure: a summary MeasureReport with one stratum per site (small cells suppressed)."""
+    report = await compute(
+        sessions, settings, evaluation.period, site=site, actor=actor, measure_ids=[evaluation.measure_id]
+    )
+    return fhir.measure_report(
+        evaluation,
+        report.total,
+        report.per_site,
+        settings.outcomes_small_cell,
+        new_id(),
+        report.as_of,
+        report.per_organization,
+    )
+
+
+def _rows(name: str, stratum: str, figures: fhir.Figures, small: int, suppress: bool) -> list[list[str]]:
+    hidden = suppress and any(0 < n < small for n in figures.populations.values())
+    rows = [[name, stratum, code, "suppressed" if hidden else str(n)] for code, n in figures.populations.items()]
+    if figures.score is not None or hidden:
+        rows.append([name, stratum, "score", "suppressed" if hidden else str(figures.score)])
+    return rows
+
+
+def outcomes_csv(report: Report, small_cell: int) -> str:
+    """Every indicator, long format (measure, stratum, item, value): all sites together, then each site and each
+    peer organization, with small cells of strata suppressed; and the first-contact distribution."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(["measure", "stratum", "item", "value"])
+    for name, figure in fhir.INDICATORS.items():
+        writer.writerows(_rows(name, "all", figure(report.total), small_cell, suppress=False))
+        for site in sorted(report.per_site):
+            writer.writerows(_rows(name, f"site={site}", figure(report.per_site[site]), small_cell, suppress=True))
+        for org in sorted(report.per_organization):
+            figures = figure(report.per_organization[org])
+            writer.writerows(_rows(name, f"organization={org}", figures, small_cell, suppress=True))
+    bands = report.total.first_contact_bands
+    for label in [b[0] for b in BANDS] + [NONE_YET]:
+        n = bands[label]
+        shown = "suppressed" if 0 < n < small_cell else str(n)
+        writer.writerow(["time-to-first-contact", f"days-band={label}", "initial-population", shown])
+    return out.getvalue()
