@@ -6,7 +6,19 @@ adds one import line here.
 
 from __future__ import annotations
 
-from service.store import channel, delivery, feeds, identity, jobs, linking, matching, models, sites
+from service.store import background, channel, delivery, feeds, identity, jobs, linking, matching, models, sites
 from service.store.models import Base
 
-__all__ = ["Base", "channel", "delivery", "feeds", "identity", "jobs", "linking", "matching", "models", "sites"]
+__all__ = [
+    "Base",
+    "background",
+    "channel",
+    "delivery",
+    "feeds",
+    "identity",
+    "jobs",
+    "linking",
+    "matching",
+    "models",
+    "sites",
+]

@@ -66,8 +66,9 @@ async def test_only_the_consented_categories_are_shared(client: httpx.AsyncClien
     resources = await shared(client, auth, episode["client_id"], peer["id"])
     assert set(resources) == {"Patient", "Encounter"}
     patient = resources["Patient"]
-    # Name only: no contact details, identifiers, birth date, race, ethnicity or mother's maiden name.
-    assert set(patient) == {"resourceType", "id", "name"}
+    # Name and language only: no contact details, identifiers, birth date, race, ethnicity or mother's maiden name.
+    assert set(patient) == {"resourceType", "id", "name", "communication"}
+    assert patient["communication"][0]["language"]["coding"][0]["code"] == "en-US"
     assert patient["id"] == episode["client_id"]
     encounter = resources["Encounter"]
     assert encounter["hospitalization"]["dischargeDisposition"]["coding"][0]["code"] == "1"
@@ -92,8 +93,9 @@ async def test_a_role_based_consent_follows_whoever_is_assigned(client: httpx.As
     await record(client, auth, peer_consent(episode["patient"], ["contact-details"]))
     patient = (await shared(client, auth, episode["client_id"], peer["id"]))["Patient"]
     assert "telecom" in patient
-    assert "address" in patient
     assert "name" not in patient
+    # The town, not the house: no geolocation, no street lines (the consent names no restricted data).
+    assert patient["address"] == [{"city": "Methuen", "country": "US", "postalCode": "01844", "state": "MA"}]
 
 
 async def test_a_consent_naming_one_peer_shares_nothing_with_the_next(client: httpx.AsyncClient, auth: Auth) -> None:
