@@ -60,7 +60,7 @@ class Search:
 
 def searches(categories: Iterable[DataCategory], ehr_patient_id: str) -> list[Search]:
     """The EHR searches that read these categories for one patient (one or two per category)."""
-    patient = ("patient", ehr_patient_id)
+    patient = ("patient", f"Patient/{ehr_patient_id}")  # type/id: every server reads it (some not a bare id)
     count = ("_count", PAGE_SIZE)
     plan: dict[DataCategory, list[tuple[str, tuple[tuple[str, str], ...]]]] = {
         DataCategory.UPCOMING_APPOINTMENTS: [("Appointment", (patient, count))],
@@ -272,7 +272,12 @@ def _outside(participant: dict[str, Any], hospital: str | None) -> bool:
         return True
     acting_for = participant.get("onBehalfOf") or {}
     reference = acting_for.get("reference") if isinstance(acting_for, dict) else None
-    return isinstance(reference, str) and reference != hospital
+    return isinstance(reference, str) and _tail(reference) != _tail(hospital or "")
+
+
+def _tail(reference: str) -> str:
+    """The id a reference ends with ("Organization/x" and "urn:uuid:x" name the same x)."""
+    return reference.replace(":", "/").rsplit("/", 1)[-1]
 
 
 def _care_team(resource: dict[str, Any], now: datetime, hospital: str | None) -> Reduced:

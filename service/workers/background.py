@@ -15,8 +15,9 @@ from service.store.db import SessionFactory
 from service.store.jobs import Claimed
 from service.workers import retry
 from service.workers.intake import SiteClients
+from service.workers.jobs import JobReport, run_once
 
-__all__ = ["BACKGROUND", "BackgroundJobs"]
+__all__ = ["BACKGROUND", "BackgroundJobs", "read_backgrounds"]
 
 
 class BackgroundJobs:
@@ -46,3 +47,8 @@ class BackgroundJobs:
 
     async def settle(self, session: AsyncSession, done: Sequence[Claimed], now: datetime) -> None:
         return None
+
+
+async def read_backgrounds(sessions: SessionFactory, readers: EhrClient | SiteClients, settings: Settings) -> JobReport:
+    """Do one claim batch of due background jobs (no other kind): tests, tools and the demo."""
+    return await run_once(sessions, {BACKGROUND: BackgroundJobs(sessions, readers, settings)}, settings)
