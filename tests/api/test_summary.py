@@ -223,3 +223,16 @@ async def test_put_creates_under_the_callers_id_and_refuses_a_mismatched_one(
     )
     assert mismatched.status_code == 422
     assert mismatched.json()["issue"][0]["expression"] == ["Consent.id"]
+
+
+async def test_street_lines_only_when_the_consent_names_restricted_data(client: httpx.AsyncClient, auth: Auth) -> None:
+    episode, peer = await discharged_client_with_peer(client, auth)
+    consent = peer_consent(episode["patient"], ["contact-details"], actor=peer["practitioner"])
+    restricted = {"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R"}
+    consent["provision"]["provision"] = [{"type": "permit", "securityLabel": [restricted]}]
+    await record(client, auth, consent)
+    patient = (await shared(client, auth, episode["client_id"], peer["id"]))["Patient"]
+    # The street to find the client's home, still without the geolocation or any other extension.
+    assert patient["address"] == [
+        {"line": ["715 Crona Corner"], "city": "Methuen", "country": "US", "postalCode": "01844", "state": "MA"}
+    ]
