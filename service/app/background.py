@@ -30,6 +30,8 @@ from service.store.jobs import new_job
 from service.store.models import Client
 
 BACKGROUND = "background"  # the job kind: read a client's background from their site's EHR
+PATIENT_CATEGORIES = frozenset({DataCategory.PREFERRED_NAME, DataCategory.CONTACT_DETAILS})
+TRACKED = frozenset(FETCHED) | PATIENT_CATEGORIES  # what a read of the client's background covers
 REFRESH_AFTER = timedelta(hours=6)
 RETRY_FAILED_AFTER = timedelta(minutes=15)  # a category the EHR failed to answer is asked again sooner
 REFRESH_BATCH = 20  # clients queued per periodic check, so a big program never floods the EHR
@@ -41,6 +43,8 @@ class Reader(Protocol):
     """The site's EHR, as far as reading background goes (service/ehr/client.py EhrClient)."""
 
     async def search(self, resource_type: str, params: Any) -> list[dict[str, Any]]: ...
+
+    async def read(self, resource_type: str, resource_id: str) -> dict[str, Any] | None: ...
 
 
 @dataclass(frozen=True)
@@ -56,9 +60,9 @@ def _records(docs: Any) -> list[ConsentRecord]:
 
 
 async def collectable(session: AsyncSession, client_id: str, now: datetime) -> frozenset[DataCategory]:
-    """The EHR-sourced categories some current consent of the client could release now."""
+    """The EHR-sourced categories (and the Patient's own, read again) some current consent could release now."""
     records = _records(await repository.consents_of(session, client_id))
-    return releasable(records, f"Patient/{client_id}", now, SOURCES) & frozenset(FETCHED)
+    return releasable(records, f"Patient/{client_id}", now, SOURCES) & TRACKED
 
 
 def queue_fetch(session: AsyncSession, client: Client, now: datetime) -> None:
@@ -95,9 +99,15 @@ async def fetch_background(sessions: SessionFactory, ehr: Reader, client_id: str
         ehr_patient_id = client.ehr_patient_id
         stay = json.loads(episode.encounter_json)
     hospital = (stay.get("serviceProvider") or {}).get("reference") if isinstance(stay, dict) else None
-    plan = searches(sorted(wanted), ehr_patient_id)
+    plan = searches(sorted(wanted & frozenset(FETCHED)), ehr_patient_id)
     found: dict[DataCategory, list[dict[str, Any]]] = {c: [] for c in wanted}
     failed: dict[DataCategory, str] = {}
+    patient: dict[str, Any] | None = None
+    if wanted & PATIENT_CATEGORIES:
+        try:
+            patient = await _current_patient(ehr, ehr_patient_id)
+        except UpstreamError as exc:
+            failed |= dict.fromkeys(wanted & PATIENT_CATEGORIES, exc.diagnostics)
     for search in plan:
         if search.category in failed:
             continue
@@ -111,6 +121,9 @@ async def fetch_background(sessions: SessionFactory, ehr: Reader, client_id: str
         if client is None:
             return FetchReport()
         still = await collectable(session, client_id, now)
+        if patient is not None:
+            client.patient_json = json.dumps(patient, separators=(",", ":"))  # preferred name, pronouns, contact
+            client.updated_at = now
         for category in sorted(wanted):
             if category not in still:
                 continue
@@ -128,7 +141,7 @@ async def fetch_background(sessions: SessionFactory, ehr: Reader, client_id: str
                     data_date=kept.data_date,
                     fetched_at=now,
                 )
-                for kept in _unique(kept_items(category, found[category], client_id, now, hospital))
+                for kept in _unique(kept_items(category, found.get(category, []), client_id, now, hospital))
             ]
             await store.replace_category(session, client_id, category.value, items, now)
         held = {DataCategory(f.category) for f in await store.fetches_of(session, client_id)}
@@ -140,6 +153,15 @@ async def fetch_background(sessions: SessionFactory, ehr: Reader, client_id: str
         forgotten=tuple(gone),
         searches=len(plan),
     )
+
+
+async def _current_patient(ehr: Reader, ehr_patient_id: str) -> dict[str, Any] | None:
+    """The EHR's Patient as it is now (a usual name, pronouns, contact details changed since the discharge); None
+    when the EHR no longer has it (the notification's copy stays)."""
+    found = await ehr.read("Patient", ehr_patient_id)
+    if not isinstance(found, dict) or found.get("resourceType") != "Patient" or found.get("id") != ehr_patient_id:
+        return None
+    return found
 
 
 def _unique(kept: list[Any]) -> list[Any]:
