@@ -29,6 +29,7 @@ from service.store.db import SessionFactory, transaction
 from service.store.jobs import new_job
 from service.store.models import Client
 
+IN_COMMUNITY = "in-community"
 BACKGROUND = "background"  # the job kind: read a client's background from their site's EHR
 PATIENT_CATEGORIES = frozenset({DataCategory.PREFERRED_NAME, DataCategory.CONTACT_DETAILS})
 TRACKED = frozenset(FETCHED) | PATIENT_CATEGORIES  # what a read of the client's background covers
@@ -72,13 +73,17 @@ def queue_fetch(session: AsyncSession, client: Client, now: datetime) -> None:
 
 async def consent_changed(session: AsyncSession, client: Client, now: datetime) -> None:
     """In the transaction of a consent change: forget the categories no consent could release any more; queue a
-    read when a category became releasable that was never read."""
+    read when a category became releasable that was never read, for a client in the community (on the ward, the
+    discharge queues it)."""
     wanted = await collectable(session, client.id, now)
     held = {DataCategory(f.category) for f in await store.fetches_of(session, client.id)} | {
         DataCategory(i.category) for i in await store.items_of(session, client.id)
     }
     await store.forget(session, client.id, [c.value for c in held - wanted])
-    if wanted - held and not await store.fetch_queued(session, BACKGROUND, client.id):
+    if not wanted - held or await store.fetch_queued(session, BACKGROUND, client.id):
+        return
+    episode = await repository.current_episode(session, client.id)
+    if episode is not None and episode.state == IN_COMMUNITY:
         queue_fetch(session, client, now)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.app import notifications
-from service.app.background import queue_fetch
+from service.app.background import collectable, queue_fetch
 from service.app.clock import utcnow
 from service.app.delivery import OUTBOX_CARETEAM
 from service.domain.episode import CareTeamChanged, Discharged, Readmitted
@@ -38,7 +38,9 @@ async def _tell_readmission(session: AsyncSession, event: Readmitted) -> None:
 async def _read_background(session: AsyncSession, event: Discharged) -> None:
     client = await session.get(Client, event.client_id)
     assert client is not None  # the episode was saved in this transaction
-    queue_fetch(session, client, utcnow())
+    now = utcnow()
+    if await collectable(session, client.id, now):  # else the consent that makes something releasable queues it
+        queue_fetch(session, client, now)
 
 
 HANDLERS: dict[type, Handler] = {

@@ -20,7 +20,7 @@ from service.settings import Settings
 from service.workers.background import read_backgrounds
 from tests.support.consents import peer_consent
 from tests.support.ehr import TestEhr
-from tests.support.flow import assign, discharge, register_peer
+from tests.support.flow import ADMIT, assign, discharge, register_peer
 from tests.support.seed import PATIENT_ID, seed_discharged_client
 
 pytestmark = pytest.mark.ehr
@@ -80,8 +80,8 @@ def by_type(bundle: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
 
 
 def searched(ehr: TestEhr) -> list[str]:
-    """The EHR searches Peerway made (resource types, in order)."""
-    return [r["path"].split("?")[0].rsplit("/", 1)[-1] for r in ehr.requests() if r["method"] == "GET"]
+    """The EHR reads and searches Peerway made (their resource types, in order)."""
+    return [r["path"].split("?")[0].split("/")[2] for r in ehr.requests() if r["method"] == "GET"]
 
 
 async def explained(client: httpx.AsyncClient, auth: Auth, episode: dict[str, Any]) -> dict[str, Any]:
@@ -98,7 +98,7 @@ async def test_consent_to_every_category_fills_each_from_the_ehr_but_the_sud_app
     before = len(searched(ehr))
     await read_background(app, settings, ehr)
     assert sorted(searched(ehr)[before:]) == sorted(
-        ["Appointment", "Goal", "Flag", "RelatedPerson", "CareTeam", "Condition", "DocumentReference"]
+        ["Patient", "Appointment", "Goal", "Flag", "RelatedPerson", "CareTeam", "Condition", "DocumentReference"]
     )
 
     shown = by_type(await summary(client, auth, episode, peer))
@@ -137,6 +137,8 @@ async def test_consent_to_every_category_fills_each_from_the_ehr_but_the_sud_app
     assert "data" not in shown["DocumentReference"][0]["content"][0]["attachment"]
     # The Patient: preferred name and pronouns, phone, the town without geolocation or street.
     [patient] = shown["Patient"]
+    assert patient["name"] == [{"use": "usual", "given": ["Eli"]}]  # the name he goes by, read from the EHR
+    assert patient["extension"][0]["url"] == "http://hl7.org/fhir/StructureDefinition/individual-pronouns"
     assert "identifier" not in patient
     assert "birthDate" not in patient
     assert "line" not in patient["address"][0]
@@ -223,3 +225,21 @@ async def test_an_ehr_outage_leaves_the_summary_answering_with_what_it_had_marke
     categories = await explained(client, auth, episode)
     assert categories["upcoming-appointments"]["fetch"]["status"] == "failed"
     ehr.clear_faults()
+
+
+async def test_a_consent_recorded_on_the_ward_has_the_background_read_at_discharge(
+    app: FastAPI, client: httpx.AsyncClient, auth: Auth, settings: Settings, ehr: TestEhr
+) -> None:
+    seed_discharged_client(ehr.base_url, datetime.now(UTC).date())
+    admitted = await discharge(client, auth, ADMIT)
+    peer = await register_peer(client, auth)
+    await assign(client, auth, admitted["id"], peer["id"])
+    consent = peer_consent(admitted["patient"], ["recovery-goals"], actor=peer["practitioner"])
+    assert (await client.post("/fhir/Consent", json=consent, headers=auth(Role.COORDINATOR))).status_code == 201
+    await read_background(app, settings, ehr)
+    assert searched(ehr) == []  # nothing is read while the client is on the ward
+
+    episode = await discharge(client, auth)
+    await read_background(app, settings, ehr)
+    assert searched(ehr) == ["Goal"]
+    assert len(by_type(await summary(client, auth, episode, peer))["Goal"]) == 2

@@ -90,7 +90,7 @@ async def test_an_outage_then_503s_with_retry_after_lose_and_double_nothing(
         await outbox.close()
 
     assert sorted(contacts_at_the_ehr(ehr)) == sorted(contacts)
-    assert counts == {"done": len(contacts) + 2}  # the CareTeam, the background read; no dead letters
+    assert counts == {"done": len(contacts) + 1}  # no dead letters
     writes = encounter_writes(ehr)
     refused = [(n, w) for n, w in enumerate(writes) if w["status"] == 503]
     assert refused
@@ -147,7 +147,7 @@ async def test_tokens_that_expire_early_and_are_revoked_are_renewed_and_nothing_
         await outbox.close()
 
     assert sorted(contacts_at_the_ehr(ehr)) == sorted(contacts)
-    assert counts == {"done": len(contacts) + 2}  # the CareTeam, the background read; no dead letters
+    assert counts == {"done": len(contacts) + 1}  # no dead letters
     log = ehr.requests()
     unauthorized = [n for n, r in enumerate(log) if r["status"] == 401]
     assert unauthorized
@@ -203,7 +203,7 @@ async def test_a_422_is_a_dead_letter_replayed_once_after_the_cause_is_fixed(
             worker.stop()
         await outbox.close()
 
-    assert counts == {"done": len(contacts) + 2 - 1, "discarded": 1}
+    assert counts == {"done": len(contacts) + 1 - 1, "discarded": 1}
     at_the_ehr = contacts_at_the_ehr(ehr)
     assert len(at_the_ehr) == len(set(at_the_ehr))  # each once
     expected = set(contacts) - ({discarded["subject_id"]} if discarded["kind"] == "contact" else set())
