@@ -19,7 +19,15 @@ VERSION = "0.1.0"
 FHIR_VERSION = "4.0.1"
 # Definitions go in package/; anything else is an instance (an example) and goes in package/example/.
 DEFINITION_TYPES = frozenset(
-    {"StructureDefinition", "CodeSystem", "ValueSet", "OperationDefinition", "SearchParameter", "NamingSystem"}
+    {
+        "StructureDefinition",
+        "CodeSystem",
+        "ValueSet",
+        "OperationDefinition",
+        "SearchParameter",
+        "NamingSystem",
+        "Questionnaire",
+    }
 )
 # Kept in the index when the resource has them (the package spec's index-version 2 fields).
 INDEX_FIELDS = ("url", "version", "kind", "type", "supplements", "content")

@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.api import (
     admin,
+    answers,
     audit,
     auth,
     cds,
@@ -139,6 +140,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         links,
         organizations,
         feeds,
+        answers,
     ):
         app.include_router(module.router)
     app.include_router(matching.fhir_router)

@@ -33,6 +33,7 @@ IN_COMMUNITY = "in-community"
 BACKGROUND = "background"  # the job kind: read a client's background from their site's EHR
 PATIENT_CATEGORIES = frozenset({DataCategory.PREFERRED_NAME, DataCategory.CONTACT_DETAILS})
 TRACKED = frozenset(FETCHED) | PATIENT_CATEGORIES  # what a read of the client's background covers
+_TRACKED_VALUES = frozenset(c.value for c in TRACKED)
 REFRESH_AFTER = timedelta(hours=6)
 RETRY_FAILED_AFTER = timedelta(minutes=15)  # a category the EHR failed to answer is asked again sooner
 REFRESH_BATCH = 20  # clients queued per periodic check, so a big program never floods the EHR
@@ -77,7 +78,9 @@ async def consent_changed(session: AsyncSession, client: Client, now: datetime) 
     discharge queues it)."""
     wanted = await collectable(session, client.id, now)
     held = {DataCategory(f.category) for f in await store.fetches_of(session, client.id)} | {
-        DataCategory(i.category) for i in await store.items_of(session, client.id)
+        DataCategory(i.category)
+        for i in await store.items_of(session, client.id)
+        if i.category in _TRACKED_VALUES and not i.source.startswith("QuestionnaireResponse/")
     }
     await store.forget(session, client.id, [c.value for c in held - wanted])
     if not wanted - held or await store.fetch_queued(session, BACKGROUND, client.id):

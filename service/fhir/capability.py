@@ -11,7 +11,14 @@ SMART_SECURITY = "http://terminology.hl7.org/CodeSystem/restful-security-service
 OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 PEER_SUMMARY = f"{fhir_profiles.CANONICAL}/OperationDefinition/peer-summary"
 # The conformance resources served from fhir_profiles/data (service/fhir/canonical.py): read, vread, search.
-CONFORMANCE_TYPES = ("StructureDefinition", "CodeSystem", "ValueSet", "OperationDefinition", "SearchParameter")
+CONFORMANCE_TYPES = (
+    "StructureDefinition",
+    "CodeSystem",
+    "ValueSet",
+    "OperationDefinition",
+    "SearchParameter",
+    "Questionnaire",
+)
 
 
 def search_params(resource_type: str) -> list[dict[str, str]]:
@@ -112,6 +119,13 @@ def capability_statement(base_url: str, version: str) -> dict[str, Any]:
                                 "the International Patient Summary's $summary).",
                             }
                         ],
+                    },
+                    {
+                        "type": "QuestionnaireResponse",
+                        "interaction": [{"code": "create"}],
+                        "documentation": "Coordinators record the client's own answers to "
+                        f"{fhir_profiles.CANONICAL}/Questionnaire/client-background; each part is shared with the "
+                        "peer only under its own data category.",
                     },
                     *_peer_resources(),
                     *_conformance_resources(),

@@ -94,7 +94,14 @@ SEARCH_PARAMETERS: dict[str, tuple[SearchParam, ...]] = {
     ),
 }
 _URL = SearchParam("url", "uri", "the canonical URL; url|version for that version")
-for _conformance in ("StructureDefinition", "CodeSystem", "ValueSet", "OperationDefinition", "SearchParameter"):
+for _conformance in (
+    "StructureDefinition",
+    "CodeSystem",
+    "ValueSet",
+    "OperationDefinition",
+    "SearchParameter",
+    "Questionnaire",
+):
     SEARCH_PARAMETERS[_conformance] = (_URL, _ID)
 # Result parameters every search takes; _page carries our opaque paging cursor.
 RESULT_PARAMETERS = frozenset({"_count", "_sort", "_total", "_summary", "_format", "_pretty", "_page", "_elements"})

@@ -62,9 +62,14 @@ async def fetches_of(session: AsyncSession, client_id: str) -> Sequence[Backgrou
 async def replace_category(
     session: AsyncSession, client_id: str, category: str, items: Sequence[BackgroundItem], now: datetime
 ) -> None:
-    """The category's items are now exactly `items` (a fetch reads the whole category)."""
+    """The category's items from the EHR are now exactly `items` (a fetch reads the whole category); the client's
+    own answers (QuestionnaireResponse) stay."""
     await session.execute(
-        delete(BackgroundItem).where(BackgroundItem.client_id == client_id, BackgroundItem.category == category)
+        delete(BackgroundItem).where(
+            BackgroundItem.client_id == client_id,
+            BackgroundItem.category == category,
+            BackgroundItem.source.not_like("QuestionnaireResponse/%"),
+        )
     )
     session.add_all(items)
     fetch = await session.get(BackgroundFetch, (client_id, category))
@@ -84,12 +89,15 @@ async def record_failure(session: AsyncSession, client_id: str, category: str, e
 
 
 async def forget(session: AsyncSession, client_id: str, categories: Collection[str]) -> int:
-    """Delete the items and fetch state of these categories (no consent could release them any more)."""
+    """Delete the EHR's items and the fetch state of these categories (no consent could release them any more).
+    The client's own answers (QuestionnaireResponse) stay: they replace them with new answers."""
     if not categories:
         return 0
     result = await session.execute(
         delete(BackgroundItem).where(
-            BackgroundItem.client_id == client_id, BackgroundItem.category.in_(sorted(categories))
+            BackgroundItem.client_id == client_id,
+            BackgroundItem.category.in_(sorted(categories)),
+            BackgroundItem.source.not_like("QuestionnaireResponse/%"),
         )
     )
     await session.execute(
@@ -98,6 +106,15 @@ async def forget(session: AsyncSession, client_id: str, categories: Collection[s
         )
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def forget_source(session: AsyncSession, client_id: str, source_type: str) -> None:
+    """Delete the client's items that came from resources of this type (an earlier QuestionnaireResponse)."""
+    await session.execute(
+        delete(BackgroundItem).where(
+            BackgroundItem.client_id == client_id, BackgroundItem.source.like(f"{source_type}/%")
+        )
+    )
 
 
 async def due_for_refresh(

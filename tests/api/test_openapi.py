@@ -9,7 +9,14 @@ import httpx
 from fastapi import FastAPI
 
 PUBLIC_PREFIXES = ("/fhir/metadata", "/healthz", "/readyz", "/auth/", "/.well-known/")
-CONFORMANCE = ("StructureDefinition", "CodeSystem", "ValueSet", "OperationDefinition", "SearchParameter")
+CONFORMANCE = (
+    "StructureDefinition",
+    "CodeSystem",
+    "ValueSet",
+    "OperationDefinition",
+    "SearchParameter",
+    "Questionnaire",
+)
 
 
 def operations(app: FastAPI) -> list[tuple[str, str, dict[str, Any]]]:
