@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from fhir.resources.R4B.bundle import Bundle
 
 import fhir_profiles
+from fhir_profiles.conformance import check_conformance
 from service.auth import Role
 from service.ehr.client import EhrClient
 from service.settings import Settings
@@ -69,7 +70,33 @@ async def summary(client: httpx.AsyncClient, auth: Auth, episode: dict[str, Any]
     )
     assert response.status_code == 200, response.text
     Bundle.model_validate(response.json())
+    conforms(response.json())
     return response.json()
+
+
+PROFILES = {
+    "Patient": "patient",
+    "Encounter": "encounter",
+    "Appointment": "appointment",
+    "Goal": "goal",
+    "Flag": "flag",
+    "RelatedPerson": "related-person",
+    "CareTeam": "care-team",
+    "Condition": "condition",
+    "DocumentReference": "document-reference",
+    "QuestionnaireResponse": "questionnaire-response",
+}
+
+
+def conforms(bundle: dict[str, Any]) -> None:
+    """The summary and each resource in it conform to the PeerClientSummary profile set (fhir_profiles/data)."""
+    base = f"{fhir_profiles.CANONICAL}/StructureDefinition"
+    assert check_conformance(bundle, f"{base}/peer-client-summary") == []
+    for entry in bundle.get("entry", []):
+        resource = entry["resource"]
+        if resource["resourceType"] != "OperationOutcome":
+            profile = f"{base}/peer-summary-{PROFILES[resource['resourceType']]}"
+            assert check_conformance(resource, profile) == [], resource["resourceType"]
 
 
 def by_type(bundle: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:

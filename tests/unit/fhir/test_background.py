@@ -9,6 +9,7 @@ from fhir.resources.R4B.appointment import Appointment
 from fhir.resources.R4B.flag import Flag
 
 from consent import DataCategory
+from fhir_profiles.conformance import check_conformance
 from service.fhir.background import kept_items, minimal_address, searches
 from tests.conftest import fixture_json
 
@@ -90,3 +91,12 @@ def test_community_supports_take_two_searches_and_diagnosis_one() -> None:
         ("CareTeam", "Patient/p1"),
         ("Condition", "Patient/p1"),
     ]
+
+
+def test_the_summary_profiles_refuse_what_a_summary_must_never_carry() -> None:
+    base = "https://peerway.github.io/fhir/StructureDefinition"
+    patient = {"resourceType": "Patient", "id": "c", "birthDate": "2000-10-15", "address": PATIENT["address"]}
+    problems = {p.expression for p in check_conformance(patient, f"{base}/peer-summary-patient")}
+    assert problems == {"Patient.birthDate", "Patient.address[0].extension"}
+    bundle = {"resourceType": "Bundle", "type": "searchset", "timestamp": "2026-12-01T00:00:00Z"}
+    assert [p.expression for p in check_conformance(bundle, f"{base}/peer-client-summary")] == ["Bundle.type"]
