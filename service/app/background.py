@@ -179,7 +179,7 @@ def _unique(kept: list[Any]) -> list[Any]:
 
 async def queue_refreshes(sessions: SessionFactory, now: datetime | None = None) -> int:
     """The periodic re-read: queue a fetch for at most REFRESH_BATCH clients in the community whose background is
-    older than REFRESH_AFTER (and not already queued). Answers how many were queued."""
+    older than REFRESH_AFTER at `now` (and not already queued). Answers how many were queued."""
     now = now or utcnow()
     queued = 0
     async with transaction(sessions) as session:
@@ -188,6 +188,6 @@ async def queue_refreshes(sessions: SessionFactory, now: datetime | None = None)
         ):
             if await store.fetch_queued(session, BACKGROUND, client_id):
                 continue
-            session.add(new_job(BACKGROUND, client_id, site, now))
+            session.add(new_job(BACKGROUND, client_id, site, utcnow()))  # due at once
             queued += 1
     return queued

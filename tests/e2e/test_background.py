@@ -5,7 +5,7 @@ an EHR outage leaves Peerway answering with what it has, marked stale."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -15,6 +15,7 @@ from fhir.resources.R4B.bundle import Bundle
 
 import fhir_profiles
 from fhir_profiles.conformance import check_conformance
+from service.app.background import REFRESH_AFTER, queue_refreshes
 from service.auth import Role
 from service.ehr.client import EhrClient
 from service.settings import Settings
@@ -270,3 +271,28 @@ async def test_a_consent_recorded_on_the_ward_has_the_background_read_at_dischar
     await read_background(app, settings, ehr)
     assert searched(ehr) == ["Goal"]
     assert len(by_type(await summary(client, auth, episode, peer))["Goal"]) == 2
+
+
+async def test_the_periodic_re_read_queues_old_backgrounds_once_and_picks_up_changes(
+    app: FastAPI, client: httpx.AsyncClient, auth: Auth, settings: Settings, ehr: TestEhr
+) -> None:
+    seed_discharged_client(ehr.base_url, datetime.now(UTC).date())
+    episode, peer, _ = await discharged_with_consent(client, auth, ["recovery-goals"])
+    await read_background(app, settings, ehr)
+    assert await queue_refreshes(app.state.sessions) == 0  # just read
+
+    # The EHR adds a goal; six hours on, the check queues one re-read (not two) and the summary shows it.
+    goal = {
+        "resourceType": "Goal",
+        "id": "seed-goal-walk",
+        "lifecycleStatus": "active",
+        "description": {"text": "Walk to the library twice a week"},
+        "subject": {"reference": f"Patient/{PATIENT_ID}"},
+    }
+    async with httpx.AsyncClient() as http:
+        assert (await http.put(f"{ehr.base_url}/Goal/seed-goal-walk", json=goal)).status_code == 201
+    later = datetime.now(UTC) + REFRESH_AFTER + timedelta(minutes=1)
+    assert await queue_refreshes(app.state.sessions, later) == 1
+    assert await queue_refreshes(app.state.sessions, later) == 0
+    await read_background(app, settings, ehr)
+    assert len(by_type(await summary(client, auth, episode, peer))["Goal"]) == 3
