@@ -35,7 +35,7 @@ from consent.model import (
     as_aware,
 )
 
-__all__ = ["evaluate"]
+__all__ = ["current_versions", "evaluate"]
 
 _OLDEST = datetime.min.replace(tzinfo=UTC)
 _CATEGORY_VALUES = frozenset(c.value for c in DataCategory)
@@ -111,6 +111,11 @@ def _signed(consent: ConsentRecord) -> datetime:
 def _version(consent: ConsentRecord) -> tuple[datetime, datetime]:
     recorded = _OLDEST if consent.recorded_at is None else as_aware(consent.recorded_at)
     return _signed(consent), recorded
+
+
+def current_versions(consents: Sequence[ConsentRecord]) -> list[ConsentRecord]:
+    """The consents that take part by rule 6 (the newest version of each agreement; a withdrawn one drops out)."""
+    return _current_versions(consents)[0]
 
 
 def _current_versions(consents: Sequence[ConsentRecord]) -> tuple[list[ConsentRecord], list[str]]:

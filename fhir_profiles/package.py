@@ -27,6 +27,7 @@ DEFINITION_TYPES = frozenset(
         "SearchParameter",
         "NamingSystem",
         "Measure",
+        "Questionnaire",
     }
 )
 # Kept in the index when the resource has them (the package spec's index-version 2 fields).

@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from service.api import (
     admin,
     alerts,
+    answers,
     audit,
     auth,
     cds,
@@ -145,6 +146,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         organizations,
         feeds,
         alerts,
+        answers,
     ):
         app.include_router(module.router)
     app.include_router(matching.fhir_router)

@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +27,24 @@ from service.main import create_app
 from service.settings import Settings
 from service.store.db import create_engine, session_factory
 from service.store.migrate import upgrade
+from service.workers.background import read_backgrounds
 from service.workers.outbox import deliver_due
 from tests.support.consents import peer_consent
 from tests.support.ehr import run_test_ehr
 from tests.support.flow import peer_contact
+from tests.support.seed import seed_discharged_client
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "tests" / "fixtures" / "davinci"
+SHARED = [
+    "preferred-name",
+    "contact-details",
+    "admission-discharge",
+    "upcoming-appointments",
+    "recovery-goals",
+    "safety-considerations",
+    "community-supports",
+]
 
 
 def show(title: str, payload: Any = None) -> None:
@@ -51,6 +63,8 @@ async def walk(settings: Settings, ehr_base: str) -> None:
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=settings.base_url) as api,
     ):
+        seed_discharged_client(ehr_base, datetime.now(UTC).date())
+        show("The test EHR holds the client's appointments, goals, flags and supports (tests/ehr/seed)")
         for name in ("admit", "discharge"):
             bundle = json.loads((EXAMPLES / f"davinci-alerts-{name}-notification-message-bundle-01.json").read_text())
             answer = await api.post("/fhir/$process-message", json=bundle, headers=as_(Role.EHR_SYSTEM, "hospital"))
@@ -64,19 +78,35 @@ async def walk(settings: Settings, ehr_base: str) -> None:
         )
         show("Coordinator registers and assigns a peer supporter", peer)
 
-        consent = peer_consent(
-            episode["patient"], ["preferred-name", "admission-discharge"], actor=peer["practitioner"]
-        )
+        consent = peer_consent(episode["patient"], SHARED, actor=peer["practitioner"])
         stored = await api.post("/fhir/Consent", json=consent, headers=as_(Role.COORDINATOR, "c"))
         show(
-            f"Coordinator records the client's consent (name and discharge only): {stored.status_code}",
+            f"Coordinator records the client's consent (everything but diagnosis and notes): {stored.status_code}",
             stored.json()["provision"],
+        )
+
+        reader = EhrClient(ehr_base)
+        try:
+            read = await read_backgrounds(app.state.sessions, reader, settings)
+        finally:
+            await reader.aclose()
+        show(f"The worker reads the client's background from the EHR: {read.done} job(s)")
+        sharing = await api.get(f"/api/clients/{episode['client_id']}/sharing", headers=as_(Role.COORDINATOR, "c"))
+        show(
+            "Coordinator sees what was read and what the peer gets",
+            [
+                {k: c[k] for k in ("category", "shared", "items", "withheld_items", "reason")}
+                for c in sharing.json()["categories"]
+            ],
         )
 
         summary = await api.get(
             f"/fhir/Patient/{episode['client_id']}/$peer-summary", headers=as_(Role.PEER, peer["id"])
         )
-        show("The peer's app pulls the summary: only what the client agreed to share", summary.json())
+        show(
+            "The peer's app pulls the summary: what the client agreed to share, without the SUD-labelled appointment",
+            summary.json(),
+        )
 
         contact = await api.post(
             "/fhir/Encounter", json=peer_contact(episode["client_id"]), headers=as_(Role.PEER, peer["id"])
@@ -102,7 +132,10 @@ async def walk(settings: Settings, ehr_base: str) -> None:
     show("The EHR now holds the peer's contact as an Encounter", written)
     async with httpx.AsyncClient() as http:
         teams = (await http.get(f"{ehr_base}/CareTeam", params={"subject": written["subject"]["reference"]})).json()
-    show("... and the client's CareTeam, with the peer on it", teams["entry"][0]["resource"])
+    [ours] = [
+        e["resource"] for e in teams["entry"] if e["resource"].get("meta", {}).get("source") == fhir_profiles.CANONICAL
+    ]
+    show("... and the client's CareTeam, with the peer on it", ours)
 
 
 def keep_serving(settings: Settings, ehr_base: str) -> None:

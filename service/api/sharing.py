@@ -14,6 +14,16 @@ from service.app.explain import explain_sharing
 router = APIRouter(prefix="/api", tags=["coordinator"])
 
 
+class FetchOut(BaseModel):
+    """The last read of a category from the hospital EHR (the worker's, never a request's)."""
+
+    status: str  # ok | failed (the items of the last success are still shown, marked stale)
+    attempted_at: datetime
+    succeeded_at: datetime | None
+    items: int
+    error: str | None
+
+
 class CategoryOut(BaseModel):
     category: str
     display: str
@@ -22,6 +32,9 @@ class CategoryOut(BaseModel):
     consent: str | None
     provision: str | None
     reason: str
+    items: int = 0
+    withheld_items: int = 0
+    fetch: FetchOut | None = None
 
 
 class ExplanationOut(BaseModel):
@@ -46,5 +59,8 @@ async def explain(
         peer_id=found.peer_id,
         assigned=found.assigned,
         at=found.at,
-        categories=[CategoryOut(**vars(c)) for c in found.categories],
+        categories=[
+            CategoryOut(**(vars(c) | {"fetch": FetchOut(**vars(c.fetch)) if c.fetch else None}))
+            for c in found.categories
+        ],
     )

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
 from consent import ConsentRecord
+from service.app import background
 from service.app import search as searching
 from service.app.clock import new_id, utcnow
 from service.errors import BadRequest, Conflict, InvalidResource, NotFound, PreconditionFailed, changed_meanwhile
@@ -160,6 +161,8 @@ async def _write(
             doc.resource_json = to_json(stored)
             doc.updated_at = now
             doc.identifier = identifier_key(stored)
+            await session.flush()
+            await background.consent_changed(session, client, now)
     except IntegrityError:
         if creating:  # a new random id cannot collide: this is not a race on the id
             raise

@@ -15,7 +15,7 @@ import fhir_profiles
 from consent import Coding, DataCategory, Decision
 from consent.categories import ACT_REASON_SYSTEM, CATEGORY_SYSTEM, PATIENT_PRIVACY, RESOURCE_TYPE_SYSTEMS
 from service.app.clock import utcnow
-from service.app.sharing import SOURCE_TYPES, Holdings, decide
+from service.app.sharing import SOURCE_TYPES, Holdings, decide, shared_categories
 from service.errors import InvalidResource
 from service.store import repository
 from service.store.db import SessionFactory
@@ -96,7 +96,7 @@ async def consult(sessions: SessionFactory, site: str, query: ConsultQuery) -> C
                 client = await repository.client_by_ehr_id(session, site, identifier.value)
             episode = await repository.current_episode(session, client.id) if client is not None else None
             if client is not None and episode is not None:
-                holdings = Holdings.of(client, episode)
+                holdings = await Holdings.load(session, client, episode)
                 break
         if holdings is None:
             return ConsultAnswer(NO_CONSENT, "No applicable consent was found.")
@@ -117,15 +117,29 @@ async def consult(sessions: SessionFactory, site: str, query: ConsultQuery) -> C
 
 
 def _answer(decisions: Sequence[Decision]) -> ConsultAnswer:
+    """Per category: withheld when no item of it is permitted (for every purpose asked); a shared category whose
+    other items are withheld (an SUD-labelled appointment among others) asks to REDACT their security labels."""
     items = [d for decision in decisions for d in decision.items]
     if all(d.consent_id is None for d in items):
         return ConsultAnswer(NO_CONSENT, "No applicable consent was found.")
-    withheld = sorted({d.item.category.value for d in items if not d.permitted})
-    shared = sorted({d.item.category.value for d in items if d.permitted} - set(withheld))
+    categories = list(dict.fromkeys(d.item.category for d in items))
+    per_purpose = [shared_categories(decision) for decision in decisions]
+    shared = sorted(c.value for c in categories if all(c in ok for ok in per_purpose))
+    withheld = sorted(c.value for c in categories if c.value not in shared)
     reasons = "; ".join(dict.fromkeys(d.reason for d in items))
     if not shared:
         return ConsultAnswer(CONSENT_DENY, reasons)
-    if not withheld:
+    labels = sorted(
+        {
+            (label.system, label.code)
+            for d in items
+            if not d.permitted and d.item.category in shared
+            for label in d.item.security_labels
+        }
+    )
+    codes = [{"system": CATEGORY_SYSTEM, "code": c} for c in withheld] + [
+        {"system": system, "code": code} for system, code in labels
+    ]
+    if not codes:
         return ConsultAnswer(CONSENT_PERMIT, reasons)
-    codes = [{"system": CATEGORY_SYSTEM, "code": c} for c in withheld]
     return ConsultAnswer(CONSENT_PERMIT, reasons, [{"id": REDACT, "parameters": {"codes": codes}}])

@@ -5,13 +5,14 @@ Only coordinators get this; a peer's app receives the data and never the reasons
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import fhir_profiles
-from consent import DataCategory
+from consent import DataCategory, ItemDecision
 from service.app.clock import utcnow
-from service.app.sharing import HELD, Holdings, decide
+from service.app.sharing import FetchState, Holdings, decide
 from service.errors import InvalidResource, NotFound
 from service.store import repository
 from service.store.db import SessionFactory
@@ -27,6 +28,9 @@ class CategoryExplanation:
     consent: str | None
     provision: str | None
     reason: str
+    items: int = 0  # background items held (appointments, goals...), 0 for the notification's categories
+    withheld_items: int = 0  # of them (or of the contact details' parts), those this peer does not see
+    fetch: FetchState | None = None  # the last read of the category from the EHR, if any
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,7 @@ async def explain_sharing(
         if not known or (peer_id != episode.peer_id and not await repository.peer_enabled_at(session, peer_id, site)):
             raise InvalidResource(f"no peer supporter {peer_id}", "peer_id")
         assigned = episode.peer_id == peer_id
-        holdings = Holdings.of(client, episode)
+        holdings = await Holdings.load(session, client, episode)
         decision = await decide(
             session, holdings, f"Practitioner/{peer_id}", assigned=assigned, categories=list(DataCategory), at=at
         )
@@ -66,16 +70,30 @@ async def explain_sharing(
         peer_id=peer_id,
         assigned=assigned,
         at=at,
-        categories=tuple(
-            CategoryExplanation(
-                category=d.item.category.value,
-                display=fhir_profiles.display(fhir_profiles.DATA_CATEGORY_SYSTEM, d.item.category.value),
-                shared=d.permitted,
-                held=d.item.category in HELD,
-                consent=f"Consent/{d.consent_id}" if d.consent_id else None,
-                provision=d.provision_path,
-                reason=d.reason,
-            )
-            for d in decision.items
-        ),
+        categories=tuple(_explained(c, decision.items, holdings) for c in DataCategory),
+    )
+
+
+def _explained(category: DataCategory, decisions: Sequence[ItemDecision], holdings: Holdings) -> CategoryExplanation:
+    """One row per category: shared when something of it is shown; the reason of the first item withheld when
+    some are, else of the first item."""
+    mine = [d for d in decisions if d.item.category == category]
+    withheld = [d for d in mine if not d.permitted]
+    shown = [d for d in mine if d.permitted]
+    deciding = (withheld or shown)[0]
+    reason = deciding.reason
+    if shown and withheld:
+        reason = f"{len(shown)} of {len(mine)} items shared; withheld: {deciding.reason}"
+    first = (shown or mine)[0]
+    return CategoryExplanation(
+        category=category.value,
+        display=fhir_profiles.display(fhir_profiles.DATA_CATEGORY_SYSTEM, category.value),
+        shared=bool(shown),
+        held=category in holdings.held_categories(),
+        consent=f"Consent/{first.consent_id}" if first.consent_id else None,
+        provision=first.provision_path,
+        reason=reason,
+        items=sum(1 for i in holdings.items if i.category == category),
+        withheld_items=len(withheld) if shown else 0,
+        fetch=next((f for f in holdings.fetches if f.category == category), None),
     )

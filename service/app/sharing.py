@@ -15,13 +15,22 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from consent import AccessRequest, Coding, DataCategory, Decision, RequestedItem, evaluate
-from consent.categories import ACTION_ACCESS, ASSIGNED_PEER_ROLE, PURPOSE_COC, ROLE_IRCP
+from consent.categories import (
+    ACTION_ACCESS,
+    ASSIGNED_PEER_ROLE,
+    CONFIDENTIALITY_SYSTEM,
+    PURPOSE_COC,
+    ROLE_IRCP,
+)
 from service.app.clock import new_id
 from service.app.consents import consent_record
 from service.fhir import build
-from service.store import repository
+from service.fhir.background import minimal_address, stale_outcome
+from service.store import background, repository
+from service.store.background import FAILED
 from service.store.models import AuditRecord, Client, Episode
 
+_CATEGORY_VALUES = frozenset(c.value for c in DataCategory)
 # Where each category's data lives (FHIR resource type), as the data-category CodeSystem describes it.
 SOURCE_TYPES: dict[DataCategory, str] = {
     DataCategory.PREFERRED_NAME: "Patient",
@@ -35,26 +44,76 @@ SOURCE_TYPES: dict[DataCategory, str] = {
     DataCategory.DIAGNOSIS: "Condition",
     DataCategory.CLINICAL_NOTES: "DocumentReference",
 }
-# The categories Peerway holds data for today: the EHR's Patient and hospital-stay snapshots.
+# The categories whose data come with the hospital's notification (the Patient and the stay).
 HELD: tuple[DataCategory, ...] = (
     DataCategory.PREFERRED_NAME,
     DataCategory.CONTACT_DETAILS,
     DataCategory.ADMISSION_DISCHARGE,
 )
+# Street lines of an address are shared only under a permit that names this label (see consent/README.md).
+STREET_LABEL = Coding(CONFIDENTIALITY_SYSTEM, "R")
+
+
+@dataclass(frozen=True)
+class HeldItem:
+    """One item of background read from the EHR, as kept (service/store/background.py)."""
+
+    id: str
+    category: DataCategory
+    resource: dict[str, Any]
+    labels: frozenset[Coding]
+    data_date: datetime | None
+
+    @property
+    def reference(self) -> str:
+        return f"{self.resource['resourceType']}/{self.id}"
+
+
+@dataclass(frozen=True)
+class FetchState:
+    category: DataCategory
+    status: str  # ok | failed
+    attempted_at: datetime
+    succeeded_at: datetime | None
+    items: int
+    error: str | None
 
 
 @dataclass(frozen=True)
 class Holdings:
-    """The client's snapshots as stored, read once per request."""
+    """The client's snapshots and background as stored, read once per request."""
 
     client: Client
     episode: Episode
     patient: dict[str, Any]
     encounter: dict[str, Any]
+    items: tuple[HeldItem, ...] = ()
+    fetches: tuple[FetchState, ...] = ()
 
     @classmethod
     def of(cls, client: Client, episode: Episode) -> Holdings:
         return cls(client, episode, json.loads(client.patient_json), json.loads(episode.encounter_json))
+
+    @classmethod
+    async def load(cls, session: AsyncSession, client: Client, episode: Episode) -> Holdings:
+        """The snapshots and the background items the worker fetched, with their fetch state."""
+        items = tuple(
+            HeldItem(
+                id=row.id,
+                category=DataCategory(row.category),
+                resource=json.loads(row.resource_json),
+                labels=frozenset(Coding(system=s, code=c) for s, c in json.loads(row.labels_json)),
+                data_date=row.data_date,
+            )
+            for row in await background.items_of(session, client.id)
+            if row.category in _CATEGORY_VALUES
+        )
+        fetches = tuple(
+            FetchState(DataCategory(f.category), f.status, f.attempted_at, f.succeeded_at, f.items, f.error)
+            for f in await background.fetches_of(session, client.id)
+            if f.category in _CATEGORY_VALUES
+        )
+        return cls(client, episode, json.loads(client.patient_json), json.loads(episode.encounter_json), items, fetches)
 
     def item(self, category: DataCategory) -> RequestedItem:
         """The category as a request item, with the security labels the EHR put on its source."""
@@ -66,6 +125,68 @@ class Holdings:
             labels = _labels(self.encounter)
         data_date = self.episode.admitted_at if source == "Encounter" else None
         return RequestedItem(category, labels, frozenset({source}), data_date=data_date)
+
+    def street_item(self) -> RequestedItem:
+        """The street lines of the client's address: contact details that also carry STREET_LABEL."""
+        return RequestedItem(
+            DataCategory.CONTACT_DETAILS,
+            _labels(self.patient) | {STREET_LABEL},
+            frozenset({"Patient"}),
+            reference=f"Patient/{self.client.id}#address.line",
+        )
+
+    def has_street(self) -> bool:
+        return any(a.get("line") for a in minimal_address(self.patient.get("address"), street=True))
+
+    def requested(self, categories: Iterable[DataCategory]) -> tuple[RequestedItem, ...]:
+        """What to ask the engine: one item per held background item, else one per category (and the street
+        lines apart from the rest of the contact details)."""
+        asked: list[RequestedItem] = []
+        for category in categories:
+            held = [i for i in self.items if i.category == category]
+            if held:
+                asked += [
+                    RequestedItem(
+                        category,
+                        i.labels,
+                        frozenset({i.resource["resourceType"]}),
+                        data_date=i.data_date,
+                        reference=i.reference,
+                    )
+                    for i in held
+                ]
+                continue
+            asked.append(self.item(category))
+            if category == DataCategory.CONTACT_DETAILS and self.has_street():
+                asked.append(self.street_item())
+        return tuple(asked)
+
+    def held_categories(self) -> frozenset[DataCategory]:
+        """Categories Peerway holds data of for the client: the notification's, and background items'."""
+        return frozenset(HELD) | {i.category for i in self.items}
+
+    def fetched_categories(self) -> frozenset[DataCategory]:
+        """Categories the worker has tried to read from the EHR (with or without finding anything)."""
+        return frozenset(f.category for f in self.fetches)
+
+
+def shared_categories(decision: Decision) -> frozenset[DataCategory]:
+    """Categories of which something is shown: at least one permitted item (other items may be withheld)."""
+    return frozenset(d.item.category for d in decision.items if d.permitted)
+
+
+def _base_permitted(decision: Decision, category: DataCategory) -> bool:
+    """The category-level item (no reference) is permitted, and no other decision about it withholds it."""
+    base = [d for d in decision.items if d.item.category == category and d.item.reference is None]
+    return bool(base) and all(d.permitted for d in base)
+
+
+def _permitted_references(decision: Decision) -> frozenset[str]:
+    by_reference: dict[str, bool] = {}
+    for d in decision.items:
+        if d.item.reference is not None:
+            by_reference[d.item.reference] = by_reference.get(d.item.reference, True) and d.permitted
+    return frozenset(r for r, ok in by_reference.items() if ok)
 
 
 def _labels(resource: dict[str, Any]) -> frozenset[Coding]:
@@ -92,21 +213,29 @@ async def decide(
         actor_roles=frozenset(roles),
         purpose=purpose,
         action=action,
-        items=tuple(holdings.item(c) for c in categories),
+        items=holdings.requested(categories),
         at=at,
     )
     return evaluate(records, request)
 
 
 def disclosed_resources(decision: Decision, holdings: Holdings) -> list[dict[str, Any]]:
-    """The summary's resources: only the elements of permitted categories."""
-    permitted = decision.permitted_categories()
+    """The summary's resources: only permitted items, and of the Patient only the permitted categories'
+    elements; then an OperationOutcome naming the shown categories whose last read from the EHR failed."""
     client_id = holdings.client.id
+    patient_categories = frozenset(c for c in build.PATIENT_CATEGORIES if _base_permitted(decision, c))
+    permitted_references = _permitted_references(decision)
+    street = holdings.street_item().reference in permitted_references
     resources: list[dict[str, Any]] = []
-    if permitted & set(build.PATIENT_CATEGORIES):
-        resources.append(build.summary_patient(client_id, holdings.patient, permitted))
-    if DataCategory.ADMISSION_DISCHARGE in permitted:
+    if patient_categories:
+        resources.append(build.summary_patient(client_id, holdings.patient, patient_categories, street=street))
+    if _base_permitted(decision, DataCategory.ADMISSION_DISCHARGE):
         resources.append(build.summary_encounter(holdings.episode.id, client_id, holdings.encounter))
+    resources += [i.resource for i in holdings.items if i.reference in permitted_references]
+    shown = shared_categories(decision)
+    stale = [(f.category, f.succeeded_at) for f in holdings.fetches if f.status == FAILED and f.category in shown]
+    if stale:
+        resources.append({"id": "stale", **stale_outcome(stale)})
     return resources
 
 
@@ -120,7 +249,7 @@ def record_disclosure(
     at: datetime,
 ) -> None:
     """Audit one read of a client's data by a peer: what was disclosed, what withheld, under which Consents."""
-    disclosed = decision.permitted_categories()
+    disclosed = shared_categories(decision)
     audit = build.disclosure_audit_event(
         build.Disclosure(
             audit_id=new_id(),

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from consent import DataCategory
 from service.app.clock import utcnow
-from service.app.sharing import HELD, Holdings, decide, disclosed_resources, record_disclosure
+from service.app.sharing import Holdings, decide, disclosed_resources, record_disclosure
 from service.errors import NotFound
 from service.fhir import build
 from service.store import repository
@@ -14,7 +15,7 @@ from service.store.models import Client, PeerSupporter
 
 
 async def read_summary(sessions: SessionFactory, base_url: str, peer_id: str, client_id: str) -> dict[str, Any]:
-    """A Bundle (collection) holding only what the client's consents permit this peer to see.
+    """A Bundle (collection) holding only what the client's consents permit this peer to see, item by item.
 
     A client who is not the peer's — or does not exist — is the same 404, so a peer learns nothing about
     clients who are not theirs. The disclosure (or the refusal) is audited in the same transaction.
@@ -26,9 +27,10 @@ async def read_summary(sessions: SessionFactory, base_url: str, peer_id: str, cl
         client = await session.get(Client, client_id) if episode is not None else None
         if episode is None or client is None or peer is None:
             raise NotFound(f"Patient/{client_id} is not known")
-        holdings = Holdings.of(client, episode)
+        holdings = await Holdings.load(session, client, episode)
         actor = f"Practitioner/{peer_id}"
-        decision = await decide(session, holdings, actor, assigned=True, categories=HELD, at=now)
+        asked = [c for c in DataCategory if c in holdings.held_categories() | holdings.fetched_categories()]
+        decision = await decide(session, holdings, actor, assigned=True, categories=asked, at=now)
         resources = disclosed_resources(decision, holdings)
-        record_disclosure(session, client.id, actor, peer.name, decision, HELD, now)
+        record_disclosure(session, client.id, actor, peer.name, decision, asked, now)
     return build.collection(resources, base_url, now)

@@ -10,9 +10,10 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.app import notifications
+from service.app.background import collectable, queue_fetch
 from service.app.clock import utcnow
 from service.app.delivery import OUTBOX_CARETEAM
-from service.domain.episode import CareTeamChanged, Readmitted
+from service.domain.episode import CareTeamChanged, Discharged, Readmitted
 from service.store.db import SessionFactory
 from service.store.jobs import new_job
 from service.store.models import Client, Episode
@@ -34,7 +35,19 @@ async def _tell_readmission(session: AsyncSession, event: Readmitted) -> None:
     await notifications.record_readmission(session, episode, utcnow())
 
 
-HANDLERS: dict[type, Handler] = {CareTeamChanged: _queue_careteam, Readmitted: _tell_readmission}
+async def _read_background(session: AsyncSession, event: Discharged) -> None:
+    client = await session.get(Client, event.client_id)
+    assert client is not None  # the episode was saved in this transaction
+    now = utcnow()
+    if await collectable(session, client.id, now):  # else the consent that makes something releasable queues it
+        queue_fetch(session, client, now)
+
+
+HANDLERS: dict[type, Handler] = {
+    CareTeamChanged: _queue_careteam,
+    Readmitted: _tell_readmission,
+    Discharged: _read_background,
+}
 
 
 def unit_of_work(sessions: SessionFactory) -> UnitOfWork:

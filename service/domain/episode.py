@@ -65,7 +65,15 @@ class Readmitted:
     peer_id: str | None
 
 
-DomainEvent = CareTeamChanged | Readmitted
+@dataclass(frozen=True)
+class Discharged:
+    """A stay moved into the community: the client's background is read from the EHR (service/app/background.py)."""
+
+    episode_id: str
+    client_id: str
+
+
+DomainEvent = CareTeamChanged | Readmitted | Discharged
 
 
 # --- the parts of an episode ---------------------------------------------------------------------------------
@@ -201,6 +209,8 @@ class Episode:
         if stay.kind is HospitalEventKind.DISCHARGE:
             if not opened and self.state == IN_COMMUNITY and _older(snapshot_at, self.snapshot_at):
                 return "an older snapshot of a discharged stay; recorded without effect"
+            if opened or self.state != IN_COMMUNITY:
+                self.events.append(Discharged(self.id, self.client_id))
             self.state = IN_COMMUNITY
             self.discharged_at = encounter.end or event_time or now
             disposition = encounter.discharge_disposition

@@ -16,6 +16,7 @@ from typing import Any
 import fhir_profiles
 from consent import DataCategory
 from service.domain.vocabulary import ContactKind
+from service.fhir.background import minimal_address, minimal_telecom
 from service.fhir.consent import subject_element
 
 V3_ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
@@ -140,18 +141,31 @@ def _preferred_names(patient: dict[str, Any]) -> list[Any]:
     return usual or names[:1]
 
 
-def summary_patient(client_id: str, patient: dict[str, Any], categories: frozenset[DataCategory]) -> dict[str, Any]:
-    """A Patient holding only the elements of the permitted categories (never identifiers or birth date)."""
+def summary_patient(
+    client_id: str, patient: dict[str, Any], categories: frozenset[DataCategory], *, street: bool = False
+) -> dict[str, Any]:
+    """A Patient holding only the elements of the permitted categories (never identifiers or birth date).
+
+    Preferred name: the usual name, pronouns and the languages spoken. Contact details: phone and email with
+    their `use`; current addresses without geolocation or period, their street lines only when `street`."""
     out: dict[str, Any] = {"resourceType": "Patient", "id": client_id}
     if DataCategory.PREFERRED_NAME in categories:
         out["name"] = _preferred_names(patient)
         pronouns = [e for e in patient.get("extension") or [] if e.get("url") == PRONOUNS_EXTENSION]
         if pronouns:
             out["extension"] = pronouns
+        languages = [
+            {k: v for k, v in c.items() if k in ("language", "preferred")}
+            for c in patient.get("communication") or []
+            if isinstance(c, dict) and isinstance(c.get("language"), dict)
+        ]
+        if languages:
+            out["communication"] = languages
     if DataCategory.CONTACT_DETAILS in categories:
-        for element in ("telecom", "address"):
-            if patient.get(element):
-                out[element] = patient[element]
+        if telecom := minimal_telecom(patient.get("telecom")):
+            out["telecom"] = telecom
+        if address := minimal_address(patient.get("address"), street=street):
+            out["address"] = address
     return out
 
 

@@ -13,7 +13,15 @@ import fhir_profiles
 from service.errors import BadRequest, NotFound
 from service.fhir.ids import ID_RULE, is_fhir_id
 
-SERVED_TYPES = ("StructureDefinition", "CodeSystem", "ValueSet", "OperationDefinition", "SearchParameter", "Measure")
+SERVED_TYPES = (
+    "StructureDefinition",
+    "CodeSystem",
+    "ValueSet",
+    "OperationDefinition",
+    "SearchParameter",
+    "Measure",
+    "Questionnaire",
+)
 
 
 @dataclass(frozen=True)

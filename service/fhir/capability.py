@@ -18,6 +18,7 @@ CONFORMANCE_TYPES = (
     "OperationDefinition",
     "SearchParameter",
     "Measure",
+    "Questionnaire",
 )
 EVALUATE_MEASURE = "http://hl7.org/fhir/OperationDefinition/Measure-evaluate-measure"
 
@@ -120,6 +121,13 @@ def capability_statement(base_url: str, version: str) -> dict[str, Any]:
                                 "the International Patient Summary's $summary).",
                             }
                         ],
+                    },
+                    {
+                        "type": "QuestionnaireResponse",
+                        "interaction": [{"code": "create"}],
+                        "documentation": "Coordinators record the client's own answers to "
+                        f"{fhir_profiles.CANONICAL}/Questionnaire/client-background; each part is shared with the "
+                        "peer only under its own data category.",
                     },
                     *_peer_resources(),
                     *_conformance_resources(),

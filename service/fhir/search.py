@@ -101,6 +101,7 @@ for _conformance in (
     "OperationDefinition",
     "SearchParameter",
     "Measure",
+    "Questionnaire",
 ):
     SEARCH_PARAMETERS[_conformance] = (_URL, _ID)
 # Result parameters every search takes; _page carries our opaque paging cursor.

@@ -6,12 +6,26 @@ adds one import line here.
 
 from __future__ import annotations
 
-from service.store import alerts, channel, delivery, feeds, identity, jobs, linking, matching, models, sites, web
+from service.store import (
+    alerts,
+    background,
+    channel,
+    delivery,
+    feeds,
+    identity,
+    jobs,
+    linking,
+    matching,
+    models,
+    sites,
+    web,
+)
 from service.store.models import Base
 
 __all__ = [
     "Base",
     "alerts",
+    "background",
     "channel",
     "delivery",
     "feeds",

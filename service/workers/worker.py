@@ -14,10 +14,12 @@ import logging
 from typing import Protocol
 
 from service.app.alerts import run_safety_net
+from service.app.background import queue_refreshes
 from service.app.channels import check_channels
 from service.ehr.client import EhrClient
 from service.settings import Settings
 from service.store.db import SessionFactory
+from service.workers.background import BACKGROUND, BackgroundJobs
 from service.workers.intake import INTAKE_KINDS, IntakeJobs, SiteClients
 from service.workers.jobs import Handler, Periodic, Registry, run_jobs
 from service.workers.outbox import DELIVERY_KINDS, DeliveryJobs
@@ -35,12 +37,14 @@ def registry(sessions: SessionFactory, ehr: EhrClient | SiteEhrs, settings: Sett
     """Every kind of job and its handler: writes to the EHR, reads from it."""
     delivery: Handler = DeliveryJobs(Writer(sessions, ehr, settings), settings)
     intake: Handler = IntakeJobs(sessions, ehr, settings)
-    return dict.fromkeys(DELIVERY_KINDS, delivery) | dict.fromkeys(INTAKE_KINDS, intake)
+    background: Handler = BackgroundJobs(sessions, ehr, settings)
+    return dict.fromkeys(DELIVERY_KINDS, delivery) | dict.fromkeys(INTAKE_KINDS, intake) | {BACKGROUND: background}
 
 
 def periodic_checks(sessions: SessionFactory, settings: Settings) -> list[Periodic]:
     """The safety nets: channels that went silent get a recovery queued (app/channels.py); clients and peers
-    the program may be losing raise alerts, which close when the condition ends (app/alerts.py)."""
+    the program may be losing raise alerts, which close when the condition ends (app/alerts.py); clients in the
+    community whose background is old get a bounded re-read queued (app/background.py)."""
 
     async def silent_channels() -> object:
         return await check_channels(sessions, settings)
@@ -48,9 +52,13 @@ def periodic_checks(sessions: SessionFactory, settings: Settings) -> list[Period
     async def safety_net() -> object:
         return await run_safety_net(sessions, settings)
 
+    async def old_background() -> object:
+        return await queue_refreshes(sessions)
+
     return [
         Periodic("check_channels", settings.intake_poll_seconds, silent_channels),
         Periodic("safety_net", settings.safety_net_seconds, safety_net),
+        Periodic("refresh_background", max(settings.intake_poll_seconds, 60.0), old_background),
     ]
 
 

@@ -9,7 +9,15 @@ import httpx
 from fastapi import FastAPI
 
 PUBLIC_PREFIXES = ("/fhir/metadata", "/healthz", "/readyz", "/auth/", "/.well-known/")
-CONFORMANCE = ("StructureDefinition", "CodeSystem", "ValueSet", "OperationDefinition", "SearchParameter", "Measure")
+CONFORMANCE = (
+    "StructureDefinition",
+    "CodeSystem",
+    "ValueSet",
+    "OperationDefinition",
+    "SearchParameter",
+    "Measure",
+    "Questionnaire",
+)
 
 
 def operations(app: FastAPI) -> list[tuple[str, str, dict[str, Any]]]:

@@ -66,8 +66,9 @@ async def test_only_the_consented_categories_are_shared(client: httpx.AsyncClien
     resources = await shared(client, auth, episode["client_id"], peer["id"])
     assert set(resources) == {"Patient", "Encounter"}
     patient = resources["Patient"]
-    # Name only: no contact details, identifiers, birth date, race, ethnicity or mother's maiden name.
-    assert set(patient) == {"resourceType", "id", "name"}
+    # Name and language only: no contact details, identifiers, birth date, race, ethnicity or mother's maiden name.
+    assert set(patient) == {"resourceType", "id", "name", "communication"}
+    assert patient["communication"][0]["language"]["coding"][0]["code"] == "en-US"
     assert patient["id"] == episode["client_id"]
     encounter = resources["Encounter"]
     assert encounter["hospitalization"]["dischargeDisposition"]["coding"][0]["code"] == "1"
@@ -92,8 +93,9 @@ async def test_a_role_based_consent_follows_whoever_is_assigned(client: httpx.As
     await record(client, auth, peer_consent(episode["patient"], ["contact-details"]))
     patient = (await shared(client, auth, episode["client_id"], peer["id"]))["Patient"]
     assert "telecom" in patient
-    assert "address" in patient
     assert "name" not in patient
+    # The town, not the house: no geolocation, no street lines (the consent names no restricted data).
+    assert patient["address"] == [{"city": "Methuen", "country": "US", "postalCode": "01844", "state": "MA"}]
 
 
 async def test_a_consent_naming_one_peer_shares_nothing_with_the_next(client: httpx.AsyncClient, auth: Auth) -> None:
@@ -221,3 +223,16 @@ async def test_put_creates_under_the_callers_id_and_refuses_a_mismatched_one(
     )
     assert mismatched.status_code == 422
     assert mismatched.json()["issue"][0]["expression"] == ["Consent.id"]
+
+
+async def test_street_lines_only_when_the_consent_names_restricted_data(client: httpx.AsyncClient, auth: Auth) -> None:
+    episode, peer = await discharged_client_with_peer(client, auth)
+    consent = peer_consent(episode["patient"], ["contact-details"], actor=peer["practitioner"])
+    restricted = {"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R"}
+    consent["provision"]["provision"] = [{"type": "permit", "securityLabel": [restricted]}]
+    await record(client, auth, consent)
+    patient = (await shared(client, auth, episode["client_id"], peer["id"]))["Patient"]
+    # The street to find the client's home, still without the geolocation or any other extension.
+    assert patient["address"] == [
+        {"line": ["715 Crona Corner"], "city": "Methuen", "country": "US", "postalCode": "01844", "state": "MA"}
+    ]

@@ -41,7 +41,7 @@ HOLDINGS = Holdings.of(
 )
 # The Patient elements each category may put in a summary; anything else must never appear.
 PATIENT_ELEMENTS = {
-    DataCategory.PREFERRED_NAME: {"name", "extension"},
+    DataCategory.PREFERRED_NAME: {"name", "extension", "communication"},
     DataCategory.CONTACT_DETAILS: {"telecom", "address"},
 }
 

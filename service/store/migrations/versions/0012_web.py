@@ -1,7 +1,7 @@
 """web: the people's web app's server-side sessions (an opaque cookie id, stored hashed)
 
 Revision ID: 0012_web
-Revises: 0010_hl7v2
+Revises: 0011_background
 Create Date: 2026-12-01
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0012_web"
-down_revision: str | Sequence[str] | None = "0010_hl7v2"
+down_revision: str | Sequence[str] | None = "0011_background"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,193 @@
+"""A client's background from the hospital EHR (appointments, goals, safety flags, community supports; diagnosis
+and notes only when a permit names them), read by the worker, never inside a request's transaction.
+
+Collect no more than is needed: a category is read only while some consent of the client could release it
+(consent/collection.py), and what a consent change leaves unneeded is deleted in that change's transaction.
+Read at discharge (a job queued with the discharge) and again by a bounded periodic refresh; a failed read keeps
+what was read before, and the summary marks that category stale.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from consent import ConsentRecord, DataCategory
+from consent.collection import releasable
+from service.app.clock import utcnow
+from service.errors import UpstreamError
+from service.fhir.background import FETCHED, SOURCES, kept_items, searches
+from service.fhir.consent import parse_consent
+from service.store import background as store
+from service.store import repository
+from service.store.db import SessionFactory, transaction
+from service.store.jobs import new_job
+from service.store.models import Client
+
+IN_COMMUNITY = "in-community"
+BACKGROUND = "background"  # the job kind: read a client's background from their site's EHR
+PATIENT_CATEGORIES = frozenset({DataCategory.PREFERRED_NAME, DataCategory.CONTACT_DETAILS})
+TRACKED = frozenset(FETCHED) | PATIENT_CATEGORIES  # what a read of the client's background covers
+_TRACKED_VALUES = frozenset(c.value for c in TRACKED)
+REFRESH_AFTER = timedelta(hours=6)
+RETRY_FAILED_AFTER = timedelta(minutes=15)  # a category the EHR failed to answer is asked again sooner
+REFRESH_BATCH = 20  # clients queued per periodic check, so a big program never floods the EHR
+
+log = logging.getLogger(__name__)
+
+
+class Reader(Protocol):
+    """The site's EHR, as far as reading background goes (service/ehr/client.py EhrClient)."""
+
+    async def search(self, resource_type: str, params: Any) -> list[dict[str, Any]]: ...
+
+    async def read(self, resource_type: str, resource_id: str) -> dict[str, Any] | None: ...
+
+
+@dataclass(frozen=True)
+class FetchReport:
+    read: tuple[DataCategory, ...] = ()
+    failed: tuple[DataCategory, ...] = ()
+    forgotten: tuple[DataCategory, ...] = ()
+    searches: int = 0
+
+
+def _records(docs: Any) -> list[ConsentRecord]:
+    return [parse_consent(json.loads(doc.resource_json)) for doc in docs]
+
+
+async def collectable(session: AsyncSession, client_id: str, now: datetime) -> frozenset[DataCategory]:
+    """The EHR-sourced categories (and the Patient's own, read again) some current consent could release now."""
+    records = _records(await repository.consents_of(session, client_id))
+    return releasable(records, f"Patient/{client_id}", now, SOURCES) & TRACKED
+
+
+def queue_fetch(session: AsyncSession, client: Client, now: datetime) -> None:
+    """A job reading the client's background, in the caller's transaction."""
+    session.add(new_job(BACKGROUND, client.id, client.site, now))
+
+
+async def consent_changed(session: AsyncSession, client: Client, now: datetime) -> None:
+    """In the transaction of a consent change: forget the categories no consent could release any more; queue a
+    read when a category became releasable that was never read, for a client in the community (on the ward, the
+    discharge queues it)."""
+    wanted = await collectable(session, client.id, now)
+    held = {DataCategory(f.category) for f in await store.fetches_of(session, client.id)} | {
+        DataCategory(i.category)
+        for i in await store.items_of(session, client.id)
+        if i.category in _TRACKED_VALUES and not i.source.startswith("QuestionnaireResponse/")
+    }
+    await store.forget(session, client.id, [c.value for c in held - wanted])
+    if not wanted - held or await store.fetch_queued(session, BACKGROUND, client.id):
+        return
+    episode = await repository.current_episode(session, client.id)
+    if episode is not None and episode.state == IN_COMMUNITY:
+        queue_fetch(session, client, now)
+
+
+async def fetch_background(sessions: SessionFactory, ehr: Reader, client_id: str) -> FetchReport:
+    """Read every collectable category of the client from the EHR and keep what a peer may need.
+
+    Three steps, the EHR read between two short transactions. A category whose read fails keeps its items
+    (stale) and says so; the others are replaced. Consents are read again before writing: a category withdrawn
+    meanwhile is forgotten, not written.
+    """
+    now = utcnow()
+    async with transaction(sessions) as session:
+        client = await session.get(Client, client_id)
+        episode = await repository.current_episode(session, client_id) if client is not None else None
+        if client is None or episode is None:
+            return FetchReport()
+        wanted = await collectable(session, client_id, now)
+        ehr_patient_id = client.ehr_patient_id
+        stay = json.loads(episode.encounter_json)
+    hospital = (stay.get("serviceProvider") or {}).get("reference") if isinstance(stay, dict) else None
+    plan = searches(sorted(wanted & frozenset(FETCHED)), ehr_patient_id)
+    found: dict[DataCategory, list[dict[str, Any]]] = {c: [] for c in wanted}
+    failed: dict[DataCategory, str] = {}
+    patient: dict[str, Any] | None = None
+    if wanted & PATIENT_CATEGORIES:
+        try:
+            patient = await _current_patient(ehr, ehr_patient_id)
+        except UpstreamError as exc:
+            failed |= dict.fromkeys(wanted & PATIENT_CATEGORIES, exc.diagnostics)
+    for search in plan:
+        if search.category in failed:
+            continue
+        try:
+            found[search.category] += await ehr.search(search.resource_type, search.params)
+        except UpstreamError as exc:
+            failed[search.category] = exc.diagnostics
+            log.warning("background read failed: %s (%s)", search.resource_type, exc.http_status)
+    async with transaction(sessions) as session:
+        client = await session.get(Client, client_id)
+        if client is None:
+            return FetchReport()
+        still = await collectable(session, client_id, now)
+        if patient is not None:
+            client.patient_json = json.dumps(patient, separators=(",", ":"))  # preferred name, pronouns, contact
+            client.updated_at = now
+        for category in sorted(wanted):
+            if category not in still:
+                continue
+            if category in failed:
+                await store.record_failure(session, client_id, category.value, failed[category], now)
+                continue
+            items = [
+                store.BackgroundItem(
+                    id=kept.item_id,
+                    client_id=client_id,
+                    category=category.value,
+                    source=kept.source,
+                    resource_json=json.dumps(kept.resource, separators=(",", ":")),
+                    labels_json=json.dumps([list(label) for label in kept.labels]),
+                    data_date=kept.data_date,
+                    fetched_at=now,
+                )
+                for kept in _unique(kept_items(category, found.get(category, []), client_id, now, hospital))
+            ]
+            await store.replace_category(session, client_id, category.value, items, now)
+        held = {DataCategory(f.category) for f in await store.fetches_of(session, client_id)}
+        gone = sorted(held - still)
+        await store.forget(session, client_id, [c.value for c in gone])
+    return FetchReport(
+        read=tuple(c for c in sorted(wanted) if c in still and c not in failed),
+        failed=tuple(sorted(failed)),
+        forgotten=tuple(gone),
+        searches=len(plan),
+    )
+
+
+async def _current_patient(ehr: Reader, ehr_patient_id: str) -> dict[str, Any] | None:
+    """The EHR's Patient as it is now (a usual name, pronouns, contact details changed since the discharge); None
+    when the EHR no longer has it (the notification's copy stays)."""
+    found = await ehr.read("Patient", ehr_patient_id)
+    if not isinstance(found, dict) or found.get("resourceType") != "Patient" or found.get("id") != ehr_patient_id:
+        return None
+    return found
+
+
+def _unique(kept: list[Any]) -> list[Any]:
+    """One item per source (a search answering a resource twice, over two pages, keeps one)."""
+    return list({k.item_id: k for k in kept}.values())
+
+
+async def queue_refreshes(sessions: SessionFactory, now: datetime | None = None) -> int:
+    """The periodic re-read: queue a fetch for at most REFRESH_BATCH clients in the community whose background is
+    older than REFRESH_AFTER at `now` (and not already queued). Answers how many were queued."""
+    now = now or utcnow()
+    queued = 0
+    async with transaction(sessions) as session:
+        for client_id, site in await store.due_for_refresh(
+            session, now - REFRESH_AFTER, now - RETRY_FAILED_AFTER, REFRESH_BATCH
+        ):
+            if await store.fetch_queued(session, BACKGROUND, client_id):
+                continue
+            session.add(new_job(BACKGROUND, client_id, site, utcnow()))  # due at once
+            queued += 1
+    return queued
