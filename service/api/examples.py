@@ -163,6 +163,39 @@ def _contact_answer() -> dict[str, Any]:
     return answer
 
 
+QUESTIONNAIRE_RESPONSE: dict[str, Any] = {
+    "resourceType": "QuestionnaireResponse",
+    "questionnaire": f"{fp.CANONICAL}/Questionnaire/client-background",
+    "status": "completed",
+    "subject": {"reference": f"Patient/{CLIENT}"},
+    "authored": INSTANT,
+    "item": [{"linkId": "interests", "answer": [{"valueString": "gardening, chess"}]}],
+}
+
+# The CSV of /api/outcomes.csv, as a spreadsheet receives it (long format; small strata suppressed).
+OUTCOMES_CSV = (
+    "measure,stratum,item,value\r\n"
+    "discharged-into-program,all,initial-population,42\r\n"
+    "discharged-into-program,site=north,initial-population,suppressed\r\n"
+)
+
+
+def _measure_report() -> dict[str, Any]:
+    return {
+        "resourceType": "MeasureReport",
+        "status": "complete",
+        "type": "summary",
+        "measure": f"{fp.CANONICAL}/Measure/discharged-into-program",
+        "date": INSTANT,
+        "period": {"start": "2026-01-01", "end": "2026-06-30"},
+        "group": [{"population": [{"code": {"coding": [{"system": MEASURE_POPULATION, "code": "initial-population"}]},
+                                   "count": 42}]}],
+    }  # fmt: skip
+
+
+MEASURE_POPULATION = "http://terminology.hl7.org/CodeSystem/measure-population"
+
+
 def fhir_answer(path: str, method: str) -> dict[str, Any] | None:
     """The success answer of a FHIR operation, or None for the JSON (non-FHIR) ones."""
     if not path.startswith(("/fhir/", "/cds-services")) or path.startswith("/cds-services"):
@@ -179,6 +212,8 @@ def fhir_answer(path: str, method: str) -> dict[str, Any] | None:
         "OperationDefinition": lambda: fp.artifact("OperationDefinition", "peer-summary"),
         "SearchParameter": lambda: {"resourceType": "SearchParameter", "url": f"{fp.CANONICAL}/SearchParameter/x"},
         "AuditEvent": lambda: {"resourceType": "AuditEvent", "type": {"code": "rest"}, "recorded": INSTANT},
+        "Measure": lambda: _short(fp.artifact("Measure", "time-to-first-contact")),
+        "Questionnaire": lambda: fp.artifact("Questionnaire", "client-background"),
     }  # fmt: skip
     if kind == "metadata":
         return {"resourceType": "CapabilityStatement", "status": "active", "kind": "instance", "fhirVersion": "4.0.1"}
@@ -188,6 +223,10 @@ def fhir_answer(path: str, method: str) -> dict[str, Any] | None:
         )
     if kind == "subscription-notification":
         return _outcome("information", "informational", "heartbeat received")
+    if path.endswith("/$evaluate-measure"):
+        return _measure_report()
+    if kind == "QuestionnaireResponse":
+        return {**QUESTIONNAIRE_RESPONSE, "id": "qr-1", "meta": {"versionId": "1"}}
     if kind == "Patient":
         return {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": {"resourceType": "Patient"}}]}
     build = reads.get(kind)

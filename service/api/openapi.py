@@ -289,6 +289,9 @@ def _add_example(path: str, method: str, operation: dict[str, Any], components: 
         content.pop("application/json", None)
         content[FHIR_JSON] = {"schema": {"type": "object", "required": ["resourceType"]}, "example": fhir}
         return
+    if path == "/api/outcomes.csv":  # a spreadsheet's text, not JSON
+        answer["content"] = {"text/csv": {"schema": {"type": "string"}, "example": examples.OUTCOMES_CSV}}
+        return
     if status == "204":
         answer.pop("content", None)
         body = operation.get("requestBody", {}).get("content", {}).get("application/json")
