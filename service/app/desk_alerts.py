@@ -11,10 +11,13 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from service.app import alerts, desk
 from service.app.clock import utcnow
 from service.domain.vocabulary import END_REASONS, REMATCH_REASONS
 from service.errors import InvalidResource
+from service.store import identity as people_store
 from service.store import repository
 from service.store.db import SessionFactory
 
@@ -35,6 +38,8 @@ class AlertRow:
     peer_name: str | None  # None: nobody assigned, or a peer not known here
     days_since_discharge: int | None
     minimum: int | None  # below-minimum: the weekly minimum the weeks fell under
+    acknowledged_by: str | None  # a registered coordinator's name, else who the record names
+    resolved_by: str | None
 
 
 async def alert_rows(
@@ -48,6 +53,7 @@ async def alert_rows(
     episodes = {r.episode_id: r for r in await desk.episodes(sessions, site)}
     async with sessions() as session:
         peers = {p.id: p.name for p in await repository.peers(session)}
+        names = await _people_names(session, {w for a in found for w in (a.acknowledged_by, a.resolved_by) if w})
     rows = []
     for a in found:
         episode = episodes.get(a.episode_id) if a.episode_id is not None else None
@@ -62,9 +68,21 @@ async def alert_rows(
                 peer_name=peers.get(a.peer_id) if a.peer_id is not None else None,
                 days_since_discharge=days,
                 minimum=minimum if isinstance(minimum, int) else None,
+                acknowledged_by=names.get(a.acknowledged_by or "", a.acknowledged_by),
+                resolved_by=names.get(a.resolved_by or "", a.resolved_by),
             )
         )
     return rows
+
+
+async def _people_names(session: AsyncSession, subjects: set[str]) -> dict[str, str]:
+    """A registered coordinator acts under their person id; show their name (others stay as recorded)."""
+    found: dict[str, str] = {}
+    for subject in subjects:
+        person = await session.get(people_store.Person, subject)
+        if person is not None:
+            found[subject] = person.name
+    return found
 
 
 def resolution(choice: str, note: str | None) -> alerts.Resolution:

@@ -160,6 +160,8 @@ async def end(
 
 
 @router.get("/peers")
-async def peers(request: Request, caller: CoordinatorPage, sessions: SessionsDep) -> Response:
+async def peers(request: Request, caller: CoordinatorPage, sessions: SessionsDep, settings: SettingsDep) -> Response:
     loads = await matching.caseload_view(sessions, caller.site)
-    return render(request, "desk_peers.html", loads=loads, minimum=matching.MINIMUM_MINUTES_PER_CLIENT_WEEK)
+    # The site's own weekly minimum, as the safety net judges weeks by it (not matching's program-wide hour).
+    minimum = (await alerts.thresholds(sessions, settings, caller.site)).weekly_minimum_minutes
+    return render(request, "desk_peers.html", loads=loads, minimum=minimum)

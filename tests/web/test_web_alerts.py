@@ -14,6 +14,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from service.app import registry
 from service.app.alerts import run_safety_net
 from service.app.sites import SiteSpec, add_site
 from service.auth import Role
@@ -97,7 +98,14 @@ async def test_an_alert_reaches_today_and_is_acknowledged_then_resolved_as_a_dro
     assert "Acknowledged by dev-coordinator-default at " in page
     assert tile((await desk.get("/desk")).text, "no-contact") == 1  # acknowledged: still to handle
 
-    # The coordinator confirms the drop-out: the episode ends with that reason through the usual use case.
+    # A registered coordinator (shown by name) confirms the drop-out: the episode ends with that reason.
+    await registry.add_issuer(web.state.sessions, "org-idp", "https://idp.example.org", sites=("default",))
+    jordan = await registry.add_person(
+        web.state.sessions, registry.NewPerson("org-idp", "jordan", Role.COORDINATOR, "Jordan Lee", site="default")
+    )
+    await desk.post("/signout", data={"csrf": csrf_of(page)})
+    await sign_in(desk, f"person:{jordan.id}")
+    page = (await desk.get("/desk/alerts")).text
     answer = await desk.post(
         f"/desk/alerts/{ids['no-contact']}/resolve",
         data={"csrf": csrf_of(page), "how": "end:no-contact", "note": "three calls, no answer"},
@@ -109,24 +117,24 @@ async def test_an_alert_reaches_today_and_is_acknowledged_then_resolved_as_a_dro
     today = (await desk.get("/desk")).text
     assert (tile(today, "alerts"), tile(today, "no-contact")) == (0, 0)
     resolved = (await desk.get("/desk/alerts?show=resolved")).text
-    assert "Resolved by dev-coordinator-default at " in resolved
+    assert "Resolved by Jordan Lee at " in resolved
     assert "(episode ended)" in resolved
     assert "three calls, no answer" in resolved
     assert "(handled)" in resolved
     assert "Episode ended (no-contact)" in (await desk.get(f"/desk/episodes/{episode['id']}")).text
     listed = await api.get("/api/alerts", params={"state": "resolved"}, headers=auth(Role.COORDINATOR, "c"))
     assert {(a["kind"], a["resolved_by"], a["resolution"]) for a in listed.json()} == {
-        ("no-contact", "dev-coordinator-default", "episode-ended"),
-        ("unassigned", "dev-coordinator-default", "coordinator"),
+        ("no-contact", jordan.id, "episode-ended"),
+        ("unassigned", jordan.id, "coordinator"),
     }
 
 
-async def test_the_no_contact_tile_follows_the_sites_threshold(
+async def test_the_desk_follows_the_sites_thresholds(
     web: FastAPI, desk: httpx.AsyncClient, api: httpx.AsyncClient, auth: Auth
 ) -> None:
     episode = await discharge(api, auth)
     discharged = datetime.fromisoformat(episode["discharged_at"])
-    wanted = {"no_contact_days": 10, "unassigned_days": 30, "weekly_minimum_minutes": 60, "ehr_flags": False}
+    wanted = {"no_contact_days": 10, "unassigned_days": 30, "weekly_minimum_minutes": 90, "ehr_flags": False}
     put = await api.put("/api/alerts/thresholds", json=wanted, headers=auth(Role.COORDINATOR, "c"))
     assert put.status_code == 200, put.text
     await sign_in(desk, "site:default")
@@ -136,6 +144,7 @@ async def test_the_no_contact_tile_follows_the_sites_threshold(
     assert tile(today, "no-contact") == 0
     assert await run_at(web, discharged + 10 * DAY) == (1, 0)
     assert tile((await desk.get("/desk")).text, "no-contact") == 1
+    assert "this site&#39;s weekly minimum: 90" in (await desk.get("/desk/peers")).text
 
 
 async def test_another_sites_alert_is_not_found_and_a_form_without_the_token_is_refused(
