@@ -29,11 +29,14 @@ _t = translator("en")
 
 
 AlertState = Literal["active", "resolved"]
+TODAY_ALERTS = 5  # the oldest alerts Today lists under its tiles; the alerts page has them all
 
 
 @router.get("")
 async def today(request: Request, caller: CoordinatorPage, sessions: SessionsDep, settings: SettingsDep) -> Response:
-    return render(request, "desk_today.html", items=await desk.today(sessions, settings, caller.site))
+    items = await desk.today(sessions, settings, caller.site)
+    oldest = (await desk_alerts.alert_rows(sessions, caller.site))[:TODAY_ALERTS]
+    return render(request, "desk_today.html", items=items, alerts=oldest)
 
 
 @router.get("/alerts")

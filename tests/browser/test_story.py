@@ -112,6 +112,8 @@ async def test_discharge_consent_assignment_summary_and_contact_in_a_browser(
     await assert_accessible(page)
     await screenshot(page, "coordinator-alerts")
     await page.get_by_role("link", name="Today").click()
+    await expect(page.get_by_role("heading", name="Oldest safety-net alerts")).to_be_visible()
+    await assert_accessible(page)
     await page.locator('[data-today="failed-writes"]').click()
     await expect(page.get_by_role("heading", name="Write-backs and EHR channels")).to_be_visible()
     await assert_accessible(page)

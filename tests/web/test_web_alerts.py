@@ -77,6 +77,8 @@ async def test_an_alert_reaches_today_and_is_acknowledged_then_resolved_as_a_dro
     assert await run_at(web, discharged + 8 * DAY) == (2, 0)  # nobody assigned (3 days), nobody in touch (7)
     today = (await desk.get("/desk")).text
     assert (tile(today, "alerts"), tile(today, "no-contact")) == (2, 1)
+    assert today.count("data-today-alert=") == 2  # listed under the tiles, oldest first
+    assert "No contact since discharge:" in today
     silent = (await desk.get("/desk/clients?show=no-contact")).text
     assert f"/desk/episodes/{episode['id']}" in silent
     assert "No contact in the 7 days since discharge" in silent
