@@ -1,8 +1,9 @@
 """The coordinator's desk: Today's counts, the site's clients by what needs doing, one client's page (details,
 timeline, consents in words, matching), and the consent form, all through the use cases the API uses.
 
-`today` is the one place the Today page asks what needs attention: the safety-net alerts (service/app/alerts.py,
-in progress) can replace or extend its items without the web app changing."""
+`today` is the one place the Today page asks what needs attention. Its "no contact" count is the safety net's own
+open no-contact alerts (service/app/alerts.py), so the tile and the alerts page never disagree; the alerts page
+itself is service/app/desk_alerts.py."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from consent.categories import DataCategory
-from service.app import consents, delivery, matching, notifications, peers
+from service.app import alerts, consents, delivery, matching, notifications, peers
 from service.app.clock import utcnow
 from service.app.explain import Explanation, explain_sharing
 from service.domain.matching import Ranking
+from service.domain.safety import NO_CONTACT
 from service.fhir.web_view import ConsentWords, consent_words, display_name, form_consent, withdrawn
 from service.settings import Settings
 from service.store import repository
@@ -24,11 +26,11 @@ from service.store.models import Client, Episode
 
 NEW_DISCHARGE_HOURS = 72  # a discharge is "new" for three days
 UPCOMING_DISCHARGE_DAYS = 7
-NO_CONTACT_DAYS = 7
 NEAR_CAP_PLACES = 1  # a peer with at most this many free places is "near their cap"
 
 # The Today items, in the order shown; each names a filter of the client list (or the peers page).
 TODAY_KEYS = (
+    "alerts",
     "new-discharge",
     "upcoming-discharge",
     "waiting",
@@ -38,13 +40,14 @@ TODAY_KEYS = (
     "failed-writes",
     "silent-channels",
 )
-CLIENT_FILTERS = frozenset(TODAY_KEYS[:5])
+CLIENT_FILTERS = frozenset(TODAY_KEYS[1:6])
 
 
 @dataclass(frozen=True)
 class TodayItem:
     key: str
     count: int
+    days: int | None = None  # the site's threshold the item names (no-contact)
 
 
 @dataclass(frozen=True)
@@ -80,8 +83,11 @@ class ClientPage:
     peer_names: dict[str, str]
 
 
-def today_flags(e: Episode, closed: bool, last: datetime | None, now: datetime) -> frozenset[str]:
-    """The Today lists an episode belongs to, given whether it ended and its latest contact."""
+def today_flags(
+    e: Episode, closed: bool, last: datetime | None, now: datetime, no_contact_alert: bool = False
+) -> frozenset[str]:
+    """The Today lists an episode belongs to, given whether it ended, its latest contact and whether the safety
+    net holds an open (or acknowledged) no-contact alert about it."""
     flags: set[str] = set()
     if closed:
         return frozenset()
@@ -100,14 +106,16 @@ def today_flags(e: Episode, closed: bool, last: datetime | None, now: datetime) 
         flags.add("waiting")
     if e.readmission:
         flags.add("readmission")
-    if e.peer_id is not None and e.state == "in-community":
-        since = max(t for t in (last, e.assigned_at, e.discharged_at, e.created_at) if t is not None)
-        if now - since > timedelta(days=NO_CONTACT_DAYS):
-            flags.add("no-contact")
+    # "No contact" is the safety net's judgement (the site's threshold, counted from discharge), not a second rule
+    # here that could disagree with the alerts page.
+    if no_contact_alert:
+        flags.add("no-contact")
     return frozenset(flags)
 
 
-def _row(e: Episode, c: Client, closed: bool, last: datetime | None, now: datetime) -> EpisodeRow:
+def _row(
+    e: Episode, c: Client, closed: bool, last: datetime | None, now: datetime, silent: frozenset[str] = frozenset()
+) -> EpisodeRow:
     return EpisodeRow(
         episode_id=e.id,
         client_id=c.id,
@@ -120,16 +128,24 @@ def _row(e: Episode, c: Client, closed: bool, last: datetime | None, now: dateti
         readmission=e.readmission,
         closed=closed,
         last_contact=last,
-        flags=today_flags(e, closed, last, now),
+        flags=today_flags(e, closed, last, now, e.id in silent),
     )
 
 
 async def episodes(sessions: SessionFactory, site: str, show: str | None = None) -> list[EpisodeRow]:
     """The site's episodes, newest first; with `show`, those carrying that Today flag only."""
     now = utcnow()
+    silent = await silent_episodes(sessions, site)
     async with sessions() as session:
-        rows = [_row(e, c, closed, last, now) for e, c, closed, last in await store.site_episodes(session, site)]
+        found = await store.site_episodes(session, site)
+        rows = [_row(e, c, closed, last, now, silent) for e, c, closed, last in found]
     return [r for r in rows if show is None or show in r.flags]
+
+
+async def silent_episodes(sessions: SessionFactory, site: str) -> frozenset[str]:
+    """The site's episodes the safety net holds an open or acknowledged no-contact alert about."""
+    active = await alerts.list_alerts(sessions, site=site)
+    return frozenset(a.episode_id for a in active if a.kind == NO_CONTACT and a.episode_id is not None)
 
 
 async def peer_names(sessions: SessionFactory, site: str) -> dict[str, str]:
@@ -142,23 +158,26 @@ async def today(sessions: SessionFactory, settings: Settings, site: str) -> list
     """What needs the coordinator today, each with a count (the page links each to its list)."""
     rows = await episodes(sessions, site)
     counts = {key: sum(1 for r in rows if key in r.flags) for key in CLIENT_FILTERS}
+    counts["alerts"] = len(await alerts.list_alerts(sessions, site=site))
     loads = await matching.caseload_view(sessions, site)
     counts["peers-attention"] = sum(1 for p in loads if p.status != "active" or p.free_places <= NEAR_CAP_PLACES)
     counts["failed-writes"] = len(await delivery.list_dead_letters(sessions, site))
     channels = await notifications.channel_health(sessions, settings, site)
     counts["silent-channels"] = sum(1 for c in channels if c.health == "silent")
-    return [TodayItem(key, counts[key]) for key in TODAY_KEYS]
+    threshold = (await alerts.thresholds(sessions, settings, site)).no_contact_days
+    return [TodayItem(key, counts[key], threshold if key == "no-contact" else None) for key in TODAY_KEYS]
 
 
 async def client_page(sessions: SessionFactory, site: str, episode_id: str) -> ClientPage:
     """One episode of one of the site's clients (another site's is the same 404 as a missing one)."""
     now = utcnow()
+    silent = await silent_episodes(sessions, site)
     async with sessions() as session:
         episode = await peers.episode_in_scope(session, site, episode_id)
         client = await session.get(Client, episode.client_id)
         assert client is not None  # a foreign key
         (found,) = await store.site_episodes(session, site, episode_id)  # in scope: checked just above
-        row = _row(*found, now)
+        row = _row(*found, now, silent)
         contact_rows = await store.contacts_of_episode(session, episode_id)
         recorded = [
             consent_words(json.loads(d.resource_json)) for d in await repository.consents_of(session, client.id)

@@ -9,10 +9,14 @@ from datetime import datetime
 
 import fhir_profiles
 from consent.categories import DataCategory
-from service.app import contacts, matching, summary
+from service.app import alerts, contacts, matching, summary
+from service.app.clock import utcnow
+from service.domain import safety
 from service.domain.vocabulary import ContactKind, PeerStatus
 from service.errors import NotFound
 from service.fhir.web_view import SummaryLine, contact_encounter, summary_lines
+from service.settings import Settings
+from service.store import alerts as alert_store
 from service.store import web as store
 from service.store.db import SessionFactory
 from service.store.models import Contact, Episode
@@ -148,3 +152,42 @@ async def set_my_status(sessions: SessionFactory, peer_id: str, paused: bool) ->
     """Pause (no new clients; current ones stay) or resume myself."""
     status = PeerStatus.PAUSED if paused else PeerStatus.ACTIVE
     return (await matching.set_status(sessions, peer_id, status)).status
+
+
+@dataclass(frozen=True)
+class ClientWeeks:
+    """A client's weeks as the safety net counts them (from discharge, 7 days each) against the site's minimum:
+    the week in progress and the last complete ones, each complete week under the minimum marked."""
+
+    minimum: int
+    current: safety.Week
+    complete: tuple[safety.Week, ...]  # oldest first, at most the last four
+
+    def under(self, week: safety.Week) -> bool:
+        return week.minutes < self.minimum
+
+
+async def my_weeks(
+    sessions: SessionFactory, settings: Settings, peer_id: str, now: datetime | None = None, last: int = 4
+) -> dict[str, ClientWeeks]:
+    """Client id -> weeks, for each of the peer's clients now in the community. The same facts, rules and site
+    thresholds as the safety net's run and GET /api/me/weeks, so "under the minimum" means the same everywhere."""
+    now = now or utcnow()
+    async with sessions() as session:
+        facts = await alert_store.episode_facts(session, open_at=now)
+    readmitted = safety.successors(e for e in facts if e.started_at <= now)
+    minimums: dict[str, int] = {}
+    out: dict[str, ClientWeeks] = {}
+    for e in facts:
+        later = readmitted.get(e.id)
+        if e.discharged_at is None or safety.peer_at(e, now) != peer_id or not safety.in_community(e, later, now):
+            continue
+        if e.site not in minimums:
+            minimums[e.site] = (await alerts.thresholds(sessions, settings, e.site)).weekly_minimum_minutes
+        complete = safety.weeks(e, later, now)
+        start = e.discharged_at + len(complete) * safety.WEEK
+        made = [m for t, m in e.contacts if start <= t <= now]
+        out[e.client_id] = ClientWeeks(
+            minimums[e.site], safety.Week(start, len(made), sum(made)), tuple(complete[-last:])
+        )
+    return out

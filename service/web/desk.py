@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Form, Query, Request, Response
 
 from consent.categories import DataCategory
-from service.app import delivery, desk, matching
+from service.app import alerts, delivery, desk, desk_alerts, matching
 from service.domain.vocabulary import END_REASONS, REMATCH_REASONS
 from service.web.pages import (
     BadForm,
@@ -28,9 +28,43 @@ EpisodeForm = Annotated[str, Form(pattern=r"^[A-Za-z0-9.-]{1,64}$")]
 _t = translator("en")
 
 
+AlertState = Literal["active", "resolved"]
+TODAY_ALERTS = 5  # the oldest alerts Today lists under its tiles; the alerts page has them all
+
+
 @router.get("")
 async def today(request: Request, caller: CoordinatorPage, sessions: SessionsDep, settings: SettingsDep) -> Response:
-    return render(request, "desk_today.html", items=await desk.today(sessions, settings, caller.site))
+    items = await desk.today(sessions, settings, caller.site)
+    oldest = (await desk_alerts.alert_rows(sessions, caller.site))[:TODAY_ALERTS]
+    return render(request, "desk_today.html", items=items, alerts=oldest)
+
+
+@router.get("/alerts")
+async def alert_list(
+    request: Request, caller: CoordinatorPage, sessions: SessionsDep, show: AlertState = "active"
+) -> Response:
+    rows = await desk_alerts.alert_rows(sessions, caller.site, ["resolved"] if show == "resolved" else None)
+    return render(request, "desk_alerts.html", rows=rows, show=show, choices=desk_alerts.RESOLVE_CHOICES)
+
+
+@router.post("/alerts/{alert_id}/acknowledge", dependencies=[Csrf])
+async def acknowledge_alert(alert_id: str, caller: CoordinatorPage, sessions: SessionsDep) -> Response:
+    await alerts.acknowledge(sessions, alert_id, caller.subject, site=caller.site)
+    return see_other("/desk/alerts")
+
+
+@router.post("/alerts/{alert_id}/resolve", dependencies=[Csrf])
+async def resolve_alert(
+    alert_id: str,
+    caller: CoordinatorPage,
+    sessions: SessionsDep,
+    how: Annotated[str, Form(max_length=64)] = desk_alerts.CLOSE,
+    note: Annotated[str | None, Form(max_length=500)] = None,
+) -> Response:
+    if how not in desk_alerts.RESOLVE_CHOICES:
+        raise BadForm(f"how: {_t('alerts.how_unknown')}")
+    await alerts.resolve(sessions, alert_id, caller.subject, desk_alerts.resolution(how, note), site=caller.site)
+    return see_other("/desk/alerts")
 
 
 @router.get("/deliveries")
@@ -53,13 +87,15 @@ async def clients(
     request: Request,
     caller: CoordinatorPage,
     sessions: SessionsDep,
+    settings: SettingsDep,
     show: Annotated[str | None, Query(max_length=32)] = None,
 ) -> Response:
     if show is not None and show not in desk.CLIENT_FILTERS:
         raise BadForm(f"show: one of {', '.join(sorted(desk.CLIENT_FILTERS))}")
     rows = await desk.episodes(sessions, caller.site, show)
     names = await desk.peer_names(sessions, caller.site)
-    return render(request, "desk_clients.html", rows=rows, show=show, peers=names)
+    days = (await alerts.thresholds(sessions, settings, caller.site)).no_contact_days
+    return render(request, "desk_clients.html", rows=rows, show=show, peers=names, no_contact_days=days)
 
 
 @router.get("/episodes/{episode_id}")
@@ -127,6 +163,8 @@ async def end(
 
 
 @router.get("/peers")
-async def peers(request: Request, caller: CoordinatorPage, sessions: SessionsDep) -> Response:
+async def peers(request: Request, caller: CoordinatorPage, sessions: SessionsDep, settings: SettingsDep) -> Response:
     loads = await matching.caseload_view(sessions, caller.site)
-    return render(request, "desk_peers.html", loads=loads, minimum=matching.MINIMUM_MINUTES_PER_CLIENT_WEEK)
+    # The site's own weekly minimum, as the safety net judges weeks by it (not matching's program-wide hour).
+    minimum = (await alerts.thresholds(sessions, settings, caller.site)).weekly_minimum_minutes
+    return render(request, "desk_peers.html", loads=loads, minimum=minimum)

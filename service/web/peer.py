@@ -44,7 +44,8 @@ def started_at(when: str, offset_minutes: int) -> datetime:
 async def my_clients(request: Request, caller: PeerPage, sessions: SessionsDep, settings: SettingsDep) -> Response:
     clients = await peer_desk.my_clients(sessions, settings.base_url, caller.subject)
     status = await peer_desk.my_status(sessions, caller.subject)
-    return render(request, "peer_clients.html", clients=clients, paused=status is PeerStatus.PAUSED)
+    weeks = await peer_desk.my_weeks(sessions, settings, caller.subject)
+    return render(request, "peer_clients.html", clients=clients, paused=status is PeerStatus.PAUSED, weeks=weeks)
 
 
 @router.get("/clients/{client_id}")

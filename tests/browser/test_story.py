@@ -13,7 +13,10 @@ import httpx
 import pytest
 from playwright.async_api import Browser, Page, expect
 
+from service.app.alerts import run_safety_net
 from service.auth import Role
+from service.settings import Settings
+from service.store.db import create_engine, session_factory
 from tests.browser.conftest import assert_accessible, screenshot
 from tests.conftest import fixture_json
 from tests.e2e.test_discharge_to_encounter import seed_ehr_with_the_stay
@@ -43,6 +46,15 @@ def peer_contacts_at_the_ehr(ehr: TestEhr) -> list[dict[str, object]]:
     ]
 
 
+async def run_the_safety_net(settings: Settings) -> None:
+    """The worker's hourly check, run now against the server's database (not waiting an hour for it)."""
+    engine = create_engine(settings.database_url)
+    try:
+        await run_safety_net(session_factory(engine), settings)
+    finally:
+        await engine.dispose()
+
+
 async def sign_in_as(page: Page, base: str, label: str) -> None:
     await page.goto(f"{base}/signin")
     await assert_accessible(page)
@@ -51,7 +63,7 @@ async def sign_in_as(page: Page, base: str, label: str) -> None:
 
 
 async def test_discharge_consent_assignment_summary_and_contact_in_a_browser(
-    chromium: Browser, peerway: LiveServer, auth: Auth, ehr: TestEhr
+    chromium: Browser, peerway: LiveServer, auth: Auth, ehr: TestEhr, settings: Settings
 ) -> None:
     base = f"http://127.0.0.1:{peerway.port}"
     seed_ehr_with_the_stay(ehr)
@@ -94,7 +106,14 @@ async def test_discharge_consent_assignment_summary_and_contact_in_a_browser(
 
     await page.get_by_role("link", name="Peers and caseloads").click()
     await assert_accessible(page)
+    await run_the_safety_net(settings)  # the 2018 discharge: nobody in touch since
+    await page.get_by_role("link", name="Alerts").click()
+    await expect(page.get_by_text("No contact since discharge", exact=True)).to_be_visible()
+    await assert_accessible(page)
+    await screenshot(page, "coordinator-alerts")
     await page.get_by_role("link", name="Today").click()
+    await expect(page.get_by_role("heading", name="Oldest safety-net alerts")).to_be_visible()
+    await assert_accessible(page)
     await page.locator('[data-today="failed-writes"]').click()
     await expect(page.get_by_role("heading", name="Write-backs and EHR channels")).to_be_visible()
     await assert_accessible(page)

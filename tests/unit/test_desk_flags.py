@@ -38,9 +38,9 @@ def episode(**fields: Any) -> Episode:
     ("fields", "closed", "last_contact", "expected"),
     [
         ({}, False, NOW - 2 * DAY, set()),
-        ({}, False, NOW - 8 * DAY, {"no-contact"}),
-        ({}, False, None, {"no-contact"}),  # assigned nine days ago, never seen
-        ({"assigned_at": NOW - 2 * DAY}, False, None, set()),  # just assigned: give them time
+        # "No contact" is the safety net's alert alone (below), never the desk's own count of days.
+        ({}, False, NOW - 8 * DAY, set()),
+        ({}, False, None, set()),
         ({}, True, None, set()),  # an ended episode needs nothing
         ({"discharged_at": NOW - 2 * DAY, "peer_id": None, "assigned_at": None}, False, None,
          {"new-discharge", "waiting"}),
@@ -58,3 +58,8 @@ def episode(**fields: Any) -> Episode:
 )  # fmt: skip
 def test_today_flags(fields: dict[str, Any], closed: bool, last_contact: datetime | None, expected: set[str]) -> None:
     assert today_flags(episode(**fields), closed, last_contact, NOW) == expected
+
+
+def test_no_contact_is_the_safety_nets_open_alert() -> None:
+    assert today_flags(episode(), False, NOW - 2 * DAY, NOW, no_contact_alert=True) == {"no-contact"}
+    assert today_flags(episode(), True, None, NOW, no_contact_alert=True) == set()  # ended: needs nothing

@@ -7,6 +7,8 @@ import re
 
 from consent.categories import DataCategory
 from service.app.desk import TODAY_KEYS
+from service.app.desk_alerts import RESOLVE_CHOICES
+from service.domain.safety import KINDS
 from service.domain.vocabulary import ContactKind, PeerStatus
 from service.web.pages import HERE
 from service.web.strings import EN, translator
@@ -29,6 +31,10 @@ def test_every_composed_key_is_in_the_english_strings() -> None:
         | {f"today.{k}" for k in TODAY_KEYS}
         | {f"status.{s.value}" for s in PeerStatus}
         | {"state.on-ward", "state.in-community"}
+        | {f"alerts.kind.{k}" for k in KINDS}
+        | {f"alerts.state.{s}" for s in ("open", "acknowledged", "resolved")}
+        | {f"alerts.resolution.{r}" for r in ("condition-ended", "coordinator", "episode-ended", "rematched")}
+        | {f"alerts.how.{c.partition(':')[0]}" for c in RESOLVE_CHOICES}
         | {f"health.{h}" for h in ("ok", "waiting", "gap", "silent", "error")}
         | {f"timeline.{w}" for w in ("admitted", "readmitted", "discharged", "assigned", "assignment-ended",
                                       "contact", "contact-cancelled", "ended")}
