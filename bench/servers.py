@@ -72,7 +72,7 @@ def wait_until_up(process: subprocess.Popen[bytes], url: str, log: Path, timeout
 @contextmanager
 def process(command: list[str], env: dict[str, str], log: Path, url: str) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("ab") as out:
-        proc = subprocess.Popen(command, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
+        proc = subprocess.Popen(command, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
     try:
         wait_until_up(proc, url, log)
         yield proc
