@@ -84,6 +84,15 @@ async def record_contacts(url: str, database_url: str, count: int) -> list[list[
     return [ids]
 
 
+async def forget_practitioners(database_url: str) -> None:
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text("DELETE FROM written_practitioner"))
+    finally:
+        await engine.dispose()
+
+
 async def release_and_wait(database_url: str, batch: list[int]) -> float:
     """Make `batch` due now; seconds until every row of it is done (polled every 10 ms)."""
     engine = create_engine(database_url)
@@ -175,6 +184,7 @@ def measure(backend: str, args: argparse.Namespace) -> list[tuple[str, float, fl
             serial = 0
             for count in configs:
                 ehr.reset()  # an EHR holding fewer Encounters for each configuration alike
+                asyncio.run(forget_practitioners(database_url))  # so each writes its peers' Practitioners again
                 workers = start_workers(count, env, workdir / f"workers-{count}.log")
                 try:
                     a_seconds = b_seconds = 0.0
