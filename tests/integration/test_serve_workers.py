@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -59,6 +60,17 @@ def _children(log: str) -> dict[str, int]:
     return {name: int(pid) for name, pid in re.findall(r"([\w-]+) \(pid (\d+)\)", line)}
 
 
+def _worker_started(log_path: Path, timeout: float = 90.0) -> str:
+    """The log once the worker process has said it started (it may come up after the API answers)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        log = log_path.read_text()
+        if re.search(r"peerway worker \d+: jobs", log):
+            return log
+        time.sleep(0.1)
+    pytest.fail(f"the worker process never started:\n{log_path.read_text()}")
+
+
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
@@ -69,7 +81,7 @@ def _alive(pid: int) -> bool:
 
 def test_two_api_processes_and_a_worker_serve_and_stop_together(database_url: str, tmp_path: Path) -> None:
     with serving(database_url, tmp_path, 2) as (process, port):
-        log = (tmp_path / "serve.log").read_text()
+        log = _worker_started(tmp_path / "serve.log")
         children = _children(log)
         assert set(children) == {"api-1", "api-2", "worker"}
         assert all(_alive(pid) for pid in children.values())
