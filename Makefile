@@ -55,6 +55,7 @@ lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/kubernetes-validate --strict --quiet deploy/k8s/*.yaml
 
 typecheck: install-test
 	$(BIN)/mypy service consent fhir_profiles tests bench
@@ -96,11 +97,15 @@ test-faults: install-test
 demo: install-test
 	KEEP=$(KEEP) EHR_PORT=$(EHR_PORT) $(BIN)/python -m tests.demo
 
-bench: install-test
+# Real servers (pinned to CPU 0, load from CPU 1), each target alternated with its baseline, on SQLite and
+# PostgreSQL; every bench prints its ratios last. About 4 minutes on 2 cores (docs/deployment.md has figures).
+bench: install-test tests/ehr/node_modules/.package-lock.json
 	$(BIN)/python bench/consent_bench.py
-	$(BIN)/python bench/intake_bench.py
 	$(BIN)/python bench/matching_bench.py
 	$(BIN)/python bench/search_bench.py
+	$(BIN)/python bench/intake_bench.py
+	$(BIN)/python bench/outbox_bench.py
+	$(BIN)/python bench/scale_bench.py
 
 clean:
 	rm -rf $(VENV) var build test-output tests/ehr/node_modules tests/idp/node_modules tests/browser/node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -17,7 +17,7 @@ from service.errors import Forbidden, PayloadTooLarge, Unauthorized
 from service.settings import Settings
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -30,7 +30,7 @@ def wake_worker(request: Request) -> None:
         wake.set()
 
 
-def get_sessions(request: Request) -> SessionFactory:
+async def get_sessions(request: Request) -> SessionFactory:
     sessions: SessionFactory = request.app.state.sessions
     return sessions
 
@@ -39,7 +39,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionsDep = Annotated[SessionFactory, Depends(get_sessions)]
 
 
-def gatekeeper(request: Request) -> Gatekeeper:
+async def gatekeeper(request: Request) -> Gatekeeper:
     """The app's Gatekeeper (keys and caches live for the process), made on first use."""
     gate: Gatekeeper | None = getattr(request.app.state, "gatekeeper", None)
     if gate is None:
@@ -153,7 +153,7 @@ async def notification_sender(
         if site is not None:
             return Principal(subject="subscription-channel", role=Role.EHR_SYSTEM, site=site)
         raise Unauthorized("the channel header does not match")
-    caller = await principal(request, gatekeeper(request))
+    caller = await principal(request, await gatekeeper(request))
     if caller.role is not Role.EHR_SYSTEM:
         raise Forbidden("this needs the role ehr-system")
     scopes.require(caller.scopes, "system/Encounter.u")

@@ -10,7 +10,7 @@ from service.errors import BadRequest
 from service.fhir.ids import ID_RULE, is_fhir_id
 
 
-def fhir_ids_in_path(request: Request) -> None:
+async def fhir_ids_in_path(request: Request) -> None:
     if not request.url.path.startswith("/fhir/"):
         return
     for name, value in request.path_params.items():

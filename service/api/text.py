@@ -26,7 +26,7 @@ def holds_nul(value: Any) -> bool:
     return False
 
 
-def url_without_nul(request: Request) -> None:
+async def url_without_nul(request: Request) -> None:
     """An app-wide dependency: no path or query parameter may hold U+0000."""
     for name, value in request.path_params.items():
         if holds_nul(value):

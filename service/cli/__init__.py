@@ -44,7 +44,7 @@ def _migrate(settings: Settings) -> None:
     upgrade(settings.database_url)
 
 
-def _serve(settings: Settings) -> None:
+def _serve(settings: Settings, api_processes: int | None = None) -> int:
     import uvicorn
 
     from service.api.server import server_config
@@ -55,20 +55,26 @@ def _serve(settings: Settings) -> None:
     print(f"  OpenAPI docs:        {settings.base_url}/docs", flush=True)
     print(f"  CapabilityStatement: {settings.base_url}/fhir/metadata", flush=True)
     print(f"  Database:            {settings.database_url}", flush=True)
-    print(
-        f"  EHR (write-back):    {settings.ehr_base_url}  worker: {'on' if settings.run_worker else 'off'}",
-        flush=True,
-    )
+    if api_processes is None:
+        worker = "on" if settings.run_worker else "off"
+    else:  # never inside an API process (service/cli/serve.py)
+        worker = "its own process" if settings.run_worker else "off (run `peerway worker`)"
+    print(f"  EHR (write-back):    {settings.ehr_base_url}  worker: {worker}", flush=True)
     print(
         f"  Limits:              headers {settings.max_header_bytes} B in {settings.header_timeout_seconds:g} s, "
         f"body {settings.max_body_bytes} B in {settings.body_timeout_seconds:g} s, "
         f"{settings.max_connections} connections",
         flush=True,
     )
+    if api_processes is not None:
+        from service.cli.serve import supervise
+
+        return supervise(settings, api_processes)
     # h11 with deadlines, connection cap, our logging (no query strings, no PHI): see service/api/server.py.
     # Ctrl-C: uvicorn shuts down cleanly, then re-raises the signal; that is no error worth a traceback.
     with contextlib.suppress(KeyboardInterrupt):
         uvicorn.Server(server_config(settings, create_app(settings))).run()
+    return 0
 
 
 async def _deliver_once(settings: Settings) -> None:
@@ -162,7 +168,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"peerway {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("serve", help="migrate the database, then serve the API with the outbox worker")
+    serve = sub.add_parser("serve", help="migrate the database, then serve the API with the outbox worker")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="N API processes on one port, the job worker in a process of its own (none with PEERWAY_RUN_WORKER"
+        "=false: run `peerway worker` apart); default one process serving and working",
+    )
     sub.add_parser("migrate", help="bring the database to the newest schema (Alembic)")
     token = sub.add_parser("token", help="mint a development token (PEERWAY_ENV=dev only; HS256, role in the claims)")
     token.add_argument("--role", choices=[r.value for r in Role], help="default organization-coordinator with --org")
@@ -235,7 +248,9 @@ def _run(argv: Sequence[str] | None) -> int:
 
         configure_logging(settings)
     if args.command == "serve":
-        _serve(settings)
+        if args.workers is not None and args.workers < 1:
+            parser.error("serve --workers needs at least 1")
+        return _serve(settings, args.workers)
     elif args.command == "migrate":
         dialect = settings.database_url.split(":", 1)[0].split("+")[0]
         print(f"peerway: bringing the {dialect} database to the newest schema...", file=sys.stderr)

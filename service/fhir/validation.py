@@ -90,9 +90,11 @@ def check_periods(model: BaseModel, root: str) -> None:
             if start is not None and end is not None and end < start:
                 expression = fhirpath(root, loc)
                 raise InvalidResource(f"{expression}: the period ends before it starts (per-01)", expression)
-        for name, info in type(node).model_fields.items():
+        fields = type(node).model_fields
+        # Only the elements the sender gave (a FHIR model has dozens, nearly all unset and None).
+        for name in node.model_fields_set:
             value = getattr(node, name, None)
-            alias = info.alias or name
+            alias = fields[name].alias or name if name in fields else name
             if isinstance(value, BaseModel):
                 pending.append(((*loc, alias), value))
             elif isinstance(value, list):

@@ -7,9 +7,12 @@ result rows at INFO and DEBUG (a Patient's name, an MRN), are held at WARNING wh
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -84,8 +87,36 @@ def session_factory(engine: AsyncEngine) -> SessionFactory:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
+# SQLite lets one connection write at a time; the others wait in its busy handler, which sleeps and retries with
+# growing pauses (up to 100 ms each), so under concurrent writes a request could wait seconds for a lock that was
+# free most of that time. Writing transactions of one process queue on an asyncio lock instead and start the
+# moment the previous one commits. Other processes (a `peerway worker`) still meet SQLite's own lock.
+_sqlite_writers: weakref.WeakKeyDictionary[Any, dict[asyncio.AbstractEventLoop, asyncio.Lock]] = (
+    weakref.WeakKeyDictionary()
+)
+_writing: ContextVar[bool] = ContextVar("peerway_sqlite_writing", default=False)
+
+
+@asynccontextmanager
+async def sqlite_writer(sessions: SessionFactory) -> AsyncIterator[None]:
+    """Hold this process's SQLite write turn for a writing transaction (nothing on PostgreSQL). A transaction
+    opened while the task already holds the turn (nested use cases) goes on without waiting for itself."""
+    engine = sessions.kw.get("bind")
+    if not isinstance(engine, AsyncEngine) or engine.dialect.name != "sqlite" or _writing.get():
+        yield
+        return
+    locks = _sqlite_writers.setdefault(engine.sync_engine, {})
+    lock = locks.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+    async with lock:
+        token = _writing.set(True)
+        try:
+            yield
+        finally:
+            _writing.reset(token)
+
+
 @asynccontextmanager
 async def transaction(sessions: SessionFactory) -> AsyncIterator[AsyncSession]:
     """One unit of work: commits when the block ends normally, rolls back on any exception."""
-    async with sessions() as session, session.begin():
+    async with sqlite_writer(sessions), sessions() as session, session.begin():
         yield session

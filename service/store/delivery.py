@@ -1,5 +1,6 @@
-"""Delivery to the EHR: what a contact's Encounter and a client's CareTeam are built from, and the contacts'
-delivered mark. (The work itself, its claims and dead letters: store/jobs.py.)
+"""Delivery to the EHR: what a contact's Encounter and a client's CareTeam are built from, the contacts'
+delivered mark, and which peer's Practitioner was written to which site's EHR lately (shared by every worker
+process, so that N workers do not each write it). (The work itself, its claims and dead letters: store/jobs.py.)
 """
 
 from __future__ import annotations
@@ -7,11 +8,46 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import String, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
 
 from service.store.matching import Assignment
-from service.store.models import Client, Contact, Episode, PeerSupporter
+from service.store.models import Base, Client, Contact, Episode, PeerSupporter, UTCDateTime
+
+
+class WrittenPractitioner(Base):
+    """A peer's Practitioner as last written to a site's EHR: under which name, at which reference, when."""
+
+    __tablename__ = "written_practitioner"
+
+    site: Mapped[str] = mapped_column(String(64), primary_key=True)
+    peer_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    reference: Mapped[str] = mapped_column(String(300))
+    written_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+async def written_practitioner(session: AsyncSession, site: str, peer_id: str) -> WrittenPractitioner | None:
+    return await session.get(WrittenPractitioner, (site, peer_id))
+
+
+async def record_written_practitioner(
+    session: AsyncSession, site: str, peer_id: str, name: str, reference: str, at: datetime
+) -> None:
+    """Remember a write (the caller commits). Two workers recording the same one at once: the first row stays."""
+    row = await session.get(WrittenPractitioner, (site, peer_id))
+    if row is None:
+        try:
+            async with session.begin_nested():
+                session.add(
+                    WrittenPractitioner(site=site, peer_id=peer_id, name=name, reference=reference, written_at=at)
+                )
+        except IntegrityError:
+            return
+    else:
+        row.name, row.reference, row.written_at = name, reference, at
 
 
 async def careteam_members(session: AsyncSession, episode_id: str) -> Sequence[Assignment]:

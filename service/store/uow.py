@@ -11,6 +11,7 @@ constraint): the second attempt finds that row and goes on from it.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -18,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, AsyncSessionTransaction
 
 from service.domain.episode import DomainEvent
-from service.store.db import SessionFactory
+from service.store.db import SessionFactory, sqlite_writer
 from service.store.episodes import EpisodeRepository
 
 T = TypeVar("T")
@@ -34,10 +35,17 @@ class UnitOfWork:
         self._sessions = sessions
         self._handlers = handlers
         self._transaction: AsyncSessionTransaction | None = None
+        self._turn = AsyncExitStack()
 
     async def __aenter__(self) -> Self:
+        await self._turn.enter_async_context(sqlite_writer(self._sessions))  # SQLite: one writer at a time
         self.session = self._sessions()
-        self._transaction = await self.session.begin()
+        try:
+            self._transaction = await self.session.begin()
+        except BaseException:
+            await self.session.close()
+            await self._turn.aclose()
+            raise
         self.episodes = EpisodeRepository(self.session)
         return self
 
@@ -52,7 +60,10 @@ class UnitOfWork:
             else:
                 await self._transaction.rollback()
         finally:
-            await self.session.close()
+            try:
+                await self.session.close()
+            finally:
+                await self._turn.aclose()
 
     async def _publish(self) -> None:
         """Save the aggregates and handle their events until none is left (a handler may change others)."""

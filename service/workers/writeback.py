@@ -7,7 +7,8 @@ lands once (PUT with our id, or a conditional create with duplicates resolved) i
 
 Every job goes to its client's own site: the contact's (or the episode's) client names the site, and the site's
 EHR client and write mode come from the EhrDirectory (service/ehr/directory.py). A peer's Practitioner is
-written to each EHR it appears in, so the Practitioners written lately are remembered per site.
+written to each EHR it appears in, so the Practitioners written lately are remembered per site: in the database,
+for every worker process, and in each process, to skip the query.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any, Protocol
 
 import fhir_profiles
 from service.app.alerts import OUTBOX_FLAG
+from service.app.clock import utcnow
 from service.app.contacts import OUTBOX_CONTACT
 from service.app.delivery import OUTBOX_CARETEAM
 from service.domain.vocabulary import ContactKind
@@ -29,7 +31,7 @@ from service.fhir import build, careteam, flag
 from service.settings import Settings
 from service.store import delivery as store
 from service.store.alerts import Alert
-from service.store.db import SessionFactory
+from service.store.db import SessionFactory, transaction
 from service.store.models import Client, Episode, PeerSupporter
 from service.workers.retry import Permanent
 
@@ -183,15 +185,26 @@ class Writer:
     async def _practitioner(
         self, target: tuple[EhrClient, WriteMode], site: str, peer_id: str, name: str
     ) -> tuple[str, str | None]:
-        """The peer's Practitioner at the site's EHR (written unless this worker wrote it there, unchanged, lately)."""
+        """The peer's Practitioner at the site's EHR: written unless some worker (this one, or another process:
+        the database remembers) wrote it there, under the same name, within PRACTITIONER_REWRITE_SECONDS."""
         key = (site, peer_id)
         async with self._writing.setdefault(key, asyncio.Lock()):
             known = self._practitioners.get(key)
             now = self._clock()
             if known is not None and known[0] == name and now - known[2] < PRACTITIONER_REWRITE_SECONDS:
                 return known[1], None
+            async with self._sessions() as session:
+                shared = await store.written_practitioner(session, site, peer_id)
+            wall = utcnow()
+            if shared is not None and shared.name == name:
+                age = (wall - shared.written_at).total_seconds()
+                if 0 <= age < PRACTITIONER_REWRITE_SECONDS:
+                    self._practitioners[key] = (name, shared.reference, now - age)
+                    return shared.reference, None
             identifier = f"{fhir_profiles.PEER_IDENTIFIER_SYSTEM}|{peer_id}"
             reference, note = await _upsert(target, build.practitioner(peer_id, name), identifier, mutable=True)
+            async with transaction(self._sessions) as session:
+                await store.record_written_practitioner(session, site, peer_id, name, reference, wall)
             self._practitioners[key] = (name, reference, now)
             return reference, note
 

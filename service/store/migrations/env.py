@@ -20,8 +20,18 @@ def _url() -> str:
     return str(url) if url else Settings().database_url
 
 
+# Any fixed number: the key of the PostgreSQL advisory lock every migrating process takes first ("peerway").
+MIGRATION_LOCK = 0x70656572776179
+
+
 def _run(connection: Connection) -> None:
     sqlite = connection.dialect.name == "sqlite"
+    if connection.dialect.name == "postgresql":
+        # Processes starting together on a fresh database (N API replicas, a worker, a migration Job) would each
+        # create alembic_version and the same tables; one would die on a duplicate. The first to take this lock
+        # migrates; the others wait here, then find the schema at head and do nothing. A transaction-scoped lock:
+        # it is released by the commit that publishes the schema (in _run_async), or by a rollback.
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
     if sqlite:
         # SQLite changes a table by copying it and dropping the original ("batch" mode); with foreign keys
         # enforced, dropping a table other rows refer to (peer_supporter, client...) fails. Enforcement is off

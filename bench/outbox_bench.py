@@ -1,0 +1,235 @@
+"""Outbox drain: `peerway worker` processes (1, then 4, pinned to CPU 0) delivering recorded contacts as
+Encounters to the test EHR (tests/ehr, pinned to CPU 1), alternated A B A B with a bare httpx client (also on
+CPU 0, as many requests in flight as the workers allow: workers x PEERWAY_OUTBOX_CONCURRENCY) PUTting the same
+Encounters, on SQLite and on PostgreSQL.
+
+Every window delivers its own contacts (fresh Encounter ids): all are recorded first through the API with their
+outbox rows held back (available_at in the future), and each A window makes one batch due at once, then waits
+until the database says every row of it is done. Workers poll every 50 ms (no wake crosses processes).
+
+    .venv/bin/python bench/outbox_bench.py [--backends sqlite,postgres] [--rows 80] [--pairs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+from sqlalchemy import text
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import servers
+from bench.intake_bench import CASELOAD, bearer, database, fresh_bundle, tokens
+from service.auth import Role
+from service.store.db import create_engine
+from tests.support.ehr import run_test_ehr
+from tests.support.flow import peer_contact
+
+CLIENTS = 12
+FAR = datetime(2999, 1, 1, tzinfo=UTC)
+
+
+async def record_contacts(url: str, database_url: str, count: int) -> list[list[int]]:
+    """`count` contacts through the API (12 clients, 4 peers); their outbox rows' ids, all held back."""
+    settings = tokens(database_url)
+    run = uuid.uuid4().hex[:8]
+    ehr = bearer(settings, "hospital", Role.EHR_SYSTEM) | {"Content-Type": "application/fhir+json"}
+    coordinator = bearer(settings, "coordinator", Role.COORDINATOR)
+    async with httpx.AsyncClient(base_url=url, timeout=60, trust_env=False) as api:
+        for i in range(CLIENTS):
+            answer = await api.post("/fhir/$process-message", content=fresh_bundle(run, i), headers=ehr)
+            assert answer.status_code == 200, answer.text
+        owners: list[tuple[str, dict[str, str]]] = []
+        for n, episode in enumerate((await api.get("/api/episodes", headers=coordinator)).json()):
+            if n % CASELOAD == 0:
+                peer = (await api.post("/api/peers", json={"name": f"Bench Peer {n}"}, headers=coordinator)).json()
+            assigned = await api.put(
+                f"/api/episodes/{episode['id']}/peer", json={"peer_id": peer["id"]}, headers=coordinator
+            )
+            assert assigned.status_code == 200, assigned.text
+            owners.append((episode["client_id"], bearer(settings, peer["id"], Role.PEER)))
+        gate = asyncio.Semaphore(8)
+        start = datetime(2026, 1, 1, 8, tzinfo=UTC)
+
+        async def one(k: int) -> None:
+            client_id, as_peer = owners[k % len(owners)]
+            begins = start + timedelta(hours=k)
+            contact = peer_contact(client_id)
+            contact["period"] = {"start": begins.isoformat(), "end": (begins + timedelta(minutes=60)).isoformat()}
+            async with gate:
+                posted = await api.post("/fhir/Encounter", json=contact, headers=as_peer)
+            assert posted.status_code == 201, posted.text
+
+        await asyncio.gather(*(one(k) for k in range(count)))
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text("UPDATE outbox SET available_at = :far WHERE kind = 'contact'"), {"far": FAR})
+            ids = list(
+                (await connection.execute(text("SELECT id FROM outbox WHERE kind = 'contact' ORDER BY id"))).scalars()
+            )
+    finally:
+        await engine.dispose()
+    return [ids]
+
+
+async def forget_practitioners(database_url: str) -> None:
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text("DELETE FROM written_practitioner"))
+    finally:
+        await engine.dispose()
+
+
+async def release_and_wait(database_url: str, batch: list[int]) -> float:
+    """Make `batch` due now; seconds until every row of it is done (polled every 10 ms)."""
+    engine = create_engine(database_url)
+    marks = ",".join(str(i) for i in batch)
+    try:
+        async with engine.begin() as connection:
+            started = time.perf_counter()
+            await connection.execute(
+                text(f"UPDATE outbox SET available_at = :now WHERE id IN ({marks})"),  # noqa: S608 - integers
+                {"now": datetime.now(UTC) - timedelta(seconds=1)},
+            )
+        while True:
+            async with engine.connect() as connection:
+                left = (
+                    await connection.execute(
+                        text(f"SELECT count(*) FROM outbox WHERE id IN ({marks}) AND status != 'done'")  # noqa: S608
+                    )
+                ).scalar_one()
+            if left == 0:
+                return time.perf_counter() - started
+            await asyncio.sleep(0.01)
+    finally:
+        await engine.dispose()
+
+
+async def put_all(base_url: str, encounters: list[dict[str, object]], in_flight: int, tag: str) -> float:
+    """The baseline: PUT each Encounter (a fresh id) with `in_flight` requests at a time; seconds taken."""
+    gate = asyncio.Semaphore(in_flight)
+    limits = httpx.Limits(max_connections=in_flight)
+    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=60, trust_env=False) as http:
+
+        async def one(k: int, encounter: dict[str, object]) -> None:
+            fresh = {**encounter, "id": f"{tag}{k}"}
+            async with gate:
+                answer = await http.put(
+                    f"/Encounter/{fresh['id']}",
+                    content=json.dumps(fresh),
+                    headers={"Content-Type": "application/fhir+json"},
+                )
+            assert answer.status_code in (200, 201), answer.text
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one(k, e) for k, e in enumerate(encounters)))
+        return time.perf_counter() - started
+
+
+def start_workers(count: int, env: dict[str, str], log: Path) -> list[subprocess.Popen[bytes]]:
+    command = servers.pinned([sys.executable, "-m", "service.cli", "worker"], str(servers.SERVER_CPU))
+    out = log.open("ab")
+    workers = [
+        subprocess.Popen(command, env=env, cwd=servers.ROOT, stdout=out, stderr=subprocess.STDOUT) for _ in range(count)
+    ]
+    deadline = time.monotonic() + 120
+    while sum(f"peerway worker {w.pid}: jobs" in log.read_text() for w in workers) < count:
+        if time.monotonic() > deadline or any(w.poll() is not None for w in workers):
+            raise RuntimeError(log.read_text()[-3000:])
+        time.sleep(0.05)
+    return workers
+
+
+def stop(workers: list[subprocess.Popen[bytes]]) -> None:
+    for worker in workers:
+        worker.terminate()
+    for worker in workers:
+        worker.wait(60)
+
+
+def measure(backend: str, args: argparse.Namespace) -> list[tuple[str, float, float]]:
+    results = []
+    configs = (1, 4)
+    with tempfile.TemporaryDirectory() as directory, database(backend, Path(directory)) as database_url:
+        workdir = Path(directory)
+        with run_test_ehr() as ehr:
+            if len(os.sched_getaffinity(0)) > 1:
+                subprocess.run(
+                    ["taskset", "-a", "-p", "-c", str(servers.LOAD_CPU), str(ehr.process.pid)],
+                    check=False,
+                    capture_output=True,
+                )
+            with servers.peerway(database_url, workdir) as url:
+                [ids] = asyncio.run(record_contacts(url, database_url, args.rows * args.pairs * len(configs)))
+            env = servers.peerway_env(database_url, workdir, servers.free_port()) | {
+                "PEERWAY_EHR_BASE_URL": ehr.base_url,
+                "PEERWAY_OUTBOX_POLL_SECONDS": "0.05",
+                "PEERWAY_OUTBOX_BATCH_SIZE": "20",
+            }
+            concurrency = 4  # PEERWAY_OUTBOX_CONCURRENCY's default
+            batches = [ids[k : k + args.rows] for k in range(0, len(ids), args.rows)]
+            serial = 0
+            for count in configs:
+                ehr.reset()  # an EHR holding fewer Encounters for each configuration alike
+                asyncio.run(forget_practitioners(database_url))  # so each writes its peers' Practitioners again
+                workers = start_workers(count, env, workdir / f"workers-{count}.log")
+                try:
+                    a_seconds = b_seconds = 0.0
+                    encounters: list[dict[str, object]] = []
+                    for _ in range(args.pairs):
+                        a_seconds += asyncio.run(release_and_wait(database_url, batches.pop(0)))
+                        if not encounters:
+                            encounters = ehr.search("Encounter", _count="1000")[: args.rows]
+                        load_cpus = os.sched_getaffinity(0)
+                        if len(load_cpus) > 1:
+                            os.sched_setaffinity(0, {servers.SERVER_CPU})  # where the workers run
+                        serial += 1
+                        b_seconds += asyncio.run(put_all(ehr.base_url, encounters, count * concurrency, f"b{serial}x"))
+                        os.sched_setaffinity(0, load_cpus)
+                finally:
+                    stop(workers)
+                rows = args.rows * args.pairs
+                label = f"outbox drain, {count} worker{'s' if count > 1 else ''}, {backend}"
+                print(f"{label}: {args.pairs} x A B of {args.rows} Encounters")
+                target, baseline = f"peerway worker x {count}", f"baseline: bare httpx, {count * concurrency} in flight"
+                print(f"  {target:<58} {rows / a_seconds:>8.0f} Encounters/s")
+                print(f"  {baseline:<58} {rows / b_seconds:>8.0f} Encounters/s", flush=True)
+                results.append((label, rows / a_seconds, rows / b_seconds))
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backends", default="sqlite,postgres")
+    parser.add_argument("--rows", type=int, default=80, help="Encounters per window")
+    parser.add_argument("--pairs", type=int, default=3)
+    args = parser.parse_args()
+    os.sched_setaffinity(0, {servers.LOAD_CPU}) if len(os.sched_getaffinity(0)) > 1 else None
+    results = []
+    for backend in args.backends.split(","):
+        results += measure(backend, args)
+    print("ratios (Peerway Encounters/s / baseline Encounters/s, same run, alternated):")
+    by_backend: dict[str, float] = {}
+    for label, a, b in results:
+        print(f"  {label:<36} {a / b:>6.3f}   ({a:.0f} / {b:.0f} Encounters/s)")
+        backend = label.rsplit(", ", 1)[1]
+        by_backend[backend] = a / by_backend[backend] if backend in by_backend else a
+    for backend, ratio in by_backend.items():
+        print(f"  4 workers / 1 worker, {backend:<22} {ratio:>6.3f}")
+
+
+if __name__ == "__main__":
+    main()

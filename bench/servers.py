@@ -1,0 +1,125 @@
+"""The servers a benchmark runs against, each a real process: `peerway serve` (one process or --workers N), the
+bare baseline app under the same uvicorn, and a throwaway PostgreSQL (tests/support/postgres.py).
+
+Servers are pinned to CPU 0 with taskset when the machine has two or more CPUs and taskset exists; the load
+then runs on CPU 1 (load.pin_to). Unpinned (`cpus=None`), a server may use every CPU."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+SECRET = "bench-secret-0123456789-0123456789-abcdef"  # noqa: S105 - a throwaway server's
+SERVER_CPU = 0
+LOAD_CPU = 1
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def pinned(command: list[str], cpus: str | None) -> list[str]:
+    if cpus is None or shutil.which("taskset") is None or len(os.sched_getaffinity(0)) < 2:
+        return command
+    return ["taskset", "-c", cpus, *command]
+
+
+def peerway_env(database_url: str, workdir: Path, port: int, **extra: str) -> dict[str, str]:
+    env = {name: value for name, value in os.environ.items() if not name.startswith("PEERWAY_")}
+    env |= {
+        "PEERWAY_ENV": "dev",  # development tokens (HS256): the benches need no identity provider
+        "PEERWAY_HOST": "127.0.0.1",
+        "PEERWAY_PORT": str(port),
+        "PEERWAY_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+        "PEERWAY_DATABASE_URL": database_url,
+        "PEERWAY_JWT_SECRET": SECRET,
+        "PEERWAY_RUN_WORKER": "false",
+        "PEERWAY_EHR_BASE_URL": "http://127.0.0.1:9/fhir",
+        "PEERWAY_AUTH_KEYS_PATH": str(workdir / "auth-keys.json"),
+        "PYTHONPATH": str(ROOT),
+    }
+    return env | extra
+
+
+def wait_until_up(process: subprocess.Popen[bytes], url: str, log: Path, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args!r} stopped with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2, trust_env=False).status_code == httpx.codes.OK:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing answered at {url}:\n{log.read_text()[-3000:]}")
+
+
+@contextmanager
+def process(command: list[str], env: dict[str, str], log: Path, url: str) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("ab") as out:
+        proc = subprocess.Popen(command, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_until_up(proc, url, log)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@contextmanager
+def peerway(
+    database_url: str, workdir: Path, *, api_processes: int | None = None, cpus: str | None = str(SERVER_CPU)
+) -> Iterator[str]:
+    """`peerway serve` (migrating first); yields its base URL."""
+    port = free_port()
+    command = [sys.executable, "-m", "service.cli", "serve"]
+    if api_processes is not None:
+        command += ["--workers", str(api_processes)]
+    url = f"http://127.0.0.1:{port}"
+    with process(pinned(command, cpus), peerway_env(database_url, workdir, port), workdir / "peerway.log", url):
+        yield url
+
+
+@contextmanager
+def baseline(stored_json: Path, workdir: Path, *, cpus: str | None = str(SERVER_CPU)) -> Iterator[str]:
+    """bench/baseline_app.py under uvicorn with h11, as `peerway serve` runs (no access log); yields its URL."""
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "bench.baseline_app:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--http",
+        "h11",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "BENCH_STORED_JSON": str(stored_json)}
+    url = f"http://127.0.0.1:{port}"
+    with process(pinned(command, cpus), env, workdir / "baseline.log", url):
+        yield url
