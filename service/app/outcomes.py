@@ -16,15 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from service.app.clock import new_id, utcnow
-from service.domain.outcomes import (
-    BANDS,
-    NONE_YET,
-    Period,
-    SiteOutcomes,
-    combined,
-    organization_of,
-    outcomes_by_site,
-)
+from service.domain.outcomes import Period, SiteOutcomes, combined, organization_of, outcomes_by_site
 from service.fhir import build
 from service.fhir import measure as fhir
 from service.settings import Settings
@@ -106,8 +98,7 @@ async def evaluate_measure(
     )
 
 
-def _rows(name: str, stratum: str, figures: fhir.Figures, small: int, suppress: bool) -> list[list[str]]:
-    hidden = suppress and any(0 < n < small for n in figures.populations.values())
+def _rows(name: str, stratum: str, figures: fhir.Figures, hidden: bool) -> list[list[str]]:
     rows = [[name, stratum, code, "suppressed" if hidden else str(n)] for code, n in figures.populations.items()]
     if figures.score is not None or hidden:
         rows.append([name, stratum, "score", "suppressed" if hidden else str(figures.score)])
@@ -115,21 +106,18 @@ def _rows(name: str, stratum: str, figures: fhir.Figures, small: int, suppress: 
 
 
 def outcomes_csv(report: Report, small_cell: int) -> str:
-    """Every indicator, long format (measure, stratum, item, value): all sites together, then each site and each
-    peer organization, with small cells of strata suppressed; and the first-contact distribution."""
+    """Every indicator, long format (measure, stratum, item, value): all sites together, then each site, each
+    peer organization and (time to first contact) each days band, withheld exactly as in the MeasureReport: a
+    small stratum, a second one beside it, or the total when small (domain/small_cells.py)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(["measure", "stratum", "item", "value"])
     for name, figure in fhir.INDICATORS.items():
-        writer.writerows(_rows(name, "all", figure(report.total), small_cell, suppress=False))
-        for site in sorted(report.per_site):
-            writer.writerows(_rows(name, f"site={site}", figure(report.per_site[site]), small_cell, suppress=True))
-        for org in sorted(report.per_organization):
-            figures = figure(report.per_organization[org])
-            writer.writerows(_rows(name, f"organization={org}", figures, small_cell, suppress=True))
-    bands = report.total.first_contact_bands
-    for label in [b[0] for b in BANDS] + [NONE_YET]:
-        n = bands[label]
-        shown = "suppressed" if 0 < n < small_cell else str(n)
-        writer.writerow(["time-to-first-contact", f"days-band={label}", "initial-population", shown])
+        overall = figure(report.total)
+        stratifiers = fhir.stratifiers_of(name, report.total, report.per_site, report.per_organization)
+        hide_total, hide = fhir.masking(overall, stratifiers, small_cell)
+        writer.writerows(_rows(name, "all", overall, hide_total))
+        for (stratifier, strata), hidden in zip(stratifiers, hide, strict=True):
+            for (label, figures), masked in zip(strata, hidden, strict=True):
+                writer.writerows(_rows(name, f"{stratifier}={label}", figures, masked))
     return out.getvalue()

@@ -157,7 +157,15 @@ async def test_evaluate_measure_refuses_what_it_cannot_answer(client: httpx.Asyn
         ({"measure": "Measure/drop-outs", "periodEnd": "2026-06-30"}, "periodStart"),
         ({"measure": "Measure/drop-outs", **period, "reportType": "subject-list"}, "reportType"),
         ({"measure": "Measure/drop-outs", "periodStart": "2026-13-01", "periodEnd": "2026-06-30"}, "periodStart"),
-        ({"measure": "Measure/drop-outs", "periodStart": "2026-06-30", "periodEnd": "2026-01-01"}, "periodEnd"),
+        ({"measure": "Measure/drop-outs", "periodStart": "2026-06-01", "periodEnd": "2026-01-31"}, "periodEnd"),
+        ({"measure": "Measure/drop-outs", **period, "reportType": "summary"}, "reportType"),  # not an R4 code
+        ({"measure": "Measure/drop-outs", **period, "reportType": "subject"}, "reportType"),
+        ({"measure": "Measure/drop-outs", **period, "subject": "Patient/p1"}, "subject"),  # refused, as by POST
+        ({"measure": "Measure/drop-outs|9.9.9", **period}, "measure"),
+        # Periods overlapping by a day would single out one event: whole calendar months only.
+        ({"measure": "Measure/drop-outs", "periodStart": "2026-01-02", "periodEnd": "2026-06-30"}, "periodStart"),
+        ({"measure": "Measure/drop-outs", "periodStart": "2026-01-01", "periodEnd": "2026-06-29"}, "periodEnd"),
+        ({"measure": "Measure/drop-outs", "periodStart": "9999-01-01", "periodEnd": "9999-12-31"}, "periodEnd"),
     ]
     for params, element in cases:
         response = await client.get(base, params=params, headers=admin)
@@ -168,6 +176,16 @@ async def test_evaluate_measure_refuses_what_it_cannot_answer(client: httpx.Asyn
         await client.get("/fhir/Measure/nothing/$evaluate-measure", params=period, headers=admin)
     ).status_code == 404
     assert (await client.get(base, params=period, headers=auth(Role.PEER, "p"))).status_code == 403
+    far = {"periodStart": "9999-01-01", "periodEnd": "9999-12-31"}
+    for url in ("/api/outcomes.csv", "/api/outcomes/charts/readmissions.svg"):
+        refused = await client.get(url, params=far, headers=admin)
+        assert refused.status_code == 422, refused.text  # not a 500
+        assert refused.json()["issue"][0]["expression"] == ["periodEnd"]
+    population = await client.get(
+        base, params={"measure": "Measure/drop-outs|0.1.0", **period, "reportType": "population"}, headers=admin
+    )
+    assert population.status_code == 200, population.text
+    assert population.json()["type"] == "summary"
 
     got = await client.get(
         base, params={"measure": "https://peerway.github.io/fhir/Measure/drop-outs", **period}, headers=admin
