@@ -32,7 +32,7 @@ class Alert(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     kind: Mapped[str] = mapped_column(String(32))
     subject: Mapped[str] = mapped_column(String(64))  # an episode id, or a peer id (supervision)
-    period: Mapped[str] = mapped_column(String(64))  # which occurrence: a date, or the paused peer's id
+    period: Mapped[str] = mapped_column(String(64))  # which occurrence: a date, or a peer's pause (start/peer)
     site: Mapped[str | None] = mapped_column(String(64))  # a site's coordinators see it ...
     organization: Mapped[str | None] = mapped_column(String(64))  # ... or a peer organization's
     state: Mapped[str] = mapped_column(String(16))  # open | acknowledged | resolved
@@ -44,6 +44,19 @@ class Alert(Base):
     resolved_by: Mapped[str | None] = mapped_column(String(200))  # a person, or "safety-net" (condition ended)
     resolution: Mapped[str | None] = mapped_column(String(32))  # condition-ended | coordinator | episode-ended
     note: Mapped[str | None] = mapped_column(Text)
+    # A Flag was queued for the client's EHR when it opened: its close is written too, whatever the site's
+    # setting is by then (else the EHR's Flag would stay active forever).
+    ehr_flag: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+class PeerPause(Base):
+    """Since when the safety net has seen a peer paused (the first run that found them so). Keys each pause's
+    cover-needed alerts, so a second pause is a new occurrence; the row goes when the peer comes back."""
+
+    __tablename__ = "peer_pause"
+
+    peer_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    since: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class SupervisionCheckIn(Base):
@@ -86,9 +99,23 @@ def detail_of(alert: Alert) -> dict[str, str | int | None]:
 
 
 async def alerts_of_kinds(session: AsyncSession, kinds: Collection[str]) -> Sequence[Alert]:
-    """Every alert of these kinds not yet resolved (the run compares them with what is due now)."""
-    query = select(Alert).where(Alert.kind.in_(sorted(kinds)), Alert.state != RESOLVED)
-    return (await session.execute(query)).scalars().all()
+    """Every alert of these kinds not yet resolved (the run compares them with what is due now), locked until the
+    transaction ends (FOR UPDATE on PostgreSQL; SQLite has one writer anyway): a coordinator's resolve waits, or
+    the run waits for it and, reading again, no longer finds the row unresolved."""
+    query = select(Alert).where(Alert.kind.in_(sorted(kinds)), Alert.state != RESOLVED).order_by(Alert.id)
+    return (await session.execute(query.with_for_update())).scalars().all()
+
+
+async def sync_pauses(session: AsyncSession, paused: Collection[str], now: datetime) -> dict[str, datetime]:
+    """Peer id -> since when it is paused: a pause not seen before starts now; a peer back at work loses its row."""
+    rows = {r.peer_id: r for r in (await session.execute(select(PeerPause).with_for_update())).scalars()}
+    for peer_id, row in rows.items():
+        if peer_id not in paused:
+            await session.delete(row)
+    for peer_id in sorted(set(paused) - set(rows)):
+        rows[peer_id] = PeerPause(peer_id=peer_id, since=now)
+        session.add(rows[peer_id])
+    return {peer_id: rows[peer_id].since for peer_id in paused}
 
 
 async def keys_present(session: AsyncSession, keys: Collection[tuple[str, str, str]]) -> set[tuple[str, str, str]]:

@@ -12,6 +12,8 @@ from fastapi import FastAPI
 
 from service.app.alerts import run_safety_net
 from service.auth import Role
+from service.settings import Settings
+from tests.support.delivery import outbox
 from tests.support.flow import assign, discharge, peer_contact, register_peer
 
 Auth = Callable[..., dict[str, str]]
@@ -104,6 +106,23 @@ async def test_thresholds_are_the_sites_own(client: httpx.AsyncClient, auth: Aut
     refused = await client.put("/api/alerts/thresholds", json={**wanted, "no_contact_days": 0}, headers=coordinator)
     assert refused.status_code == 422
     assert "no_contact_days" in refused.json()["issue"][0]["expression"][0]
+
+
+async def test_a_flag_written_is_closed_even_after_the_site_turned_flags_off(
+    app: FastAPI, client: httpx.AsyncClient, auth: Auth, settings: Settings
+) -> None:
+    coordinator = auth(Role.COORDINATOR, "coord")
+    flags_on = {"no_contact_days": 7, "unassigned_days": 3, "weekly_minimum_minutes": 60, "ehr_flags": True}
+    assert (await client.put("/api/alerts/thresholds", json=flags_on, headers=coordinator)).status_code == 200
+    episode = await discharge(client, auth)
+    await _run(app)
+    assert sorted(row.kind for row in await outbox(settings.database_url)) == ["flag", "flag"]  # opened, flagged
+    flags_off = {**flags_on, "ehr_flags": False}
+    assert (await client.put("/api/alerts/thresholds", json=flags_off, headers=coordinator)).status_code == 200
+    peer = await register_peer(client, auth)
+    await assign(client, auth, episode["id"], peer["id"])
+    assert await _run(app) == (0, 1)  # the unassigned alert closes: its Flag at the EHR must turn inactive
+    assert [row.kind for row in await outbox(settings.database_url)].count("flag") == 3
 
 
 async def test_supervision_check_ins_and_the_overdue_alert(app: FastAPI, client: httpx.AsyncClient, auth: Auth) -> None:

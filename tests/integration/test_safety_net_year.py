@@ -119,6 +119,16 @@ async def test_a_year_of_the_safety_net(
     async with transaction(sessions) as session:
         await session.execute(update(PeerSupporter).where(PeerSupporter.id == paused).values(status="active"))
     assert await run_safety_net(sessions, settings, end) == Run(0, len(holding[paused]))
+    # Paused a second time: a new pause, its clients need cover again (each pause is its own occurrence).
+    again = end + timedelta(days=1)
+    async with transaction(sessions) as session:
+        await session.execute(update(PeerSupporter).where(PeerSupporter.id == paused).values(status="paused"))
+    assert await run_safety_net(sessions, settings, again) == Run(len(holding[paused]), 0)
+    assert await run_safety_net(sessions, settings, again) == Run(0, 0)
+    assert _subjects(await _alerts(sessions), "cover-needed") == Counter({e: 2 for e in holding[paused]})
+    async with transaction(sessions) as session:
+        await session.execute(update(PeerSupporter).where(PeerSupporter.id == paused).values(status="active"))
+    assert await run_safety_net(sessions, settings, again) == Run(0, len(holding[paused]))
 
     await _outcomes_match_the_rows(sessions, client, auth, plan)
 
