@@ -12,7 +12,7 @@ import csv
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from service.app.clock import new_id, utcnow
@@ -25,6 +25,8 @@ from service.store import sites as site_store
 from service.store.db import SessionFactory, transaction
 from service.store.models import AuditRecord
 
+READMISSION_DAYS = 90  # the longest readmission window a Measure looks at
+_LAST_YEAR = timedelta(days=366)  # near the calendar's end (year 9999) no readmission can follow anyway
 NO_CLIENT = ""  # the audit row's client: a report is about no one client
 
 
@@ -52,7 +54,12 @@ async def compute(
     now = utcnow()
     as_of = min(as_of or now, now)
     async with transaction(sessions) as session:
-        episodes = await facts.episode_facts(session, site)
+        # Only what the period can count: episodes not over by its start (those are done: no week, discharge,
+        # ending or assignment of theirs falls in it) and begun before its end + 90 days (readmissions).
+        horizon = READMISSION_DAYS if period.end < datetime.max.replace(tzinfo=UTC) - _LAST_YEAR else 0
+        episodes = await facts.episode_facts(
+            session, site, open_at=period.start, started_before=period.end + timedelta(days=horizon)
+        )
         minimums = await facts.weekly_minimums(session)
         names = [site] if site else [s.id for s in await site_store.sites(session) if s.status == "active"]
         per_site = outcomes_by_site(episodes, period, as_of, minimums, settings.weekly_minimum_minutes, names)

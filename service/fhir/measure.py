@@ -255,10 +255,18 @@ def measure_report(
     }
 
 
+def requestor(actor: str) -> dict[str, Any]:
+    """Who asked, as a FHIR Reference: managers and coordinators have no FHIR resource here, so the reference is by
+    identifier (system per role, value the subject their sign-in names), never a made-up "role/id" path."""
+    role, _, subject = actor.partition("/")
+    return {"identifier": {"system": f"{fhir_profiles.CANONICAL}/sid/{role}", "value": subject}, "display": role}
+
+
 def report_audit_event(
-    audit_id: str, measure_ids: list[str], actor_reference: str, sites: list[str], period: Period, now: datetime
+    audit_id: str, measure_ids: list[str], actor: str, sites: list[str], period: Period, now: datetime
 ) -> dict[str, Any]:
-    """An R4 AuditEvent for one outcomes report's generation: who, which measures, which sites and period."""
+    """An R4 AuditEvent for one outcomes report's generation: who (`role/subject`), which measures, which sites
+    and period."""
     return {
         "resourceType": "AuditEvent",
         "id": audit_id,
@@ -270,7 +278,7 @@ def report_audit_event(
         "outcomeDesc": f"outcomes report for {', '.join(sites) or 'no site'}, {fhir_instant(period.start)} to "
         f"{fhir_instant(period.end)} (exclusive); counts only",
         "agent": [
-            {"who": {"reference": actor_reference}, "requestor": True},
+            {"who": requestor(actor), "altId": actor.partition("/")[2], "requestor": True},
             {"who": {"reference": PEERWAY_DEVICE}, "requestor": False},
         ],
         "source": {"observer": {"reference": PEERWAY_DEVICE}},

@@ -158,11 +158,16 @@ def _chunks(ids: Sequence[str], size: int = 500) -> list[Sequence[str]]:
 
 
 async def episode_facts(
-    session: AsyncSession, site: str | None = None, *, open_at: datetime | None = None
+    session: AsyncSession,
+    site: str | None = None,
+    *,
+    open_at: datetime | None = None,
+    started_before: datetime | None = None,
 ) -> list[EpisodeFacts]:
     """Episodes with their assignments, closure and the contacts not cancelled: one site's or every site's; with
     `open_at`, only those still open then (not ended, not followed by a readmission by that moment), which is all
-    the safety net needs however long the program has run."""
+    the safety net needs however long the program has run; with `started_before`, only those begun before it
+    (a report reads the episodes open at its period's start and begun before its end + 90 days)."""
     query = select(
         Episode.id,
         Episode.client_id,
@@ -174,6 +179,8 @@ async def episode_facts(
     ).join(Client, Client.id == Episode.client_id)
     if site is not None:
         query = query.where(Client.site == site)
+    if started_before is not None:
+        query = query.where(func.coalesce(Episode.admitted_at, Episode.created_at) < started_before)
     if open_at is not None:
         later = aliased(Episode, name="later")
         query = query.outerjoin(EpisodeClosure, EpisodeClosure.episode_id == Episode.id).where(

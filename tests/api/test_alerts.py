@@ -200,6 +200,9 @@ async def test_evaluate_measure_refuses_what_it_cannot_answer(client: httpx.Asyn
         refused = await client.get(url, params=far, headers=admin)
         assert refused.status_code == 422, refused.text  # not a 500
         assert refused.json()["issue"][0]["expression"] == ["periodEnd"]
+    last = {"measure": "Measure/readmission-90-day", "periodStart": "9999-01-01", "periodEnd": "9999-11-30"}
+    pending = await client.get(base, params=last, headers=admin)
+    assert (pending.status_code, pending.json()["status"]) == (200, "pending")  # far, but a real calendar month
     population = await client.get(
         base, params={"measure": "Measure/drop-outs|0.1.0", **period, "reportType": "population"}, headers=admin
     )

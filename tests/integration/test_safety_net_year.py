@@ -371,5 +371,10 @@ async def _outcomes_match_the_rows(sessions: SessionFactory, client: httpx.Async
     for audit in audits:
         event = AuditEvent.model_validate_json(audit.resource_json)
         assert audit.actor.startswith(("administrator/", "coordinator/"))  # who asked
+        asked = event.agent[0].who
+        assert asked is not None
+        assert asked.reference is None  # "administrator/x" is no FHIR reference: named by identifier instead
+        assert asked.identifier is not None
+        assert f"{asked.display}/{asked.identifier.value}" == audit.actor
         assert event.entity is not None
         assert all(str(e.what.reference).startswith("Measure/") for e in event.entity if e.what is not None)
