@@ -14,13 +14,24 @@ from service.api.deps import SessionsDep, SettingsDep, read_body, require
 from service.api.responses import FhirResponse
 from service.app import charts, outcomes
 from service.auth import Principal, Role
-from service.errors import NotFound
+from service.errors import BadRequest, NotFound
 from service.fhir import measure as fhir
 from service.fhir.operation import operation_parameters
 
 router = APIRouter(tags=["outcomes"])
 Manager = Annotated[Principal, Depends(require(Role.COORDINATOR, Role.ADMINISTRATOR))]
+
+
+def _known_query(request: Request) -> None:
+    """A GET $evaluate-measure names only the parameters offered: subject= (a report about one client) or anything
+    else unknown is refused, as the POST form refuses it, rather than ignored."""
+    for name in request.query_params:
+        if name not in fhir.EVALUATE_PARAMETERS and name not in ("_format", "_pretty"):
+            raise BadRequest(f"$evaluate-measure takes no parameter {name[:64]!r}", name[:64])
+
+
 FHIR_JSON = [Depends(fhir_rest.json_only)]
+GET_JSON = [*FHIR_JSON, Depends(_known_query)]
 TYPE_LEVEL = "/fhir/Measure/$evaluate-measure"
 INSTANCE_LEVEL = "/fhir/Measure/{measure_id}/$evaluate-measure"
 Text = Annotated[str | None, Query(max_length=200)]
@@ -47,7 +58,7 @@ async def _report(
     return FhirResponse(report)
 
 
-@router.get(TYPE_LEVEL, dependencies=FHIR_JSON, response_class=FhirResponse, summary="Evaluate a measure")
+@router.get(TYPE_LEVEL, dependencies=GET_JSON, response_class=FhirResponse, summary="Evaluate a measure")
 async def evaluate(
     caller: Manager,
     sessions: SessionsDep,
@@ -61,7 +72,7 @@ async def evaluate(
     return await _report(sessions, settings, caller, fhir.measure_id_of(measure, None), given)
 
 
-@router.get(INSTANCE_LEVEL, dependencies=FHIR_JSON, response_class=FhirResponse, summary="Evaluate it")
+@router.get(INSTANCE_LEVEL, dependencies=GET_JSON, response_class=FhirResponse, summary="Evaluate it")
 async def evaluate_instance(
     measure_id: str,
     caller: Manager,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import select
@@ -56,23 +56,34 @@ async def _site_thresholds(session: AsyncSession) -> dict[str, Thresholds]:
 
 
 def _flag_job(session: AsyncSession, alert: Alert, by_site: dict[str, Thresholds], now: datetime) -> None:
-    """Queue the alert's Flag for its client's EHR, in the transaction that opened or closed it, if the site
-    asked for Flags (the worker writes it; jobs of one alert are done in order)."""
-    if alert.kind in EHR_FLAG_KINDS and alert.site is not None:
-        wanted = by_site.get(alert.site)
-        if wanted is not None and wanted.ehr_flags:
+    """Queue the alert's Flag for its client's EHR, in the transaction that opened or closed it (the worker writes
+    it; jobs of one alert are done in order). An opening is flagged if the site asks for Flags then; a closing if
+    a Flag was written at the opening, whatever the site asks by now, so no Flag stays active for ever."""
+    if alert.kind not in EHR_FLAG_KINDS or alert.site is None:
+        return
+    if alert.state == RESOLVED:
+        if alert.ehr_flag:
             session.add(new_job(OUTBOX_FLAG, alert.id, alert.site, now))
+        return
+    wanted = by_site.get(alert.site)
+    if wanted is not None and wanted.ehr_flags:
+        alert.ehr_flag = True
+        session.add(new_job(OUTBOX_FLAG, alert.id, alert.site, now))
 
 
 async def _reconcile(session: AsyncSession, settings: Settings, now: datetime) -> Run:
+    # Locked first (PostgreSQL), so a coordinator resolving one meanwhile is not overwritten by this run.
+    active = await store.alerts_of_kinds(session, safety.KINDS)
     episodes = await store.episode_facts(session, open_at=now)
     peers = await store.peer_facts(session)
+    pauses = await store.sync_pauses(session, [p.id for p in peers if p.status == "paused"], now)
+    peers = [replace(p, paused_since=pauses.get(p.id)) for p in peers]
     by_site = await _site_thresholds(session)
     due = safety.due_alerts(episodes, peers, by_site, settings.supervision_every_days, now, defaults(settings))
     wanted = {(d.kind, d.subject, d.period): d for d in due}
     closed = 0
-    for alert in await store.alerts_of_kinds(session, safety.KINDS):
-        if (alert.kind, alert.subject, alert.period) not in wanted:
+    for alert in active:
+        if alert.state != RESOLVED and (alert.kind, alert.subject, alert.period) not in wanted:
             alert.state, alert.resolved_at, alert.resolved_by = RESOLVED, now, SAFETY_NET
             alert.resolution = "condition-ended"
             _flag_job(session, alert, by_site, now)

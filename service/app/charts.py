@@ -14,8 +14,9 @@ matplotlib.use("Agg")
 from matplotlib.figure import Figure  # the object API: no pyplot, no global state between requests
 
 from service.app.outcomes import Report
-from service.domain.outcomes import BANDS, NONE_YET
+from service.domain.small_cells import withheld
 from service.errors import NotFound
+from service.fhir import measure as fhir
 
 CHARTS = ("time-to-first-contact", "readmissions", "contact-minutes")
 Format = Literal["svg", "png"]
@@ -24,21 +25,31 @@ MEDIA_TYPES: dict[str, str] = {"svg": "image/svg+xml", "png": "image/png"}
 
 def _first_contact(figure: Figure, report: Report, small: int) -> None:
     axes = figure.subplots()
-    bands = report.total.first_contact_bands
-    labels = [b[0] for b in BANDS] + [NONE_YET]
-    shown = [0 if 0 < bands[label] < small else bands[label] for label in labels]
+    overall = fhir.INDICATORS["time-to-first-contact"](report.total)
+    bands = fhir.band_figures(report.total)
+    hide_total, [hidden] = fhir.masking(overall, [("days-band", bands)], small)
+    labels = [label for label, _ in bands]
+    shown = [0 if masked else f.populations["initial-population"] for (_, f), masked in zip(bands, hidden, strict=True)]
     axes.bar(labels, shown, color="#3b6ea5")
-    axes.set_xlabel("days from discharge to first peer contact")
+    axes.set_xlabel("days from discharge to first peer contact (a band under the threshold is left out)")
     axes.set_ylabel("clients discharged")
     median = report.total.median_first_contact_days
-    axes.set_title("Time to first contact" + (f" (median {median:.1f} days)" if median is not None else ""))
+    said = median is not None and not hide_total
+    axes.set_title("Time to first contact" + (f" (median {median:.1f} days)" if said else ""))
 
 
 def _readmissions(figure: Figure, report: Report, small: int) -> None:
+    """A month's point shows only if neither its readmitted nor its not-readmitted count is small, and a second
+    month is left out beside a lone one, so the year's total cannot give it back (domain/small_cells.py)."""
     axes = figure.subplots()
-    months = sorted(m for m, (followed, _) in report.total.readmissions_by_month.items() if followed >= small)
-    rates = [100 * report.total.readmissions_by_month[m][1] / report.total.readmissions_by_month[m][0] for m in months]
-    axes.plot(months, rates, marker="o", color="#a53b3b")
+    by_month = report.total.readmissions_by_month
+    months = sorted(by_month)
+    cells = [{"denominator": by_month[m][0], "numerator": by_month[m][1]} for m in months]
+    total = {"denominator": sum(c["denominator"] for c in cells), "numerator": sum(c["numerator"] for c in cells)}
+    _, [hidden] = withheld(total, [cells], small)
+    kept = [m for m, masked in zip(months, hidden, strict=True) if not masked and by_month[m][0] > 0]
+    rates = [100 * by_month[m][1] / by_month[m][0] for m in kept]
+    axes.plot(kept, rates, marker="o", color="#a53b3b")
     axes.set_ylim(bottom=0)
     axes.set_xlabel("month of discharge")
     axes.set_ylabel("readmitted within 30 days (%)")

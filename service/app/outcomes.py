@@ -12,19 +12,11 @@ import csv
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from service.app.clock import new_id, utcnow
-from service.domain.outcomes import (
-    BANDS,
-    NONE_YET,
-    Period,
-    SiteOutcomes,
-    combined,
-    organization_of,
-    outcomes_by_site,
-)
+from service.domain.outcomes import Period, SiteOutcomes, combined, organization_of, outcomes_by_site
 from service.fhir import build
 from service.fhir import measure as fhir
 from service.settings import Settings
@@ -33,6 +25,8 @@ from service.store import sites as site_store
 from service.store.db import SessionFactory, transaction
 from service.store.models import AuditRecord
 
+READMISSION_DAYS = 90  # the longest readmission window a Measure looks at
+_LAST_YEAR = timedelta(days=366)  # near the calendar's end (year 9999) no readmission can follow anyway
 NO_CLIENT = ""  # the audit row's client: a report is about no one client
 
 
@@ -60,7 +54,12 @@ async def compute(
     now = utcnow()
     as_of = min(as_of or now, now)
     async with transaction(sessions) as session:
-        episodes = await facts.episode_facts(session, site)
+        # Only what the period can count: episodes not over by its start (those are done: no week, discharge,
+        # ending or assignment of theirs falls in it) and begun before its end + 90 days (readmissions).
+        horizon = READMISSION_DAYS if period.end < datetime.max.replace(tzinfo=UTC) - _LAST_YEAR else 0
+        episodes = await facts.episode_facts(
+            session, site, open_at=period.start, started_before=period.end + timedelta(days=horizon)
+        )
         minimums = await facts.weekly_minimums(session)
         names = [site] if site else [s.id for s in await site_store.sites(session) if s.status == "active"]
         per_site = outcomes_by_site(episodes, period, as_of, minimums, settings.weekly_minimum_minutes, names)
@@ -106,8 +105,7 @@ async def evaluate_measure(
     )
 
 
-def _rows(name: str, stratum: str, figures: fhir.Figures, small: int, suppress: bool) -> list[list[str]]:
-    hidden = suppress and any(0 < n < small for n in figures.populations.values())
+def _rows(name: str, stratum: str, figures: fhir.Figures, hidden: bool) -> list[list[str]]:
     rows = [[name, stratum, code, "suppressed" if hidden else str(n)] for code, n in figures.populations.items()]
     if figures.score is not None or hidden:
         rows.append([name, stratum, "score", "suppressed" if hidden else str(figures.score)])
@@ -115,21 +113,18 @@ def _rows(name: str, stratum: str, figures: fhir.Figures, small: int, suppress: 
 
 
 def outcomes_csv(report: Report, small_cell: int) -> str:
-    """Every indicator, long format (measure, stratum, item, value): all sites together, then each site and each
-    peer organization, with small cells of strata suppressed; and the first-contact distribution."""
+    """Every indicator, long format (measure, stratum, item, value): all sites together, then each site, each
+    peer organization and (time to first contact) each days band, withheld exactly as in the MeasureReport: a
+    small stratum, a second one beside it, or the total when small (domain/small_cells.py)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(["measure", "stratum", "item", "value"])
     for name, figure in fhir.INDICATORS.items():
-        writer.writerows(_rows(name, "all", figure(report.total), small_cell, suppress=False))
-        for site in sorted(report.per_site):
-            writer.writerows(_rows(name, f"site={site}", figure(report.per_site[site]), small_cell, suppress=True))
-        for org in sorted(report.per_organization):
-            figures = figure(report.per_organization[org])
-            writer.writerows(_rows(name, f"organization={org}", figures, small_cell, suppress=True))
-    bands = report.total.first_contact_bands
-    for label in [b[0] for b in BANDS] + [NONE_YET]:
-        n = bands[label]
-        shown = "suppressed" if 0 < n < small_cell else str(n)
-        writer.writerow(["time-to-first-contact", f"days-band={label}", "initial-population", shown])
+        overall = figure(report.total)
+        stratifiers = fhir.stratifiers_of(name, report.total, report.per_site, report.per_organization)
+        hide_total, hide = fhir.masking(overall, stratifiers, small_cell)
+        writer.writerows(_rows(name, "all", overall, hide_total))
+        for (stratifier, strata), hidden in zip(stratifiers, hide, strict=True):
+            for (label, figures), masked in zip(strata, hidden, strict=True):
+                writer.writerows(_rows(name, f"{stratifier}={label}", figures, masked))
     return out.getvalue()

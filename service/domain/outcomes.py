@@ -136,7 +136,8 @@ def _episode(
     for s in e.stints:
         if s.end_kind == REMATCH and period.holds(s.ended_at) and s.ended_at is not None and s.ended_at <= as_of:
             out.rematches += 1
-        ends = s.ended_at if s.ended_at is not None else period.end
+        # An assignment left open on an ended episode ends with it: the peer no longer holds that client.
+        ends = s.ended_at or e.closed_at or period.end
         if s.started_at < min(period.end, as_of) and ends > period.start:
             held.add(s.peer_id)
     for peer in held:

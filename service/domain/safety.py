@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 NO_CONTACT = "no-contact"  # discharged, no peer contact within N days
 UNASSIGNED = "unassigned"  # discharged, no peer assigned within M days
@@ -71,6 +71,7 @@ class PeerFacts:
     status: str  # active | paused | inactive
     created_at: datetime
     check_ins: tuple[date, ...] = ()
+    paused_since: datetime | None = None  # when the safety net first saw this pause
 
 
 @dataclass(frozen=True)
@@ -197,16 +198,23 @@ def supervision_alerts(p: PeerFacts, every_days: int, now: datetime) -> list[Due
     return [Due(SUPERVISION_OVERDUE, p.id, due_on.isoformat(), None, p.organization, detail)]
 
 
-def cover_alerts(e: EpisodeFacts, readmitted_at: datetime | None, paused: set[str], now: datetime) -> list[Due]:
-    """A client whose peer is paused needs cover (on the ward or in the community, while the episode is open)."""
+def pause_key(peer_id: str, since: datetime) -> str:
+    """Which pause: its start and the peer (a second pause is a new occurrence, with its own alerts)."""
+    return f"{since.astimezone(UTC):%Y%m%dT%H%M%SZ}/{peer_id}"[:64]
+
+
+def cover_alerts(
+    e: EpisodeFacts, readmitted_at: datetime | None, paused: Mapping[str, datetime], now: datetime
+) -> list[Due]:
+    """A client whose peer is paused needs cover (on the ward or in the community, while the episode is open);
+    `paused`: peer id -> since when, which names the occurrence."""
     if (e.closed_at is not None and e.closed_at <= now) or (readmitted_at is not None and readmitted_at <= now):
         return []
     peer = peer_at(e, now)
     if peer is None or peer not in paused:
         return []
-    return [
-        Due(COVER_NEEDED, e.id, peer, e.site, None, {"client_id": e.client_id, "episode_id": e.id, "peer_id": peer})
-    ]
+    detail = {"client_id": e.client_id, "episode_id": e.id, "peer_id": peer, "paused_since": paused[peer].isoformat()}
+    return [Due(COVER_NEEDED, e.id, pause_key(peer, paused[peer]), e.site, None, detail)]
 
 
 def due_alerts(
@@ -219,7 +227,7 @@ def due_alerts(
 ) -> list[Due]:
     """Every alert due at `now`. `thresholds` by site (a site not named gets `default`)."""
     readmitted = successors(e for e in episodes if e.started_at <= now)
-    paused = {p.id for p in peers if p.status == "paused"}
+    paused = {p.id: p.paused_since or p.created_at for p in peers if p.status == "paused"}
     due: list[Due] = []
     for e in episodes:
         if e.started_at > now:

@@ -1,20 +1,20 @@
 """The outcomes as FHIR: which Measure an $evaluate-measure names and for which period (read), and the
 MeasureReport answering it (built), summary with strata by site; and the AuditEvent of each report's generation.
 
-Counts and durations only. A stratum counting fewer than the small-number threshold (but more than none) in any
-population is suppressed whole, counts and score, and marked with the data-absent-reason "masked": withholding
-only the small count would leave it computable from the others.
+Counts and durations only. Small cells are withheld as domain/small_cells.py decides (a stratum, or the group's
+total, counts and score together), marked with the data-absent-reason "masked".
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 
 import fhir_profiles
 from service.domain.outcomes import BANDS, NONE_YET, Period, SiteOutcomes
+from service.domain.small_cells import withheld
 from service.errors import InvalidResource, NotFound
 from service.fhir.build import PEERWAY_DEVICE, fhir_instant
 from service.fhir.dates import optional_instant
@@ -22,6 +22,8 @@ from service.fhir.dates import optional_instant
 POPULATION = "http://terminology.hl7.org/CodeSystem/measure-population"
 UCUM = "http://unitsofmeasure.org"
 DATA_ABSENT = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
+UNIT_NAMES = {"d": "days", "min": "minutes"}
+MEASURE_VERSION = "0.1.0"  # fhir_profiles/data/Measure-*.json
 
 
 @dataclass(frozen=True)
@@ -40,30 +42,44 @@ def _cohort(count: Callable[[SiteOutcomes], int]) -> Callable[[SiteOutcomes], Fi
 
 
 def _fraction(
-    num: Callable[[SiteOutcomes], int], den: Callable[[SiteOutcomes], int]
+    num: Callable[[SiteOutcomes], int], den: Callable[[SiteOutcomes], int], base: Callable[[SiteOutcomes], int]
 ) -> Callable[[SiteOutcomes], Figures]:
-    return lambda o: Figures({"denominator": den(o), "numerator": num(o)}, _ratio(num(o), den(o)))
+    """A proportion or ratio: its initial population, denominator and numerator."""
+    return lambda o: Figures(
+        {"initial-population": base(o), "denominator": den(o), "numerator": num(o)}, _ratio(num(o), den(o))
+    )
 
 
 def _first_contact(o: SiteOutcomes) -> Figures:
+    """Continuous variable: one observation (days to first contact) per discharge with a contact; the median."""
     median = o.median_first_contact_days
-    pops = {"initial-population": o.discharged, "measure-population": len(o.first_contact_days)}
+    contacted = len(o.first_contact_days)
+    pops = {"initial-population": o.discharged, "measure-population": contacted, "measure-observation": contacted}
     return Figures(pops, None if median is None else round(median, 2), "d")
+
+
+def _minutes(o: SiteOutcomes) -> Figures:
+    """Continuous variable: one observation (its minutes) per client-week; the mean. Minutes are no population."""
+    weeks = o.client_weeks
+    pops = {"initial-population": weeks, "measure-population": weeks, "measure-observation": weeks}
+    return Figures(pops, _ratio(o.minutes, weeks), "min")
 
 
 # Measure id (fhir_profiles/data/Measure-<id>.json) -> its figures from one site's (or all sites') outcomes.
 INDICATORS: dict[str, Callable[[SiteOutcomes], Figures]] = {
     "discharged-into-program": _cohort(lambda o: o.discharged),
     "time-to-first-contact": _first_contact,
-    "contacts-per-client-week": _fraction(lambda o: o.contacts, lambda o: o.client_weeks),
-    "minutes-per-client-week": _fraction(lambda o: o.minutes, lambda o: o.client_weeks),
-    "client-weeks-meeting-minimum": _fraction(lambda o: o.weeks_meeting_minimum, lambda o: o.client_weeks),
-    "readmission-30-day": _fraction(lambda o: o.readmitted_30, lambda o: o.followed_30),
-    "readmission-90-day": _fraction(lambda o: o.readmitted_90, lambda o: o.followed_90),
+    "contacts-per-client-week": _fraction(lambda o: o.contacts, lambda o: o.client_weeks, lambda o: o.client_weeks),
+    "minutes-per-client-week": _minutes,
+    "client-weeks-meeting-minimum": _fraction(
+        lambda o: o.weeks_meeting_minimum, lambda o: o.client_weeks, lambda o: o.client_weeks
+    ),
+    "readmission-30-day": _fraction(lambda o: o.readmitted_30, lambda o: o.followed_30, lambda o: o.discharged),
+    "readmission-90-day": _fraction(lambda o: o.readmitted_90, lambda o: o.followed_90, lambda o: o.discharged),
     "drop-outs": _cohort(lambda o: o.drop_outs),
     "rematches": _cohort(lambda o: o.rematches),
     "active-peers": _cohort(lambda o: o.active_peers),
-    "peer-caseload": _fraction(lambda o: o.peer_client_pairs, lambda o: o.active_peers),
+    "peer-caseload": _fraction(lambda o: o.peer_client_pairs, lambda o: o.active_peers, lambda o: o.active_peers),
 }
 
 
@@ -87,38 +103,55 @@ def measure_id_of(measure: str | None, path_id: str | None) -> str:
         raise InvalidResource(
             "name the measure: measure=<canonical url> (or Measure/<id>/$evaluate-measure)", "measure"
         )
-    wanted = measure.split("|")[0]
+    wanted, bar, version = measure.partition("|")
     for prefix in (fhir_profiles.MEASURE_BASE + "/", "Measure/"):
         if wanted.startswith(prefix) and wanted.removeprefix(prefix) in INDICATORS:
+            if bar and version != MEASURE_VERSION:  # a canonical's |version names one edition: only ours is here
+                raise InvalidResource(f"only version {MEASURE_VERSION} of the Measures is offered", "measure")
             return wanted.removeprefix(prefix)
     raise InvalidResource(f"unknown measure {measure!r}: see {fhir_profiles.MEASURE_BASE}/<id>", "measure")
+
+
+def _month_start(t: datetime) -> bool:
+    return t.day == 1 and t.time() == time(0) and t.utcoffset() == timedelta(0)
 
 
 def read_evaluation(
     measure_id: str, period_start: str | None, period_end: str | None, report_type: str | None
 ) -> Evaluation:
-    """Check the parameters: both period bounds (FHIR dates or dateTimes, the end inclusive), start before end,
-    and reportType summary (the only one offered: a report about individuals would name them)."""
-    if report_type not in (None, "summary"):
-        raise InvalidResource("only reportType=summary is offered (counts, no individuals)", "reportType")
+    """Check the parameters: both period bounds (FHIR dates or dateTimes, the end inclusive), whole calendar months
+    in UTC (start on a 1st, end on a month's last day: two overlapping periods then differ by whole months, never
+    by a day that would single out one event), at most three years, and reportType population (or none): the only
+    one offered, since a subject or subject-list report would name clients."""
+    if report_type not in (None, "population"):
+        raise InvalidResource(
+            "only reportType=population is offered (counts, no individuals): subject and subject-list are not",
+            "reportType",
+        )
     if not period_start:
         raise InvalidResource("periodStart is required", "periodStart")
     if not period_end:
         raise InvalidResource("periodEnd is required", "periodEnd")
-    start = optional_instant(period_start, "periodStart")
-    end = optional_instant(period_end, "periodEnd", end=True)
+    try:
+        start = optional_instant(period_start, "periodStart")
+    except OverflowError:
+        raise InvalidResource("periodStart is out of range", "periodStart") from None
+    try:
+        end = optional_instant(period_end, "periodEnd", end=True)
+        assert end is not None
+        end += timedelta(microseconds=1)  # exclusive from here on
+    except OverflowError:
+        raise InvalidResource("periodEnd is out of range", "periodEnd") from None
     assert start is not None
-    assert end is not None
-    end += timedelta(microseconds=1)  # exclusive from here on
+    if not _month_start(start):
+        raise InvalidResource("periodStart must be the first day of a month (UTC): whole months only", "periodStart")
+    if not _month_start(end):
+        raise InvalidResource("periodEnd must be the last day of a month (UTC): whole months only", "periodEnd")
     if end <= start:
         raise InvalidResource("periodEnd is before periodStart", "periodEnd")
     if end - start > timedelta(days=3 * 366):
         raise InvalidResource("a period of at most three years", "periodEnd")
     return Evaluation(measure_id, Period(start, end), period_start, period_end)
-
-
-def _small(figures: Figures, threshold: int) -> bool:
-    return any(0 < n < threshold for n in figures.populations.values())
 
 
 def _populations(figures: Figures) -> list[dict[str, Any]]:
@@ -133,27 +166,54 @@ def _score(figures: Figures) -> dict[str, Any] | None:
         return None
     score: dict[str, Any] = {"value": figures.score}
     if figures.unit:
-        score |= {"unit": "days" if figures.unit == "d" else figures.unit, "system": UCUM, "code": figures.unit}
+        score |= {"unit": UNIT_NAMES.get(figures.unit, figures.unit), "system": UCUM, "code": figures.unit}
     return score
 
 
-def _stratum(label: str, figures: Figures, threshold: int) -> dict[str, Any]:
-    if _small(figures, threshold):
-        masked = {"extension": [{"url": DATA_ABSENT, "valueCode": "masked"}]}
-        return {"value": {"text": label}, "population": [{"code": p["code"], **masked} for p in _populations(figures)]}
-    stratum: dict[str, Any] = {"value": {"text": label}, "population": _populations(figures)}
+def _masked(figures: Figures) -> list[dict[str, Any]]:
+    absent = {"extension": [{"url": DATA_ABSENT, "valueCode": "masked"}]}
+    return [{"code": p["code"], **absent} for p in _populations(figures)]
+
+
+def _shown(figures: Figures, hidden: bool) -> dict[str, Any]:
+    """A group's or stratum's populations and score, or the populations marked masked (no score)."""
+    if hidden:
+        return {"population": _masked(figures)}
+    out: dict[str, Any] = {"population": _populations(figures)}
     score = _score(figures)
     if score is not None:
-        stratum["measureScore"] = score
-    return stratum
-
-
-def _band_strata(o: SiteOutcomes, threshold: int) -> list[dict[str, Any]]:
-    out = []
-    for label in [b[0] for b in BANDS] + [NONE_YET]:
-        n = o.first_contact_bands[label]
-        out.append(_stratum(label, Figures({"initial-population": n}, None), threshold))
+        out["measureScore"] = score
     return out
+
+
+def band_figures(o: SiteOutcomes) -> list[tuple[str, Figures]]:
+    """The first-contact distribution as strata: discharges by days band (and none yet)."""
+    bands = o.first_contact_bands
+    labels = [b[0] for b in BANDS] + [NONE_YET]
+    return [(label, Figures({"initial-population": bands[label]}, None)) for label in labels]
+
+
+def stratifiers_of(
+    measure_id: str,
+    total: SiteOutcomes,
+    per_site: Mapping[str, SiteOutcomes],
+    per_organization: Mapping[str, SiteOutcomes] | None,
+) -> list[tuple[str, list[tuple[str, Figures]]]]:
+    """(stratifier name, [(stratum label, figures)]) of one measure, as reported."""
+    figure = INDICATORS[measure_id]
+    out = [("site", [(site, figure(per_site[site])) for site in sorted(per_site)])]
+    if per_organization is not None:
+        out.append(("organization", [(org, figure(per_organization[org])) for org in sorted(per_organization)]))
+    if measure_id == "time-to-first-contact":
+        out.append(("days-band", band_figures(total)))
+    return out
+
+
+def masking(
+    overall: Figures, stratifiers: list[tuple[str, list[tuple[str, Figures]]]], threshold: int
+) -> tuple[bool, list[list[bool]]]:
+    """What to withhold (domain/small_cells.py): the total, and each stratum."""
+    return withheld(overall.populations, [[f.populations for _, f in strata] for _, strata in stratifiers], threshold)
 
 
 def measure_report(
@@ -165,30 +225,27 @@ def measure_report(
     now: datetime,
     per_organization: Mapping[str, SiteOutcomes] | None = None,
 ) -> dict[str, Any]:
-    """A summary MeasureReport: the period's figures for every site in scope, then one stratum per site (and per
-    peer organization, when given)."""
-    figure = INDICATORS[evaluation.measure_id]
-    overall = figure(total)
-    group: dict[str, Any] = {"population": _populations(overall)}
-    score = _score(overall)
-    if score is not None:
-        group["measureScore"] = score
-    stratifiers = [
+    """A summary MeasureReport (reportType population): the period's figures for every site in scope, then one
+    stratum per site (and per peer organization, when given); small cells withheld. Pending while the period has
+    not ended: its figures can still change."""
+    overall = INDICATORS[evaluation.measure_id](total)
+    stratifiers = stratifiers_of(evaluation.measure_id, total, per_site, per_organization)
+    hide_total, hide = masking(overall, stratifiers, small_cell)
+    group = _shown(overall, hide_total)
+    group["stratifier"] = [
         {
-            "code": [{"text": "site"}],
-            "stratum": [_stratum(site, figure(per_site[site]), small_cell) for site in sorted(per_site)],
+            "code": [{"text": name}],
+            "stratum": [
+                {"value": {"text": label}, **_shown(figures, hidden)}
+                for (label, figures), hidden in zip(strata, hidden_strata, strict=True)
+            ],
         }
+        for (name, strata), hidden_strata in zip(stratifiers, hide, strict=True)
     ]
-    if per_organization is not None:
-        strata = [_stratum(org, figure(per_organization[org]), small_cell) for org in sorted(per_organization)]
-        stratifiers.append({"code": [{"text": "organization"}], "stratum": strata})
-    if evaluation.measure_id == "time-to-first-contact":
-        stratifiers.append({"code": [{"text": "days-band"}], "stratum": _band_strata(total, small_cell)})
-    group["stratifier"] = stratifiers
     return {
         "resourceType": "MeasureReport",
         "id": report_id,
-        "status": "complete",
+        "status": "pending" if evaluation.period.end > now else "complete",
         "type": "summary",
         "measure": f"{fhir_profiles.MEASURE_BASE}/{evaluation.measure_id}",
         "date": fhir_instant(now),
@@ -198,10 +255,18 @@ def measure_report(
     }
 
 
+def requestor(actor: str) -> dict[str, Any]:
+    """Who asked, as a FHIR Reference: managers and coordinators have no FHIR resource here, so the reference is by
+    identifier (system per role, value the subject their sign-in names), never a made-up "role/id" path."""
+    role, _, subject = actor.partition("/")
+    return {"identifier": {"system": f"{fhir_profiles.CANONICAL}/sid/{role}", "value": subject}, "display": role}
+
+
 def report_audit_event(
-    audit_id: str, measure_ids: list[str], actor_reference: str, sites: list[str], period: Period, now: datetime
+    audit_id: str, measure_ids: list[str], actor: str, sites: list[str], period: Period, now: datetime
 ) -> dict[str, Any]:
-    """An R4 AuditEvent for one outcomes report's generation: who, which measures, which sites and period."""
+    """An R4 AuditEvent for one outcomes report's generation: who (`role/subject`), which measures, which sites
+    and period."""
     return {
         "resourceType": "AuditEvent",
         "id": audit_id,
@@ -213,7 +278,7 @@ def report_audit_event(
         "outcomeDesc": f"outcomes report for {', '.join(sites) or 'no site'}, {fhir_instant(period.start)} to "
         f"{fhir_instant(period.end)} (exclusive); counts only",
         "agent": [
-            {"who": {"reference": actor_reference}, "requestor": True},
+            {"who": requestor(actor), "altId": actor.partition("/")[2], "requestor": True},
             {"who": {"reference": PEERWAY_DEVICE}, "requestor": False},
         ],
         "source": {"observer": {"reference": PEERWAY_DEVICE}},

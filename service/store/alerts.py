@@ -32,7 +32,7 @@ class Alert(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     kind: Mapped[str] = mapped_column(String(32))
     subject: Mapped[str] = mapped_column(String(64))  # an episode id, or a peer id (supervision)
-    period: Mapped[str] = mapped_column(String(64))  # which occurrence: a date, or the paused peer's id
+    period: Mapped[str] = mapped_column(String(64))  # which occurrence: a date, or a peer's pause (start/peer)
     site: Mapped[str | None] = mapped_column(String(64))  # a site's coordinators see it ...
     organization: Mapped[str | None] = mapped_column(String(64))  # ... or a peer organization's
     state: Mapped[str] = mapped_column(String(16))  # open | acknowledged | resolved
@@ -44,6 +44,19 @@ class Alert(Base):
     resolved_by: Mapped[str | None] = mapped_column(String(200))  # a person, or "safety-net" (condition ended)
     resolution: Mapped[str | None] = mapped_column(String(32))  # condition-ended | coordinator | episode-ended
     note: Mapped[str | None] = mapped_column(Text)
+    # A Flag was queued for the client's EHR when it opened: its close is written too, whatever the site's
+    # setting is by then (else the EHR's Flag would stay active forever).
+    ehr_flag: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+class PeerPause(Base):
+    """Since when the safety net has seen a peer paused (the first run that found them so). Keys each pause's
+    cover-needed alerts, so a second pause is a new occurrence; the row goes when the peer comes back."""
+
+    __tablename__ = "peer_pause"
+
+    peer_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    since: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class SupervisionCheckIn(Base):
@@ -86,9 +99,23 @@ def detail_of(alert: Alert) -> dict[str, str | int | None]:
 
 
 async def alerts_of_kinds(session: AsyncSession, kinds: Collection[str]) -> Sequence[Alert]:
-    """Every alert of these kinds not yet resolved (the run compares them with what is due now)."""
-    query = select(Alert).where(Alert.kind.in_(sorted(kinds)), Alert.state != RESOLVED)
-    return (await session.execute(query)).scalars().all()
+    """Every alert of these kinds not yet resolved (the run compares them with what is due now), locked until the
+    transaction ends (FOR UPDATE on PostgreSQL; SQLite has one writer anyway): a coordinator's resolve waits, or
+    the run waits for it and, reading again, no longer finds the row unresolved."""
+    query = select(Alert).where(Alert.kind.in_(sorted(kinds)), Alert.state != RESOLVED).order_by(Alert.id)
+    return (await session.execute(query.with_for_update())).scalars().all()
+
+
+async def sync_pauses(session: AsyncSession, paused: Collection[str], now: datetime) -> dict[str, datetime]:
+    """Peer id -> since when it is paused: a pause not seen before starts now; a peer back at work loses its row."""
+    rows = {r.peer_id: r for r in (await session.execute(select(PeerPause).with_for_update())).scalars()}
+    for peer_id, row in rows.items():
+        if peer_id not in paused:
+            await session.delete(row)
+    for peer_id in sorted(set(paused) - set(rows)):
+        rows[peer_id] = PeerPause(peer_id=peer_id, since=now)
+        session.add(rows[peer_id])
+    return {peer_id: rows[peer_id].since for peer_id in paused}
 
 
 async def keys_present(session: AsyncSession, keys: Collection[tuple[str, str, str]]) -> set[tuple[str, str, str]]:
@@ -131,11 +158,16 @@ def _chunks(ids: Sequence[str], size: int = 500) -> list[Sequence[str]]:
 
 
 async def episode_facts(
-    session: AsyncSession, site: str | None = None, *, open_at: datetime | None = None
+    session: AsyncSession,
+    site: str | None = None,
+    *,
+    open_at: datetime | None = None,
+    started_before: datetime | None = None,
 ) -> list[EpisodeFacts]:
     """Episodes with their assignments, closure and the contacts not cancelled: one site's or every site's; with
     `open_at`, only those still open then (not ended, not followed by a readmission by that moment), which is all
-    the safety net needs however long the program has run."""
+    the safety net needs however long the program has run; with `started_before`, only those begun before it
+    (a report reads the episodes open at its period's start and begun before its end + 90 days)."""
     query = select(
         Episode.id,
         Episode.client_id,
@@ -147,6 +179,8 @@ async def episode_facts(
     ).join(Client, Client.id == Episode.client_id)
     if site is not None:
         query = query.where(Client.site == site)
+    if started_before is not None:
+        query = query.where(func.coalesce(Episode.admitted_at, Episode.created_at) < started_before)
     if open_at is not None:
         later = aliased(Episode, name="later")
         query = query.outerjoin(EpisodeClosure, EpisodeClosure.episode_id == Episode.id).where(

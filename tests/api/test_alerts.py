@@ -12,6 +12,8 @@ from fastapi import FastAPI
 
 from service.app.alerts import run_safety_net
 from service.auth import Role
+from service.settings import Settings
+from tests.support.delivery import outbox
 from tests.support.flow import assign, discharge, peer_contact, register_peer
 
 Auth = Callable[..., dict[str, str]]
@@ -106,6 +108,23 @@ async def test_thresholds_are_the_sites_own(client: httpx.AsyncClient, auth: Aut
     assert "no_contact_days" in refused.json()["issue"][0]["expression"][0]
 
 
+async def test_a_flag_written_is_closed_even_after_the_site_turned_flags_off(
+    app: FastAPI, client: httpx.AsyncClient, auth: Auth, settings: Settings
+) -> None:
+    coordinator = auth(Role.COORDINATOR, "coord")
+    flags_on = {"no_contact_days": 7, "unassigned_days": 3, "weekly_minimum_minutes": 60, "ehr_flags": True}
+    assert (await client.put("/api/alerts/thresholds", json=flags_on, headers=coordinator)).status_code == 200
+    episode = await discharge(client, auth)
+    await _run(app)
+    assert sorted(row.kind for row in await outbox(settings.database_url)) == ["flag", "flag"]  # opened, flagged
+    flags_off = {**flags_on, "ehr_flags": False}
+    assert (await client.put("/api/alerts/thresholds", json=flags_off, headers=coordinator)).status_code == 200
+    peer = await register_peer(client, auth)
+    await assign(client, auth, episode["id"], peer["id"])
+    assert await _run(app) == (0, 1)  # the unassigned alert closes: its Flag at the EHR must turn inactive
+    assert [row.kind for row in await outbox(settings.database_url)].count("flag") == 3
+
+
 async def test_supervision_check_ins_and_the_overdue_alert(app: FastAPI, client: httpx.AsyncClient, auth: Auth) -> None:
     peer = await register_peer(client, auth)
     org = auth(Role.ORGANIZATION_COORDINATOR, "oc", org="default")
@@ -157,7 +176,15 @@ async def test_evaluate_measure_refuses_what_it_cannot_answer(client: httpx.Asyn
         ({"measure": "Measure/drop-outs", "periodEnd": "2026-06-30"}, "periodStart"),
         ({"measure": "Measure/drop-outs", **period, "reportType": "subject-list"}, "reportType"),
         ({"measure": "Measure/drop-outs", "periodStart": "2026-13-01", "periodEnd": "2026-06-30"}, "periodStart"),
-        ({"measure": "Measure/drop-outs", "periodStart": "2026-06-30", "periodEnd": "2026-01-01"}, "periodEnd"),
+        ({"measure": "Measure/drop-outs", "periodStart": "2026-06-01", "periodEnd": "2026-01-31"}, "periodEnd"),
+        ({"measure": "Measure/drop-outs", **period, "reportType": "summary"}, "reportType"),  # not an R4 code
+        ({"measure": "Measure/drop-outs", **period, "reportType": "subject"}, "reportType"),
+        ({"measure": "Measure/drop-outs", **period, "subject": "Patient/p1"}, "subject"),  # refused, as by POST
+        ({"measure": "Measure/drop-outs|9.9.9", **period}, "measure"),
+        # Periods overlapping by a day would single out one event: whole calendar months only.
+        ({"measure": "Measure/drop-outs", "periodStart": "2026-01-02", "periodEnd": "2026-06-30"}, "periodStart"),
+        ({"measure": "Measure/drop-outs", "periodStart": "2026-01-01", "periodEnd": "2026-06-29"}, "periodEnd"),
+        ({"measure": "Measure/drop-outs", "periodStart": "9999-01-01", "periodEnd": "9999-12-31"}, "periodEnd"),
     ]
     for params, element in cases:
         response = await client.get(base, params=params, headers=admin)
@@ -168,6 +195,19 @@ async def test_evaluate_measure_refuses_what_it_cannot_answer(client: httpx.Asyn
         await client.get("/fhir/Measure/nothing/$evaluate-measure", params=period, headers=admin)
     ).status_code == 404
     assert (await client.get(base, params=period, headers=auth(Role.PEER, "p"))).status_code == 403
+    far = {"periodStart": "9999-01-01", "periodEnd": "9999-12-31"}
+    for url in ("/api/outcomes.csv", "/api/outcomes/charts/readmissions.svg"):
+        refused = await client.get(url, params=far, headers=admin)
+        assert refused.status_code == 422, refused.text  # not a 500
+        assert refused.json()["issue"][0]["expression"] == ["periodEnd"]
+    last = {"measure": "Measure/readmission-90-day", "periodStart": "9999-01-01", "periodEnd": "9999-11-30"}
+    pending = await client.get(base, params=last, headers=admin)
+    assert (pending.status_code, pending.json()["status"]) == (200, "pending")  # far, but a real calendar month
+    population = await client.get(
+        base, params={"measure": "Measure/drop-outs|0.1.0", **period, "reportType": "population"}, headers=admin
+    )
+    assert population.status_code == 200, population.text
+    assert population.json()["type"] == "summary"
 
     got = await client.get(
         base, params={"measure": "https://peerway.github.io/fhir/Measure/drop-outs", **period}, headers=admin

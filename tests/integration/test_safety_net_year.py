@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import statistics
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -30,6 +31,10 @@ from tests.support.seed_year import SITES, YEAR_START, Plan, seed_year
 Auth = Callable[..., dict[str, str]]
 WEEK = timedelta(days=7)
 YEAR_END = YEAR_START + timedelta(days=365)
+# The reports ask for whole calendar months: 2025 covers every discharge of the generated year (days 0-330).
+PERIOD_START = datetime(2025, 1, 1, tzinfo=UTC)
+PERIOD_END = datetime(2026, 1, 1, tzinfo=UTC)
+PERIOD = {"periodStart": "2025-01-01", "periodEnd": "2025-12-31"}
 TICKS = [YEAR_START + j * WEEK + timedelta(hours=12) for j in range(58)]
 
 
@@ -95,6 +100,7 @@ async def test_a_year_of_the_safety_net(
         (kind, "resolved", "condition-ended") for kind in ("no-contact", "unassigned", "below-minimum")
     }
     assert [a.state for a in alerts if a.kind == "supervision-overdue"] == ["open"]
+    await _planted_alerts_open_and_close_on_time(sessions, alerts, plan)
     # The coordinator of each site sees only that site's alerts.
     async with sessions() as session:
         site_of = dict((await session.execute(select(Episode.id, Client.site).join(Client))).all())
@@ -113,8 +119,39 @@ async def test_a_year_of_the_safety_net(
     async with transaction(sessions) as session:
         await session.execute(update(PeerSupporter).where(PeerSupporter.id == paused).values(status="active"))
     assert await run_safety_net(sessions, settings, end) == Run(0, len(holding[paused]))
+    # Paused a second time: a new pause, its clients need cover again (each pause is its own occurrence).
+    again = end + timedelta(days=1)
+    async with transaction(sessions) as session:
+        await session.execute(update(PeerSupporter).where(PeerSupporter.id == paused).values(status="paused"))
+    assert await run_safety_net(sessions, settings, again) == Run(len(holding[paused]), 0)
+    assert await run_safety_net(sessions, settings, again) == Run(0, 0)
+    assert _subjects(await _alerts(sessions), "cover-needed") == Counter({e: 2 for e in holding[paused]})
+    async with transaction(sessions) as session:
+        await session.execute(update(PeerSupporter).where(PeerSupporter.id == paused).values(status="active"))
+    assert await run_safety_net(sessions, settings, again) == Run(0, len(holding[paused]))
 
     await _outcomes_match_the_rows(sessions, client, auth, plan)
+
+
+def _first_tick(at: datetime) -> datetime:
+    return min(t for t in TICKS if t >= at)
+
+
+async def _planted_alerts_open_and_close_on_time(sessions: SessionFactory, alerts: list[Alert], plan: Plan) -> None:
+    """The weekly run opens each planted alert at the first run after its threshold passed and closes it at the first
+    run after its condition ended (assignment on day 12, closure on day 35), not earlier, not later."""
+    async with sessions() as session:
+        discharged = dict((await session.execute(select(Episode.id, Episode.discharged_at))).all())
+    day = timedelta(days=1)
+    by_key = {(a.kind, a.subject): a for a in alerts}
+    for episode_id in plan.never_assigned[:3]:
+        left = _at(discharged[episode_id])
+        alert = by_key["unassigned", episode_id]
+        assert (alert.opened_at, alert.resolved_at) == (_first_tick(left + 3 * day), _first_tick(left + 12 * day))
+    for episode_id in plan.never_contacted[:3]:
+        left = _at(discharged[episode_id])
+        alert = by_key["no-contact", episode_id]
+        assert (alert.opened_at, alert.resolved_at) == (_first_tick(left + 7 * day), _first_tick(left + 35 * day))
 
 
 # --- the outcomes, recomputed here from the rows -------------------------------------------------------------
@@ -136,35 +173,39 @@ async def _expected(sessions: SessionFactory) -> dict[str, dict[str, float | int
     for site in (*SITES, "all"):
         mine = [e for e, s in episodes if site in ("all", s)]
         discharged = {
-            e.id: e.discharged_at for e in mine if e.discharged_at and YEAR_START <= e.discharged_at < YEAR_END
+            e.id: e.discharged_at for e in mine if e.discharged_at and PERIOD_START <= e.discharged_at < PERIOD_END
         }
         days = []
         for episode_id, left in discharged.items():
             after = [c.started_at for c in by_episode.get(episode_id, []) if c.started_at >= left]
             if after:
                 days.append((min(after) - left).total_seconds() / 86400)
-        readmitted_30 = sum(
-            1 for i, left in discharged.items() if i in next_stay and next_stay[i] - left <= timedelta(days=30)
+        readmitted_30, readmitted_90 = (
+            sum(1 for i, left in discharged.items() if i in next_stay and next_stay[i] - left <= timedelta(days=n))
+            for n in (30, 90)
         )
-        weeks = meeting = 0
+        weeks = meeting = contacted_in_weeks = minutes_in_weeks = 0
         for e in mine:
             if e.discharged_at is None:
                 continue
-            stops = [YEAR_END] + [t for t in (next_stay.get(e.id),) if t]
+            stops = [PERIOD_END] + [t for t in (next_stay.get(e.id),) if t]
             if e.id in closures:
                 stops.append(closures[e.id].ended_at)
             start = e.discharged_at
             while start + WEEK <= min(stops):
-                if start >= YEAR_START:
+                if start >= PERIOD_START:
                     weeks += 1
-                    minutes = sum(c.minutes for c in by_episode.get(e.id, []) if start <= c.started_at < start + WEEK)
+                    in_week = [c for c in by_episode.get(e.id, []) if start <= c.started_at < start + WEEK]
+                    minutes = sum(c.minutes for c in in_week)
                     meeting += int(minutes >= 60)
+                    contacted_in_weeks += len(in_week)
+                    minutes_in_weeks += minutes
                 start += WEEK
         drop_outs = sum(
             1
             for c in closures.values()
             if c.reason in ("client-withdrew", "no-contact")
-            and YEAR_START <= c.ended_at < YEAR_END
+            and PERIOD_START <= c.ended_at < PERIOD_END
             and site in ("all", site_of[c.episode_id])
         )
         rematches = sum(
@@ -172,7 +213,7 @@ async def _expected(sessions: SessionFactory) -> dict[str, dict[str, float | int
             for a in stints
             if a.end_kind == "rematch"
             and a.ended_at is not None
-            and YEAR_START <= a.ended_at < YEAR_END
+            and PERIOD_START <= a.ended_at < PERIOD_END
             and site in ("all", site_of[a.episode_id])
         )
         out[site] = {
@@ -180,6 +221,9 @@ async def _expected(sessions: SessionFactory) -> dict[str, dict[str, float | int
             "contacted": len(days),
             "median_days": round(statistics.median(days), 2),
             "readmitted_30": readmitted_30,
+            "readmitted_90": readmitted_90,
+            "contacts": contacted_in_weeks,
+            "minutes": minutes_in_weeks,
             "weeks": weeks,
             "meeting": meeting,
             "drop_outs": drop_outs,
@@ -197,17 +241,14 @@ def _counts(group: dict[str, object]) -> dict[str, int]:
 async def _report(
     client: httpx.AsyncClient, auth: Auth, measure: str, role: Role = Role.ADMINISTRATOR, **kw: str
 ) -> dict:  # type: ignore[type-arg]
-    params = {
-        "periodStart": YEAR_START.date().isoformat(),
-        "periodEnd": (YEAR_END - timedelta(days=1)).date().isoformat(),
-    }
-    response = await client.get(f"/fhir/Measure/{measure}/$evaluate-measure", params=params, headers=auth(role, **kw))
+    response = await client.get(f"/fhir/Measure/{measure}/$evaluate-measure", params=PERIOD, headers=auth(role, **kw))
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("application/fhir+json")
     report: dict = response.json()  # type: ignore[type-arg]
     MeasureReport.model_validate(report)
     assert report["resourceType"] == "MeasureReport"
     assert report["type"] == "summary"
+    assert report["status"] == "complete"
     return report
 
 
@@ -235,40 +276,80 @@ async def _outcomes_match_the_rows(sessions: SessionFactory, client: httpx.Async
     assert _counts(first) == {
         "initial-population": expected["all"]["discharged"],
         "measure-population": expected["all"]["contacted"],
+        "measure-observation": expected["all"]["contacted"],  # one observation (days) per contacted client
     }
     assert first["measureScore"]["value"] == expected["all"]["median_days"]
     assert first["measureScore"]["code"] == "d"
 
     minimum = (await _report(client, auth, "client-weeks-meeting-minimum"))["group"][0]
-    assert _counts(minimum) == {"denominator": expected["all"]["weeks"], "numerator": expected["all"]["meeting"]}
+    assert _counts(minimum) == {
+        "initial-population": expected["all"]["weeks"],
+        "denominator": expected["all"]["weeks"],
+        "numerator": expected["all"]["meeting"],
+    }
     readmissions = (await _report(client, auth, "readmission-30-day"))["group"][0]
     assert _counts(readmissions)["numerator"] == expected["all"]["readmitted_30"]
     assert _counts(readmissions)["denominator"] == expected["all"]["discharged"]  # all followed up by now
+    ninety = (await _report(client, auth, "readmission-90-day"))["group"][0]
+    assert _counts(ninety) == {
+        "initial-population": expected["all"]["discharged"],
+        "denominator": expected["all"]["discharged"],
+        "numerator": expected["all"]["readmitted_90"],
+    }
+    contacts = (await _report(client, auth, "contacts-per-client-week"))["group"][0]
+    assert (_counts(contacts)["denominator"], _counts(contacts)["numerator"]) == (
+        expected["all"]["weeks"],
+        expected["all"]["contacts"],
+    )
+    minutes = (await _report(client, auth, "minutes-per-client-week"))["group"][0]
+    assert _counts(minutes)["measure-observation"] == expected["all"]["weeks"]
+    assert isinstance(expected["all"]["minutes"], int)
+    assert minutes["measureScore"]["value"] == round(expected["all"]["minutes"] / expected["all"]["weeks"], 4)
+    assert minutes["measureScore"]["code"] == "min"
 
     for measure, key in (("drop-outs", "drop_outs"), ("rematches", "rematches")):
         group = (await _report(client, auth, measure))["group"][0]
         assert _counts(group) == {"initial-population": expected["all"][key]}
+        shown = 0
+        withheld = []
         for stratum in group["stratifier"][0]["stratum"]:
             n = expected.get(stratum["value"]["text"], {}).get(key, 0)  # the empty "default" site too
             assert isinstance(n, int)
-            if 0 < n < 5:  # a small cell: withheld, and said to be masked
-                assert "count" not in stratum["population"][0]
-                assert stratum["population"][0]["extension"][0]["valueCode"] == "masked"
-            else:
+            if "count" in stratum["population"][0]:
                 assert stratum["population"][0]["count"] == n
+                assert not 0 < n < 5  # a small cell is never shown
+                shown += n
+            else:  # withheld, and said to be masked
+                assert stratum["population"][0]["extension"][0]["valueCode"] == "masked"
+                withheld.append(n)
+        # The total minus the strata shown never gives back one small cell on its own.
+        assert len([n for n in withheld if n]) != 1
+        total = expected["all"][key]
+        assert isinstance(total, int)
+        assert total - shown == sum(withheld)
+    assert all(0 < int(expected[site]["rematches"] or 0) < 5 for site in SITES)  # the test met small cells
+
+    # A coordinator whose own site counts few: their total is withheld too (it is the small cell itself).
+    few = (await _report(client, auth, "rematches", Role.COORDINATOR, site="north"))["group"][0]
+    assert "count" not in few["population"][0]
+    assert few["population"][0]["extension"][0]["valueCode"] == "masked"
 
     # A site's coordinator: their own site only, the same figures as that stratum.
     north = await _report(client, auth, "discharged-into-program", Role.COORDINATOR, site="north")
     assert [s["value"]["text"] for s in north["group"][0]["stratifier"][0]["stratum"]] == ["north"]
     assert _counts(north["group"][0]) == {"initial-population": expected["north"]["discharged"]}
 
-    params = {"periodStart": "2025-01-06", "periodEnd": "2026-01-05"}
+    params = PERIOD
     table = await client.get("/api/outcomes.csv", params=params, headers=auth(Role.ADMINISTRATOR))
     assert table.status_code == 200
     assert table.headers["content-type"].startswith("text/csv")
     rows = list(csv.reader(io.StringIO(table.text)))
     assert ["discharged-into-program", "all", "initial-population", str(expected["all"]["discharged"])] in rows
-    assert not any(client_id in table.text for client_id in plan.never_contacted)  # no identifiers
+    assert ["rematches", "site=north", "initial-population", "suppressed"] in rows
+    async with sessions() as session:
+        identifiers = [i for row in (await session.execute(select(Episode.id, Episode.client_id))).all() for i in row]
+    for text in (table.text, json.dumps(report), json.dumps(first)):
+        assert not any(identifier in text for identifier in identifiers)  # no episode, no client named
 
     for name, magic in (
         ("time-to-first-contact.svg", b"<?xml"),
@@ -284,11 +365,16 @@ async def _outcomes_match_the_rows(sessions: SessionFactory, client: httpx.Async
         )
     assert audits_after is not None
     assert audits_before is not None
-    assert audits_after - audits_before == 11  # every report, table and chart generated was audited
+    assert audits_after - audits_before == 15  # every report, table and chart generated was audited
     async with sessions() as session:
         audits = (await session.execute(select(AuditRecord).where(AuditRecord.client_id == ""))).scalars().all()
     for audit in audits:
         event = AuditEvent.model_validate_json(audit.resource_json)
         assert audit.actor.startswith(("administrator/", "coordinator/"))  # who asked
+        asked = event.agent[0].who
+        assert asked is not None
+        assert asked.reference is None  # "administrator/x" is no FHIR reference: named by identifier instead
+        assert asked.identifier is not None
+        assert f"{asked.display}/{asked.identifier.value}" == audit.actor
         assert event.entity is not None
         assert all(str(e.what.reference).startswith("Measure/") for e in event.entity if e.what is not None)
