@@ -5,8 +5,8 @@ turned Flags off meanwhile (otherwise the EHR's Flag would stay active forever).
 peer_pause: since when the safety net has seen each paused peer paused; a cover-needed alert is keyed on it, so
 a second pause is a new occurrence and raises its alerts again.
 
-Revision ID: 0014_safety_net_fixes
-Revises: 0013_safety_net
+Revision ID: 0015_safety_net_fixes
+Revises: 0014_scale
 Create Date: 2026-12-01
 """
 
@@ -17,8 +17,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0014_safety_net_fixes"
-down_revision: str | Sequence[str] | None = "0013_safety_net"
+revision: str = "0015_safety_net_fixes"
+down_revision: str | Sequence[str] | None = "0014_scale"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
