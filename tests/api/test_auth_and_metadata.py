@@ -27,7 +27,15 @@ PUBLIC |= {"/readyz"}
 # Peerway's own conformance resources (they describe the interface, not anyone): read, vread, search.
 PUBLIC |= {
     path
-    for kind in ("StructureDefinition", "CodeSystem", "ValueSet", "OperationDefinition", "SearchParameter")
+    for kind in (
+        "StructureDefinition",
+        "CodeSystem",
+        "ValueSet",
+        "OperationDefinition",
+        "SearchParameter",
+        "Measure",
+        "Questionnaire",
+    )
     for path in (f"/fhir/{kind}", f"/fhir/{kind}/{{id}}", f"/fhir/{kind}/{{id}}/_history/{{id}}")
 }
 
