@@ -29,15 +29,27 @@ Minutes = Annotated[int, Form(ge=1, le=24 * 60)]
 Offset = Annotated[int, Form(ge=-24 * 60, le=24 * 60)]  # the browser's getTimezoneOffset(): minutes behind UTC
 
 
-def started_at(when: str, offset_minutes: int) -> datetime:
-    """The form's local date and time (datetime-local) in the peer's own time zone, as an aware time."""
+EARLIEST = timedelta(days=366)  # a contact is logged at most about a year late...
+LATEST = timedelta(days=1)  # ...and not more than a day ahead (time zones, a phone's clock)
+
+
+def started_at(when: str, offset_minutes: int, now: datetime | None = None) -> datetime:
+    """The form's local date and time (datetime-local) in the peer's own time zone, as an aware time, within
+    a year back and a day ahead of now (outside that window it is a typo, and far dates overflow)."""
     try:
         local = datetime.fromisoformat(when)
     except ValueError:
         raise BadForm("when: a date and time is needed (YYYY-MM-DDTHH:MM)") from None
     if local.tzinfo is not None:
         raise BadForm("when: a local date and time, without a zone")
-    return local.replace(tzinfo=UTC) + timedelta(minutes=offset_minutes)
+    now = now or datetime.now(UTC)
+    try:
+        start = local.replace(tzinfo=UTC) + timedelta(minutes=offset_minutes)
+    except OverflowError:
+        start = None
+    if start is None or not now - EARLIEST <= start <= now + LATEST:
+        raise BadForm("when: a time within the last year, and not more than a day ahead")
+    return start
 
 
 @router.get("")
