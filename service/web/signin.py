@@ -41,7 +41,9 @@ async def sign_in_page(request: Request, user: User, sessions: SessionsDep, sett
     if user is not None and user.principal is not None:
         return see_other("/")
     cookie = None
-    if user is None:  # the sign-in forms need a CSRF token, so even an anonymous visit gets a (short) session
+    # Only the development form needs a CSRF token before sign-in (a provider's sign-in is a link), so only
+    # there does an anonymous visit get a (short) session row: elsewhere, visits to this page store nothing.
+    if user is None and settings.dev_sign_in:
         cookie = await web_sessions.anonymous(sessions)
         user = await web_sessions.current(sessions, settings, cookie)
         request.state.web_user = user

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from pydantic import ValidationError
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 
 from service.app import web_sessions
 from service.app.sites import SiteSpec, add_site
@@ -81,8 +81,9 @@ async def test_a_dev_mode_service_on_a_public_address_offers_no_passwordless_sig
     async with httpx.AsyncClient(transport=transport, base_url="http://peerway.example") as browser:
         page = await browser.get("/signin")
         assert "Development sign-in" not in page.text
-        settings = public_dev_app.state.settings
-        session = await web_sessions.current(public_dev_app.state.sessions, settings, browser.cookies["peerway"])
+        cookie = await web_sessions.anonymous(public_dev_app.state.sessions)
+        browser.cookies.set("peerway", cookie)
+        session = await web_sessions.current(public_dev_app.state.sessions, public_dev_app.state.settings, cookie)
         assert session is not None  # a valid CSRF token, and still no development sign-in
         refused = await browser.post("/signin/dev", data={"who": "site:default", "csrf": session.csrf})
         assert refused.status_code == 403
@@ -239,3 +240,15 @@ async def test_a_live_session_is_not_signed_out_by_another_sites_form(browser: h
     await sign_in(browser, "site:default")
     assert (await browser.post("/signout", data={"csrf": "forged"})).status_code == 403
     assert (await browser.get("/desk")).status_code == 200
+
+
+async def test_anonymous_visits_to_the_sign_in_page_store_nothing(app: FastAPI) -> None:
+    """Outside development the sign-in page has no form (a provider's sign-in is a link): a flood of visits must
+    not fill the session table."""
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://peerway.test") as client:
+        for _ in range(3):
+            page = await client.get("/signin")
+            assert page.status_code == 200
+            assert "set-cookie" not in page.headers
+    async with app.state.sessions() as session:
+        assert (await session.execute(select(func.count()).select_from(WebSession))).scalar_one() == 0
