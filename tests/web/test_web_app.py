@@ -138,6 +138,8 @@ async def test_coordinator_records_consent_assigns_and_the_peer_logs_a_contact_o
     page = await browser.get(f"/desk/episodes/{episode['id']}")
     assert "The client&#39;s assigned peer supporter may see: Name, Hospital stay" in page.text
     assert "Why can the peer supporter (not) see this?" in page.text
+    # A screen reader's list of buttons says which consent each Withdraw is for.
+    assert re.search(r'aria-label="Withdraw this consent of \d{4}-\d\d-\d\d[^"]*">Withdraw this consent<', page.text)
 
     # The peer, on their phone.
     await browser.post("/signout", data={"csrf": csrf})
@@ -162,6 +164,8 @@ async def test_coordinator_records_consent_assigns_and_the_peer_logs_a_contact_o
     text = (await browser.get(f"/peer/clients/{episode['client_id']}")).text
     assert "Phone or video" in text
     assert f"{DAY} 19:30 UTC" in text
+    assert f'aria-label="Cancel this contact of {DAY} 19:30 UTC">Cancel this contact<' in text
+    assert f'aria-label="Save correction of the contact of {DAY} 19:30 UTC">Save correction<' in text
     assert "On its way to the hospital record" in text
 
     contact_id = re.search(r"/peer/contacts/([^/]+)/cancel", text).group(1)  # type: ignore[union-attr]
@@ -273,6 +277,7 @@ async def test_bad_input_is_a_page_naming_the_field_never_a_server_error(
     )
     assert empty.status_code == 422
     assert "category: Choose at least one thing to share." in empty.text
+    assert f'<a href="/desk/episodes/{episode["id"]}">Go back</a>' in empty.text  # to the client, not home
     past = await browser.post(
         f"/desk/episodes/{episode['id']}/consent",
         data={"csrf": csrf_of(page), "until": "2020-01-01", "category": "preferred-name"},
@@ -324,7 +329,8 @@ async def test_failed_write_backs_are_counted_listed_and_tried_again(
     today = (await browser.get("/desk")).text
     assert re.search(r'data-today="failed-writes"><span class="count">2<', today)
     page = (await browser.get("/desk/deliveries")).text
-    assert page.count("Try again") == 2
+    assert page.count(">Try again</button>") == 2
+    assert page.count('aria-label="Try again: ') == 2  # each button says which write-back it retries
     assert "422" in page
     for item in re.findall(r"/desk/deliveries/(\d+)/replay", page):
         answer = await browser.post(f"/desk/deliveries/{item}/replay", data={"csrf": csrf_of(page)})
