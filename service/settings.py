@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from functools import cached_property
 from typing import Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -211,6 +212,9 @@ class Settings(BaseSettings):
     # The development chooser (sign in as anyone, no password) exists only with PEERWAY_ENV=dev and either a
     # loopback bind and base URL (`make run`) or this set to true; never outside dev.
     web_dev_signin: bool = False
+    # The program's time zone (IANA): a contact time typed in a browser that sent no zone of its own (no
+    # JavaScript) is read in it, rather than taken for UTC. The contact form shows which zone it reads.
+    web_time_zone: str = "UTC"
 
     @property
     def dev_sign_in(self) -> bool:
@@ -226,6 +230,10 @@ class Settings(BaseSettings):
     def _closed_in_production(self) -> Settings:
         if self.web_dev_signin and self.env != "dev":
             raise ValueError("PEERWAY_WEB_DEV_SIGNIN is for PEERWAY_ENV=dev only")
+        try:
+            ZoneInfo(self.web_time_zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("PEERWAY_WEB_TIME_ZONE must be an IANA time zone such as America/Toronto") from None
         if self.env == "prod":
             token = self.metrics_token.get_secret_value() if self.metrics_token else ""
             if len(token) < 32:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -138,15 +139,20 @@ async def test_a_client_page_title_names_no_client(
 # --- input that ended in a 500 ------------------------------------------------------------------------------
 
 
-async def test_contact_times_outside_a_sane_window_are_refused_naming_the_field(
-    browser: httpx.AsyncClient, api: httpx.AsyncClient, auth: Auth
-) -> None:
+async def peer_at_their_client(browser: httpx.AsyncClient, api: httpx.AsyncClient, auth: Auth) -> tuple[str, str]:
+    """A peer assigned to a discharged client, signed in on that client's page: its URL and HTML."""
     episode = await discharge(api, auth, ADMIT)
     peer = await register_peer(api, auth, "Alex Morgan")
     await assign(api, auth, episode["id"], peer["id"])
     await sign_in(browser, f"peer:{peer['id']}")
     url = f"/peer/clients/{episode['client_id']}"
-    page = (await browser.get(url)).text
+    return url, (await browser.get(url)).text
+
+
+async def test_contact_times_outside_a_sane_window_are_refused_naming_the_field(
+    browser: httpx.AsyncClient, api: httpx.AsyncClient, auth: Auth
+) -> None:
+    url, page = await peer_at_their_client(browser, api, auth)
     now = datetime.now(UTC)
     found = FORM_ID.search(page)
     assert found is not None
@@ -163,6 +169,51 @@ async def test_contact_times_outside_a_sane_window_are_refused_naming_the_field(
     yesterday = (now - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")
     logged = await browser.post(f"{url}/contacts", data={**form, "when": yesterday})
     assert logged.status_code == 303, logged.text
+
+
+@pytest.fixture
+async def program_in_india(settings: Settings) -> AsyncIterator[FastAPI]:
+    """A program whose zone (PEERWAY_WEB_TIME_ZONE) is Asia/Kolkata: UTC+05:30 all year, no daylight saving."""
+    changes = {"env": "dev", "web_dev_signin": True, "web_time_zone": "Asia/Kolkata"}
+    application = create_app(settings.model_copy(update=changes))
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+async def test_a_contact_time_is_read_in_the_browsers_zone_or_else_the_programs(
+    program_in_india: FastAPI, auth: Auth
+) -> None:
+    transport = httpx.ASGITransport(app=program_in_india)
+    async with (
+        httpx.AsyncClient(transport=transport, base_url="http://peerway.test") as browser,
+        httpx.AsyncClient(transport=transport, base_url="http://peerway.test") as api,
+    ):
+        url, page = await peer_at_their_client(browser, api, auth)
+        assert "(<span data-tz-name>Asia/Kolkata</span>)" in page  # without JavaScript the form says its zone
+        found = FORM_ID.search(page)
+        assert found is not None
+        form = {"csrf": csrf_of(page), "kind": "phone-video", "minutes": "30"}
+        day = (datetime.now(UTC) - timedelta(days=2)).date()
+
+        # No JavaScript: no zone from the browser, so the program's zone, not UTC.
+        logged = await browser.post(f"{url}/contacts", data={**form, "form_id": found.group(1), "when": f"{day}T14:30"})
+        assert logged.status_code == 303, logged.text
+        assert f"{day} 09:00 UTC" in (await browser.get(url)).text
+
+        # The browser's zone (app.js): Toronto, with or without daylight saving on that day.
+        toronto = datetime.combine(day, time(11, 15), tzinfo=ZoneInfo("America/Toronto")).astimezone(UTC)
+        sent = {**form, "form_id": "second-contact", "when": f"{day}T11:15", "tz": "America/Toronto"}
+        assert (await browser.post(f"{url}/contacts", data=sent)).status_code == 303
+        assert f"{toronto:%Y-%m-%d %H:%M} UTC" in (await browser.get(url)).text
+
+        unknown = await browser.post(f"{url}/contacts", data={**sent, "form_id": "third-contact", "tz": "Mars/Olympus"})
+        assert unknown.status_code == 422
+        assert "tz:" in unknown.text
+
+
+def test_a_program_zone_that_does_not_exist_is_refused_at_start() -> None:
+    with pytest.raises(ValidationError, match="PEERWAY_WEB_TIME_ZONE"):
+        Settings(web_time_zone="Ontario/Toronto", _env_file=None)
 
 
 async def test_replaying_a_delivery_with_an_impossible_number_names_it(browser: httpx.AsyncClient) -> None:
