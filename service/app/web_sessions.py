@@ -113,7 +113,7 @@ async def current(sessions: SessionFactory, settings: Settings, cookie: str | No
         )
         user = WebUser(row.csrf, principal, row.display_name or "", dev=row.dev)
         idle_deadline = _deadline(settings, row.created_at, utcnow())
-    if idle_deadline - row.expires_at > timedelta(seconds=TOUCH_SECONDS):
+    if abs(idle_deadline - row.expires_at) > timedelta(seconds=TOUCH_SECONDS):  # on with use; shorter settings now
         async with transaction(sessions) as session:
             touched = await session.get(WebSession, _hash(cookie))
             if touched is not None:
