@@ -8,9 +8,12 @@ variable (`describe_error`), rather than misbehaving later.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from functools import cached_property
 from typing import Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -204,14 +207,48 @@ class Settings(BaseSettings):
     web_client_id: str = "peerway-web"
     web_client_secret: SecretStr | None = None
     web_session_hours: float = Field(default=8.0, gt=0, le=24 * 7)
+    # A session nobody used for this long ends too (a coordinator's desk left open on a shared computer).
+    web_idle_minutes: float = Field(default=30.0, gt=0, le=24 * 60)
+    # The development chooser (sign in as anyone, no password) exists only with PEERWAY_ENV=dev and either a
+    # loopback bind and base URL (`make run`) or this set to true; never outside dev.
+    web_dev_signin: bool = False
+    # The program's time zone (IANA): a contact time typed in a browser that sent no zone of its own (no
+    # JavaScript) is read in it, rather than taken for UTC. The contact form shows which zone it reads.
+    web_time_zone: str = "UTC"
+
+    @property
+    def dev_sign_in(self) -> bool:
+        """Whether the passwordless development chooser is on: dev mode, and loopback only unless asked for."""
+        if self.env != "dev":
+            return False
+        if self.web_dev_signin:
+            return True
+        base_host = urlsplit(self.base_url).hostname or ""
+        return _loopback(self.host) and _loopback(base_host)
 
     @model_validator(mode="after")
     def _closed_in_production(self) -> Settings:
+        if self.web_dev_signin and self.env != "dev":
+            raise ValueError("PEERWAY_WEB_DEV_SIGNIN is for PEERWAY_ENV=dev only")
+        try:
+            ZoneInfo(self.web_time_zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("PEERWAY_WEB_TIME_ZONE must be an IANA time zone such as America/Toronto") from None
         if self.env == "prod":
             token = self.metrics_token.get_secret_value() if self.metrics_token else ""
             if len(token) < 32:
                 raise ValueError("PEERWAY_METRICS_TOKEN must be set to a random value of 32+ characters in prod")
         return self
+
+
+def _loopback(host: str) -> bool:
+    host = host.strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def describe_error(error: ValidationError) -> str:

@@ -2,8 +2,10 @@
 
 A person signs in with their organization's OpenID Connect provider (code + PKCE); the access token it returns
 is checked by the same Gatekeeper as an API bearer token, so a person the API would refuse cannot sign in.
-In development (PEERWAY_ENV=dev) a person may instead pick a registered coordinator or peer supporter. Every
-request checks again that the person, issuer or peer is still enabled: disabling one ends their web sessions.
+In development (PEERWAY_ENV=dev, on a loopback address, or with PEERWAY_WEB_DEV_SIGNIN) a person may instead pick
+a registered coordinator or peer supporter. Every request checks again that the person, issuer or peer is still
+enabled: disabling one ends their web sessions. A session ends after web_idle_minutes unused, and in any case
+web_session_hours after sign-in.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from service.app.clock import utcnow
 from service.app.identity import Gatekeeper
@@ -28,6 +30,7 @@ from service.store.models import PeerSupporter
 from service.store.web import WebSession, forget_expired
 
 SIGN_IN_MINUTES = 10  # an unfinished sign-in (or an anonymous visit's CSRF token) lasts this long
+TOUCH_SECONDS = 60  # a session's idle deadline moves on at most once a minute (not one write per request)
 
 
 @dataclass(frozen=True)
@@ -93,7 +96,7 @@ async def current(sessions: SessionFactory, settings: Settings, cookie: str | No
             return None
         if row.role is None or row.subject is None:
             return WebUser(row.csrf, None, "", dev=False)
-        if row.dev and settings.env != "dev":
+        if row.dev and not settings.dev_sign_in:
             return None
         if row.person_id is not None:
             person = await session.get(people_store.Person, row.person_id)
@@ -108,7 +111,21 @@ async def current(sessions: SessionFactory, settings: Settings, cookie: str | No
         principal = Principal(
             subject=row.subject, role=role, site=row.site or "", organization=row.organization, person_id=row.person_id
         )
-        return WebUser(row.csrf, principal, row.display_name or "", dev=row.dev)
+        user = WebUser(row.csrf, principal, row.display_name or "", dev=row.dev)
+        idle_deadline = _deadline(settings, row.created_at, utcnow())
+    if abs(idle_deadline - row.expires_at) > timedelta(seconds=TOUCH_SECONDS):  # on with use; shorter settings now
+        async with transaction(sessions) as session:
+            touched = await session.get(WebSession, _hash(cookie))
+            if touched is not None:
+                touched.expires_at = idle_deadline
+    return user
+
+
+def _deadline(settings: Settings, created_at: datetime, now: datetime) -> datetime:
+    """When a signed-in session used now ends: web_idle_minutes from now, never past web_session_hours."""
+    return min(
+        created_at + timedelta(hours=settings.web_session_hours), now + timedelta(minutes=settings.web_idle_minutes)
+    )
 
 
 async def end(sessions: SessionFactory, cookie: str | None) -> None:
@@ -121,6 +138,17 @@ async def end(sessions: SessionFactory, cookie: str | None) -> None:
             await session.delete(row)
 
 
+async def abandon_sign_in(sessions: SessionFactory, cookie: str | None) -> None:
+    """The provider answered with an error: end this browser's sign-in under way, and nothing else (a link to
+    the callback must not sign anybody out)."""
+    if not cookie:
+        return
+    async with transaction(sessions) as session:
+        row = await session.get(WebSession, _hash(cookie))
+        if row is not None and row.role is None and row.pending_state is not None:
+            await session.delete(row)
+
+
 async def _signed_in(
     sessions: SessionFactory, settings: Settings, old_cookie: str | None, who: Principal, name: str, *, dev: bool
 ) -> str:
@@ -128,7 +156,7 @@ async def _signed_in(
     await end(sessions, old_cookie)
     return await _new_row(
         sessions,
-        settings.web_session_hours * 60,
+        min(settings.web_session_hours * 60, settings.web_idle_minutes),
         role=who.role.value,
         subject=who.subject,
         site=who.site or None,
@@ -144,8 +172,8 @@ async def _signed_in(
 
 async def dev_choices(sessions: SessionFactory, settings: Settings) -> list[DevChoice]:
     """Whom a developer may sign in as: each active site's coordinator, each registered coordinator, each
-    active peer supporter. Empty outside development."""
-    if settings.env != "dev":
+    active peer supporter. Empty unless the development sign-in is on (Settings.dev_sign_in)."""
+    if not settings.dev_sign_in:
         return []
     async with sessions() as session:
         sites = [s for s in await site_store.sites(session) if s.status == "active"]
@@ -159,8 +187,8 @@ async def dev_choices(sessions: SessionFactory, settings: Settings) -> list[DevC
 
 async def dev_sign_in(sessions: SessionFactory, settings: Settings, old_cookie: str | None, key: str) -> str:
     """Sign in as one of dev_choices (development only: anywhere else this is refused)."""
-    if settings.env != "dev":
-        raise Forbidden("the development sign-in exists only when PEERWAY_ENV=dev")
+    if not settings.dev_sign_in:
+        raise Forbidden("the development sign-in exists only with PEERWAY_ENV=dev on a loopback address")
     kind, _, ident = key.partition(":")
     async with sessions() as session:
         if kind == "site":
@@ -247,8 +275,11 @@ async def finish_sign_in(
     header, _ = unverified_parts(id_token) if isinstance(id_token, str) else ({}, {})
     kid = header.get("kid") if isinstance(header.get("kid"), str) else None
     keys = await gate.issuer_keys.keys(issuer.issuer, kid)
-    web_signin.check_id_token(id_token, keys, issuer.issuer, gate.settings.web_client_id, pending.nonce)
-    who = await gate.principal(str(tokens["access_token"]))
+    subject = web_signin.check_id_token(id_token, keys, issuer.issuer, gate.settings.web_client_id, pending.nonce)
+    access_token = str(tokens["access_token"])
+    who = await gate.principal(access_token)
+    if not web_signin.same_person(access_token, issuer.issuer, subject):
+        raise Unauthorized("the provider's tokens name different people")
     if who.role not in (Role.COORDINATOR, Role.PEER):
         raise Forbidden("the web app is for coordinators and peer supporters")
     async with gate.sessions() as session:

@@ -15,7 +15,7 @@ from typing import Any
 import authlib.deprecate
 import httpx
 
-from service.auth.jose import PEOPLE_ALGORITHMS, KeySet, fetch_json, verify
+from service.auth.jose import PEOPLE_ALGORITHMS, KeySet, check_times, fetch_json, unverified_parts, verify
 from service.errors import Unauthorized
 
 with warnings.catch_warnings():
@@ -70,7 +70,13 @@ def _client(client_id: str, client_secret: str | None, redirect_uri: str) -> Asy
 def authorization_url(provider: Provider, client_id: str, redirect_uri: str, pending: Pending) -> str:
     client = _client(client_id, None, redirect_uri)
     url, _ = client.create_authorization_url(
-        provider.authorization_endpoint, state=pending.state, nonce=pending.nonce, code_verifier=pending.code_verifier
+        provider.authorization_endpoint,
+        state=pending.state,
+        nonce=pending.nonce,
+        code_verifier=pending.code_verifier,
+        # The provider asks who it is every time: signing out of Peerway on a shared computer must not leave the
+        # next person one click from the previous person's session at the provider.
+        prompt="login",
     )
     return str(url)
 
@@ -99,8 +105,12 @@ async def exchange_code(
     return dict(token)
 
 
-def check_id_token(id_token: object, keys: KeySet, issuer: str, client_id: str, nonce: str) -> None:
-    """The ID token was signed by the provider, for this client, in answer to this sign-in (nonce)."""
+ID_TOKEN_LEEWAY_SECONDS = 60
+
+
+def check_id_token(id_token: object, keys: KeySet, issuer: str, client_id: str, nonce: str) -> str:
+    """The ID token was signed by the provider, for this client, in answer to this sign-in (nonce), and is
+    current (exp, iat); its subject, which the access token must name too."""
     if not isinstance(id_token, str):
         raise Unauthorized("the provider answered no ID token")
     claims = verify(id_token, keys, PEOPLE_ALGORITHMS)
@@ -110,3 +120,14 @@ def check_id_token(id_token: object, keys: KeySet, issuer: str, client_id: str, 
         raise Unauthorized("the ID token is not for this sign-in")
     if not secrets.compare_digest(str(claims.get("nonce", "")), nonce):
         raise Unauthorized("the ID token is not for this sign-in (nonce)")
+    check_times(claims, leeway=ID_TOKEN_LEEWAY_SECONDS, max_lifetime=None)
+    subject = claims.get("sub")
+    if not isinstance(subject, str) or not subject:
+        raise Unauthorized("the ID token names nobody (sub)")
+    return subject
+
+
+def same_person(access_token: str, issuer: str, id_subject: str) -> bool:
+    """The access token (already verified by the Gatekeeper) names the ID token's person at the same issuer."""
+    _, claims = unverified_parts(access_token)
+    return claims.get("iss") == issuer and claims.get("sub") == id_subject

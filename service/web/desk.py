@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Form, Query, Request, Response
+from fastapi import APIRouter, Form, Path, Query, Request, Response
 
 from consent.categories import DataCategory
 from service.app import alerts, delivery, desk, desk_alerts, matching
@@ -76,7 +76,9 @@ async def deliveries(
 
 
 @router.post("/deliveries/{item_id}/replay", dependencies=[Csrf])
-async def replay(item_id: int, request: Request, caller: CoordinatorPage, sessions: SessionsDep) -> Response:
+async def replay(
+    item_id: Annotated[int, Path(ge=1, le=2**63 - 1)], request: Request, caller: CoordinatorPage, sessions: SessionsDep
+) -> Response:
     await delivery.replay_dead_letter(sessions, item_id, caller.site)
     wake_worker(request)
     return see_other("/desk/deliveries")
@@ -98,6 +100,11 @@ async def clients(
     return render(request, "desk_clients.html", rows=rows, show=show, peers=names, no_contact_days=days)
 
 
+def consent_default_until(today: date) -> date:
+    """The consent form's proposed end: a year from today (by days: today.replace(year=...) fails on 29 February)."""
+    return today + timedelta(days=365)
+
+
 @router.get("/episodes/{episode_id}")
 async def client_page(episode_id: str, request: Request, caller: CoordinatorPage, sessions: SessionsDep) -> Response:
     page = await desk.client_page(sessions, caller.site, episode_id)
@@ -109,7 +116,7 @@ async def client_page(episode_id: str, request: Request, caller: CoordinatorPage
         peers=page.peer_names,
         end_reasons=sorted(END_REASONS),
         rematch_reasons=sorted(REMATCH_REASONS),
-        default_until=date.today().replace(year=date.today().year + 1).isoformat(),
+        default_until=consent_default_until(date.today()).isoformat(),
     )
 
 

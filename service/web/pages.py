@@ -8,6 +8,7 @@ forms from this origin only; no inline script) and are never cached or framed.""
 from __future__ import annotations
 
 import hmac
+import re
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any
@@ -129,8 +130,22 @@ def see_other(url: str) -> RedirectResponse:
     return response
 
 
+_ID = r"[A-Za-z0-9.-]{1,64}"
+PAGES = re.compile(rf"^/(desk(/(clients|deliveries|peers|episodes/{_ID}))?|peer(/clients/{_ID})?)$")  # the GET pages
+
+
+def back_to(path: str) -> str:
+    """The page a refused action came from, so "Go back" keeps the person where they were: the nearest page
+    above the action's path (/desk/episodes/{id}/consent: the client's page), or home."""
+    parts = path.rstrip("/").split("/")
+    for end in range(len(parts) - 1, 1, -1):
+        if PAGES.match(above := "/".join(parts[:end])):
+            return above
+    return "/"
+
+
 def _error_page(request: Request, status: int, message: str) -> HTMLResponse:
-    return render(request, "error.html", status=status, message=message)
+    return render(request, "error.html", status=status, message=message, back=back_to(request.url.path))
 
 
 class WebRoute(APIRoute):

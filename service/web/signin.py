@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, Request, Response
+from fastapi import APIRouter, Depends, Form, Path, Request, Response
 
 from service.app import web_sessions
 from service.app.web_sessions import WebUser
@@ -16,6 +16,7 @@ from service.web.pages import (
     SessionsDep,
     SettingsDep,
     WebRoute,
+    check_csrf,
     clear_session_cookie,
     render,
     see_other,
@@ -40,7 +41,9 @@ async def sign_in_page(request: Request, user: User, sessions: SessionsDep, sett
     if user is not None and user.principal is not None:
         return see_other("/")
     cookie = None
-    if user is None:  # the sign-in forms need a CSRF token, so even an anonymous visit gets a (short) session
+    # Only the development form needs a CSRF token before sign-in (a provider's sign-in is a link), so only
+    # there does an anonymous visit get a (short) session row: elsewhere, visits to this page store nothing.
+    if user is None and settings.dev_sign_in:
         cookie = await web_sessions.anonymous(sessions)
         user = await web_sessions.current(sessions, settings, cookie)
         request.state.web_user = user
@@ -49,7 +52,7 @@ async def sign_in_page(request: Request, user: User, sessions: SessionsDep, sett
         "signin.html",
         issuers=await web_sessions.issuer_choices(sessions),
         dev_choices=await web_sessions.dev_choices(sessions, settings),
-        dev=settings.env == "dev",
+        dev=settings.dev_sign_in,
         ended=request.query_params.get("ended") == "1",
     )
     if cookie is not None:
@@ -67,10 +70,19 @@ async def dev_sign_in(
     return response
 
 
-@router.post("/signin/oidc", dependencies=[Csrf])
+@router.get("/signin/oidc/{issuer}")
 async def oidc_sign_in(
-    request: Request, issuer: Annotated[str, Form(max_length=64)], gate: GatekeeperDep, settings: SettingsDep
+    request: Request,
+    issuer: Annotated[str, Path(max_length=64)],
+    user: User,
+    gate: GatekeeperDep,
+    settings: SettingsDep,
 ) -> Response:
+    """A GET, not a form post: the CSP's form-action 'self' would stop the redirect to the provider (Chromium
+    applies it to a form's redirects). A link here cannot sign a person out (a signed-in browser just goes home),
+    nor sign them in as someone else: the answer is bound to this browser's cookie by the state."""
+    if user is not None and user.principal is not None:
+        return see_other("/")
     cookie, url = await web_sessions.begin_sign_in(gate, session_cookie(request), issuer)
     response = see_other(url)
     set_session_cookie(response, settings, cookie)
@@ -82,7 +94,7 @@ async def oidc_callback(request: Request, gate: GatekeeperDep, settings: Setting
     params = request.query_params
     state, code = params.get("state", ""), params.get("code", "")
     if params.get("error") or not state or not code:
-        await web_sessions.end(gate.sessions, session_cookie(request))
+        await web_sessions.abandon_sign_in(gate.sessions, session_cookie(request))
         return render(request, "error.html", status=401, message=f"sign-in: {params.get('error') or 'no code'}")
     try:
         cookie, _ = await web_sessions.finish_sign_in(gate, session_cookie(request), state, code, params.get("iss"))
@@ -95,8 +107,12 @@ async def oidc_callback(request: Request, gate: GatekeeperDep, settings: Setting
     return response
 
 
-@router.post("/signout", dependencies=[Csrf])
-async def sign_out(request: Request, sessions: SessionsDep, settings: SettingsDep) -> Response:
+@router.post("/signout")
+async def sign_out(request: Request, user: User, sessions: SessionsDep, settings: SettingsDep) -> Response:
+    """Sign out. A session that already ended just goes (no "form out of date" for someone who walked away);
+    a live one needs its CSRF token, so another site cannot sign a person out."""
+    if user is not None:
+        await check_csrf(request)
     await web_sessions.end(sessions, session_cookie(request))
     response = see_other("/signin?ended=1")
     clear_session_cookie(response, settings)

@@ -53,6 +53,7 @@ def peerway(tmp_path: Path, database_url: str, auth_keys_path: Path, ehr: Any) -
     with live_server(
         tmp_path,
         env="dev",
+        web_dev_signin="true",  # its public base URL is not a loopback one
         database_url=database_url,
         auth_keys_path=auth_keys_path,
         run_worker="true",

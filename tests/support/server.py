@@ -63,8 +63,9 @@ def read_all(conn: socket.socket) -> bytes:
 @contextmanager
 def live_server(workdir: Path, **settings: object) -> Iterator[LiveServer]:
     """`python -m service.cli serve` with PEERWAY_<NAME>=value for each keyword, on a fresh SQLite database in
-    `workdir` (which serve migrates first); stopped with SIGTERM afterwards."""
-    port = free_port()
+    `workdir` (which serve migrates first); stopped with SIGTERM afterwards. A `port` keyword picks the port (for a
+    base URL that must name it before the server starts)."""
+    port = int(str(settings.pop("port"))) if "port" in settings else free_port()
     env = {name: value for name, value in os.environ.items() if not name.startswith("PEERWAY_")}
     env |= {
         "PEERWAY_ENV": "test",

@@ -4,7 +4,8 @@ it, through the same use cases as the API (the browser tests in tests/browser dr
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -13,7 +14,6 @@ from sqlalchemy import func, select
 
 from service.app import web_sessions
 from service.auth import Role
-from service.main import create_app
 from service.settings import Settings
 from service.store.db import create_engine, session_factory
 from service.store.jobs import Job
@@ -24,6 +24,7 @@ from tests.support.ehr import TestEhr
 from tests.support.flow import ADMIT, DISCHARGE, assign, client_with_contact, discharge, register_peer
 
 Auth = Callable[..., dict[str, str]]
+DAY = (datetime.now(UTC) - timedelta(days=2)).date().isoformat()  # contact times are refused a year back
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 
@@ -31,26 +32,6 @@ def csrf_of(html: str) -> str:
     found = CSRF.search(html)
     assert found is not None, html
     return found.group(1)
-
-
-@pytest.fixture
-async def dev_app(settings: Settings) -> AsyncIterator[FastAPI]:
-    application = create_app(settings.model_copy(update={"env": "dev"}))
-    async with application.router.lifespan_context(application):
-        yield application
-
-
-@pytest.fixture
-async def browser(dev_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    """A browser: keeps cookies, follows nothing by itself."""
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=dev_app), base_url="http://peerway.test") as c:
-        yield c
-
-
-@pytest.fixture
-async def api(dev_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=dev_app), base_url="http://peerway.test") as c:
-        yield c
 
 
 async def sign_in(browser: httpx.AsyncClient, who: str) -> None:
@@ -115,10 +96,12 @@ async def test_the_development_sign_in_is_refused_outside_development(app: FastA
     async with httpx.AsyncClient(transport=transport, base_url="https://peerway.test") as client:
         page = await client.get("/signin")
         assert "Development sign-in" not in page.text
-        assert "__Host-peerway" in page.headers["set-cookie"]
-        assert "Secure" in page.headers["set-cookie"]
-        session = await web_sessions.current(app.state.sessions, settings, client.cookies["__Host-peerway"])
-        assert session is not None  # a valid CSRF token, and still no development sign-in
+        assert "set-cookie" not in page.headers  # no form on the page needs a CSRF token, so nothing is stored
+        # Even a browser with a session and its valid CSRF token is refused.
+        cookie = await web_sessions.anonymous(app.state.sessions)
+        client.cookies.set("__Host-peerway", cookie)
+        session = await web_sessions.current(app.state.sessions, settings, cookie)
+        assert session is not None
         refused = await client.post("/signin/dev", data={"who": "site:default", "csrf": session.csrf})
         assert refused.status_code == 403
         assert (await client.get("/desk")).headers["location"] == "/signin"
@@ -155,6 +138,8 @@ async def test_coordinator_records_consent_assigns_and_the_peer_logs_a_contact_o
     page = await browser.get(f"/desk/episodes/{episode['id']}")
     assert "The client&#39;s assigned peer supporter may see: Name, Hospital stay" in page.text
     assert "Why can the peer supporter (not) see this?" in page.text
+    # A screen reader's list of buttons says which consent each Withdraw is for.
+    assert re.search(r'aria-label="Withdraw this consent of \d{4}-\d\d-\d\d[^"]*">Withdraw this consent<', page.text)
 
     # The peer, on their phone.
     await browser.post("/signout", data={"csrf": csrf})
@@ -168,7 +153,7 @@ async def test_coordinator_records_consent_assigns_and_the_peer_logs_a_contact_o
         "csrf": csrf_of(client_page.text),
         "form_id": re.search(r'name="form_id" value="([^"]+)"', client_page.text).group(1),  # type: ignore[union-attr]
         "kind": "phone-video",
-        "when": "2026-11-28T14:30",
+        "when": f"{DAY}T14:30",
         "minutes": "45",
         "tz_offset": "300",
     }
@@ -178,7 +163,9 @@ async def test_coordinator_records_consent_assigns_and_the_peer_logs_a_contact_o
     assert await count(settings, Contact) == 1
     text = (await browser.get(f"/peer/clients/{episode['client_id']}")).text
     assert "Phone or video" in text
-    assert "2026-11-28 19:30 UTC" in text
+    assert f"{DAY} 19:30 UTC" in text
+    assert f'aria-label="Cancel this contact of {DAY} 19:30 UTC">Cancel this contact<' in text
+    assert f'aria-label="Save correction of the contact of {DAY} 19:30 UTC">Save correction<' in text
     assert "On its way to the hospital record" in text
 
     contact_id = re.search(r"/peer/contacts/([^/]+)/cancel", text).group(1)  # type: ignore[union-attr]
@@ -273,7 +260,7 @@ async def test_bad_input_is_a_page_naming_the_field_never_a_server_error(
     await assign(api, auth, episode["id"], peer["id"])
     await sign_in(browser, f"peer:{peer['id']}")
     page = (await browser.get(f"/peer/clients/{episode['client_id']}")).text
-    base = {"csrf": csrf_of(page), "form_id": "abcdefgh12", "kind": "phone-video", "when": "2026-11-28T14:30"}
+    base = {"csrf": csrf_of(page), "form_id": "abcdefgh12", "kind": "phone-video", "when": f"{DAY}T14:30"}
     for bad, field in (
         ({"minutes": "0"}, "minutes"),
         ({"minutes": "30", "kind": "séance"}, "kind"),
@@ -290,6 +277,7 @@ async def test_bad_input_is_a_page_naming_the_field_never_a_server_error(
     )
     assert empty.status_code == 422
     assert "category: Choose at least one thing to share." in empty.text
+    assert f'<a href="/desk/episodes/{episode["id"]}">Go back</a>' in empty.text  # to the client, not home
     past = await browser.post(
         f"/desk/episodes/{episode['id']}/consent",
         data={"csrf": csrf_of(page), "until": "2020-01-01", "category": "preferred-name"},
@@ -309,18 +297,18 @@ async def test_a_peer_corrects_a_contact_and_a_stale_form_is_refused(
     await sign_in(browser, f"peer:{peer['id']}")
     url = f"/peer/clients/{episode['client_id']}"
     page = (await browser.get(url)).text
-    form = {"csrf": csrf_of(page), "form_id": "form-0001", "kind": "community-visit", "when": "2026-11-28T10:00",
+    form = {"csrf": csrf_of(page), "form_id": "form-0001", "kind": "community-visit", "when": f"{DAY}T10:00",
             "minutes": "60"}  # fmt: skip
     queued = await count(settings, Job)  # the assignment's CareTeam write
     assert (await browser.post(f"{url}/contacts", data=form)).status_code == 303
     page = (await browser.get(url)).text
     contact_id = re.search(r"/peer/contacts/([^/]+)/correct", page).group(1)  # type: ignore[union-attr]
     correction = {"csrf": csrf_of(page), "version": "1", "client_id": episode["client_id"], "kind": "phone-video",
-                  "when": "2026-11-28T10:00", "minutes": "20"}  # fmt: skip
+                  "when": f"{DAY}T10:00", "minutes": "20"}  # fmt: skip
     corrected = await browser.post(f"/peer/contacts/{contact_id}/correct", data=correction)
     assert corrected.status_code == 303, corrected.text
     page = (await browser.get(url)).text
-    assert "Phone or video</strong> · 2026-11-28 10:00 UTC · 20 min" in page
+    assert f"Phone or video</strong> · {DAY} 10:00 UTC · 20 min" in page
     assert 'name="version" value="2"' in page
 
     stale = await browser.post(f"/peer/contacts/{contact_id}/correct", data={**correction, "minutes": "90"})
@@ -341,7 +329,8 @@ async def test_failed_write_backs_are_counted_listed_and_tried_again(
     today = (await browser.get("/desk")).text
     assert re.search(r'data-today="failed-writes"><span class="count">2<', today)
     page = (await browser.get("/desk/deliveries")).text
-    assert page.count("Try again") == 2
+    assert page.count(">Try again</button>") == 2
+    assert page.count('aria-label="Try again: ') == 2  # each button says which write-back it retries
     assert "422" in page
     for item in re.findall(r"/desk/deliveries/(\d+)/replay", page):
         answer = await browser.post(f"/desk/deliveries/{item}/replay", data={"csrf": csrf_of(page)})
