@@ -30,7 +30,7 @@ DAY = timedelta(days=1)
 
 @pytest.fixture
 async def web(settings: Settings) -> AsyncIterator[FastAPI]:
-    application = create_app(settings.model_copy(update={"env": "dev"}))
+    application = create_app(settings.model_copy(update={"env": "dev", "web_dev_signin": True}))
     async with application.router.lifespan_context(application):
         yield application
 
