@@ -54,7 +54,9 @@ async def test_get_and_post_give_the_same_summary_and_each_is_audited(
     posted = shared(await client.post(url, content=body, headers=headers | {"Content-Type": "application/fhir+json"}))
     assert [r["resourceType"] for r in got] == ["Patient"]
     assert got[0]["name"] == posted[0]["name"]
-    assert set(got[0]) == set(posted[0]) == {"resourceType", "id", "name"}
+    assert (
+        set(got[0]) == set(posted[0]) == {"resourceType", "id", "name", "communication"}
+    )  # preferred name: the languages too
     assert await audit_count(client, auth, episode["patient"]) == 2
 
 

@@ -71,7 +71,7 @@ def test_the_summary_patient_holds_only_the_permitted_elements() -> None:
     )
     name_only = build.summary_patient("client-1", patient, frozenset({DataCategory.PREFERRED_NAME}))
     Patient.model_validate(name_only)
-    assert set(name_only) == {"resourceType", "id", "name", "extension"}
+    assert set(name_only) == {"resourceType", "id", "name", "extension", "communication"}  # languages spoken
     assert [e["url"] for e in name_only["extension"]] == [build.PRONOUNS_EXTENSION]
     contact_only = build.summary_patient("client-1", patient, frozenset({DataCategory.CONTACT_DETAILS}))
     assert set(contact_only) == {"resourceType", "id", "telecom", "address"}
