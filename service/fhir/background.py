@@ -21,10 +21,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from fhir.resources.R4B.appointment import Appointment
+from fhir.resources.R4B.careteam import CareTeam
+from fhir.resources.R4B.condition import Condition
+from fhir.resources.R4B.documentreference import DocumentReference
+from fhir.resources.R4B.flag import Flag
+from fhir.resources.R4B.goal import Goal
+from fhir.resources.R4B.relatedperson import RelatedPerson
+from pydantic import BaseModel
+
 import fhir_profiles
 from consent import DataCategory
-from service.errors import InvalidResource
+from service.errors import InvalidResource, PeerwayError
 from service.fhir.dates import optional_instant
+from service.fhir.ids import is_fhir_id
+from service.fhir.labels import security_labels
+from service.fhir.validation import validated
 
 FLAG_CATEGORY = "http://terminology.hl7.org/CodeSystem/flag-category"
 SAFETY = "safety"
@@ -94,21 +106,31 @@ def kept_items(
     found: Sequence[dict[str, Any]],
     client_id: str,
     now: datetime,
+    *,
+    patient: str,
     hospital: str | None = None,
 ) -> list[Kept]:
-    """The found resources of one category that a peer may need, reduced; the others are left out."""
-    kept: list[Kept] = []
+    """The found resources of one category that a peer may need, reduced; the others are left out.
+
+    Only what the category is made of counts, whatever the EHR answered to its search (a Condition answering a
+    Goal search is no goal), only resources about `patient` (the EHR's Patient id), only valid FHIR ids, each
+    source once; and each kept resource must be a valid R4 resource of its type.
+    """
+    kept: dict[str, Kept] = {}
     for resource in found:
         kind, ehr_id = resource.get("resourceType"), resource.get("id")
-        if not isinstance(kind, str) or not isinstance(ehr_id, str):
+        if not isinstance(kind, str) or kind not in CATEGORY_TYPES.get(category, ()):
             continue
-        reducer = _REDUCERS.get(kind)
-        reduced = reducer(resource, now, hospital) if reducer is not None else None
+        if not isinstance(ehr_id, str) or not is_fhir_id(ehr_id):
+            continue
+        if not _about(resource, kind, patient):
+            continue
+        reduced = _REDUCERS[kind](resource, now, hospital)
         if reduced is None:
             continue
         body, data_date = reduced
         source = f"{kind}/{ehr_id}"
-        labels = _labels(resource)
+        labels = security_labels(resource)
         identity = item_id(client_id, source)
         body = {"resourceType": kind, "id": identity, **body}
         if labels:
@@ -120,8 +142,10 @@ def kept_items(
                 {"actor": {"reference": f"Patient/{client_id}"}, "status": "accepted"},
                 *body.get("participant", []),
             ]
-        kept.append(Kept(identity, source, body, labels, data_date))
-    return kept
+        if not valid(body):
+            continue
+        kept.setdefault(identity, Kept(identity, source, body, labels, data_date))
+    return list(kept.values())
 
 
 _SUBJECT = {
@@ -132,12 +156,57 @@ _SUBJECT = {
     "DocumentReference": "subject",
     "RelatedPerson": "patient",
 }
+CATEGORY_TYPES: dict[DataCategory, frozenset[str]] = {
+    **{category: frozenset({kind}) for category, kind in SOURCES.items()},
+    DataCategory.COMMUNITY_SUPPORTS: frozenset({"RelatedPerson", "CareTeam"}),
+}
+"""The resource types each category is made of: anything else a search answers is left out."""
+_MODELS: dict[str, type[BaseModel]] = {
+    "Appointment": Appointment,
+    "Goal": Goal,
+    "Flag": Flag,
+    "RelatedPerson": RelatedPerson,
+    "CareTeam": CareTeam,
+    "Condition": Condition,
+    "DocumentReference": DocumentReference,
+}
 
 
-def _labels(resource: dict[str, Any]) -> tuple[tuple[str, str], ...]:
-    security = (resource.get("meta") or {}).get("security") or []
-    pairs = {(str(c.get("system", "")), str(c.get("code", ""))) for c in security if isinstance(c, dict)}
-    return tuple(sorted(p for p in pairs if p[1]))
+def valid(resource: dict[str, Any]) -> bool:
+    """Whether a kept resource is a valid R4 resource of its type (what the summary will show must be)."""
+    model = _MODELS.get(str(resource.get("resourceType")))
+    if model is None:
+        return False
+    try:
+        validated(model, resource, str(resource["resourceType"]))
+    except PeerwayError:
+        return False
+    return True
+
+
+def _about(resource: dict[str, Any], kind: str, patient: str) -> bool:
+    """Whether the resource is about this patient: its subject (patient; an Appointment's participant) names
+    Patient/<patient>, relative or as an absolute URL, of any version."""
+    if kind == "Appointment":
+        participants = resource.get("participant")
+        actors = [p.get("actor") for p in participants if isinstance(p, dict)] if isinstance(participants, list) else []
+    else:
+        actors = [resource.get(_SUBJECT[kind])]
+    return any(isinstance(a, dict) and is_patient_reference(a.get("reference"), patient) for a in actors)
+
+
+def is_patient_reference(reference: object, patient: str) -> bool:
+    """Patient/<patient>, [base]/Patient/<patient>, either with /_history/<version>."""
+    if not isinstance(reference, str):
+        return False
+    plain = _unversioned(reference)
+    if plain == f"Patient/{patient}":
+        return True
+    return plain.startswith(("http://", "https://")) and plain.endswith(f"/Patient/{patient}")
+
+
+def _unversioned(reference: str) -> str:
+    return reference.split("/_history/", 1)[0].strip()
 
 
 def _when(value: object, *, end: bool = False) -> datetime | None:
@@ -147,14 +216,23 @@ def _when(value: object, *, end: bool = False) -> datetime | None:
         return None
 
 
-def _copy(resource: dict[str, Any], *names: str) -> dict[str, Any]:
-    return {n: resource[n] for n in names if resource.get(n) not in (None, [], {})}
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def _strings(resource: dict[str, Any], *names: str) -> dict[str, str]:
+    """The named elements that are strings (a primitive of another JSON type is left out, never copied)."""
+    return {n: v for n in names if (v := _text(resource.get(n))) is not None}
+
+
+def _string_list(values: object) -> list[str]:
+    return [v for v in values if _text(v) is not None] if isinstance(values, list) else []
 
 
 def _display(reference: object) -> dict[str, Any] | None:
     """A Reference kept as its display only (never the EHR's id)."""
-    if isinstance(reference, dict) and isinstance(reference.get("display"), str) and reference["display"]:
-        return {"display": reference["display"]}
+    if isinstance(reference, dict) and (display := _text(reference.get("display"))) is not None:
+        return {"display": display}
     return None
 
 
@@ -162,13 +240,23 @@ def _concepts(values: object) -> list[Any]:
     """CodeableConcepts with codings and text only."""
     if not isinstance(values, list):
         return []
-    return [_concept(v) for v in values if isinstance(v, dict) and _concept(v)]
+    return [concept for v in values if (concept := _concept(v))]
 
 
 def _concept(value: object) -> dict[str, Any]:
+    """A CodeableConcept as its text and codings, each coding as system, code and display only (no id, no
+    extension, no version or userSelected)."""
     if not isinstance(value, dict):
         return {}
-    return _copy(value, "coding", "text")
+    codings = value.get("coding")
+    kept: dict[str, Any] = {}
+    if isinstance(codings, list) and (
+        reduced := [c for c in (_strings(c, "system", "code", "display") for c in codings if isinstance(c, dict)) if c]
+    ):
+        kept["coding"] = reduced
+    if (text := _text(value.get("text"))) is not None:
+        kept["text"] = text
+    return kept
 
 
 Reduced = tuple[dict[str, Any], datetime | None] | None
@@ -180,7 +268,10 @@ def _appointment(resource: dict[str, Any], now: datetime, hospital: str | None) 
     start = _when(resource.get("start"))
     if resource.get("status") not in LIVE_APPOINTMENT or start is None or start < now:
         return None
-    body = _copy(resource, "status", "description", "start", "end", "minutesDuration")
+    body: dict[str, Any] = _strings(resource, "status", "description", "start", "end")
+    minutes = resource.get("minutesDuration")
+    if isinstance(minutes, int) and not isinstance(minutes, bool) and minutes > 0:
+        body["minutesDuration"] = minutes
     for element in ("serviceType", "specialty"):
         if concepts := _concepts(resource.get(element)):
             body[element] = concepts
@@ -191,11 +282,12 @@ def _appointment(resource: dict[str, Any], now: datetime, hospital: str | None) 
     for participant in resource.get("participant") or []:
         if not isinstance(participant, dict):
             continue
-        actor = participant.get("actor") or {}
+        actor = participant.get("actor")
         kind_of = str(actor.get("reference", "")).split("/")[0] if isinstance(actor, dict) else ""
         shown = _display(actor)
+        status = _text(participant.get("status")) or "needs-action"
         if kind_of in {"Location", "Practitioner", "PractitionerRole", "HealthcareService"} and shown:
-            others.append({"actor": shown, "status": participant.get("status") or "needs-action"})
+            others.append({"actor": shown, "status": status})
     if others:
         body["participant"] = others
     return body, start
@@ -204,24 +296,22 @@ def _appointment(resource: dict[str, Any], now: datetime, hospital: str | None) 
 def _goal(resource: dict[str, Any], now: datetime, hospital: str | None) -> Reduced:
     if resource.get("lifecycleStatus") not in LIVE_GOAL or not isinstance(resource.get("description"), dict):
         return None
-    body = _copy(resource, "lifecycleStatus", "startDate")
+    body: dict[str, Any] = _strings(resource, "lifecycleStatus", "startDate")
     body["description"] = _concept(resource["description"]) or {"text": "goal"}
     if achievement := _concept(resource.get("achievementStatus")):
         body["achievementStatus"] = achievement
-    targets = [
-        {"dueDate": t["dueDate"]} for t in resource.get("target") or [] if isinstance(t, dict) and t.get("dueDate")
-    ]
-    if targets:
-        body["target"] = targets
+    targets = resource.get("target")
+    due = [_strings(t, "dueDate") for t in targets if isinstance(t, dict)] if isinstance(targets, list) else []
+    if due := [t for t in due if t]:
+        body["target"] = due
     return body, _when(resource.get("startDate")) or _when(resource.get("statusDate"))
 
 
 def _is_safety(resource: dict[str, Any]) -> bool:
     return any(
-        isinstance(coding, dict) and coding.get("system") == FLAG_CATEGORY and coding.get("code") == SAFETY
-        for concept in resource.get("category") or []
-        if isinstance(concept, dict)
-        for coding in concept.get("coding") or []
+        coding.get("system") == FLAG_CATEGORY and coding.get("code") == SAFETY
+        for concept in _concepts(resource.get("category"))
+        for coding in concept.get("coding", [])
     )
 
 
@@ -235,8 +325,8 @@ def _flag(resource: dict[str, Any], now: datetime, hospital: str | None) -> Redu
     if not code:
         return None
     body: dict[str, Any] = {"status": "active", "category": _concepts(resource.get("category")), "code": code}
-    if period:
-        body["period"] = _copy(period, "start", "end")
+    if kept_period := _strings(period, "start", "end"):
+        body["period"] = kept_period
     return body, _when(period.get("start"))
 
 
@@ -245,49 +335,63 @@ def _minimal_telecom(values: object) -> list[dict[str, Any]]:
     if not isinstance(values, list):
         return []
     return [
-        _copy(t, "system", "value", "use")
+        _strings(t, "system", "value", "use")
         for t in values
-        if isinstance(t, dict) and t.get("system") in {"phone", "email"} and t.get("value")
+        if isinstance(t, dict) and t.get("system") in {"phone", "email"} and _text(t.get("value"))
     ]
+
+
+def _name(value: dict[str, Any]) -> dict[str, Any]:
+    name: dict[str, Any] = _strings(value, "use", "text", "family")
+    if given := _string_list(value.get("given")):
+        name["given"] = given
+    return name
 
 
 def _related_person(resource: dict[str, Any], now: datetime, hospital: str | None) -> Reduced:
     if resource.get("active") is False:
         return None
-    names = [_copy(n, "use", "text", "family", "given") for n in resource.get("name") or [] if isinstance(n, dict)]
+    names = resource.get("name")
+    kept_names = [n for n in (_name(v) for v in names if isinstance(v, dict)) if n] if isinstance(names, list) else []
     body: dict[str, Any] = {"active": True}
     if relationship := _concepts(resource.get("relationship")):
         body["relationship"] = relationship
-    if names:
-        body["name"] = names[:1]
+    if kept_names:
+        body["name"] = kept_names[:1]
     if telecom := _minimal_telecom(resource.get("telecom")):
         body["telecom"] = telecom
     return body, None
 
 
 def _outside(participant: dict[str, Any], hospital: str | None) -> bool:
-    member = participant.get("member") or {}
+    """A RelatedPerson member, or someone acting for an organization that is known not to be the hospital. With
+    no hospital known (a stay from HL7 v2 names no serviceProvider) only RelatedPersons count: fail closed."""
+    member = participant.get("member")
     kind = str(member.get("reference", "")).split("/")[0] if isinstance(member, dict) else ""
     if kind == "RelatedPerson":
         return True
-    acting_for = participant.get("onBehalfOf") or {}
+    if hospital is None:
+        return False
+    acting_for = participant.get("onBehalfOf")
     reference = acting_for.get("reference") if isinstance(acting_for, dict) else None
-    return isinstance(reference, str) and _tail(reference) != _tail(hospital or "")
+    return isinstance(reference, str) and _tail(reference) != _tail(hospital)
 
 
 def _tail(reference: str) -> str:
-    """The id a reference ends with ("Organization/x" and "urn:uuid:x" name the same x)."""
-    return reference.replace(":", "/").rsplit("/", 1)[-1]
+    """The id a reference ends with ("Organization/x", "Organization/x/_history/2" and "urn:uuid:x" name the same
+    x)."""
+    return _unversioned(reference).replace(":", "/").rstrip("/").rsplit("/", 1)[-1]
 
 
 def _care_team(resource: dict[str, Any], now: datetime, hospital: str | None) -> Reduced:
+    meta = resource.get("meta")
+    identifiers = resource.get("identifier")
     ours = (
-        any(
-            isinstance(i, dict) and str(i.get("system", "")).startswith(fhir_profiles.CANONICAL)
-            for i in resource.get("identifier") or []
+        isinstance(identifiers, list)
+        and any(
+            isinstance(i, dict) and str(i.get("system", "")).startswith(fhir_profiles.CANONICAL) for i in identifiers
         )
-        or (resource.get("meta") or {}).get("source") == fhir_profiles.CANONICAL
-    )
+    ) or (isinstance(meta, dict) and meta.get("source") == fhir_profiles.CANONICAL)
     if ours or resource.get("status") not in (None, "active"):
         return None
     participants = []
@@ -306,38 +410,41 @@ def _care_team(resource: dict[str, Any], now: datetime, hospital: str | None) ->
         participants.append(kept)
     if not participants:
         return None
-    body: dict[str, Any] = {"status": "active", "participant": participants}
-    if isinstance(resource.get("name"), str):
-        body["name"] = resource["name"]
-    return body, None
+    # No name: a care team's name is free text the hospital wrote for its staff.
+    return {"status": "active", "participant": participants}, None
 
 
 def _condition(resource: dict[str, Any], now: datetime, hospital: str | None) -> Reduced:
     status = _concept(resource.get("clinicalStatus"))
-    codes = {c.get("code") for c in status.get("coding") or [] if isinstance(c, dict)}
+    codes = {c.get("code") for c in status.get("coding", [])}
     code = _concept(resource.get("code"))
     if not codes & {"active", "recurrence", "relapse"} or not code:
         return None
     body: dict[str, Any] = {"clinicalStatus": status, "code": code}
     if category := _concepts(resource.get("category")):
         body["category"] = category
-    if isinstance(resource.get("onsetDateTime"), str):
-        body["onsetDateTime"] = resource["onsetDateTime"]
+    body |= _strings(resource, "onsetDateTime")
     return body, _when(resource.get("onsetDateTime")) or _when(resource.get("recordedDate"))
 
 
 def _document(resource: dict[str, Any], now: datetime, hospital: str | None) -> Reduced:
     if resource.get("status") != "current":
         return None
-    titles = [
-        {"attachment": _copy(c["attachment"], "contentType", "title")}
-        for c in resource.get("content") or []
-        if isinstance(c, dict) and isinstance(c.get("attachment"), dict)
-    ]
+    content = resource.get("content")
+    titles = (
+        [
+            {"attachment": _strings(c["attachment"], "contentType", "title")}
+            for c in content
+            if isinstance(c, dict) and isinstance(c.get("attachment"), dict)
+        ]
+        if isinstance(content, list)
+        else []
+    )
+    titles = [t for t in titles if t["attachment"]]
     body: dict[str, Any] = {"status": "current", "content": titles or [{"attachment": {"title": "note"}}]}
     if kind := _concept(resource.get("type")):
         body["type"] = kind
-    body |= _copy(resource, "date", "description")
+    body |= _strings(resource, "date", "description")
     return body, _when(resource.get("date"))
 
 
@@ -368,7 +475,9 @@ def minimal_address(addresses: object, *, street: bool) -> list[dict[str, Any]]:
             continue
         if isinstance(address.get("period"), dict) and address["period"].get("end"):
             continue  # an address that ended is history
-        reduced = _copy(address, *ADDRESS_PARTS, *(("line",) if street else ()))
+        reduced: dict[str, Any] = _strings(address, *ADDRESS_PARTS)
+        if street and (lines := _string_list(address.get("line"))):
+            reduced["line"] = lines
         if reduced:
             kept.append(reduced)
     return kept

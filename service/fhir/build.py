@@ -16,6 +16,7 @@ from typing import Any
 import fhir_profiles
 from consent import DataCategory
 from service.domain.vocabulary import ContactKind
+from service.fhir import labels
 from service.fhir.background import minimal_address, minimal_telecom
 from service.fhir.consent import subject_element
 
@@ -346,6 +347,5 @@ def stamped_consent(
 
 
 def security_labels(resource: dict[str, Any]) -> list[tuple[str, str]]:
-    """(system, code) of the resource's meta.security labels."""
-    labels = (resource.get("meta") or {}).get("security") or []
-    return [(str(c.get("system", "")), str(c.get("code", ""))) for c in labels if isinstance(c, dict)]
+    """(system, code) of the resource's security labels (meta.security and inline), in canonical form."""
+    return list(labels.security_labels(resource))
