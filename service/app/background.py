@@ -20,9 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from consent import ConsentRecord, DataCategory
 from consent.collection import releasable
 from service.app.clock import utcnow
-from service.errors import UpstreamError
+from service.errors import BadRequest, InvalidResource, UpstreamError
 from service.fhir.background import FETCHED, SOURCES, kept_items, searches
 from service.fhir.consent import parse_consent
+from service.fhir.ehr_answers import patient_json
 from service.store import background as store
 from service.store import repository
 from service.store.db import SessionFactory, transaction
@@ -37,6 +38,9 @@ _TRACKED_VALUES = frozenset(c.value for c in TRACKED)
 REFRESH_AFTER = timedelta(hours=6)
 RETRY_FAILED_AFTER = timedelta(minutes=15)  # a category the EHR failed to answer is asked again sooner
 REFRESH_BATCH = 20  # clients queued per periodic check, so a big program never floods the EHR
+
+# What a hostile EHR answer can make the reducers raise: the category's read fails, the others go on.
+UNREADABLE = (TypeError, ValueError, KeyError, AttributeError, RecursionError)
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +118,7 @@ async def fetch_background(sessions: SessionFactory, ehr: Reader, client_id: str
     if wanted & PATIENT_CATEGORIES:
         try:
             patient = await _current_patient(ehr, ehr_patient_id)
-        except UpstreamError as exc:
+        except (UpstreamError, InvalidResource, BadRequest) as exc:
             failed |= dict.fromkeys(wanted & PATIENT_CATEGORIES, exc.diagnostics)
     for search in plan:
         if search.category in failed:
@@ -138,18 +142,27 @@ async def fetch_background(sessions: SessionFactory, ehr: Reader, client_id: str
             if category in failed:
                 await store.record_failure(session, client_id, category.value, failed[category], now)
                 continue
+            try:
+                kept = kept_items(
+                    category, found.get(category, []), client_id, now, patient=ehr_patient_id, hospital=hospital
+                )
+            except UNREADABLE as exc:  # a hostile answer fails its own category, never the job
+                log.warning("background answer unreadable: %s (%s)", category.value, type(exc).__name__)
+                failed[category] = f"the EHR's answer could not be read ({type(exc).__name__})"
+                await store.record_failure(session, client_id, category.value, failed[category], now)
+                continue
             items = [
                 store.BackgroundItem(
-                    id=kept.item_id,
+                    id=k.item_id,
                     client_id=client_id,
                     category=category.value,
-                    source=kept.source,
-                    resource_json=json.dumps(kept.resource, separators=(",", ":")),
-                    labels_json=json.dumps([list(label) for label in kept.labels]),
-                    data_date=kept.data_date,
+                    source=k.source,
+                    resource_json=json.dumps(k.resource, separators=(",", ":")),
+                    labels_json=json.dumps([list(label) for label in k.labels]),
+                    data_date=k.data_date,
                     fetched_at=now,
                 )
-                for kept in _unique(kept_items(category, found.get(category, []), client_id, now, hospital))
+                for k in kept
             ]
             await store.replace_category(session, client_id, category.value, items, now)
         held = {DataCategory(f.category) for f in await store.fetches_of(session, client_id)}
@@ -169,12 +182,8 @@ async def _current_patient(ehr: Reader, ehr_patient_id: str) -> dict[str, Any] |
     found = await ehr.read("Patient", ehr_patient_id)
     if not isinstance(found, dict) or found.get("resourceType") != "Patient" or found.get("id") != ehr_patient_id:
         return None
+    patient_json(found)  # the summary builds on it: an invalid Patient is a failed read (4xx raised), not stored
     return found
-
-
-def _unique(kept: list[Any]) -> list[Any]:
-    """One item per source (a search answering a resource twice, over two pages, keeps one)."""
-    return list({k.item_id: k for k in kept}.values())
 
 
 async def queue_refreshes(sessions: SessionFactory, now: datetime | None = None) -> int:

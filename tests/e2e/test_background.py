@@ -14,8 +14,9 @@ from fastapi import FastAPI
 from fhir.resources.R4B.bundle import Bundle
 
 import fhir_profiles
+from consent import DataCategory
 from fhir_profiles.conformance import check_conformance
-from service.app.background import REFRESH_AFTER, queue_refreshes
+from service.app.background import REFRESH_AFTER, fetch_background, queue_refreshes
 from service.auth import Role
 from service.ehr.client import EhrClient
 from service.settings import Settings
@@ -296,3 +297,53 @@ async def test_the_periodic_re_read_queues_old_backgrounds_once_and_picks_up_cha
     assert await queue_refreshes(app.state.sessions, later) == 0
     await read_background(app, settings, ehr)
     assert len(by_type(await summary(client, auth, episode, peer))["Goal"]) == 3
+
+
+class HostileEhr:
+    """An EHR (the Reader protocol) whose Patient is invalid and whose Goal answer nests past any resource."""
+
+    async def read(self, resource_type: str, resource_id: str) -> dict[str, Any] | None:
+        return {"resourceType": "Patient", "id": resource_id, "birthDate": "the day before yesterday"}
+
+    async def search(self, resource_type: str, params: Any) -> list[dict[str, Any]]:
+        deep: dict[str, Any] = {"text": "deep"}
+        for _ in range(200):
+            deep = {"url": "http://ehr.example.org/x", "extension": [deep]}
+        return [
+            {
+                "resourceType": "Goal",
+                "id": "deep",
+                "lifecycleStatus": "active",
+                "description": {"text": "x", "extension": [deep]},
+                "subject": {"reference": f"Patient/{PATIENT_ID}"},
+            }
+        ]
+
+
+async def test_a_hostile_ehr_answer_is_a_failed_read_that_keeps_what_was_held(
+    app: FastAPI, client: httpx.AsyncClient, auth: Auth, settings: Settings, ehr: TestEhr
+) -> None:
+    seed_discharged_client(ehr.base_url, datetime.now(UTC).date())
+    episode, peer, _ = await discharged_with_consent(client, auth, ["preferred-name", "recovery-goals"])
+    await read_background(app, settings, ehr)
+    assert len(by_type(await summary(client, auth, episode, peer))["Goal"]) == 2
+
+    # A 200 that is no searchset (here an OperationOutcome) is no "no goals any more": they stay, marked stale.
+    outcome_only = {"resourceType": "OperationOutcome", "issue": [{"severity": "information", "code": "informational"}]}
+    odd = EhrClient(ehr.base_url, transport=httpx.MockTransport(lambda _: httpx.Response(200, json=outcome_only)))
+    try:
+        report = await fetch_background(app.state.sessions, odd, episode["client_id"])
+    finally:
+        await odd.aclose()
+    assert report.failed == (DataCategory.RECOVERY_GOALS,)
+    shown = by_type(await summary(client, auth, episode, peer))
+    assert len(shown["Goal"]) == 2
+    [outcome] = shown["OperationOutcome"]
+    assert [i["details"]["coding"][0]["code"] for i in outcome["issue"]] == ["recovery-goals"]
+
+    # An invalid Patient and an answer nested past reading fail their own categories; the job ends, data stays.
+    report = await fetch_background(app.state.sessions, HostileEhr(), episode["client_id"])
+    assert set(report.failed) == {DataCategory.PREFERRED_NAME, DataCategory.RECOVERY_GOALS}
+    shown = by_type(await summary(client, auth, episode, peer))
+    assert len(shown["Goal"]) == 2
+    assert shown["Patient"][0]["name"] == [{"use": "usual", "given": ["Eli"]}]
