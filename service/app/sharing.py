@@ -140,21 +140,22 @@ class Holdings:
 
     def requested(self, categories: Iterable[DataCategory]) -> tuple[RequestedItem, ...]:
         """What to ask the engine: one item per held background item, else one per category (and the street
-        lines apart from the rest of the contact details)."""
+        lines apart from the rest of the contact details). A category the Patient or the stay holds is asked
+        for too when the client's own answers add items to it (contact times are contact details as well)."""
         asked: list[RequestedItem] = []
         for category in categories:
             held = [i for i in self.items if i.category == category]
-            if held:
-                asked += [
-                    RequestedItem(
-                        category,
-                        i.labels,
-                        frozenset({i.resource["resourceType"]}),
-                        data_date=i.data_date,
-                        reference=i.reference,
-                    )
-                    for i in held
-                ]
+            asked += [
+                RequestedItem(
+                    category,
+                    i.labels,
+                    frozenset({i.resource["resourceType"]}),
+                    data_date=i.data_date,
+                    reference=i.reference,
+                )
+                for i in held
+            ]
+            if held and category not in HELD:
                 continue
             asked.append(self.item(category))
             if category == DataCategory.CONTACT_DETAILS and self.has_street():
