@@ -80,28 +80,59 @@ async def consent_changed(session: AsyncSession, client: Client, now: datetime) 
     """In the transaction of a consent change: forget the categories no consent could release any more; queue a
     read when a category became releasable that was never read, for a client in the community (on the ward, the
     discharge queues it)."""
-    wanted = await collectable(session, client.id, now)
-    held = {DataCategory(f.category) for f in await store.fetches_of(session, client.id)} | {
+    await _review(session, client.id, client.site, now)
+
+
+async def _held(session: AsyncSession, client_id: str) -> set[DataCategory]:
+    """The EHR-sourced categories Peerway holds (items or a fetch state) for the client; not the client's own
+    answers, which stay until replaced."""
+    return {DataCategory(f.category) for f in await store.fetches_of(session, client_id)} | {
         DataCategory(i.category)
-        for i in await store.items_of(session, client.id)
+        for i in await store.items_of(session, client_id)
         if i.category in _TRACKED_VALUES and not i.source.startswith("QuestionnaireResponse/")
     }
-    await store.forget(session, client.id, [c.value for c in held - wanted])
-    if not wanted - held or await store.fetch_queued(session, BACKGROUND, client.id):
-        return
-    episode = await repository.current_episode(session, client.id)
-    if episode is not None and episode.state == IN_COMMUNITY:
-        queue_fetch(session, client, now)
 
 
-async def fetch_background(sessions: SessionFactory, ehr: Reader, client_id: str) -> FetchReport:
+async def _review(session: AsyncSession, client_id: str, site: str, now: datetime) -> tuple[bool, bool]:
+    """Forget what no consent could release at `now`; queue a first read of what one now could, for a client in
+    the community. Answers (forgot something, queued a read)."""
+    wanted = await collectable(session, client_id, now)
+    held = await _held(session, client_id)
+    forgotten = held - wanted
+    await store.forget(session, client_id, [c.value for c in forgotten])
+    if not wanted - held or await store.fetch_queued(session, BACKGROUND, client_id):
+        return bool(forgotten), False
+    episode = await repository.current_episode(session, client_id)
+    if episode is None or episode.state != IN_COMMUNITY:
+        return bool(forgotten), False
+    session.add(new_job(BACKGROUND, client_id, site, now))
+    return bool(forgotten), True
+
+
+async def review_consents(sessions: SessionFactory, now: datetime | None = None) -> tuple[int, int]:
+    """The periodic check for consents that changed by the clock alone: a period that ended (or a nested
+    provision's) leaves data no consent can release, which is deleted whatever the client's episode (readmitted
+    clients too); a consent that starts later gets its first read once it is in force. Answers (clients whose
+    data was purged, clients queued for a first read)."""
+    now = now or utcnow()
+    purged = started = 0
+    async with transaction(sessions) as session:
+        for client_id, site in await store.clients_to_review(session):
+            forgot, queued = await _review(session, client_id, site, now)
+            purged, started = purged + forgot, started + queued
+    return purged, started
+
+
+async def fetch_background(
+    sessions: SessionFactory, ehr: Reader, client_id: str, now: datetime | None = None
+) -> FetchReport:
     """Read every collectable category of the client from the EHR and keep what a peer may need.
 
     Three steps, the EHR read between two short transactions. A category whose read fails keeps its items
     (stale) and says so; the others are replaced. Consents are read again before writing: a category withdrawn
     meanwhile is forgotten, not written.
     """
-    now = utcnow()
+    now = now or utcnow()
     async with transaction(sessions) as session:
         client = await session.get(Client, client_id)
         episode = await repository.current_episode(session, client_id) if client is not None else None
@@ -188,9 +219,10 @@ async def _current_patient(ehr: Reader, ehr_patient_id: str) -> dict[str, Any] |
 
 async def queue_refreshes(sessions: SessionFactory, now: datetime | None = None) -> int:
     """The periodic re-read: queue a fetch for at most REFRESH_BATCH clients in the community whose background is
-    older than REFRESH_AFTER at `now` (and not already queued). Answers how many were queued."""
+    older than REFRESH_AFTER at `now` (and not already queued), after review_consents. Answers how many were
+    queued (first reads of consents that came into force included)."""
     now = now or utcnow()
-    queued = 0
+    _, queued = await review_consents(sessions, now)
     async with transaction(sessions) as session:
         for client_id, site in await store.due_for_refresh(
             session, now - REFRESH_AFTER, now - RETRY_FAILED_AFTER, REFRESH_BATCH

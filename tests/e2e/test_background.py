@@ -23,7 +23,7 @@ from service.settings import Settings
 from service.workers.background import read_backgrounds
 from tests.support.consents import peer_consent
 from tests.support.ehr import TestEhr
-from tests.support.flow import ADMIT, assign, discharge, register_peer
+from tests.support.flow import ADMIT, assign, discharge, discharged_client_with_peer, register_peer
 from tests.support.seed import PATIENT_ID, seed_discharged_client
 
 pytestmark = pytest.mark.ehr
@@ -347,3 +347,37 @@ async def test_a_hostile_ehr_answer_is_a_failed_read_that_keeps_what_was_held(
     shown = by_type(await summary(client, auth, episode, peer))
     assert len(shown["Goal"]) == 2
     assert shown["Patient"][0]["name"] == [{"use": "usual", "given": ["Eli"]}]
+
+
+async def test_a_consent_period_that_ends_purges_the_background_and_one_that_starts_brings_its_first_read(
+    app: FastAPI, client: httpx.AsyncClient, auth: Auth, settings: Settings, ehr: TestEhr
+) -> None:
+    seed_discharged_client(ehr.base_url, datetime.now(UTC).date())
+    now = datetime.now(UTC)
+    episode, peer = await discharged_client_with_peer(client, auth)
+    ending = peer_consent(
+        episode["patient"], ["recovery-goals"], actor=peer["practitioner"], end=now + timedelta(hours=1)
+    )
+    starting = peer_consent(
+        episode["patient"], ["safety-considerations"], actor=peer["practitioner"], start=now + timedelta(hours=2)
+    )
+    for consent in (ending, starting):
+        assert (await client.post("/fhir/Consent", json=consent, headers=auth(Role.COORDINATOR))).status_code == 201
+    before = len(searched(ehr))
+    await read_background(app, settings, ehr)
+    assert searched(ehr)[before:] == ["Goal"]  # the later consent is not read before it starts
+    assert (await explained(client, auth, episode))["recovery-goals"]["items"] == 2
+
+    # Three hours on, with no consent event in between: the goals are deleted, the flag read for the first time.
+    later = now + timedelta(hours=3)
+    assert await queue_refreshes(app.state.sessions, later) == 1
+    categories = await explained(client, auth, episode)
+    assert categories["recovery-goals"]["items"] == 0
+    assert categories["recovery-goals"]["fetch"] is None
+    reader = EhrClient(ehr.base_url)
+    try:
+        report = await fetch_background(app.state.sessions, reader, episode["client_id"], now=later)
+    finally:
+        await reader.aclose()
+    assert report.read == (DataCategory.SAFETY_CONSIDERATIONS,)
+    assert (await explained(client, auth, episode))["safety-considerations"]["items"] == 1
