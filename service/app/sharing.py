@@ -240,6 +240,19 @@ def disclosed_resources(decision: Decision, holdings: Holdings) -> list[dict[str
     return resources
 
 
+def _item_decisions(decision: Decision) -> tuple[build.DisclosedItem, ...]:
+    """Each background item asked for, disclosed or withheld (withheld when any decision about it withholds it)."""
+    permitted = _permitted_references(decision)
+    seen: dict[str, build.DisclosedItem] = {}
+    for d in decision.items:
+        reference = d.item.reference
+        if reference is None or "#" in reference or reference in seen:
+            continue  # the category rows are audited as such; an element (street lines) is part of its resource
+        labels = tuple(sorted((label.system, label.code) for label in d.item.security_labels))
+        seen[reference] = build.DisclosedItem(reference, d.item.category, reference in permitted, labels)
+    return tuple(seen.values())
+
+
 def record_disclosure(
     session: AsyncSession,
     client_id: str,
@@ -262,6 +275,7 @@ def record_disclosure(
             withheld=frozenset(requested) - disclosed,
             consent_ids=frozenset(d.consent_id for d in decision.items if d.permitted and d.consent_id is not None),
             recorded_at=at,
+            items=_item_decisions(decision),
         )
     )
     session.add(

@@ -260,6 +260,18 @@ class Disclosure:
     withheld: frozenset[DataCategory]
     consent_ids: frozenset[str]
     recorded_at: datetime
+    items: tuple[DisclosedItem, ...] = ()
+
+
+@dataclass(frozen=True)
+class DisclosedItem:
+    """One background item asked for in a disclosure (Peerway's reference, never the EHR's), and whether the
+    consent released it."""
+
+    reference: str
+    category: DataCategory
+    disclosed: bool
+    labels: tuple[tuple[str, str], ...] = ()
 
 
 def disclosure_audit_event(d: Disclosure) -> dict[str, Any]:
@@ -280,6 +292,16 @@ def disclosure_audit_event(d: Disclosure) -> dict[str, Any]:
             "description": "disclosed" if c in d.disclosed else "withheld",
         }
         for c in sorted(d.disclosed | d.withheld)
+    ]
+    entities += [
+        {
+            "what": {"reference": item.reference},
+            "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2"},
+            "description": f"item {'disclosed' if item.disclosed else 'withheld'}",
+            "detail": [{"type": "data-category", "valueString": item.category.value}],
+            **({"securityLabel": [{"system": s, "code": c} for s, c in item.labels]} if item.labels else {}),
+        }
+        for item in sorted(d.items, key=lambda i: i.reference)
     ]
     return {
         "resourceType": "AuditEvent",

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from fhir.resources.R4B.auditevent import AuditEvent
 from fhir.resources.R4B.bundle import Bundle
 
 import fhir_profiles
@@ -177,6 +178,18 @@ async def test_consent_to_every_category_fills_each_from_the_ehr_but_the_sud_app
     for ehr_id in ("seed-appt", "seed-goal", "seed-flag", "seed-support", "seed-careteam", "Practitioner/"):
         assert ehr_id not in text
     assert PATIENT_ID not in text
+
+    # The audit names each item: the SUD appointment withheld (with its label), the others disclosed.
+    found = await client.get("/fhir/AuditEvent", params={"patient": episode["patient"]}, headers=auth(Role.COORDINATOR))
+    [event] = [e["resource"] for e in found.json()["entry"]]
+    AuditEvent.model_validate(event)
+    items = [e for e in event["entity"] if str(e.get("description", "")).startswith("item ")]
+    withheld = [e for e in items if e["description"] == "item withheld"]
+    assert [e["securityLabel"] for e in withheld] == [[SUD]]
+    assert withheld[0]["detail"] == [{"type": "data-category", "valueString": "upcoming-appointments"}]
+    disclosed = {e["what"]["reference"] for e in items if e["description"] == "item disclosed"}
+    assert {f"Appointment/{a['id']}" for a in appointments} | {f"Goal/{g['id']}" for g in shown["Goal"]} <= disclosed
+    assert withheld[0]["what"]["reference"] not in disclosed
 
     # The coordinator sees what was read and when, and why one appointment is withheld.
     categories = await explained(client, auth, episode)
