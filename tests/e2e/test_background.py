@@ -97,6 +97,7 @@ def conforms(bundle: dict[str, Any]) -> None:
     assert check_conformance(bundle, f"{base}/peer-client-summary") == []
     for entry in bundle.get("entry", []):
         resource = entry["resource"]
+        assert resource["resourceType"] in {*PROFILES, "OperationOutcome"}, resource["resourceType"]
         if resource["resourceType"] != "OperationOutcome":
             profile = f"{base}/peer-summary-{PROFILES[resource['resourceType']]}"
             assert check_conformance(resource, profile) == [], resource["resourceType"]

@@ -102,3 +102,22 @@ def test_the_summary_profiles_refuse_what_a_summary_must_never_carry() -> None:
     assert problems == {"Patient.birthDate", "Patient.address[0].extension"}
     bundle = {"resourceType": "Bundle", "type": "searchset", "timestamp": "2026-12-01T00:00:00Z"}
     assert [p.expression for p in check_conformance(bundle, f"{base}/peer-client-summary")] == ["Bundle.type"]
+
+
+def test_the_item_profiles_refuse_narrative_contained_extensions_and_coding_extensions() -> None:
+    base = "https://peerway.github.io/fhir/StructureDefinition"
+    coding = {"code": "1", "extension": [{"url": "http://ehr.example.org/note", "valueString": "more"}]}
+    goal = {
+        "resourceType": "Goal",
+        "id": "g",
+        "lifecycleStatus": "active",
+        "text": {"status": "generated", "div": "<div>the whole note</div>"},
+        "contained": [{"resourceType": "Condition", "id": "c"}],
+        "description": {"coding": [coding]},
+        "subject": {"reference": "Patient/client-1"},
+    }
+    problems = {p.expression for p in check_conformance(goal, f"{base}/peer-summary-goal")}
+    assert problems == {"Goal.text", "Goal.contained", "Goal.description.coding[0].extension"}
+    team = {"resourceType": "CareTeam", "id": "t", "name": "crisis team", "extension": [coding["extension"][0]]}
+    problems = {p.expression for p in check_conformance(team, f"{base}/peer-summary-care-team")}
+    assert problems == {"CareTeam.name", "CareTeam.extension"}
