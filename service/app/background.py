@@ -142,7 +142,7 @@ async def fetch_background(
         ehr_patient_id = client.ehr_patient_id
         stay = json.loads(episode.encounter_json)
     hospital = (stay.get("serviceProvider") or {}).get("reference") if isinstance(stay, dict) else None
-    plan = searches(sorted(wanted & frozenset(FETCHED)), ehr_patient_id)
+    plan = searches(sorted(wanted & frozenset(FETCHED)), ehr_patient_id, now)
     found: dict[DataCategory, list[dict[str, Any]]] = {c: [] for c in wanted}
     failed: dict[DataCategory, str] = {}
     patient: dict[str, Any] | None = None

@@ -23,7 +23,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from fhir.resources.R4B.appointment import Appointment
@@ -40,7 +40,16 @@ from consent import DataCategory
 from service.errors import PeerwayError
 from service.fhir.ids import is_fhir_id
 from service.fhir.labels import security_labels
-from service.fhir.reduction import REDUCERS, string_list, strings, telecom, unversioned
+from service.fhir.reduction import (
+    LIVE_APPOINTMENT,
+    LIVE_CONDITION,
+    LIVE_GOAL,
+    REDUCERS,
+    string_list,
+    strings,
+    telecom,
+    unversioned,
+)
 from service.fhir.validation import validated
 
 PAGE_SIZE = "100"
@@ -73,17 +82,28 @@ class Search:
     params: tuple[tuple[str, str], ...]
 
 
-def searches(categories: Iterable[DataCategory], ehr_patient_id: str) -> list[Search]:
-    """The EHR searches that read these categories for one patient (one or two per category)."""
+def searches(categories: Iterable[DataCategory], ehr_patient_id: str, now: datetime) -> list[Search]:
+    """The EHR searches that read these categories for one patient (one or two per category).
+
+    Fetch less: where R4 defines a search parameter for what the reduction keeps anyway (an Appointment's status
+    and start, a Goal's lifecycle status, a Condition's clinical status, a DocumentReference's status), the EHR
+    filters; and a DocumentReference is asked for without its content (`_elements`, meta kept for its labels).
+    The reduction checks the same again, for a server that ignores a filter.
+    """
     patient = ("patient", f"Patient/{ehr_patient_id}")  # type/id: every server reads it (some not a bare id)
     count = ("_count", PAGE_SIZE)
+    since = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    appointments = (("status", ",".join(sorted(LIVE_APPOINTMENT))), ("date", f"ge{since}"))
+    goals = (("lifecycle-status", ",".join(sorted(LIVE_GOAL))),)
+    conditions = (("clinical-status", ",".join(LIVE_CONDITION)),)
+    documents = (("status", "current"), ("_elements", "meta,status,type,date,description,subject"))
     plan: dict[DataCategory, list[tuple[str, tuple[tuple[str, str], ...]]]] = {
-        DataCategory.UPCOMING_APPOINTMENTS: [("Appointment", (patient, count))],
-        DataCategory.RECOVERY_GOALS: [("Goal", (patient, count))],
-        DataCategory.SAFETY_CONSIDERATIONS: [("Flag", (patient, count))],
+        DataCategory.UPCOMING_APPOINTMENTS: [("Appointment", (patient, *appointments, count))],
+        DataCategory.RECOVERY_GOALS: [("Goal", (patient, *goals, count))],
+        DataCategory.SAFETY_CONSIDERATIONS: [("Flag", (patient, count))],  # R4 Flag has no status parameter
         DataCategory.COMMUNITY_SUPPORTS: [("RelatedPerson", (patient, count)), ("CareTeam", (patient, count))],
-        DataCategory.DIAGNOSIS: [("Condition", (patient, count))],
-        DataCategory.CLINICAL_NOTES: [("DocumentReference", (patient, count))],
+        DataCategory.DIAGNOSIS: [("Condition", (patient, *conditions, count))],
+        DataCategory.CLINICAL_NOTES: [("DocumentReference", (patient, *documents, count))],
     }
     return [Search(c, kind, params) for c in categories for kind, params in plan.get(c, [])]
 

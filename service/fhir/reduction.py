@@ -75,6 +75,7 @@ def _concept(value: object) -> dict[str, Any]:
 Reduced = tuple[dict[str, Any], datetime | None] | None
 LIVE_APPOINTMENT = frozenset({"proposed", "pending", "booked", "arrived", "checked-in", "waitlist"})
 LIVE_GOAL = frozenset({"proposed", "planned", "accepted", "active", "on-hold"})
+LIVE_CONDITION = ("active", "recurrence", "relapse")
 
 
 def _appointment(resource: dict[str, Any], now: datetime, hospital: str | None) -> Reduced:
@@ -231,7 +232,7 @@ def _condition(resource: dict[str, Any], now: datetime, hospital: str | None) ->
     status = _concept(resource.get("clinicalStatus"))
     codes = {c.get("code") for c in status.get("coding", [])}
     code = _concept(resource.get("code"))
-    if not codes & {"active", "recurrence", "relapse"} or not code:
+    if not codes & set(LIVE_CONDITION) or not code:
         return None
     body: dict[str, Any] = {"clinicalStatus": status, "code": code}
     if category := _concepts(resource.get("category")):

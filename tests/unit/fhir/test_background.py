@@ -87,12 +87,21 @@ def test_only_active_safety_flags_are_kept() -> None:
 
 
 def test_community_supports_take_two_searches_and_diagnosis_one() -> None:
-    plan = searches([DataCategory.COMMUNITY_SUPPORTS, DataCategory.DIAGNOSIS], "p1")
+    plan = searches([DataCategory.COMMUNITY_SUPPORTS, DataCategory.DIAGNOSIS], "p1", NOW)
     assert [(s.resource_type, dict(s.params)["patient"]) for s in plan] == [
         ("RelatedPerson", "Patient/p1"),
         ("CareTeam", "Patient/p1"),
         ("Condition", "Patient/p1"),
     ]
+    assert dict(plan[-1].params)["clinical-status"] == "active,recurrence,relapse"
+
+
+def test_notes_are_searched_without_their_content_and_appointments_from_now_on() -> None:
+    [notes, appointments] = searches([DataCategory.CLINICAL_NOTES, DataCategory.UPCOMING_APPOINTMENTS], "p1", NOW)
+    elements = dict(notes.params)["_elements"].split(",")
+    assert "content" not in elements
+    assert "meta" in elements  # the security labels come with it
+    assert dict(appointments.params)["date"] == "ge2026-12-01T00:00:00Z"
 
 
 def test_the_summary_profiles_refuse_what_a_summary_must_never_carry() -> None:
