@@ -236,7 +236,7 @@ def disclosed_resources(decision: Decision, holdings: Holdings) -> list[dict[str
     shown = shared_categories(decision)
     stale = [(f.category, f.succeeded_at) for f in holdings.fetches if f.status == FAILED and f.category in shown]
     if stale:
-        resources.append({"id": "stale", **stale_outcome(stale)})
+        resources.append({"id": new_id(), **stale_outcome(stale)})  # a notice, not a resource to fetch again
     return resources
 
 

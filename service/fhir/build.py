@@ -199,8 +199,15 @@ def collection(resources: Iterable[dict[str, Any]], base_url: str, now: datetime
         "resourceType": "Bundle",
         "type": "collection",
         "timestamp": fhir_instant(now),
-        "entry": [{"fullUrl": f"{base_url}/fhir/{r['resourceType']}/{r['id']}", "resource": r} for r in resources],
+        "entry": [{"fullUrl": _full_url(r, base_url), "resource": r} for r in resources],
     }
+
+
+def _full_url(resource: dict[str, Any], base_url: str) -> str:
+    """Where an entry's resource lives: an OperationOutcome (the stale notice) lives nowhere, so a urn:uuid."""
+    if resource["resourceType"] == "OperationOutcome":
+        return f"urn:uuid:{resource['id']}"
+    return f"{base_url}/fhir/{resource['resourceType']}/{resource['id']}"
 
 
 def searchset(

@@ -262,6 +262,8 @@ async def test_an_ehr_outage_leaves_the_summary_answering_with_what_it_had_marke
     assert len(shown["Goal"]) == 2
     assert "Patient" in shown
     [outcome] = shown["OperationOutcome"]
+    [notice] = [e for e in bundle["entry"] if e["resource"]["resourceType"] == "OperationOutcome"]
+    assert notice["fullUrl"] == f"urn:uuid:{outcome['id']}"  # no URL that would not resolve
     stale = {issue["details"]["coding"][0]["code"] for issue in outcome["issue"]}
     assert "upcoming-appointments" in stale
     assert all(issue["code"] == "incomplete" for issue in outcome["issue"])
