@@ -159,6 +159,9 @@ async def fetch_background(
         except UpstreamError as exc:
             failed[search.category] = exc.diagnostics
             log.warning("background read failed: %s (%s)", search.resource_type, exc.http_status)
+        except UNREADABLE as exc:  # an answer the client could not make sense of fails its category only
+            failed[search.category] = f"the EHR's answer could not be read ({type(exc).__name__})"
+            log.warning("background read failed: %s (%s)", search.resource_type, type(exc).__name__)
     async with transaction(sessions) as session:
         client = await session.get(Client, client_id)
         if client is None:

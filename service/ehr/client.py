@@ -339,7 +339,7 @@ class EhrClient:
         """A read's answer: a JSON object, or an UpstreamError saying what came instead."""
         try:
             data = response.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than the parser goes
             raise UpstreamError(f"EHR answered {method} {self._named(path)} with something that is not JSON") from None
         if not isinstance(data, dict):
             raise UpstreamError(f"EHR answered {method} {self._named(path)} with JSON that is not a resource")

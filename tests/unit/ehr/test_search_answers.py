@@ -95,3 +95,13 @@ async def test_an_answer_past_the_caps_is_a_failed_read(monkeypatch: pytest.Monk
     monkeypatch.setattr(ehr_client, "MAX_SEARCH_ENTRIES", 10)
     with pytest.raises(UpstreamError, match="exceeds"):
         await search(Ehr(lambda _: searchset(f"{BASE}/Goal?page={next(pages)}", entries=6)))
+
+
+async def test_an_answer_nested_past_the_json_parser_is_a_failed_read() -> None:
+    deep = '{"resourceType":"Bundle","type":"searchset","x":' + "[" * 100_000 + "]" * 100_000 + "}"
+    reader = EhrClient(BASE, transport=httpx.MockTransport(lambda _: httpx.Response(200, text=deep)))
+    try:
+        with pytest.raises(UpstreamError, match="not JSON"):
+            await reader.search("Goal", {"patient": "Patient/p1"})
+    finally:
+        await reader.aclose()
