@@ -212,10 +212,13 @@ async def fetch_background(
 
 async def _current_patient(ehr: Reader, ehr_patient_id: str) -> dict[str, Any] | None:
     """The EHR's Patient as it is now (a usual name, pronouns, contact details changed since the discharge); None
-    when the EHR no longer has it (the notification's copy stays)."""
+    when the EHR no longer has it (the notification's copy stays). An answer that is not this Patient (an
+    OperationOutcome with 200, another id) is a failed read, not a Patient gone."""
     found = await ehr.read("Patient", ehr_patient_id)
-    if not isinstance(found, dict) or found.get("resourceType") != "Patient" or found.get("id") != ehr_patient_id:
+    if found is None:
         return None
+    if not isinstance(found, dict) or found.get("resourceType") != "Patient" or found.get("id") != ehr_patient_id:
+        raise UpstreamError("the EHR answered a read of the client's Patient with something else")
     patient_json(found)  # the summary builds on it: an invalid Patient is a failed read (4xx raised), not stored
     return found
 

@@ -344,18 +344,20 @@ async def test_a_hostile_ehr_answer_is_a_failed_read_that_keeps_what_was_held(
     await read_background(app, settings, ehr)
     assert len(by_type(await summary(client, auth, episode, peer))["Goal"]) == 2
 
-    # A 200 that is no searchset (here an OperationOutcome) is no "no goals any more": they stay, marked stale.
+    # A 200 that is no searchset (here an OperationOutcome) is no "no goals any more": they stay, marked stale;
+    # the same answer to the Patient's read is no Patient either.
     outcome_only = {"resourceType": "OperationOutcome", "issue": [{"severity": "information", "code": "informational"}]}
     odd = EhrClient(ehr.base_url, transport=httpx.MockTransport(lambda _: httpx.Response(200, json=outcome_only)))
     try:
         report = await fetch_background(app.state.sessions, odd, episode["client_id"])
     finally:
         await odd.aclose()
-    assert report.failed == (DataCategory.RECOVERY_GOALS,)
+    assert set(report.failed) == {DataCategory.PREFERRED_NAME, DataCategory.RECOVERY_GOALS}
     shown = by_type(await summary(client, auth, episode, peer))
     assert len(shown["Goal"]) == 2
     [outcome] = shown["OperationOutcome"]
-    assert [i["details"]["coding"][0]["code"] for i in outcome["issue"]] == ["recovery-goals"]
+    assert [i["details"]["coding"][0]["code"] for i in outcome["issue"]] == ["preferred-name", "recovery-goals"]
+    assert shown["Patient"][0]["name"] == [{"use": "usual", "given": ["Eli"]}]
 
     # An invalid Patient and an answer nested past reading fail their own categories; the job ends, data stays.
     report = await fetch_background(app.state.sessions, HostileEhr(), episode["client_id"])
