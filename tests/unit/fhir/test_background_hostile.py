@@ -7,11 +7,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from consent import DataCategory
+from consent import Coding, DataCategory
 from consent.categories import ACT_CODE_SYSTEM, CONFIDENTIALITY_SYSTEM
 from service.fhir.background import kept_items
 from service.fhir.build import security_labels
+from service.fhir.consent import parse_consent
 from service.fhir.labels import INLINE_LABEL
+from tests.support.consents import peer_consent
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 ME = "p1"
@@ -168,3 +170,11 @@ def test_labels_are_read_in_every_spelling_and_unknown_systems_fail_closed() -> 
     )
     assert item.labels == ((ACT_CODE_SYSTEM, "ETH"),)
     assert "extension" not in str(item.resource)
+
+
+def test_a_consent_naming_a_label_by_oid_names_the_label_the_data_carry() -> None:
+    consent = peer_consent("Patient/c1", ["upcoming-appointments"], actor="Practitioner/peer")
+    consent["provision"]["securityLabel"] = [{"system": "urn:oid:2.16.840.1.113883.5.4", "code": "SUD"}]
+    record = parse_consent(consent)
+    assert record.provision is not None
+    assert record.provision.security_labels == (Coding(ACT_CODE_SYSTEM, "SUD"),)
