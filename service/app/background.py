@@ -20,9 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from consent import ConsentRecord, DataCategory
 from consent.collection import releasable
 from service.app.clock import utcnow
-from service.errors import UpstreamError
+from service.errors import BadRequest, InvalidResource, UpstreamError
 from service.fhir.background import FETCHED, SOURCES, kept_items, searches
 from service.fhir.consent import parse_consent
+from service.fhir.ehr_answers import patient_json
 from service.store import background as store
 from service.store import repository
 from service.store.db import SessionFactory, transaction
@@ -37,6 +38,9 @@ _TRACKED_VALUES = frozenset(c.value for c in TRACKED)
 REFRESH_AFTER = timedelta(hours=6)
 RETRY_FAILED_AFTER = timedelta(minutes=15)  # a category the EHR failed to answer is asked again sooner
 REFRESH_BATCH = 20  # clients queued per periodic check, so a big program never floods the EHR
+
+# What a hostile EHR answer can make the reducers raise: the category's read fails, the others go on.
+UNREADABLE = (TypeError, ValueError, KeyError, AttributeError, RecursionError)
 
 log = logging.getLogger(__name__)
 
@@ -76,28 +80,59 @@ async def consent_changed(session: AsyncSession, client: Client, now: datetime) 
     """In the transaction of a consent change: forget the categories no consent could release any more; queue a
     read when a category became releasable that was never read, for a client in the community (on the ward, the
     discharge queues it)."""
-    wanted = await collectable(session, client.id, now)
-    held = {DataCategory(f.category) for f in await store.fetches_of(session, client.id)} | {
+    await _review(session, client.id, client.site, now)
+
+
+async def _held(session: AsyncSession, client_id: str) -> set[DataCategory]:
+    """The EHR-sourced categories Peerway holds (items or a fetch state) for the client; not the client's own
+    answers, which stay until replaced."""
+    return {DataCategory(f.category) for f in await store.fetches_of(session, client_id)} | {
         DataCategory(i.category)
-        for i in await store.items_of(session, client.id)
+        for i in await store.items_of(session, client_id)
         if i.category in _TRACKED_VALUES and not i.source.startswith("QuestionnaireResponse/")
     }
-    await store.forget(session, client.id, [c.value for c in held - wanted])
-    if not wanted - held or await store.fetch_queued(session, BACKGROUND, client.id):
-        return
-    episode = await repository.current_episode(session, client.id)
-    if episode is not None and episode.state == IN_COMMUNITY:
-        queue_fetch(session, client, now)
 
 
-async def fetch_background(sessions: SessionFactory, ehr: Reader, client_id: str) -> FetchReport:
+async def _review(session: AsyncSession, client_id: str, site: str, now: datetime) -> tuple[bool, bool]:
+    """Forget what no consent could release at `now`; queue a first read of what one now could, for a client in
+    the community. Answers (forgot something, queued a read)."""
+    wanted = await collectable(session, client_id, now)
+    held = await _held(session, client_id)
+    forgotten = held - wanted
+    await store.forget(session, client_id, [c.value for c in forgotten])
+    if not wanted - held or await store.fetch_queued(session, BACKGROUND, client_id):
+        return bool(forgotten), False
+    episode = await repository.current_episode(session, client_id)
+    if episode is None or episode.state != IN_COMMUNITY:
+        return bool(forgotten), False
+    session.add(new_job(BACKGROUND, client_id, site, now))
+    return bool(forgotten), True
+
+
+async def review_consents(sessions: SessionFactory, now: datetime | None = None) -> tuple[int, int]:
+    """The periodic check for consents that changed by the clock alone: a period that ended (or a nested
+    provision's) leaves data no consent can release, which is deleted whatever the client's episode (readmitted
+    clients too); a consent that starts later gets its first read once it is in force. Answers (clients whose
+    data was purged, clients queued for a first read)."""
+    now = now or utcnow()
+    purged = started = 0
+    async with transaction(sessions) as session:
+        for client_id, site in await store.clients_to_review(session):
+            forgot, queued = await _review(session, client_id, site, now)
+            purged, started = purged + forgot, started + queued
+    return purged, started
+
+
+async def fetch_background(
+    sessions: SessionFactory, ehr: Reader, client_id: str, now: datetime | None = None
+) -> FetchReport:
     """Read every collectable category of the client from the EHR and keep what a peer may need.
 
     Three steps, the EHR read between two short transactions. A category whose read fails keeps its items
     (stale) and says so; the others are replaced. Consents are read again before writing: a category withdrawn
     meanwhile is forgotten, not written.
     """
-    now = utcnow()
+    now = now or utcnow()
     async with transaction(sessions) as session:
         client = await session.get(Client, client_id)
         episode = await repository.current_episode(session, client_id) if client is not None else None
@@ -107,14 +142,14 @@ async def fetch_background(sessions: SessionFactory, ehr: Reader, client_id: str
         ehr_patient_id = client.ehr_patient_id
         stay = json.loads(episode.encounter_json)
     hospital = (stay.get("serviceProvider") or {}).get("reference") if isinstance(stay, dict) else None
-    plan = searches(sorted(wanted & frozenset(FETCHED)), ehr_patient_id)
+    plan = searches(sorted(wanted & frozenset(FETCHED)), ehr_patient_id, now)
     found: dict[DataCategory, list[dict[str, Any]]] = {c: [] for c in wanted}
     failed: dict[DataCategory, str] = {}
     patient: dict[str, Any] | None = None
     if wanted & PATIENT_CATEGORIES:
         try:
             patient = await _current_patient(ehr, ehr_patient_id)
-        except UpstreamError as exc:
+        except (UpstreamError, InvalidResource, BadRequest) as exc:
             failed |= dict.fromkeys(wanted & PATIENT_CATEGORIES, exc.diagnostics)
     for search in plan:
         if search.category in failed:
@@ -124,6 +159,9 @@ async def fetch_background(sessions: SessionFactory, ehr: Reader, client_id: str
         except UpstreamError as exc:
             failed[search.category] = exc.diagnostics
             log.warning("background read failed: %s (%s)", search.resource_type, exc.http_status)
+        except UNREADABLE as exc:  # an answer the client could not make sense of fails its category only
+            failed[search.category] = f"the EHR's answer could not be read ({type(exc).__name__})"
+            log.warning("background read failed: %s (%s)", search.resource_type, type(exc).__name__)
     async with transaction(sessions) as session:
         client = await session.get(Client, client_id)
         if client is None:
@@ -138,18 +176,27 @@ async def fetch_background(sessions: SessionFactory, ehr: Reader, client_id: str
             if category in failed:
                 await store.record_failure(session, client_id, category.value, failed[category], now)
                 continue
+            try:
+                kept = kept_items(
+                    category, found.get(category, []), client_id, now, patient=ehr_patient_id, hospital=hospital
+                )
+            except UNREADABLE as exc:  # a hostile answer fails its own category, never the job
+                log.warning("background answer unreadable: %s (%s)", category.value, type(exc).__name__)
+                failed[category] = f"the EHR's answer could not be read ({type(exc).__name__})"
+                await store.record_failure(session, client_id, category.value, failed[category], now)
+                continue
             items = [
                 store.BackgroundItem(
-                    id=kept.item_id,
+                    id=k.item_id,
                     client_id=client_id,
                     category=category.value,
-                    source=kept.source,
-                    resource_json=json.dumps(kept.resource, separators=(",", ":")),
-                    labels_json=json.dumps([list(label) for label in kept.labels]),
-                    data_date=kept.data_date,
+                    source=k.source,
+                    resource_json=json.dumps(k.resource, separators=(",", ":")),
+                    labels_json=json.dumps([list(label) for label in k.labels]),
+                    data_date=k.data_date,
                     fetched_at=now,
                 )
-                for kept in _unique(kept_items(category, found.get(category, []), client_id, now, hospital))
+                for k in kept
             ]
             await store.replace_category(session, client_id, category.value, items, now)
         held = {DataCategory(f.category) for f in await store.fetches_of(session, client_id)}
@@ -165,23 +212,23 @@ async def fetch_background(sessions: SessionFactory, ehr: Reader, client_id: str
 
 async def _current_patient(ehr: Reader, ehr_patient_id: str) -> dict[str, Any] | None:
     """The EHR's Patient as it is now (a usual name, pronouns, contact details changed since the discharge); None
-    when the EHR no longer has it (the notification's copy stays)."""
+    when the EHR no longer has it (the notification's copy stays). An answer that is not this Patient (an
+    OperationOutcome with 200, another id) is a failed read, not a Patient gone."""
     found = await ehr.read("Patient", ehr_patient_id)
-    if not isinstance(found, dict) or found.get("resourceType") != "Patient" or found.get("id") != ehr_patient_id:
+    if found is None:
         return None
+    if not isinstance(found, dict) or found.get("resourceType") != "Patient" or found.get("id") != ehr_patient_id:
+        raise UpstreamError("the EHR answered a read of the client's Patient with something else")
+    patient_json(found)  # the summary builds on it: an invalid Patient is a failed read (4xx raised), not stored
     return found
-
-
-def _unique(kept: list[Any]) -> list[Any]:
-    """One item per source (a search answering a resource twice, over two pages, keeps one)."""
-    return list({k.item_id: k for k in kept}.values())
 
 
 async def queue_refreshes(sessions: SessionFactory, now: datetime | None = None) -> int:
     """The periodic re-read: queue a fetch for at most REFRESH_BATCH clients in the community whose background is
-    older than REFRESH_AFTER at `now` (and not already queued). Answers how many were queued."""
+    older than REFRESH_AFTER at `now` (and not already queued), after review_consents. Answers how many were
+    queued (first reads of consents that came into force included)."""
     now = now or utcnow()
-    queued = 0
+    _, queued = await review_consents(sessions, now)
     async with transaction(sessions) as session:
         for client_id, site in await store.due_for_refresh(
             session, now - REFRESH_AFTER, now - RETRY_FAILED_AFTER, REFRESH_BATCH

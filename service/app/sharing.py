@@ -140,21 +140,22 @@ class Holdings:
 
     def requested(self, categories: Iterable[DataCategory]) -> tuple[RequestedItem, ...]:
         """What to ask the engine: one item per held background item, else one per category (and the street
-        lines apart from the rest of the contact details)."""
+        lines apart from the rest of the contact details). A category the Patient or the stay holds is asked
+        for too when the client's own answers add items to it (contact times are contact details as well)."""
         asked: list[RequestedItem] = []
         for category in categories:
             held = [i for i in self.items if i.category == category]
-            if held:
-                asked += [
-                    RequestedItem(
-                        category,
-                        i.labels,
-                        frozenset({i.resource["resourceType"]}),
-                        data_date=i.data_date,
-                        reference=i.reference,
-                    )
-                    for i in held
-                ]
+            asked += [
+                RequestedItem(
+                    category,
+                    i.labels,
+                    frozenset({i.resource["resourceType"]}),
+                    data_date=i.data_date,
+                    reference=i.reference,
+                )
+                for i in held
+            ]
+            if held and category not in HELD:
                 continue
             asked.append(self.item(category))
             if category == DataCategory.CONTACT_DETAILS and self.has_street():
@@ -235,8 +236,21 @@ def disclosed_resources(decision: Decision, holdings: Holdings) -> list[dict[str
     shown = shared_categories(decision)
     stale = [(f.category, f.succeeded_at) for f in holdings.fetches if f.status == FAILED and f.category in shown]
     if stale:
-        resources.append({"id": "stale", **stale_outcome(stale)})
+        resources.append({"id": new_id(), **stale_outcome(stale)})  # a notice, not a resource to fetch again
     return resources
+
+
+def _item_decisions(decision: Decision) -> tuple[build.DisclosedItem, ...]:
+    """Each background item asked for, disclosed or withheld (withheld when any decision about it withholds it)."""
+    permitted = _permitted_references(decision)
+    seen: dict[str, build.DisclosedItem] = {}
+    for d in decision.items:
+        reference = d.item.reference
+        if reference is None or "#" in reference or reference in seen:
+            continue  # the category rows are audited as such; an element (street lines) is part of its resource
+        labels = tuple(sorted((label.system, label.code) for label in d.item.security_labels))
+        seen[reference] = build.DisclosedItem(reference, d.item.category, reference in permitted, labels)
+    return tuple(seen.values())
 
 
 def record_disclosure(
@@ -261,6 +275,7 @@ def record_disclosure(
             withheld=frozenset(requested) - disclosed,
             consent_ids=frozenset(d.consent_id for d in decision.items if d.permitted and d.consent_id is not None),
             recorded_at=at,
+            items=_item_decisions(decision),
         )
     )
     session.add(

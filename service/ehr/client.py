@@ -12,21 +12,28 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import posixpath
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote
 
 import httpx
 
 from service.ehr.connection import WriteMode
 from service.ehr.tokens import StaticToken, TokenProvider
 from service.errors import UpstreamError
-from service.fhir.ehr_answers import age, next_link, search_matches
+from service.fhir.ehr_answers import age, is_searchset, next_link, search_matches
 
 FHIR_JSON = "application/fhir+json"
 MAX_SEARCH_PAGES = 50
+MAX_SEARCH_ENTRIES = 5000
+MAX_SEARCH_BYTES = 20_000_000
+# Ask the EHR to refuse a search it cannot do as asked (an unknown or ignored parameter) instead of answering a
+# wider one: a search by patient that drops the patient would answer everyone's data. (Sent with the complete
+# searches whose answer replaces what Peerway holds; the recovery scan keeps its lenient operator-set params.)
+STRICT = {"Prefer": "handling=strict"}
 # Answers that mean "this server does not do that" (an operation it does not offer).
 NOT_OFFERED = frozenset({400, 404, 405, 501})
 GONE = frozenset({404, 410})
@@ -58,6 +65,24 @@ def retry_after(response: httpx.Response) -> float | None:
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
         return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+@dataclass
+class _Budget:
+    """What one search has read so far, against the caps."""
+
+    pages: int = 0
+    entries: int = 0
+    size: int = 0
+
+    def spend(self, size: int, entries: int) -> None:
+        self.pages, self.entries, self.size = self.pages + 1, self.entries + entries, self.size + size
+
+    def spent(self) -> bool:
+        return self.pages >= MAX_SEARCH_PAGES or self.entries >= MAX_SEARCH_ENTRIES or self.size >= MAX_SEARCH_BYTES
+
+    def limits(self) -> str:
+        return f"{MAX_SEARCH_PAGES} pages, {MAX_SEARCH_ENTRIES} entries or {MAX_SEARCH_BYTES} bytes"
 
 
 @dataclass(frozen=True)
@@ -140,26 +165,65 @@ class EhrClient:
         response = await self._send("GET", path, params=dict(params or {}), accept=NOT_OFFERED)
         return None if response.status_code in NOT_OFFERED else self._resource(response, "GET", path)
 
-    async def pages(self, resource_type: str, params: SearchParams) -> AsyncIterator[dict[str, Any]]:
-        """GET [type]?params, then its `next` links: each searchset page, at most MAX_SEARCH_PAGES of them."""
-        bundle = self._resource(await self._send("GET", resource_type, params=params), "GET", resource_type)
-        for count in range(1, MAX_SEARCH_PAGES + 1):
+    async def pages(
+        self, resource_type: str, params: SearchParams, *, complete: bool = False
+    ) -> AsyncIterator[dict[str, Any]]:
+        """GET [type]?params, then its `next` links: each searchset page, at most MAX_SEARCH_PAGES pages,
+        MAX_SEARCH_ENTRIES entries and MAX_SEARCH_BYTES in all. An answer that is no searchset Bundle, or a `next`
+        link seen before (a loop), is an UpstreamError. Past a cap the pages stop there, or, when `complete` (the
+        caller replaces what it holds with the answer), an UpstreamError: a truncated read is a failed read."""
+        budget = _Budget()
+        response = await self._send("GET", resource_type, params=params, headers=STRICT if complete else {})
+        bundle = self._page(response, resource_type, budget)
+        seen: set[str] = set()
+        while True:
             yield bundle
             link = next_link(bundle)
-            if link is None or count == MAX_SEARCH_PAGES:
+            if link is None:
                 return
-            bundle = await self.page(link)
+            if budget.spent():
+                if complete:
+                    raise UpstreamError(f"the EHR's answer to {resource_type} exceeds {budget.limits()}")
+                log.warning("search of %s stopped at %s", resource_type, budget.limits())
+                return
+            key = str(httpx.URL(link))
+            if key in seen:
+                raise UpstreamError(f"the EHR's next links for {resource_type} repeat (a paging loop)")
+            seen.add(key)
+            bundle = self._page(await self._send("GET", self._on_base(link)), resource_type, budget)
 
     async def page(self, url: str) -> dict[str, Any]:
         """A next-page link, followed only when it stays on the EHR's base (our token never leaves it)."""
-        base, target = urlsplit(self.base_url), urlsplit(url)
-        if (target.scheme, target.netloc) != (base.scheme, base.netloc) or not target.path.startswith(base.path):
+        return self._resource(await self._send("GET", self._on_base(url)), "GET", url)
+
+    def _on_base(self, url: str) -> str:
+        """The URL, refused unless it is under the EHR's base once its dot segments are resolved (httpx resolves
+        `/fhir/../admin` to `/admin` before sending, so the raw text is not what would be requested)."""
+        base, target = httpx.URL(self.base_url), httpx.URL(url)
+        path = posixpath.normpath(unquote(target.path)) + ("/" if target.path.endswith("/") else "")
+        if (
+            (target.scheme, target.host, target.port) != (base.scheme, base.host, base.port)
+            or not path.startswith(base.path)
+            or not target.path.startswith(base.path)
+        ):
             raise UpstreamError("the EHR's next link leaves its base URL", http_status=400)
-        return self._resource(await self._send("GET", url), "GET", url)
+        return str(target)
+
+    def _page(self, response: httpx.Response, resource_type: str, budget: _Budget) -> dict[str, Any]:
+        bundle = self._resource(response, "GET", resource_type)
+        if not is_searchset(bundle):
+            raise UpstreamError(f"the EHR answered a search of {resource_type} with something that is no searchset")
+        budget.spend(len(response.content), len(search_matches(bundle)))
+        return bundle
 
     async def search(self, resource_type: str, params: SearchParams) -> list[dict[str, Any]]:
-        """The resources matching GET [type]?params (search mode "match"), over every page."""
-        return [found async for bundle in self.pages(resource_type, params) for found in search_matches(bundle)]
+        """The resources matching GET [type]?params (search mode "match"), over every page; a search the caps cut
+        short is an UpstreamError, never a partial answer."""
+        return [
+            found
+            async for bundle in self.pages(resource_type, params, complete=True)
+            for found in search_matches(bundle)
+        ]
 
     # --- writes ------------------------------------------------------------------------------------------------
 
@@ -275,7 +339,7 @@ class EhrClient:
         """A read's answer: a JSON object, or an UpstreamError saying what came instead."""
         try:
             data = response.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than the parser goes
             raise UpstreamError(f"EHR answered {method} {self._named(path)} with something that is not JSON") from None
         if not isinstance(data, dict):
             raise UpstreamError(f"EHR answered {method} {self._named(path)} with JSON that is not a resource")

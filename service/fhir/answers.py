@@ -64,9 +64,25 @@ def parse_answers(data: dict[str, Any]) -> Answers:
             text = value.get("valueString")
             if len(value) != 1 or (text is not None and (not isinstance(text, str) or len(text) > MAX_TEXT)):
                 raise InvalidResource("an answer is one valueString or valueCoding", f"{where}.answer[{m}]")
+            if "valueCoding" in value:
+                value = {"valueCoding": _coding(value["valueCoding"], f"{where}.answer[{m}].valueCoding")}
             kept.append(value)
         items.setdefault(str(item["linkId"]), []).extend(kept)
     return Answers(reference.split("/", 1)[1], items)
+
+
+def _coding(value: object, where: str) -> dict[str, str]:
+    """A Coding as the summary shows it: system, code and display, each a string (no id, no extension), and a
+    code or a display at least."""
+    parts = ("system", "code", "display")
+    if not isinstance(value, dict) or any(k not in parts or not isinstance(v, str) for k, v in value.items()):
+        raise InvalidResource("valueCoding is a Coding of system, code and display (strings)", where)
+    coding = {k: str(value[k]) for k in parts if value.get(k)}
+    if not coding.get("code") and not coding.get("display"):
+        raise InvalidResource("valueCoding needs a code or a display", where)
+    if any(len(v) > MAX_TEXT for v in coding.values()):
+        raise InvalidResource(f"at most {MAX_TEXT} characters", where)
+    return coding
 
 
 def answer_parts(answers: Answers, response_id: str, authored: str) -> list[tuple[DataCategory, dict[str, Any]]]:

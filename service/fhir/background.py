@@ -1,7 +1,11 @@
-"""A client's background at the hospital EHR: which searches read it, and each found resource reduced to what a
-peer may need (wire -> kept item). The summary shows a kept item as it is, so no EHR id, identifier, note,
-reason or reference to another EHR resource is ever kept: references become displays, and the subject is
-Peerway's client.
+"""A client's background at the hospital EHR: which searches read it, and which found resources are kept (wire ->
+kept item; the reduction itself is service/fhir/reduction.py). The summary shows a kept item as it is, so no EHR
+id, identifier, note, reason or reference to another EHR resource is ever kept: references become displays, and
+the subject is Peerway's client.
+
+The EHR's answer is not trusted to be what was asked: a resource is kept only when its type is one the category is
+made of, its subject (patient, an Appointment's participant) is this patient, its id is a FHIR id, and its reduced
+form is a valid R4 resource; its security labels are read in every spelling (service/fhir/labels.py).
 
 What counts, per category (docs/peer-app.md says the same for peer app makers):
 - upcoming-appointments: Appointment not cancelled/no-show/fulfilled/entered-in-error, starting from now on;
@@ -9,7 +13,8 @@ What counts, per category (docs/peer-app.md says the same for peer app makers):
 - safety-considerations: Flag with status active, a category coded flag-category#safety, a period not over
   (other flags are clinical alerts for staff, not for visitors);
 - community-supports: active RelatedPerson; CareTeam participants outside the hospital (a RelatedPerson, or
-  someone acting for an organization other than the stay's serviceProvider); Peerway's own CareTeam is skipped;
+  someone acting for an organization other than the stay's serviceProvider; with no serviceProvider known, only
+  RelatedPersons), never the team's name; Peerway's own CareTeam is skipped;
 - diagnosis: active Condition; clinical-notes: current DocumentReference, its metadata only (no content).
 """
 
@@ -18,16 +23,35 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
+
+from fhir.resources.R4B.appointment import Appointment
+from fhir.resources.R4B.careteam import CareTeam
+from fhir.resources.R4B.condition import Condition
+from fhir.resources.R4B.documentreference import DocumentReference
+from fhir.resources.R4B.flag import Flag
+from fhir.resources.R4B.goal import Goal
+from fhir.resources.R4B.relatedperson import RelatedPerson
+from pydantic import BaseModel
 
 import fhir_profiles
 from consent import DataCategory
-from service.errors import InvalidResource
-from service.fhir.dates import optional_instant
+from service.errors import PeerwayError
+from service.fhir.ids import is_fhir_id
+from service.fhir.labels import security_labels
+from service.fhir.reduction import (
+    LIVE_APPOINTMENT,
+    LIVE_CONDITION,
+    LIVE_GOAL,
+    REDUCERS,
+    string_list,
+    strings,
+    telecom,
+    unversioned,
+)
+from service.fhir.validation import validated
 
-FLAG_CATEGORY = "http://terminology.hl7.org/CodeSystem/flag-category"
-SAFETY = "safety"
 PAGE_SIZE = "100"
 _ITEM_NAMESPACE = uuid.UUID("5b0c3d59-6f4e-4b8e-9a59-7d0b0b3f6e21")
 
@@ -58,17 +82,28 @@ class Search:
     params: tuple[tuple[str, str], ...]
 
 
-def searches(categories: Iterable[DataCategory], ehr_patient_id: str) -> list[Search]:
-    """The EHR searches that read these categories for one patient (one or two per category)."""
+def searches(categories: Iterable[DataCategory], ehr_patient_id: str, now: datetime) -> list[Search]:
+    """The EHR searches that read these categories for one patient (one or two per category).
+
+    Fetch less: where R4 defines a search parameter for what the reduction keeps anyway (an Appointment's status
+    and start, a Goal's lifecycle status, a Condition's clinical status, a DocumentReference's status), the EHR
+    filters; and a DocumentReference is asked for without its content (`_elements`, meta kept for its labels).
+    The reduction checks the same again, for a server that ignores a filter.
+    """
     patient = ("patient", f"Patient/{ehr_patient_id}")  # type/id: every server reads it (some not a bare id)
     count = ("_count", PAGE_SIZE)
+    since = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    appointments = (("status", ",".join(sorted(LIVE_APPOINTMENT))), ("date", f"ge{since}"))
+    goals = (("lifecycle-status", ",".join(sorted(LIVE_GOAL))),)
+    conditions = (("clinical-status", ",".join(LIVE_CONDITION)),)
+    documents = (("status", "current"), ("_elements", "meta,status,type,date,description,subject"))
     plan: dict[DataCategory, list[tuple[str, tuple[tuple[str, str], ...]]]] = {
-        DataCategory.UPCOMING_APPOINTMENTS: [("Appointment", (patient, count))],
-        DataCategory.RECOVERY_GOALS: [("Goal", (patient, count))],
-        DataCategory.SAFETY_CONSIDERATIONS: [("Flag", (patient, count))],
+        DataCategory.UPCOMING_APPOINTMENTS: [("Appointment", (patient, *appointments, count))],
+        DataCategory.RECOVERY_GOALS: [("Goal", (patient, *goals, count))],
+        DataCategory.SAFETY_CONSIDERATIONS: [("Flag", (patient, count))],  # R4 Flag has no status parameter
         DataCategory.COMMUNITY_SUPPORTS: [("RelatedPerson", (patient, count)), ("CareTeam", (patient, count))],
-        DataCategory.DIAGNOSIS: [("Condition", (patient, count))],
-        DataCategory.CLINICAL_NOTES: [("DocumentReference", (patient, count))],
+        DataCategory.DIAGNOSIS: [("Condition", (patient, *conditions, count))],
+        DataCategory.CLINICAL_NOTES: [("DocumentReference", (patient, *documents, count))],
     }
     return [Search(c, kind, params) for c in categories for kind, params in plan.get(c, [])]
 
@@ -94,21 +129,31 @@ def kept_items(
     found: Sequence[dict[str, Any]],
     client_id: str,
     now: datetime,
+    *,
+    patient: str,
     hospital: str | None = None,
 ) -> list[Kept]:
-    """The found resources of one category that a peer may need, reduced; the others are left out."""
-    kept: list[Kept] = []
+    """The found resources of one category that a peer may need, reduced; the others are left out.
+
+    Only what the category is made of counts, whatever the EHR answered to its search (a Condition answering a
+    Goal search is no goal), only resources about `patient` (the EHR's Patient id), only valid FHIR ids, each
+    source once; and each kept resource must be a valid R4 resource of its type.
+    """
+    kept: dict[str, Kept] = {}
     for resource in found:
         kind, ehr_id = resource.get("resourceType"), resource.get("id")
-        if not isinstance(kind, str) or not isinstance(ehr_id, str):
+        if not isinstance(kind, str) or kind not in CATEGORY_TYPES.get(category, ()):
             continue
-        reducer = _REDUCERS.get(kind)
-        reduced = reducer(resource, now, hospital) if reducer is not None else None
+        if not isinstance(ehr_id, str) or not is_fhir_id(ehr_id):
+            continue
+        if not _about(resource, kind, patient):
+            continue
+        reduced = REDUCERS[kind](resource, now, hospital)
         if reduced is None:
             continue
         body, data_date = reduced
         source = f"{kind}/{ehr_id}"
-        labels = _labels(resource)
+        labels = security_labels(resource)
         identity = item_id(client_id, source)
         body = {"resourceType": kind, "id": identity, **body}
         if labels:
@@ -120,8 +165,10 @@ def kept_items(
                 {"actor": {"reference": f"Patient/{client_id}"}, "status": "accepted"},
                 *body.get("participant", []),
             ]
-        kept.append(Kept(identity, source, body, labels, data_date))
-    return kept
+        if not valid(body):
+            continue
+        kept.setdefault(identity, Kept(identity, source, body, labels, data_date))
+    return list(kept.values())
 
 
 _SUBJECT = {
@@ -132,224 +179,53 @@ _SUBJECT = {
     "DocumentReference": "subject",
     "RelatedPerson": "patient",
 }
-
-
-def _labels(resource: dict[str, Any]) -> tuple[tuple[str, str], ...]:
-    security = (resource.get("meta") or {}).get("security") or []
-    pairs = {(str(c.get("system", "")), str(c.get("code", ""))) for c in security if isinstance(c, dict)}
-    return tuple(sorted(p for p in pairs if p[1]))
-
-
-def _when(value: object, *, end: bool = False) -> datetime | None:
-    try:
-        return optional_instant(value, "date", end=end)
-    except InvalidResource:
-        return None
-
-
-def _copy(resource: dict[str, Any], *names: str) -> dict[str, Any]:
-    return {n: resource[n] for n in names if resource.get(n) not in (None, [], {})}
-
-
-def _display(reference: object) -> dict[str, Any] | None:
-    """A Reference kept as its display only (never the EHR's id)."""
-    if isinstance(reference, dict) and isinstance(reference.get("display"), str) and reference["display"]:
-        return {"display": reference["display"]}
-    return None
-
-
-def _concepts(values: object) -> list[Any]:
-    """CodeableConcepts with codings and text only."""
-    if not isinstance(values, list):
-        return []
-    return [_concept(v) for v in values if isinstance(v, dict) and _concept(v)]
-
-
-def _concept(value: object) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        return {}
-    return _copy(value, "coding", "text")
-
-
-Reduced = tuple[dict[str, Any], datetime | None] | None
-LIVE_APPOINTMENT = frozenset({"proposed", "pending", "booked", "arrived", "checked-in", "waitlist"})
-LIVE_GOAL = frozenset({"proposed", "planned", "accepted", "active", "on-hold"})
-
-
-def _appointment(resource: dict[str, Any], now: datetime, hospital: str | None) -> Reduced:
-    start = _when(resource.get("start"))
-    if resource.get("status") not in LIVE_APPOINTMENT or start is None or start < now:
-        return None
-    body = _copy(resource, "status", "description", "start", "end", "minutesDuration")
-    for element in ("serviceType", "specialty"):
-        if concepts := _concepts(resource.get(element)):
-            body[element] = concepts
-    if kind := _concept(resource.get("appointmentType")):
-        body["appointmentType"] = kind
-    # Where and with whom, by name: a Location or a clinician the EHR names (never the patient's own entry).
-    others = []
-    for participant in resource.get("participant") or []:
-        if not isinstance(participant, dict):
-            continue
-        actor = participant.get("actor") or {}
-        kind_of = str(actor.get("reference", "")).split("/")[0] if isinstance(actor, dict) else ""
-        shown = _display(actor)
-        if kind_of in {"Location", "Practitioner", "PractitionerRole", "HealthcareService"} and shown:
-            others.append({"actor": shown, "status": participant.get("status") or "needs-action"})
-    if others:
-        body["participant"] = others
-    return body, start
-
-
-def _goal(resource: dict[str, Any], now: datetime, hospital: str | None) -> Reduced:
-    if resource.get("lifecycleStatus") not in LIVE_GOAL or not isinstance(resource.get("description"), dict):
-        return None
-    body = _copy(resource, "lifecycleStatus", "startDate")
-    body["description"] = _concept(resource["description"]) or {"text": "goal"}
-    if achievement := _concept(resource.get("achievementStatus")):
-        body["achievementStatus"] = achievement
-    targets = [
-        {"dueDate": t["dueDate"]} for t in resource.get("target") or [] if isinstance(t, dict) and t.get("dueDate")
-    ]
-    if targets:
-        body["target"] = targets
-    return body, _when(resource.get("startDate")) or _when(resource.get("statusDate"))
-
-
-def _is_safety(resource: dict[str, Any]) -> bool:
-    return any(
-        isinstance(coding, dict) and coding.get("system") == FLAG_CATEGORY and coding.get("code") == SAFETY
-        for concept in resource.get("category") or []
-        if isinstance(concept, dict)
-        for coding in concept.get("coding") or []
-    )
-
-
-def _flag(resource: dict[str, Any], now: datetime, hospital: str | None) -> Reduced:
-    period = resource.get("period") if isinstance(resource.get("period"), dict) else {}
-    assert isinstance(period, dict)
-    ends = _when(period.get("end"), end=True)
-    if resource.get("status") != "active" or not _is_safety(resource) or (ends is not None and ends < now):
-        return None
-    code = _concept(resource.get("code"))
-    if not code:
-        return None
-    body: dict[str, Any] = {"status": "active", "category": _concepts(resource.get("category")), "code": code}
-    if period:
-        body["period"] = _copy(period, "start", "end")
-    return body, _when(period.get("start"))
-
-
-def _minimal_telecom(values: object) -> list[dict[str, Any]]:
-    """Phone and email only, with their `use` (no period, no rank history)."""
-    if not isinstance(values, list):
-        return []
-    return [
-        _copy(t, "system", "value", "use")
-        for t in values
-        if isinstance(t, dict) and t.get("system") in {"phone", "email"} and t.get("value")
-    ]
-
-
-def _related_person(resource: dict[str, Any], now: datetime, hospital: str | None) -> Reduced:
-    if resource.get("active") is False:
-        return None
-    names = [_copy(n, "use", "text", "family", "given") for n in resource.get("name") or [] if isinstance(n, dict)]
-    body: dict[str, Any] = {"active": True}
-    if relationship := _concepts(resource.get("relationship")):
-        body["relationship"] = relationship
-    if names:
-        body["name"] = names[:1]
-    if telecom := _minimal_telecom(resource.get("telecom")):
-        body["telecom"] = telecom
-    return body, None
-
-
-def _outside(participant: dict[str, Any], hospital: str | None) -> bool:
-    member = participant.get("member") or {}
-    kind = str(member.get("reference", "")).split("/")[0] if isinstance(member, dict) else ""
-    if kind == "RelatedPerson":
-        return True
-    acting_for = participant.get("onBehalfOf") or {}
-    reference = acting_for.get("reference") if isinstance(acting_for, dict) else None
-    return isinstance(reference, str) and _tail(reference) != _tail(hospital or "")
-
-
-def _tail(reference: str) -> str:
-    """The id a reference ends with ("Organization/x" and "urn:uuid:x" name the same x)."""
-    return reference.replace(":", "/").rsplit("/", 1)[-1]
-
-
-def _care_team(resource: dict[str, Any], now: datetime, hospital: str | None) -> Reduced:
-    ours = (
-        any(
-            isinstance(i, dict) and str(i.get("system", "")).startswith(fhir_profiles.CANONICAL)
-            for i in resource.get("identifier") or []
-        )
-        or (resource.get("meta") or {}).get("source") == fhir_profiles.CANONICAL
-    )
-    if ours or resource.get("status") not in (None, "active"):
-        return None
-    participants = []
-    for participant in resource.get("participant") or []:
-        if not isinstance(participant, dict) or not _outside(participant, hospital):
-            continue
-        member = _display(participant.get("member"))
-        if member is None:
-            continue
-        organization = _display(participant.get("onBehalfOf"))
-        if organization is not None:
-            member = {"display": f"{member['display']} ({organization['display']})"}
-        kept: dict[str, Any] = {"member": member}
-        if role := _concepts(participant.get("role")):
-            kept["role"] = role
-        participants.append(kept)
-    if not participants:
-        return None
-    body: dict[str, Any] = {"status": "active", "participant": participants}
-    if isinstance(resource.get("name"), str):
-        body["name"] = resource["name"]
-    return body, None
-
-
-def _condition(resource: dict[str, Any], now: datetime, hospital: str | None) -> Reduced:
-    status = _concept(resource.get("clinicalStatus"))
-    codes = {c.get("code") for c in status.get("coding") or [] if isinstance(c, dict)}
-    code = _concept(resource.get("code"))
-    if not codes & {"active", "recurrence", "relapse"} or not code:
-        return None
-    body: dict[str, Any] = {"clinicalStatus": status, "code": code}
-    if category := _concepts(resource.get("category")):
-        body["category"] = category
-    if isinstance(resource.get("onsetDateTime"), str):
-        body["onsetDateTime"] = resource["onsetDateTime"]
-    return body, _when(resource.get("onsetDateTime")) or _when(resource.get("recordedDate"))
-
-
-def _document(resource: dict[str, Any], now: datetime, hospital: str | None) -> Reduced:
-    if resource.get("status") != "current":
-        return None
-    titles = [
-        {"attachment": _copy(c["attachment"], "contentType", "title")}
-        for c in resource.get("content") or []
-        if isinstance(c, dict) and isinstance(c.get("attachment"), dict)
-    ]
-    body: dict[str, Any] = {"status": "current", "content": titles or [{"attachment": {"title": "note"}}]}
-    if kind := _concept(resource.get("type")):
-        body["type"] = kind
-    body |= _copy(resource, "date", "description")
-    return body, _when(resource.get("date"))
-
-
-_REDUCERS = {
-    "Appointment": _appointment,
-    "Goal": _goal,
-    "Flag": _flag,
-    "RelatedPerson": _related_person,
-    "CareTeam": _care_team,
-    "Condition": _condition,
-    "DocumentReference": _document,
+CATEGORY_TYPES: dict[DataCategory, frozenset[str]] = {
+    **{category: frozenset({kind}) for category, kind in SOURCES.items()},
+    DataCategory.COMMUNITY_SUPPORTS: frozenset({"RelatedPerson", "CareTeam"}),
 }
+"""The resource types each category is made of: anything else a search answers is left out."""
+_MODELS: dict[str, type[BaseModel]] = {
+    "Appointment": Appointment,
+    "Goal": Goal,
+    "Flag": Flag,
+    "RelatedPerson": RelatedPerson,
+    "CareTeam": CareTeam,
+    "Condition": Condition,
+    "DocumentReference": DocumentReference,
+}
+
+
+def valid(resource: dict[str, Any]) -> bool:
+    """Whether a kept resource is a valid R4 resource of its type (what the summary will show must be)."""
+    model = _MODELS.get(str(resource.get("resourceType")))
+    if model is None:
+        return False
+    try:
+        validated(model, resource, str(resource["resourceType"]))
+    except PeerwayError:
+        return False
+    return True
+
+
+def _about(resource: dict[str, Any], kind: str, patient: str) -> bool:
+    """Whether the resource is about this patient: its subject (patient; an Appointment's participant) names
+    Patient/<patient>, relative or as an absolute URL, of any version."""
+    if kind == "Appointment":
+        participants = resource.get("participant")
+        actors = [p.get("actor") for p in participants if isinstance(p, dict)] if isinstance(participants, list) else []
+    else:
+        actors = [resource.get(_SUBJECT[kind])]
+    return any(isinstance(a, dict) and is_patient_reference(a.get("reference"), patient) for a in actors)
+
+
+def is_patient_reference(reference: object, patient: str) -> bool:
+    """Patient/<patient>, [base]/Patient/<patient>, either with /_history/<version>."""
+    if not isinstance(reference, str):
+        return False
+    plain = unversioned(reference)
+    if plain == f"Patient/{patient}":
+        return True
+    return plain.startswith(("http://", "https://")) and plain.endswith(f"/Patient/{patient}")
 
 
 # --- the Patient's own categories, minimised ---------------------------------------------------------------
@@ -368,14 +244,16 @@ def minimal_address(addresses: object, *, street: bool) -> list[dict[str, Any]]:
             continue
         if isinstance(address.get("period"), dict) and address["period"].get("end"):
             continue  # an address that ended is history
-        reduced = _copy(address, *ADDRESS_PARTS, *(("line",) if street else ()))
+        reduced: dict[str, Any] = strings(address, *ADDRESS_PARTS)
+        if street and (lines := string_list(address.get("line"))):
+            reduced["line"] = lines
         if reduced:
             kept.append(reduced)
     return kept
 
 
 def minimal_telecom(values: object) -> list[dict[str, Any]]:
-    return _minimal_telecom(values)
+    return telecom(values)
 
 
 def stale_outcome(stale: Sequence[tuple[DataCategory, datetime | None]]) -> dict[str, Any]:

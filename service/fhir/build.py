@@ -16,6 +16,7 @@ from typing import Any
 import fhir_profiles
 from consent import DataCategory
 from service.domain.vocabulary import ContactKind
+from service.fhir import labels
 from service.fhir.background import minimal_address, minimal_telecom
 from service.fhir.consent import subject_element
 
@@ -198,8 +199,15 @@ def collection(resources: Iterable[dict[str, Any]], base_url: str, now: datetime
         "resourceType": "Bundle",
         "type": "collection",
         "timestamp": fhir_instant(now),
-        "entry": [{"fullUrl": f"{base_url}/fhir/{r['resourceType']}/{r['id']}", "resource": r} for r in resources],
+        "entry": [{"fullUrl": _full_url(r, base_url), "resource": r} for r in resources],
     }
+
+
+def _full_url(resource: dict[str, Any], base_url: str) -> str:
+    """Where an entry's resource lives: an OperationOutcome (the stale notice) lives nowhere, so a urn:uuid."""
+    if resource["resourceType"] == "OperationOutcome":
+        return f"urn:uuid:{resource['id']}"
+    return f"{base_url}/fhir/{resource['resourceType']}/{resource['id']}"
 
 
 def searchset(
@@ -259,6 +267,18 @@ class Disclosure:
     withheld: frozenset[DataCategory]
     consent_ids: frozenset[str]
     recorded_at: datetime
+    items: tuple[DisclosedItem, ...] = ()
+
+
+@dataclass(frozen=True)
+class DisclosedItem:
+    """One background item asked for in a disclosure (Peerway's reference, never the EHR's), and whether the
+    consent released it."""
+
+    reference: str
+    category: DataCategory
+    disclosed: bool
+    labels: tuple[tuple[str, str], ...] = ()
 
 
 def disclosure_audit_event(d: Disclosure) -> dict[str, Any]:
@@ -279,6 +299,16 @@ def disclosure_audit_event(d: Disclosure) -> dict[str, Any]:
             "description": "disclosed" if c in d.disclosed else "withheld",
         }
         for c in sorted(d.disclosed | d.withheld)
+    ]
+    entities += [
+        {
+            "what": {"reference": item.reference},
+            "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2"},
+            "description": f"item {'disclosed' if item.disclosed else 'withheld'}",
+            "detail": [{"type": "data-category", "valueString": item.category.value}],
+            **({"securityLabel": [{"system": s, "code": c} for s, c in item.labels]} if item.labels else {}),
+        }
+        for item in sorted(d.items, key=lambda i: i.reference)
     ]
     return {
         "resourceType": "AuditEvent",
@@ -346,6 +376,5 @@ def stamped_consent(
 
 
 def security_labels(resource: dict[str, Any]) -> list[tuple[str, str]]:
-    """(system, code) of the resource's meta.security labels."""
-    labels = (resource.get("meta") or {}).get("security") or []
-    return [(str(c.get("system", "")), str(c.get("code", ""))) for c in labels if isinstance(c, dict)]
+    """(system, code) of the resource's security labels (meta.security and inline), in canonical form."""
+    return list(labels.security_labels(resource))

@@ -28,6 +28,7 @@ from consent.categories import ASSIGNED_PEER_ROLE, CONSENT_SCOPE_SYSTEM, PATIENT
 from consent.model import ActorRule, Coding, ConsentRecord, Identifier, Period, Provision
 from service.errors import InvalidResource
 from service.fhir.dates import optional_instant
+from service.fhir.labels import CANONICAL_SYSTEMS
 from service.fhir.validation import fhirpath
 
 __all__ = ["consent_status_of", "is_r5", "parse_consent", "refusal_from", "subject_element"]
@@ -232,7 +233,10 @@ def _provision(node: object, path: str, implied: ProvisionType | None, *, r5: bo
         actors=actors,
         actions=_concept_codings(p, "action", path),
         purposes=_codings(p, "purpose", path),
-        security_labels=_codings(p, "securityLabel", path),
+        # A label named by OID or an old URI is the same label the EHR's data carry in canonical form.
+        security_labels=tuple(
+            Coding(CANONICAL_SYSTEMS.get(c.system, c.system), c.code) for c in _codings(p, "securityLabel", path)
+        ),
         classes=classes,
         codes=_concept_codings(p, "code", path),
         data_period=_optional_period(p.get("dataPeriod"), f"{path}.dataPeriod"),

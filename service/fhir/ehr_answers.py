@@ -81,6 +81,12 @@ def age(resource: dict[str, Any]) -> tuple[str, str]:
 # --- searchset pages ----------------------------------------------------------------------------------------
 
 
+def is_searchset(answer: dict[str, Any]) -> bool:
+    """Whether a search's answer is a searchset Bundle (an OperationOutcome or other JSON is no answer at all, so
+    never "nothing found")."""
+    return answer.get("resourceType") == "Bundle" and answer.get("type") == "searchset"
+
+
 def search_matches(bundle: dict[str, Any]) -> list[dict[str, Any]]:
     """The resources a searchset page found (search mode "match"; included resources are left out)."""
     found: list[dict[str, Any]] = []

@@ -147,6 +147,21 @@ async def due_for_refresh(
     return [(row[0], row[1]) for row in (await session.execute(query)).all()]
 
 
+async def clients_to_review(session: AsyncSession) -> Sequence[tuple[str, str]]:
+    """(client id, site) of every client Peerway holds EHR background of, whatever their episode, and of every
+    client in the community (who may have a consent coming into force)."""
+    holding = (
+        select(BackgroundFetch.client_id.label("client_id"))
+        .union(
+            select(BackgroundItem.client_id).where(BackgroundItem.source.not_like("QuestionnaireResponse/%")),
+            select(Episode.client_id).where(Episode.state == "in-community"),
+        )
+        .subquery()
+    )
+    query = select(Client.id, Client.site).join(holding, holding.c.client_id == Client.id).order_by(Client.id)
+    return [(row[0], row[1]) for row in (await session.execute(query)).all()]
+
+
 async def fetch_queued(session: AsyncSession, kind: str, client_id: str) -> bool:
     """Whether a fetch of the client's background is already waiting (one is enough: it reads everything)."""
     query = select(Job.id).where(Job.kind == kind, Job.subject_id == client_id, Job.status == PENDING)

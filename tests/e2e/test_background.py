@@ -11,18 +11,20 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from fhir.resources.R4B.auditevent import AuditEvent
 from fhir.resources.R4B.bundle import Bundle
 
 import fhir_profiles
+from consent import DataCategory
 from fhir_profiles.conformance import check_conformance
-from service.app.background import REFRESH_AFTER, queue_refreshes
+from service.app.background import REFRESH_AFTER, fetch_background, queue_refreshes
 from service.auth import Role
 from service.ehr.client import EhrClient
 from service.settings import Settings
 from service.workers.background import read_backgrounds
 from tests.support.consents import peer_consent
 from tests.support.ehr import TestEhr
-from tests.support.flow import ADMIT, assign, discharge, register_peer
+from tests.support.flow import ADMIT, assign, discharge, discharged_client_with_peer, register_peer
 from tests.support.seed import PATIENT_ID, seed_discharged_client
 
 pytestmark = pytest.mark.ehr
@@ -95,6 +97,7 @@ def conforms(bundle: dict[str, Any]) -> None:
     assert check_conformance(bundle, f"{base}/peer-client-summary") == []
     for entry in bundle.get("entry", []):
         resource = entry["resource"]
+        assert resource["resourceType"] in {*PROFILES, "OperationOutcome"}, resource["resourceType"]
         if resource["resourceType"] != "OperationOutcome":
             profile = f"{base}/peer-summary-{PROFILES[resource['resourceType']]}"
             assert check_conformance(resource, profile) == [], resource["resourceType"]
@@ -177,6 +180,18 @@ async def test_consent_to_every_category_fills_each_from_the_ehr_but_the_sud_app
         assert ehr_id not in text
     assert PATIENT_ID not in text
 
+    # The audit names each item: the SUD appointment withheld (with its label), the others disclosed.
+    found = await client.get("/fhir/AuditEvent", params={"patient": episode["patient"]}, headers=auth(Role.COORDINATOR))
+    [event] = [e["resource"] for e in found.json()["entry"]]
+    AuditEvent.model_validate(event)
+    items = [e for e in event["entity"] if str(e.get("description", "")).startswith("item ")]
+    withheld = [e for e in items if e["description"] == "item withheld"]
+    assert [e["securityLabel"] for e in withheld] == [[SUD]]
+    assert withheld[0]["detail"] == [{"type": "data-category", "valueString": "upcoming-appointments"}]
+    disclosed = {e["what"]["reference"] for e in items if e["description"] == "item disclosed"}
+    assert {f"Appointment/{a['id']}" for a in appointments} | {f"Goal/{g['id']}" for g in shown["Goal"]} <= disclosed
+    assert withheld[0]["what"]["reference"] not in disclosed
+
     # The coordinator sees what was read and when, and why one appointment is withheld.
     categories = await explained(client, auth, episode)
     appointments_row = categories["upcoming-appointments"]
@@ -247,6 +262,8 @@ async def test_an_ehr_outage_leaves_the_summary_answering_with_what_it_had_marke
     assert len(shown["Goal"]) == 2
     assert "Patient" in shown
     [outcome] = shown["OperationOutcome"]
+    [notice] = [e for e in bundle["entry"] if e["resource"]["resourceType"] == "OperationOutcome"]
+    assert notice["fullUrl"] == f"urn:uuid:{outcome['id']}"  # no URL that would not resolve
     stale = {issue["details"]["coding"][0]["code"] for issue in outcome["issue"]}
     assert "upcoming-appointments" in stale
     assert all(issue["code"] == "incomplete" for issue in outcome["issue"])
@@ -296,3 +313,89 @@ async def test_the_periodic_re_read_queues_old_backgrounds_once_and_picks_up_cha
     assert await queue_refreshes(app.state.sessions, later) == 0
     await read_background(app, settings, ehr)
     assert len(by_type(await summary(client, auth, episode, peer))["Goal"]) == 3
+
+
+class HostileEhr:
+    """An EHR (the Reader protocol) whose Patient is invalid and whose Goal answer nests past any resource."""
+
+    async def read(self, resource_type: str, resource_id: str) -> dict[str, Any] | None:
+        return {"resourceType": "Patient", "id": resource_id, "birthDate": "the day before yesterday"}
+
+    async def search(self, resource_type: str, params: Any) -> list[dict[str, Any]]:
+        deep: dict[str, Any] = {"text": "deep"}
+        for _ in range(200):
+            deep = {"url": "http://ehr.example.org/x", "extension": [deep]}
+        return [
+            {
+                "resourceType": "Goal",
+                "id": "deep",
+                "lifecycleStatus": "active",
+                "description": {"text": "x", "extension": [deep]},
+                "subject": {"reference": f"Patient/{PATIENT_ID}"},
+            }
+        ]
+
+
+async def test_a_hostile_ehr_answer_is_a_failed_read_that_keeps_what_was_held(
+    app: FastAPI, client: httpx.AsyncClient, auth: Auth, settings: Settings, ehr: TestEhr
+) -> None:
+    seed_discharged_client(ehr.base_url, datetime.now(UTC).date())
+    episode, peer, _ = await discharged_with_consent(client, auth, ["preferred-name", "recovery-goals"])
+    await read_background(app, settings, ehr)
+    assert len(by_type(await summary(client, auth, episode, peer))["Goal"]) == 2
+
+    # A 200 that is no searchset (here an OperationOutcome) is no "no goals any more": they stay, marked stale;
+    # the same answer to the Patient's read is no Patient either.
+    outcome_only = {"resourceType": "OperationOutcome", "issue": [{"severity": "information", "code": "informational"}]}
+    odd = EhrClient(ehr.base_url, transport=httpx.MockTransport(lambda _: httpx.Response(200, json=outcome_only)))
+    try:
+        report = await fetch_background(app.state.sessions, odd, episode["client_id"])
+    finally:
+        await odd.aclose()
+    assert set(report.failed) == {DataCategory.PREFERRED_NAME, DataCategory.RECOVERY_GOALS}
+    shown = by_type(await summary(client, auth, episode, peer))
+    assert len(shown["Goal"]) == 2
+    [outcome] = shown["OperationOutcome"]
+    assert [i["details"]["coding"][0]["code"] for i in outcome["issue"]] == ["preferred-name", "recovery-goals"]
+    assert shown["Patient"][0]["name"] == [{"use": "usual", "given": ["Eli"]}]
+
+    # An invalid Patient and an answer nested past reading fail their own categories; the job ends, data stays.
+    report = await fetch_background(app.state.sessions, HostileEhr(), episode["client_id"])
+    assert set(report.failed) == {DataCategory.PREFERRED_NAME, DataCategory.RECOVERY_GOALS}
+    shown = by_type(await summary(client, auth, episode, peer))
+    assert len(shown["Goal"]) == 2
+    assert shown["Patient"][0]["name"] == [{"use": "usual", "given": ["Eli"]}]
+
+
+async def test_a_consent_period_that_ends_purges_the_background_and_one_that_starts_brings_its_first_read(
+    app: FastAPI, client: httpx.AsyncClient, auth: Auth, settings: Settings, ehr: TestEhr
+) -> None:
+    seed_discharged_client(ehr.base_url, datetime.now(UTC).date())
+    now = datetime.now(UTC)
+    episode, peer = await discharged_client_with_peer(client, auth)
+    ending = peer_consent(
+        episode["patient"], ["recovery-goals"], actor=peer["practitioner"], end=now + timedelta(hours=1)
+    )
+    starting = peer_consent(
+        episode["patient"], ["safety-considerations"], actor=peer["practitioner"], start=now + timedelta(hours=2)
+    )
+    for consent in (ending, starting):
+        assert (await client.post("/fhir/Consent", json=consent, headers=auth(Role.COORDINATOR))).status_code == 201
+    before = len(searched(ehr))
+    await read_background(app, settings, ehr)
+    assert searched(ehr)[before:] == ["Goal"]  # the later consent is not read before it starts
+    assert (await explained(client, auth, episode))["recovery-goals"]["items"] == 2
+
+    # Three hours on, with no consent event in between: the goals are deleted, the flag read for the first time.
+    later = now + timedelta(hours=3)
+    assert await queue_refreshes(app.state.sessions, later) == 1
+    categories = await explained(client, auth, episode)
+    assert categories["recovery-goals"]["items"] == 0
+    assert categories["recovery-goals"]["fetch"] is None
+    reader = EhrClient(ehr.base_url)
+    try:
+        report = await fetch_background(app.state.sessions, reader, episode["client_id"], now=later)
+    finally:
+        await reader.aclose()
+    assert report.read == (DataCategory.SAFETY_CONSIDERATIONS,)
+    assert (await explained(client, auth, episode))["safety-considerations"]["items"] == 1
