@@ -183,6 +183,26 @@ async def test_malformed_notifications_get_an_outcome_naming_the_element_and_sto
     assert await episodes(client, auth) == []
 
 
+async def test_an_entry_intake_does_not_read_is_not_held_against_the_message(
+    client: httpx.AsyncClient, auth: Auth
+) -> None:
+    # Only the MessageHeader, the focus Encounter and its Patient are read (and validated); a Condition the
+    # sender got wrong does not cost the discharge, while a damaged Patient still names its element.
+    bundle = copy.deepcopy(fixture_json(DISCHARGE))
+    [condition] = [e for e in bundle["entry"] if e["resource"]["resourceType"] == "Condition"]
+    condition["resource"]["onsetDateTime"] = "not a date"
+    assert (await send(client, auth, bundle)).status_code == 200
+    [episode] = await episodes(client, auth)
+    assert episode["state"] == "in-community"
+
+    damaged = copy.deepcopy(fixture_json(DISCHARGE))
+    damaged["id"] = "another-message"
+    damaged["entry"][2]["resource"]["birthDate"] = "not a date"
+    response = await send(client, auth, damaged)
+    assert response.status_code == 400, response.text
+    assert response.json()["issue"][0]["expression"] == ["Bundle.entry[2].resource.birthDate"]
+
+
 @pytest.mark.parametrize("body", [b"not json at all", b"[1, 2]", b"\xff\xfe", b""])
 async def test_non_json_is_a_400_outcome(client: httpx.AsyncClient, auth: Auth, body: bytes) -> None:
     response = await send(client, auth, body)
