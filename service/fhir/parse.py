@@ -63,7 +63,9 @@ def load_json(body: bytes, what: str) -> dict[str, Any]:
         raise BadRequest(f"the body must be a FHIR {what} JSON object")
     if data.get("resourceType") != what:
         raise BadRequest(f"expected resourceType {what}, got {data.get('resourceType')!r}", "resourceType")
-    where = _nul_at(data)
+    # JSON can only write U+0000 escaped: a UTF-8 body without the escape holds none (with it, find where).
+    utf8 = json.detect_encoding(body) in ("utf-8", "utf-8-sig")
+    where = _nul_at(data) if not utf8 or b"\\u0000" in body else None
     if where is not None:
         # No FHIR string holds a control character, and PostgreSQL can neither store nor compare text with NUL.
         expression = fhirpath(what, where)
@@ -240,7 +242,7 @@ def _without_resources(data: dict[str, Any]) -> dict[str, Any]:
 
 def _entry_model(model: type[R], resource: dict[str, Any], at: int) -> R:
     """One entry's resource validated on its own; a failure names it as Bundle.entry[at].resource.<element>."""
-    return validated(model, resource, f"Bundle.entry[{at}].resource")
+    return validated(model, resource, f"Bundle.entry[{at}].resource", types_checked=True)
 
 
 def _raw_index(entries: list[dict[str, Any]]) -> dict[str, tuple[int, dict[str, Any]]]:

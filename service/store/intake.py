@@ -15,14 +15,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Table, and_, insert, literal, select
+from sqlalchemy import and_, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import make_transient_to_detached
 
 from service.store.linking import ClientIdentifier
-from service.store.models import Base, Client, ProcessedMessage
+from service.store.models import Client, ProcessedMessage, table_of
 from service.store.sites import Site
 
+_MADE_HERE = "peerway.clients_made"  # session.info key: the clients insert_client made in this session
 CLIENT_FIELDS = ("id", "site", "ehr_patient_id", "patient_json", "created_at", "updated_at")
 CLIENT_COLUMNS = tuple(Client.__table__.c[name] for name in CLIENT_FIELDS)
 
@@ -65,12 +66,6 @@ async def look_up(session: AsyncSession, site: str, bundle_id: str, ehr_patient_
     return IntakeLookup(site_active=status == "active", answered=answered, client=client)
 
 
-def _table(model: type[Base]) -> Table:
-    table = model.__table__
-    assert isinstance(table, Table)
-    return table
-
-
 def _persistent(session: AsyncSession, row: Client) -> Client:
     """A row known to be stored as it is, made a clean persistent object of the session (its later changes are
     written by the flush as usual), without reading it again."""
@@ -85,11 +80,18 @@ def _persistent(session: AsyncSession, row: Client) -> Client:
 async def insert_client(session: AsyncSession, values: Client, digests: Iterable[tuple[str, str]]) -> Client:
     """Insert a new client and its identifier digests; answer it as a persistent object of the session (so that
     what else the transaction does finds it without reading it back)."""
-    await session.execute(insert(_table(Client)).values({name: getattr(values, name) for name in CLIENT_FIELDS}))
+    await session.execute(insert(table_of(Client)).values({name: getattr(values, name) for name in CLIENT_FIELDS}))
     rows = [{"client_id": values.id, "system": s, "value_sha256": d} for s, d in sorted(set(digests))]
     if rows:
-        await session.execute(insert(_table(ClientIdentifier)), rows)
+        await session.execute(insert(table_of(ClientIdentifier)), rows)
+    session.info.setdefault(_MADE_HERE, set()).add(values.id)
     return _persistent(session, values)
+
+
+def made_in_this_transaction(session: AsyncSession, client_id: str) -> bool:
+    """Whether insert_client made this client in the session's (uncommitted) transaction: then nothing else, a
+    consent or an episode of another transaction, can refer to it yet."""
+    return client_id in session.info.get(_MADE_HERE, ())
 
 
 async def record_answer(
@@ -98,7 +100,7 @@ async def record_answer(
     """The message's answer, which a replay gets; a concurrent copy of the message fails here on the key."""
     with session.no_autoflush:  # the episodes are written once, when the unit of work saves them
         await session.execute(
-            insert(_table(ProcessedMessage)).values(
+            insert(table_of(ProcessedMessage)).values(
                 site=site,
                 bundle_id=bundle_id,
                 event=event,
