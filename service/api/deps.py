@@ -96,15 +96,15 @@ async def registered_site(caller: Principal, sessions: SessionFactory) -> Princi
     return caller
 
 
-async def ehr_system(
-    caller: Annotated[Principal, Depends(require(Role.EHR_SYSTEM))], sessions: SessionsDep
-) -> Principal:
+async def ehr_sender(caller: Annotated[Principal, Depends(require(Role.EHR_SYSTEM))]) -> Principal:
     scopes.require(caller.scopes, "system/Encounter.u")
-    return await registered_site(caller, sessions)
+    return caller
 
 
-# An EHR sending hospital events: role ehr-system with the scope system/Encounter.u.
-EhrSystem = Annotated[Principal, Depends(ehr_system)]
+# An EHR sending hospital events: role ehr-system with the scope system/Encounter.u. Its site is NOT checked
+# here: the use case does that in the event's own transaction (one transaction per message instead of two), and
+# must refuse an unregistered or disabled site (service/app/intake.py).
+EhrSender = Annotated[Principal, Depends(ehr_sender)]
 
 
 async def site_actor(

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 
 from service.api.deps import (
     Coordinator,
-    EhrSystem,
+    EhrSender,
     NotificationSender,
     SessionsDep,
     SettingsDep,
@@ -36,8 +36,9 @@ NOTIFICATION_ENDPOINT = "/fhir/subscription-notification"
     summary="Receive a Da Vinci notification message Bundle (admit, transfer, discharge)",
 )
 async def process_message(
-    request: Request, caller: EhrSystem, sessions: SessionsDep, settings: SettingsDep
+    request: Request, caller: EhrSender, sessions: SessionsDep, settings: SettingsDep
 ) -> FhirResponse:
+    # The site is checked by process_notification, in the message's own transaction.
     data = load_json(await read_body(request, settings), "Bundle")
     check_entry_count(data, settings.max_bundle_entries)
     answer = await process_notification(sessions, caller.site, data, settings.expected_discharge_extension)

@@ -116,7 +116,7 @@ def _closure(call: Callable[..., Any], name: str) -> Any:
 
 # The named dependencies of deps.py, said in words.
 CALLERS = {
-    "ehr_system": "a registered site's EHR (SMART Backend Services token, scope system/Encounter.u)",
+    "ehr_sender": "a registered site's EHR (SMART Backend Services token, scope system/Encounter.u)",
     "site_actor": "a coordinator, or a registered site's EHR",
     "notification_sender": "a site's EHR: its subscription channel secret header, or an ehr-system token",
     "principal": "anyone signed in",

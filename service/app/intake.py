@@ -22,15 +22,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from service.app.clock import new_id, utcnow
-from service.app.linking import record_identifiers
+from service.app.linking import identifier_digests, record_identifiers
 from service.app.uow import UnitOfWork, unit_of_work
 from service.domain.episode import Episode
 from service.domain.stay import HospitalEvent, Stay
+from service.errors import Forbidden
 from service.fhir.build import operation_outcome, to_json
 from service.fhir.parse import OtherEvent, parse_notification
+from service.store import intake as store
 from service.store import repository
 from service.store.db import SessionFactory
 from service.store.models import Client, ProcessedMessage
@@ -97,23 +97,21 @@ async def _process_once(
     sessions: SessionFactory, site: str, message_id: str, code: str, stay: Stay | None, sent_at: datetime | None
 ) -> IntakeAnswer:
     async with unit_of_work(sessions) as uow:
-        done = await uow.session.get(ProcessedMessage, (site, message_id))
-        if done is not None:
+        # The site's state is read in the event's own transaction: a site disabled a moment ago is refused at once.
+        found = await store.look_up(uow.session, site, message_id, stay.patient.ehr_id if stay is not None else None)
+        if not found.site_active:
+            raise Forbidden(f"site {site} is not registered or is disabled")
+        if found.answered is not None:
             log.info("intake: site %s, bundle %s: processed before, answered as then", site, message_id)
-            return _replay(done)
+            return IntakeAnswer(found.answered.status, json.loads(found.answered.body), replayed=True)
         now = utcnow()
-        effect = await apply_stay(uow, site, stay, sent_at, now) if stay is not None else NO_EFFECT
-        body = operation_outcome("information", "informational", f"{code}: {effect}")
-        uow.session.add(
-            ProcessedMessage(
-                site=site,
-                bundle_id=message_id,
-                event=code,
-                response_status=200,
-                response_body=to_json(body),
-                received_at=now,
-            )
+        effect = (
+            await apply_stay(uow, site, stay, sent_at, now, known=KnownClient(found.client))
+            if stay is not None
+            else NO_EFFECT
         )
+        body = operation_outcome("information", "informational", f"{code}: {effect}")
+        await store.record_answer(uow.session, site, message_id, code, 200, to_json(body), now)
     # One line per message, after its commit, with ids only (the effect names Peerway's client and episode).
     log.info("intake: site %s, bundle %s, %s: %s", site, message_id, code, effect)
     return IntakeAnswer(200, body, replayed=False)
@@ -126,10 +124,22 @@ def _replay(done: ProcessedMessage) -> IntakeAnswer:
 # --- one stay, whichever way the event came ------------------------------------------------------------------
 
 
-async def _client(session: AsyncSession, site: str, stay: Stay, now: datetime) -> Client:
-    client = await repository.client_by_ehr_id(session, site, stay.patient.ehr_id)
+@dataclass(frozen=True)
+class KnownClient:
+    """The client of an event's Patient as the caller already looked it up (None: not known yet)."""
+
+    client: Client | None
+
+
+async def _client(
+    uow: UnitOfWork, site: str, stay: Stay, now: datetime, known: KnownClient | None
+) -> tuple[Client, bool]:
+    """The stay's client, made when the Patient is new to the site; and whether it was made now."""
+    client = (
+        known.client if known is not None else await repository.client_by_ehr_id(uow.session, site, stay.patient.ehr_id)
+    )
     if client is None:
-        client = Client(
+        values = Client(
             id=new_id(),
             site=site,
             ehr_patient_id=stay.patient.ehr_id,
@@ -137,31 +147,42 @@ async def _client(session: AsyncSession, site: str, stay: Stay, now: datetime) -
             created_at=now,
             updated_at=now,
         )
-        session.add(client)
-        await session.flush()
-        await record_identifiers(session, client)
-    elif stay.patient.complete:  # a reference-only snapshot never replaces the resource we hold
+        client = await store.insert_client(uow.session, values, identifier_digests(values.patient_json))
+        uow.hold(client)
+        return client, True
+    uow.hold(client)
+    if stay.patient.complete:  # a reference-only snapshot never replaces the resource we hold
         changed = client.patient_json != stay.patient.resource_json
         client.patient_json = stay.patient.resource_json
         client.updated_at = now
         if changed:
-            await record_identifiers(session, client)
-    return client
+            await record_identifiers(uow.session, client)
+    return client, False
 
 
-async def apply_stay(uow: UnitOfWork, site: str, stay: Stay, event_time: datetime | None, now: datetime) -> str:
+async def apply_stay(
+    uow: UnitOfWork,
+    site: str,
+    stay: Stay,
+    event_time: datetime | None,
+    now: datetime,
+    *,
+    known: KnownClient | None = None,
+) -> str:
     """Apply what one event says about one stay to the client's episodes (service/domain/episode.py).
 
     Answers what it did, in words for the sender's OperationOutcome, naming Peerway's client and episode ids so
-    that a coordinator (or the quick start) can go on from there (ids only: no PHI).
+    that a coordinator (or the quick start) can go on from there (ids only: no PHI). `known` is the client of the
+    stay's Patient when the caller has looked it up already.
     """
     if stay.kind is None:
         return NO_EFFECT
-    client = await _client(uow.session, site, stay, now)
-    episode = await uow.episodes.for_stay(client.id, stay.encounter.ehr_id)
+    client, made_now = await _client(uow, site, stay, now, known)
+    # A client made in this transaction has no episodes to look for.
+    episode = None if made_now else await uow.episodes.for_stay(client.id, stay.encounter.ehr_id)
     opened = episode is None
     if episode is None:
-        previous = await uow.episodes.current_of(client.id)
+        previous = None if made_now else await uow.episodes.current_of(client.id)
         episode = Episode.open_for_stay(new_id(), client.id, stay, previous, event_time, now)
         if episode is None:
             return f"a stay older than the client's current one; recorded without effect (client {client.id})"

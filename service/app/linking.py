@@ -44,8 +44,14 @@ class LinkedRecord:
 
 async def record_identifiers(session: AsyncSession, client: Client) -> None:
     """Keep the digests of the client's identifiers in step with its Patient snapshot."""
-    digests = {(system, _digest(value)) for system, value in patient_identifiers(client.patient_json)}
-    await store.replace_identifiers(session, client.id, [(s, d) for s, d in digests if len(s) <= 300])
+    await store.replace_identifiers(session, client.id, identifier_digests(client.patient_json))
+
+
+def identifier_digests(patient_json: str) -> list[tuple[str, str]]:
+    """(system, digest of value) of each identifier of a Patient snapshot that is kept (a system of at most 300
+    characters), each once."""
+    digests = {(system, _digest(value)) for system, value in patient_identifiers(patient_json)}
+    return sorted((s, d) for s, d in digests if len(s) <= 300)
 
 
 def _digest(value: str) -> str:

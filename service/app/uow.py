@@ -15,6 +15,7 @@ from service.app.clock import utcnow
 from service.app.delivery import OUTBOX_CARETEAM
 from service.domain.episode import CareTeamChanged, Discharged, Readmitted
 from service.store.db import SessionFactory
+from service.store.intake import made_in_this_transaction
 from service.store.jobs import new_job
 from service.store.models import Client, Episode
 from service.store.uow import Handler, UnitOfWork
@@ -38,6 +39,8 @@ async def _tell_readmission(session: AsyncSession, event: Readmitted) -> None:
 async def _read_background(session: AsyncSession, event: Discharged) -> None:
     client = await session.get(Client, event.client_id)
     assert client is not None  # the episode was saved in this transaction
+    if made_in_this_transaction(session, client.id):
+        return  # no consent can name a client made just now; recording one queues the read (consent_changed)
     now = utcnow()
     if await collectable(session, client.id, now):  # else the consent that makes something releasable queues it
         queue_fetch(session, client, now)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.encounter import Encounter
@@ -28,13 +28,14 @@ from service.domain.stay import (
 from service.domain.vocabulary import ContactKind
 from service.errors import BadRequest, InvalidResource, TooLong
 from service.fhir.ids import ID_RULE, MAX_ID_LENGTH, MAX_IDENTIFIER_LENGTH, is_fhir_id
-from service.fhir.validation import fhirpath, validated
+from service.fhir.validation import check_resource_types, fhirpath, validated
 
 DAVINCI_EVENT_SYSTEM = "http://hl7.org/fhir/us/davinci-alerts/CodeSystem/notification-event"
 ACTED_ON = frozenset(kind.value for kind in HospitalEventKind)
 # The stored copy of one resource (a Patient, an Encounter): room for an attachment of 1 MiB, not for more.
 MAX_SNAPSHOT_CHARS = 2 * 1024 * 1024
 EVENT_LENGTH = 64  # as processed_message.event keeps it
+R = TypeVar("R", Encounter, MessageHeader, Patient)
 R4_ENCOUNTER_STATUSES = frozenset(
     {
         "planned",
@@ -62,7 +63,9 @@ def load_json(body: bytes, what: str) -> dict[str, Any]:
         raise BadRequest(f"the body must be a FHIR {what} JSON object")
     if data.get("resourceType") != what:
         raise BadRequest(f"expected resourceType {what}, got {data.get('resourceType')!r}", "resourceType")
-    where = _nul_at(data)
+    # JSON can only write U+0000 escaped: a UTF-8 body without the escape holds none (with it, find where).
+    utf8 = json.detect_encoding(body) in ("utf-8", "utf-8-sig")
+    where = _nul_at(data) if not utf8 or b"\\u0000" in body else None
     if where is not None:
         # No FHIR string holds a control character, and PostgreSQL can neither store nor compare text with NUL.
         expression = fhirpath(what, where)
@@ -168,17 +171,26 @@ def parse_notification(
     data: dict[str, Any], expected_discharge_extension: str | None = None
 ) -> HospitalEvent | OtherEvent:
     """A Da Vinci notification message Bundle -> HospitalEvent (admit, transfer, discharge) or OtherEvent, or a
-    4xx naming the element at fault when it cannot be read or an event we act on lacks what it needs."""
-    bundle = validated(Bundle, data, "Bundle")
+    4xx naming the element at fault when it cannot be read or an event we act on lacks what it needs.
+
+    Only what intake reads is validated as FHIR: the Bundle itself (its entries without their resources), the
+    MessageHeader, the focus Encounter and its Patient. The other entries (Location, Practitioner, Condition...)
+    must name their resourceType but are neither modelled nor kept: validating them cost more than everything
+    else a notification does, for resources Peerway never reads.
+    """
+    check_resource_types(data, "Bundle")
+    entries = data.get("entry")
+    bundle = validated(Bundle, _without_resources(data), "Bundle")
     if bundle.type != "message":
         raise InvalidResource(f"Bundle.type must be 'message', got {bundle.type!r}", "Bundle.type")
     if not bundle.id:
         raise InvalidResource("a notification Bundle needs an id (it makes replays safe)", "Bundle.id")
     check_id(bundle.id, "Bundle.id")
-    entries = bundle.entry or []
-    header = entries[0].resource if entries else None
-    if not isinstance(header, MessageHeader):
+    raw: list[dict[str, Any]] = entries if isinstance(entries, list) else []  # each an object: the Bundle said so
+    header_json = raw[0].get("resource") if raw else None
+    if not isinstance(header_json, dict) or header_json.get("resourceType") != "MessageHeader":
         raise InvalidResource("the first entry of a message Bundle must be a MessageHeader", "Bundle.entry[0]")
+    header = _entry_model(MessageHeader, header_json, 0)
     coding = header.eventCoding
     if coding is None or coding.system != DAVINCI_EVENT_SYSTEM or coding.code not in ACTED_ON:
         sent = (coding.code if coding is not None else None) or header.eventUri
@@ -186,30 +198,79 @@ def parse_notification(
             raise InvalidResource("the MessageHeader names no event", "MessageHeader.eventCoding.code")
         davinci = coding is not None and coding.system == DAVINCI_EVENT_SYSTEM and coding.code in DAVINCI_EVENT_CODES
         return OtherEvent(message_id=str(bundle.id), event_code=str(sent)[:EVENT_LENGTH], davinci=davinci)
-    index = entry_index(bundle)
+    index = _raw_index(raw)
     focus_ref = header.focus[0].reference if header.focus else None
-    encounter = resolve(index, focus_ref)
-    if not isinstance(encounter, Encounter):
+    found = _resolve_raw(index, focus_ref)
+    if found is None or found[1].get("resourceType") != "Encounter":
         raise InvalidResource(
             f"MessageHeader.focus must reference an Encounter in the Bundle (got {focus_ref!r})",
             "MessageHeader.focus[0]",
         )
+    encounter_at, encounter_json = found
+    encounter = _entry_model(Encounter, encounter_json, encounter_at)
     subject_ref = encounter.subject.reference if encounter.subject else None
-    patient = resolve(index, subject_ref)
-    if not isinstance(patient, Patient) or not patient.id:
+    found = _resolve_raw(index, subject_ref)
+    patient = _entry_model(Patient, found[1], found[0]) if found and found[1].get("resourceType") == "Patient" else None
+    if patient is None or not patient.id:
         raise InvalidResource(
             f"Encounter.subject must reference a Patient with an id in the Bundle (got {subject_ref!r})",
             "Encounter.subject",
         )
     check_id(patient.id, "Patient.id")
+    assert found is not None
     return HospitalEvent(
         message_id=str(bundle.id),
         event_code=str(coding.code),
         kind=HospitalEventKind(coding.code),
         sent_at=instant(bundle.timestamp),
-        encounter=encounter_snapshot(encounter, original_json(data, encounter), expected_discharge_extension),
-        patient=PatientSnapshot(ehr_id=str(patient.id), resource_json=original_json(data, patient)),
+        encounter=encounter_snapshot(encounter, kept_json(encounter_json, "Encounter"), expected_discharge_extension),
+        patient=PatientSnapshot(ehr_id=str(patient.id), resource_json=kept_json(found[1], "Patient")),
     )
+
+
+def _without_resources(data: dict[str, Any]) -> dict[str, Any]:
+    """The Bundle with each entry's resource left out: what validating the Bundle itself needs."""
+    entries = data.get("entry")
+    if not isinstance(entries, list):
+        return data
+    shell = [
+        {key: value for key, value in entry.items() if key != "resource"} if isinstance(entry, dict) else entry
+        for entry in entries
+    ]
+    return {**data, "entry": shell}
+
+
+def _entry_model(model: type[R], resource: dict[str, Any], at: int) -> R:
+    """One entry's resource validated on its own; a failure names it as Bundle.entry[at].resource.<element>."""
+    return validated(model, resource, f"Bundle.entry[{at}].resource", types_checked=True)
+
+
+def _raw_index(entries: list[dict[str, Any]]) -> dict[str, tuple[int, dict[str, Any]]]:
+    """Entries by fullUrl and by Type/id, as written (a later entry with the same key wins, as it always did)."""
+    index: dict[str, tuple[int, dict[str, Any]]] = {}
+    for at, entry in enumerate(entries):
+        resource = entry.get("resource")
+        if not isinstance(resource, dict):
+            continue
+        full_url = entry.get("fullUrl")
+        if isinstance(full_url, str) and full_url:
+            index[full_url] = (at, resource)
+        resource_id = resource.get("id")
+        if isinstance(resource_id, str) and resource_id:
+            index[f"{resource['resourceType']}/{resource_id}"] = (at, resource)
+    return index
+
+
+def _resolve_raw(
+    index: dict[str, tuple[int, dict[str, Any]]], reference: str | None
+) -> tuple[int, dict[str, Any]] | None:
+    if not reference:
+        return None
+    if reference in index:
+        return index[reference]
+    # An absolute URL ending in Type/id also resolves to the entry with that Type/id.
+    tail = "/".join(reference.rstrip("/").split("/")[-2:])
+    return index.get(tail)
 
 
 def encounter_snapshot(
@@ -250,28 +311,25 @@ def extension_instant(resource: Any, url: str | None) -> datetime | None:
     return None
 
 
-def original_json(bundle_data: dict[str, Any], resource: Any) -> str:
+def kept_json(resource: dict[str, Any], what: str) -> str:
     """The entry's resource exactly as the sender wrote it (not re-serialised by the model), at most
     MAX_SNAPSHOT_CHARS long: the copy Peerway keeps of it is bounded, whatever each element's own limit."""
-    kept = _original_json(bundle_data, resource)
+    kept = json.dumps(resource, separators=(",", ":"), sort_keys=True)
     if len(kept) > MAX_SNAPSHOT_CHARS:
-        what = resource.get_resource_type()
         raise TooLong(f"the {what} is longer than the {MAX_SNAPSHOT_CHARS} characters Peerway keeps of one", what)
     return kept
 
 
-def _original_json(bundle_data: dict[str, Any], resource: Any) -> str:
+def original_json(bundle_data: dict[str, Any], resource: Any) -> str:
+    """A modelled entry's resource as the sender wrote it (kept_json), found by its type and id."""
+    what = resource.get_resource_type()
     for entry in bundle_data.get("entry") or []:
         found = entry.get("resource") if isinstance(entry, dict) else None
-        if (
-            isinstance(found, dict)
-            and found.get("resourceType") == resource.get_resource_type()
-            and found.get("id") == resource.id
-        ):
-            return json.dumps(found, separators=(",", ":"), sort_keys=True)
+        if isinstance(found, dict) and found.get("resourceType") == what and found.get("id") == resource.id:
+            return kept_json(found, what)
     # Not matched by type and id as written (the model normalised the id): keep what the model read.
-    dumped: str = resource.model_dump_json(by_alias=True, exclude_none=True)
-    return dumped
+    dumped: dict[str, Any] = json.loads(resource.model_dump_json(by_alias=True, exclude_none=True))
+    return kept_json(dumped, what)
 
 
 # --- PeerContact ---------------------------------------------------------------------------------------------

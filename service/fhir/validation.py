@@ -38,13 +38,14 @@ def invalid_from(error: ValidationError, root: str) -> BadRequest:
     return BadRequest(f"{expression}: {first.get('msg', 'invalid')}", expression=expression)
 
 
-def validated(model: type[M], data: Mapping[str, Any], root: str) -> M:
+def validated(model: type[M], data: Mapping[str, Any], root: str, *, types_checked: bool = False) -> M:
     """model.model_validate(data), every failure a 4xx naming the element where it can be named.
 
     fhir.resources (fhir_core) raises plain TypeError/ValueError for some malformed input instead of a
     ValidationError; those are the sender's fault too, so they become 400s rather than 500s.
     """
-    check_resource_types(data, root)
+    if not types_checked:  # the caller checked the whole document already (check_resource_types)
+        check_resource_types(data, root)
     try:
         parsed = model.model_validate(data)
     except ValidationError as exc:

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, insert, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import make_transient_to_detached
 
 from service.domain.episode import Assignment, Closure, DomainEvent, Episode
 from service.domain.vocabulary import ADMISSION_CANCELLED
 from service.store.matching import Assignment as AssignmentRow
 from service.store.matching import EpisodeClosure
-from service.store.models import Client
+from service.store.models import Client, table_of
 from service.store.models import Episode as EpisodeRow
 
 
@@ -82,7 +83,9 @@ class EpisodeRepository:
         """Write every aggregate handed out back to its rows (new assignment rows, the closure, the projection)."""
         for row, episode in self._seen.values():
             _write(row, episode)
-        await self._session.flush()  # episode rows first: assignments and closures refer to them
+            if row in self._session.new:  # not flushed by a query since it was added: one plain INSERT
+                await self._insert(row)
+        await self._flush()  # episode rows first: assignments and closures refer to them
         added: list[tuple[AssignmentRow, Assignment]] = []
         for _, episode in self._seen.values():
             for assignment in episode.assignments:
@@ -102,9 +105,23 @@ class EpisodeRepository:
                         episode_id=episode.id, ended_at=closure.ended_at, reason=closure.reason, note=closure.note
                     )
                 )
-        await self._session.flush()
+        await self._flush()
         for stored, assignment in added:
             assignment.key = stored.id
+
+    async def _flush(self) -> None:
+        session = self._session
+        if session.new or session.deleted or session.dirty:  # an empty flush still costs a greenlet round
+            await session.flush()
+
+    async def _insert(self, row: EpisodeRow) -> None:
+        """Insert a new episode's complete row as a Core statement (the ORM's flush of one row costs several
+        times the INSERT), then keep it in the session as a stored row whose later changes the flush writes."""
+        self._session.expunge(row)
+        values = {attr.columns[0].key: getattr(row, attr.key) for attr in _EPISODE_COLUMNS}
+        await self._session.execute(insert(_EPISODE_TABLE).values(values))
+        make_transient_to_detached(row)
+        self._session.add(row)
 
     def take_events(self) -> list[DomainEvent]:
         return [event for _, episode in self._seen.values() for event in episode.take_events()]
@@ -144,6 +161,10 @@ class EpisodeRepository:
     async def _site_of(self, row: EpisodeRow) -> str | None:
         client = await self._session.get(Client, row.client_id)
         return client.site if client is not None else None
+
+
+_EPISODE_COLUMNS = tuple(inspect(EpisodeRow).column_attrs)
+_EPISODE_TABLE = table_of(EpisodeRow)
 
 
 def _cancelled_admissions() -> Select[Any]:

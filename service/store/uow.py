@@ -36,6 +36,7 @@ class UnitOfWork:
         self._handlers = handlers
         self._transaction: AsyncSessionTransaction | None = None
         self._turn = AsyncExitStack()
+        self._held: list[object] = []
 
     async def __aenter__(self) -> Self:
         await self._turn.enter_async_context(sqlite_writer(self._sessions))  # SQLite: one writer at a time
@@ -64,6 +65,11 @@ class UnitOfWork:
                 await self.session.close()
             finally:
                 await self._turn.aclose()
+
+    def hold(self, row: object) -> None:
+        """Keep a row this transaction read or wrote in the session until it ends. The session holds unchanged
+        rows weakly: without this, a handler asking for the row again would read it back from the database."""
+        self._held.append(row)
 
     async def _publish(self) -> None:
         """Save the aggregates and handle their events until none is left (a handler may change others)."""

@@ -11,9 +11,11 @@ from typing import Any
 import httpx
 import pytest
 
+from service.app.sites import SiteSpec, update_site
 from service.auth import Role
 from service.domain.stay import DAVINCI_EVENT_CODES, HospitalEventKind
 from service.fhir.parse import DAVINCI_EVENT_SYSTEM as DAVINCI_SYSTEM
+from service.store.db import create_engine, session_factory
 from tests.conftest import fixture_json
 
 ADMIT = "davinci/davinci-alerts-admit-notification-message-bundle-01.json"
@@ -183,6 +185,26 @@ async def test_malformed_notifications_get_an_outcome_naming_the_element_and_sto
     assert await episodes(client, auth) == []
 
 
+async def test_an_entry_intake_does_not_read_is_not_held_against_the_message(
+    client: httpx.AsyncClient, auth: Auth
+) -> None:
+    # Only the MessageHeader, the focus Encounter and its Patient are read (and validated); a Condition the
+    # sender got wrong does not cost the discharge, while a damaged Patient still names its element.
+    bundle = copy.deepcopy(fixture_json(DISCHARGE))
+    [condition] = [e for e in bundle["entry"] if e["resource"]["resourceType"] == "Condition"]
+    condition["resource"]["onsetDateTime"] = "not a date"
+    assert (await send(client, auth, bundle)).status_code == 200
+    [episode] = await episodes(client, auth)
+    assert episode["state"] == "in-community"
+
+    damaged = copy.deepcopy(fixture_json(DISCHARGE))
+    damaged["id"] = "another-message"
+    damaged["entry"][2]["resource"]["birthDate"] = "not a date"
+    response = await send(client, auth, damaged)
+    assert response.status_code == 400, response.text
+    assert response.json()["issue"][0]["expression"] == ["Bundle.entry[2].resource.birthDate"]
+
+
 @pytest.mark.parametrize("body", [b"not json at all", b"[1, 2]", b"\xff\xfe", b""])
 async def test_non_json_is_a_400_outcome(client: httpx.AsyncClient, auth: Auth, body: bytes) -> None:
     response = await send(client, auth, body)
@@ -308,3 +330,29 @@ async def test_the_answer_names_the_client_and_episode_a_coordinator_goes_on_wit
     assert discharged.endswith(
         f"episode moved to the community (client {episode['client_id']}, episode {episode['id']})"
     )
+
+
+async def test_a_site_disabled_by_another_process_is_refused_its_next_message_at_once(
+    client: httpx.AsyncClient, auth: Auth, settings: Any
+) -> None:
+    # The `peerway site` command runs in a process of its own: its own engine, nothing shared with the server.
+    engine = create_engine(settings.database_url)
+    elsewhere = session_factory(engine)
+    try:
+        admit = fixture_json(ADMIT)
+        assert (await send(client, auth, admit)).status_code == 200  # the token is taken while the site is active
+        await update_site(elsewhere, "default", SiteSpec(status="disabled"))
+        refused = await send(client, auth, fixture_json(DISCHARGE))
+        assert refused.status_code == 403, refused.text
+        assert "disabled" in refused.json()["issue"][0]["diagnostics"]
+        replayed = await send(client, auth, admit)  # not even the answer it got before
+        assert replayed.status_code == 403, replayed.text
+        [episode] = await episodes(client, auth)
+        assert episode["state"] == "on-ward"
+
+        await update_site(elsewhere, "default", SiteSpec(status="active"))
+        assert (await send(client, auth, fixture_json(DISCHARGE))).status_code == 200
+        [moved] = await episodes(client, auth)
+        assert moved["state"] == "in-community"
+    finally:
+        await engine.dispose()
