@@ -80,11 +80,27 @@ class FetchState:
 
 
 @dataclass(frozen=True)
+class ClientRef:
+    """The client a decision is about (its id), whether read as an ORM object or as columns."""
+
+    id: str
+
+
+@dataclass(frozen=True)
+class EpisodeRef:
+    """What a decision reads of the client's current episode."""
+
+    id: str
+    peer_id: str | None
+    admitted_at: datetime | None
+
+
+@dataclass(frozen=True)
 class Holdings:
     """The client's snapshots and background as stored, read once per request."""
 
-    client: Client
-    episode: Episode
+    client: ClientRef
+    episode: EpisodeRef
     patient: dict[str, Any]
     encounter: dict[str, Any]
     items: tuple[HeldItem, ...] = ()
@@ -92,28 +108,53 @@ class Holdings:
 
     @classmethod
     def of(cls, client: Client, episode: Episode) -> Holdings:
-        return cls(client, episode, json.loads(client.patient_json), json.loads(episode.encounter_json))
+        return cls(
+            ClientRef(client.id),
+            EpisodeRef(episode.id, episode.peer_id, episode.admitted_at),
+            json.loads(client.patient_json),
+            json.loads(episode.encounter_json),
+        )
 
     @classmethod
     async def load(cls, session: AsyncSession, client: Client, episode: Episode) -> Holdings:
         """The snapshots and the background items the worker fetched, with their fetch state."""
+        return await cls._load(
+            session,
+            ClientRef(client.id),
+            EpisodeRef(episode.id, episode.peer_id, episode.admitted_at),
+            client.patient_json,
+            episode.encounter_json,
+        )
+
+    @classmethod
+    async def load_view(cls, session: AsyncSession, view: repository.PeerView) -> Holdings:
+        """As load, from the columns the peer's summary read in one statement (repository.peer_view)."""
+        episode = EpisodeRef(view.episode_id, view.peer_id, view.admitted_at)
+        return await cls._load(session, ClientRef(view.client_id), episode, view.patient_json, view.encounter_json)
+
+    @classmethod
+    async def _load(
+        cls, session: AsyncSession, client: ClientRef, episode: EpisodeRef, patient_json: str, encounter_json: str
+    ) -> Holdings:
         items = tuple(
             HeldItem(
-                id=row.id,
-                category=DataCategory(row.category),
-                resource=json.loads(row.resource_json),
-                labels=frozenset(Coding(system=s, code=c) for s, c in json.loads(row.labels_json)),
-                data_date=row.data_date,
+                id=item_id,
+                category=DataCategory(category),
+                resource=json.loads(resource_json),
+                labels=frozenset(Coding(system=s, code=c) for s, c in json.loads(labels_json)),
+                data_date=data_date,
             )
-            for row in await background.items_of(session, client.id)
-            if row.category in _CATEGORY_VALUES
+            for item_id, category, resource_json, labels_json, data_date in await background.item_rows_of(
+                session, client.id
+            )
+            if category in _CATEGORY_VALUES
         )
         fetches = tuple(
-            FetchState(DataCategory(f.category), f.status, f.attempted_at, f.succeeded_at, f.items, f.error)
-            for f in await background.fetches_of(session, client.id)
-            if f.category in _CATEGORY_VALUES
+            FetchState(DataCategory(f[0]), f[1], f[2], f[3], f[4], f[5])
+            for f in await background.fetch_rows_of(session, client.id)
+            if f[0] in _CATEGORY_VALUES
         )
-        return cls(client, episode, json.loads(client.patient_json), json.loads(episode.encounter_json), items, fetches)
+        return cls(client, episode, json.loads(patient_json), json.loads(encounter_json), items, fetches)
 
     def item(self, category: DataCategory) -> RequestedItem:
         """The category as a request item, with the security labels the EHR put on its source."""
@@ -205,7 +246,7 @@ async def decide(
     action: Coding = ACTION_ACCESS,
 ) -> Decision:
     """Evaluate the client's current Consents (read now, never cached across versions) for one actor."""
-    records = [consent_record(doc) for doc in await repository.consents_of(session, holdings.client.id)]
+    records = [consent_record(row[2]) for row in await repository.consent_rows_of(session, holdings.client.id)]
     roles = {ROLE_IRCP} | ({ASSIGNED_PEER_ROLE} if assigned else set())
     request = AccessRequest(
         patient=f"Patient/{holdings.client.id}",
@@ -249,6 +290,19 @@ def record_disclosure(
     at: datetime,
 ) -> None:
     """Audit one read of a client's data by a peer: what was disclosed, what withheld, under which Consents."""
+    session.add(AuditRecord(**disclosure_row(client_id, actor_reference, actor_name, decision, requested, at)))
+
+
+def disclosure_row(
+    client_id: str,
+    actor_reference: str,
+    actor_name: str,
+    decision: Decision,
+    requested: Iterable[DataCategory],
+    at: datetime,
+) -> dict[str, Any]:
+    """The audit row of one read (record_disclosure's), as column values: what was disclosed, what withheld,
+    under which Consents."""
     disclosed = shared_categories(decision)
     audit = build.disclosure_audit_event(
         build.Disclosure(
@@ -263,13 +317,11 @@ def record_disclosure(
             recorded_at=at,
         )
     )
-    session.add(
-        AuditRecord(
-            id=audit["id"],
-            client_id=client_id,
-            actor=actor_reference,
-            outcome=audit["outcome"],
-            recorded_at=at,
-            resource_json=build.to_json(audit),
-        )
-    )
+    return {
+        "id": audit["id"],
+        "client_id": client_id,
+        "actor": actor_reference,
+        "outcome": audit["outcome"],
+        "recorded_at": at,
+        "resource_json": build.to_json(audit),
+    }

@@ -6,12 +6,11 @@ from typing import Any
 
 from consent import DataCategory
 from service.app.clock import utcnow
-from service.app.sharing import Holdings, decide, disclosed_resources, record_disclosure
+from service.app.sharing import Holdings, decide, disclosed_resources, disclosure_row
 from service.errors import NotFound
 from service.fhir import build
 from service.store import repository
 from service.store.db import SessionFactory, transaction
-from service.store.models import Client, PeerSupporter
 
 
 async def read_summary(sessions: SessionFactory, base_url: str, peer_id: str, client_id: str) -> dict[str, Any]:
@@ -22,15 +21,14 @@ async def read_summary(sessions: SessionFactory, base_url: str, peer_id: str, cl
     """
     now = utcnow()
     async with transaction(sessions) as session:
-        episode = await repository.episode_of_peer(session, peer_id, client_id)
-        peer = await session.get(PeerSupporter, peer_id)
-        client = await session.get(Client, client_id) if episode is not None else None
-        if episode is None or client is None or peer is None:
+        view = await repository.peer_view(session, peer_id, client_id)
+        if view is None:
             raise NotFound(f"Patient/{client_id} is not known")
-        holdings = await Holdings.load(session, client, episode)
+        holdings = await Holdings.load_view(session, view)
         actor = f"Practitioner/{peer_id}"
         asked = [c for c in DataCategory if c in holdings.held_categories() | holdings.fetched_categories()]
         decision = await decide(session, holdings, actor, assigned=True, categories=asked, at=now)
         resources = disclosed_resources(decision, holdings)
-        record_disclosure(session, client.id, actor, peer.name, decision, asked, now)
+        row = disclosure_row(view.client_id, actor, view.peer_name, decision, asked, now)
+        await repository.insert_audit(session, row)
     return build.collection(resources, base_url, now)

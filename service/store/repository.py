@@ -7,14 +7,17 @@ another site is simply not found, exactly like something that does not exist.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, bindparam, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.domain.vocabulary import ADMISSION_CANCELLED
 from service.store.matching import EpisodeClosure
-from service.store.models import Client, ConsentDocument, Contact, Episode, PeerSupporter
+from service.store.models import AuditRecord, Client, ConsentDocument, Contact, Episode, PeerSupporter
 from service.store.sites import PeerSite
 
 
@@ -69,6 +72,57 @@ async def episode_of_peer(session: AsyncSession, peer_id: str, client_id: str) -
     return episode if episode is not None and episode.peer_id == peer_id else None
 
 
+@dataclass(frozen=True)
+class PeerView:
+    """What the peer's summary reads of a client and their current episode, with the assigned peer's name."""
+
+    client_id: str
+    patient_json: str
+    episode_id: str
+    peer_id: str
+    peer_name: str
+    admitted_at: datetime | None
+    encounter_json: str
+
+
+# The summary path's statements are built once, with bound parameters: building a statement per call and
+# adapting the cached compiled form to it cost more CPU than running it. Columns only, no ORM identity map.
+_CANCELLED = select(EpisodeClosure.episode_id).where(EpisodeClosure.reason == ADMISSION_CANCELLED)
+# One statement where the summary used to make three: the client's newest episode that was not cancelled, its
+# client, and its peer.
+_PEER_VIEW = (
+    select(
+        Client.id,
+        Client.patient_json,
+        Episode.id,
+        Episode.peer_id,
+        PeerSupporter.name,
+        Episode.admitted_at,
+        Episode.encounter_json,
+    )
+    .join(Client, Client.id == Episode.client_id)
+    .outerjoin(PeerSupporter, PeerSupporter.id == Episode.peer_id)
+    .where(Episode.client_id == bindparam("client_id"), Episode.id.not_in(_CANCELLED))
+    .order_by(Episode.created_at.desc())
+    .limit(1)
+)
+_CONSENT_ROWS = (
+    select(ConsentDocument.id, ConsentDocument.version_id, ConsentDocument.resource_json)
+    .where(ConsentDocument.client_id == bindparam("client_id"))
+    .order_by(ConsentDocument.created_at)
+)
+_INSERT_AUDIT = insert(AuditRecord)
+
+
+async def peer_view(session: AsyncSession, peer_id: str, client_id: str) -> PeerView | None:
+    """As episode_of_peer (the client's current episode, only if this peer is assigned to it), read in one
+    statement with the client's snapshot and the peer's name."""
+    row = (await (await session.connection()).execute(_PEER_VIEW, {"client_id": client_id})).first()
+    if row is None or row[3] != peer_id or row[4] is None:
+        return None
+    return PeerView(row[0], row[1], row[2], row[3], row[4], row[5], row[6])
+
+
 async def episodes(session: AsyncSession, *, peer_id: str | None = None, site: str | None = None) -> Sequence[Episode]:
     """Episodes oldest first; of one peer (any site: a peer's own view) and/or of one site's clients."""
     query = select(Episode).order_by(Episode.created_at)
@@ -106,6 +160,17 @@ async def consents_of(session: AsyncSession, client_id: str) -> Sequence[Consent
         select(ConsentDocument).where(ConsentDocument.client_id == client_id).order_by(ConsentDocument.created_at)
     )
     return result.scalars().all()
+
+
+async def consent_rows_of(session: AsyncSession, client_id: str) -> Sequence[Row[str, int, str]]:
+    """(id, version_id, resource_json) of the client's Consents, oldest first, as consents_of but without loading
+    ORM objects: a read that decides on them needs only these (see service/app/consents.consent_record)."""
+    return (await (await session.connection()).execute(_CONSENT_ROWS, {"client_id": client_id})).all()
+
+
+async def insert_audit(session: AsyncSession, row: Mapping[str, Any]) -> None:
+    """Insert one audit row at once, in the session's transaction, without an ORM object to flush at commit."""
+    await (await session.connection()).execute(_INSERT_AUDIT, dict(row))
 
 
 async def contact_by_app_identifier(session: AsyncSession, peer_id: str, identifier: str) -> Contact | None:
