@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from consent import AccessRequest, Coding, DataCategory, Decision, RequestedItem, evaluate
+from consent import AccessRequest, Coding, ConsentRecord, DataCategory, Decision, RequestedItem, evaluate
 from consent.categories import (
     ACTION_ACCESS,
     ASSIGNED_PEER_ROLE,
@@ -26,7 +26,7 @@ from service.app.clock import new_id
 from service.app.consents import consent_record
 from service.fhir import build
 from service.fhir.background import minimal_address, stale_outcome
-from service.store import background, repository
+from service.store import repository
 from service.store.background import FAILED
 from service.store.models import AuditRecord, Client, Episode
 
@@ -105,6 +105,8 @@ class Holdings:
     encounter: dict[str, Any]
     items: tuple[HeldItem, ...] = ()
     fetches: tuple[FetchState, ...] = ()
+    # The client's Consents as read with the background (load), or None: decide() then reads them itself.
+    consents: tuple[ConsentRecord, ...] | None = None
 
     @classmethod
     def of(cls, client: Client, episode: Episode) -> Holdings:
@@ -136,6 +138,7 @@ class Holdings:
     async def _load(
         cls, session: AsyncSession, client: ClientRef, episode: EpisodeRef, patient_json: str, encounter_json: str
     ) -> Holdings:
+        rows = await repository.decision_rows(session, client.id)
         items = tuple(
             HeldItem(
                 id=item_id,
@@ -144,17 +147,13 @@ class Holdings:
                 labels=frozenset(Coding(system=s, code=c) for s, c in json.loads(labels_json)),
                 data_date=data_date,
             )
-            for item_id, category, resource_json, labels_json, data_date in await background.item_rows_of(
-                session, client.id
-            )
+            for item_id, category, resource_json, labels_json, data_date in rows.items
             if category in _CATEGORY_VALUES
         )
-        fetches = tuple(
-            FetchState(DataCategory(f[0]), f[1], f[2], f[3], f[4], f[5])
-            for f in await background.fetch_rows_of(session, client.id)
-            if f[0] in _CATEGORY_VALUES
-        )
-        return cls(client, episode, json.loads(patient_json), json.loads(encounter_json), items, fetches)
+        fetches = tuple(FetchState(DataCategory(f[0]), *f[1:]) for f in rows.fetches if f[0] in _CATEGORY_VALUES)
+        consents = tuple(consent_record(text) for text in rows.consents)
+        patient, encounter = json.loads(patient_json), json.loads(encounter_json)
+        return cls(client, episode, patient, encounter, items, fetches, consents)
 
     def item(self, category: DataCategory) -> RequestedItem:
         """The category as a request item, with the security labels the EHR put on its source."""
@@ -245,8 +244,13 @@ async def decide(
     purpose: Coding = PURPOSE_COC,
     action: Coding = ACTION_ACCESS,
 ) -> Decision:
-    """Evaluate the client's current Consents (read now, never cached across versions) for one actor."""
-    records = [consent_record(row[2]) for row in await repository.consent_rows_of(session, holdings.client.id)]
+    """Evaluate the client's current Consents (read now, with the holdings or here; never cached across versions)
+    for one actor."""
+    records = holdings.consents
+    if records is None:
+        records = tuple(
+            consent_record(d.resource_json) for d in await repository.consents_of(session, holdings.client.id)
+        )
     roles = {ROLE_IRCP} | ({ASSIGNED_PEER_ROLE} if assigned else set())
     request = AccessRequest(
         patient=f"Patient/{holdings.client.id}",

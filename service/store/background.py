@@ -9,21 +9,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
-from sqlalchemy import (
-    ForeignKey,
-    Index,
-    Integer,
-    Row,
-    String,
-    Text,
-    and_,
-    bindparam,
-    case,
-    delete,
-    func,
-    or_,
-    select,
-)
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, and_, case, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -71,45 +57,6 @@ async def items_of(session: AsyncSession, client_id: str) -> Sequence[Background
 async def fetches_of(session: AsyncSession, client_id: str) -> Sequence[BackgroundFetch]:
     query = select(BackgroundFetch).where(BackgroundFetch.client_id == client_id)
     return (await session.execute(query.order_by(BackgroundFetch.category))).scalars().all()
-
-
-# The columns a decision reads (the summary, the explanation, the consult), selected without ORM objects, by
-# statements built once with a bound client id: both cost more CPU than the query itself on the summary path.
-_ITEM_ROWS = (
-    select(
-        BackgroundItem.id,
-        BackgroundItem.category,
-        BackgroundItem.resource_json,
-        BackgroundItem.labels_json,
-        BackgroundItem.data_date,
-    )
-    .where(BackgroundItem.client_id == bindparam("client_id"))
-    .order_by(BackgroundItem.category, BackgroundItem.id)
-)
-_FETCH_ROWS = (
-    select(
-        BackgroundFetch.category,
-        BackgroundFetch.status,
-        BackgroundFetch.attempted_at,
-        BackgroundFetch.succeeded_at,
-        BackgroundFetch.items,
-        BackgroundFetch.error,
-    )
-    .where(BackgroundFetch.client_id == bindparam("client_id"))
-    .order_by(BackgroundFetch.category)
-)
-
-
-async def item_rows_of(session: AsyncSession, client_id: str) -> Sequence[Row[str, str, str, str, datetime | None]]:
-    """(id, category, resource_json, labels_json, data_date) of the client's items, as items_of orders them."""
-    return (await (await session.connection()).execute(_ITEM_ROWS, {"client_id": client_id})).all()
-
-
-async def fetch_rows_of(
-    session: AsyncSession, client_id: str
-) -> Sequence[Row[str, str, datetime, datetime | None, int, str | None]]:
-    """(category, status, attempted_at, succeeded_at, items, error) of the client's fetches, by category."""
-    return (await (await session.connection()).execute(_FETCH_ROWS, {"client_id": client_id})).all()
 
 
 async def replace_category(
