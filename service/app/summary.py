@@ -9,18 +9,19 @@ from service.app.clock import utcnow
 from service.app.sharing import Holdings, decide, disclosed_resources, disclosure_row
 from service.errors import NotFound
 from service.fhir import build
-from service.store import repository
-from service.store.db import SessionFactory, transaction
+from service.store import audits, repository
+from service.store.db import SessionFactory
 
 
 async def read_summary(sessions: SessionFactory, base_url: str, peer_id: str, client_id: str) -> dict[str, Any]:
     """A Bundle (collection) holding only what the client's consents permit this peer to see, item by item.
 
     A client who is not the peer's — or does not exist — is the same 404, so a peer learns nothing about
-    clients who are not theirs. The disclosure (or the refusal) is audited in the same transaction.
+    clients who are not theirs. The disclosure (or the refusal) is audited, and the audit row committed, before
+    the summary is returned; concurrent reads share that commit (service/store/audits.py).
     """
     now = utcnow()
-    async with transaction(sessions) as session:
+    async with sessions() as session:  # reads only: no writer's turn is held while reading
         view = await repository.peer_view(session, peer_id, client_id)
         if view is None:
             raise NotFound(f"Patient/{client_id} is not known")
@@ -30,5 +31,5 @@ async def read_summary(sessions: SessionFactory, base_url: str, peer_id: str, cl
         decision = await decide(session, holdings, actor, assigned=True, categories=asked, at=now)
         resources = disclosed_resources(decision, holdings)
         row = disclosure_row(view.client_id, actor, view.peer_name, decision, asked, now)
-        await repository.insert_audit(session, row)
+    await audits.append(sessions, row)
     return build.collection(resources, base_url, now)

@@ -7,18 +7,17 @@ another site is simply not found, exactly like something that does not exist.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import CompoundSelect, Text, bindparam, cast, insert, literal, null, select, union_all
+from sqlalchemy import CompoundSelect, Text, bindparam, cast, literal, null, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.domain.vocabulary import ADMISSION_CANCELLED
 from service.store.background import BackgroundFetch, BackgroundItem
 from service.store.matching import EpisodeClosure
-from service.store.models import AuditRecord, Client, ConsentDocument, Contact, Episode, PeerSupporter, UTCDateTime
+from service.store.models import Client, ConsentDocument, Contact, Episode, PeerSupporter, UTCDateTime
 from service.store.sites import PeerSite
 
 
@@ -146,7 +145,6 @@ _DECISION_ROWS: CompoundSelect[str, str, str, str | None, str | None, int | None
         ).where(BackgroundFetch.client_id == bindparam("client_id")),
     )
 )
-_INSERT_AUDIT = insert(AuditRecord)
 
 
 async def peer_view(session: AsyncSession, peer_id: str, client_id: str) -> PeerView | None:
@@ -219,11 +217,6 @@ async def decision_rows(session: AsyncSession, client_id: str) -> DecisionRows:
         items=tuple((i[1], i[0], i[2], i[3], i[4]) for i in items),
         fetches=tuple(fetches),
     )
-
-
-async def insert_audit(session: AsyncSession, row: Mapping[str, Any]) -> None:
-    """Insert one audit row at once, in the session's transaction, without an ORM object to flush at commit."""
-    await (await session.connection()).execute(_INSERT_AUDIT, dict(row))
 
 
 async def contact_by_app_identifier(session: AsyncSession, peer_id: str, identifier: str) -> Contact | None:
