@@ -129,16 +129,27 @@ class Holdings:
         )
 
     @classmethod
-    async def load_view(cls, session: AsyncSession, view: repository.PeerView) -> Holdings:
-        """As load, from the columns the peer's summary read in one statement (repository.peer_view)."""
+    def of_view(cls, view: repository.PeerView, rows: repository.DecisionRows) -> Holdings:
+        """As load, from what the peer's summary read in one statement (repository.peer_summary_rows)."""
         episode = EpisodeRef(view.episode_id, view.peer_id, view.admitted_at)
-        return await cls._load(session, ClientRef(view.client_id), episode, view.patient_json, view.encounter_json)
+        return cls._of_rows(ClientRef(view.client_id), episode, view.patient_json, view.encounter_json, rows)
 
     @classmethod
     async def _load(
         cls, session: AsyncSession, client: ClientRef, episode: EpisodeRef, patient_json: str, encounter_json: str
     ) -> Holdings:
         rows = await repository.decision_rows(session, client.id)
+        return cls._of_rows(client, episode, patient_json, encounter_json, rows)
+
+    @classmethod
+    def _of_rows(
+        cls,
+        client: ClientRef,
+        episode: EpisodeRef,
+        patient_json: str,
+        encounter_json: str,
+        rows: repository.DecisionRows,
+    ) -> Holdings:
         items = tuple(
             HeldItem(
                 id=item_id,

@@ -22,10 +22,11 @@ async def read_summary(sessions: SessionFactory, base_url: str, peer_id: str, cl
     """
     now = utcnow()
     async with sessions() as session:  # reads only: no writer's turn is held while reading
-        view = await repository.peer_view(session, peer_id, client_id)
-        if view is None:
+        found = await repository.peer_summary_rows(session, peer_id, client_id)
+        if found is None:
             raise NotFound(f"Patient/{client_id} is not known")
-        holdings = await Holdings.load_view(session, view)
+        view, rows = found
+        holdings = Holdings.of_view(view, rows)
         actor = f"Practitioner/{peer_id}"
         asked = [c for c in DataCategory if c in holdings.held_categories() | holdings.fetched_categories()]
         decision = await decide(session, holdings, actor, assigned=True, categories=asked, at=now)

@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import CompoundSelect, Text, bindparam, cast, literal, null, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from service.domain.vocabulary import ADMISSION_CANCELLED
 from service.store.background import BackgroundFetch, BackgroundItem
@@ -86,74 +88,115 @@ class PeerView:
 
 
 # The summary path's statements are built once, with bound parameters: building a statement per call and
-# adapting the cached compiled form to it cost more CPU than running it. Columns only, no ORM identity map.
-_CANCELLED = select(EpisodeClosure.episode_id).where(EpisodeClosure.reason == ADMISSION_CANCELLED)
-# One statement where the summary used to make three: the client's newest episode that was not cancelled, its
-# client, and its peer.
-_PEER_VIEW = (
+# adapting the cached compiled form to it cost more CPU than running it. Columns only, no ORM identity map, and
+# one statement per read (through aiosqlite each costs about 150 us of CPU, 100 us through asyncpg): rows
+# (kind, a, b, c, d, e, n, t1, t2) of a UNION ALL, decision_rows and peer_summary_rows say which column is what.
+_TEXT_NULL = cast(null(), Text)
+_TIME_NULL = cast(null(), UTCDateTime())
+_CONSENTS = select(
+    literal("c").label("kind"),
+    ConsentDocument.id.label("a"),
+    ConsentDocument.resource_json.label("b"),
+    _TEXT_NULL.label("c"),
+    _TEXT_NULL.label("d"),
+    _TEXT_NULL.label("e"),
+    ConsentDocument.version_id.label("n"),
+    ConsentDocument.created_at.label("t1"),
+    _TIME_NULL.label("t2"),
+).where(ConsentDocument.client_id == bindparam("client_id"))
+_ITEMS = select(
+    literal("i"),
+    BackgroundItem.id,
+    BackgroundItem.category,
+    BackgroundItem.resource_json,
+    BackgroundItem.labels_json,
+    null(),
+    null(),
+    BackgroundItem.data_date,
+    null(),
+).where(BackgroundItem.client_id == bindparam("client_id"))
+_FETCHES = select(
+    literal("f"),
+    BackgroundFetch.category,
+    BackgroundFetch.status,
+    BackgroundFetch.error,
+    null(),
+    null(),
+    BackgroundFetch.items,
+    BackgroundFetch.attempted_at,
+    BackgroundFetch.succeeded_at,
+).where(BackgroundFetch.client_id == bindparam("client_id"))
+# The client's current episode: the newest that was not cancelled (as current_episode), with its client and peer.
+_NEWER = aliased(Episode)
+_CURRENT = (
+    select(_NEWER.id)
+    .where(
+        _NEWER.client_id == bindparam("client_id"),
+        _NEWER.id.not_in(select(EpisodeClosure.episode_id).where(EpisodeClosure.reason == ADMISSION_CANCELLED)),
+    )
+    .order_by(_NEWER.created_at.desc())
+    .limit(1)
+    .scalar_subquery()
+)
+_EPISODE = (
     select(
-        Client.id,
-        Client.patient_json,
+        literal("p"),
         Episode.id,
+        Client.patient_json,
         Episode.peer_id,
         PeerSupporter.name,
-        Episode.admitted_at,
         Episode.encounter_json,
+        null(),
+        Episode.admitted_at,
+        null(),
     )
     .join(Client, Client.id == Episode.client_id)
     .outerjoin(PeerSupporter, PeerSupporter.id == Episode.peer_id)
-    .where(Episode.client_id == bindparam("client_id"), Episode.id.not_in(_CANCELLED))
-    .order_by(Episode.created_at.desc())
-    .limit(1)
+    .where(Episode.id == _CURRENT)
 )
-# What a decision about a client reads besides the snapshots, in one statement (one round trip; through
-# aiosqlite each statement costs about 150 us of CPU): the Consents, the background items and their fetch
-# state, as rows (kind, a, b, c, d, n, t1, t2) - see decision_rows for which column holds what.
-_TEXT_NULL = cast(null(), Text)
-_TIME_NULL = cast(null(), UTCDateTime())
-_DECISION_ROWS: CompoundSelect[str, str, str, str | None, str | None, int | None, datetime | None, datetime | None] = (
-    union_all(
-        select(
-            literal("c").label("kind"),
-            ConsentDocument.id.label("a"),
-            ConsentDocument.resource_json.label("b"),
-            _TEXT_NULL.label("c"),
-            _TEXT_NULL.label("d"),
-            ConsentDocument.version_id.label("n"),
-            ConsentDocument.created_at.label("t1"),
-            _TIME_NULL.label("t2"),
-        ).where(ConsentDocument.client_id == bindparam("client_id")),
-        select(
-            literal("i"),
-            BackgroundItem.id,
-            BackgroundItem.category,
-            BackgroundItem.resource_json,
-            BackgroundItem.labels_json,
-            null(),
-            BackgroundItem.data_date,
-            null(),
-        ).where(BackgroundItem.client_id == bindparam("client_id")),
-        select(
-            literal("f"),
-            BackgroundFetch.category,
-            BackgroundFetch.status,
-            BackgroundFetch.error,
-            null(),
-            BackgroundFetch.items,
-            BackgroundFetch.attempted_at,
-            BackgroundFetch.succeeded_at,
-        ).where(BackgroundFetch.client_id == bindparam("client_id")),
+_Rows = CompoundSelect[str, str, str, str | None, str | None, str | None, int | None, datetime | None, datetime | None]
+_DECISION_ROWS: _Rows = union_all(_CONSENTS, _ITEMS, _FETCHES)
+_SUMMARY_ROWS: _Rows = union_all(_CONSENTS, _ITEMS, _FETCHES, _EPISODE)
+
+
+@dataclass(frozen=True)
+class DecisionRows:
+    """A client's Consents (resource JSON, oldest first), background items (id, category, resource JSON, labels
+    JSON, data date; by category and id) and fetch states (category, status, attempted, succeeded, items, error;
+    by category), as stored."""
+
+    consents: tuple[str, ...]
+    items: tuple[tuple[str, str, str, str, datetime | None], ...]
+    fetches: tuple[tuple[str, str, datetime, datetime | None, int, str | None], ...]
+
+
+def _decision_rows(rows: Sequence[Any]) -> DecisionRows:
+    consents = sorted((r.t1, r.a, r.b) for r in rows if r.kind == "c")
+    items = sorted((r.b, r.a, r.c, r.d, r.t1) for r in rows if r.kind == "i")
+    fetches = sorted((r.a, r.b, r.t1, r.t2, r.n, r.c) for r in rows if r.kind == "f")
+    return DecisionRows(
+        consents=tuple(c[2] for c in consents),
+        items=tuple((i[1], i[0], i[2], i[3], i[4]) for i in items),
+        fetches=tuple(fetches),
     )
-)
 
 
-async def peer_view(session: AsyncSession, peer_id: str, client_id: str) -> PeerView | None:
-    """As episode_of_peer (the client's current episode, only if this peer is assigned to it), read in one
-    statement with the client's snapshot and the peer's name."""
-    row = (await (await session.connection()).execute(_PEER_VIEW, {"client_id": client_id})).first()
-    if row is None or row[3] != peer_id or row[4] is None:
+async def decision_rows(session: AsyncSession, client_id: str) -> DecisionRows:
+    """Everything a consent decision about the client reads besides the snapshots, in one statement."""
+    return _decision_rows((await (await session.connection()).execute(_DECISION_ROWS, {"client_id": client_id})).all())
+
+
+async def peer_summary_rows(
+    session: AsyncSession, peer_id: str, client_id: str
+) -> tuple[PeerView, DecisionRows] | None:
+    """The client's current episode if — and only if — this peer is assigned to it (as episode_of_peer), with the
+    client's snapshot and the peer's name, and the decision's rows: all in one statement."""
+    rows = (await (await session.connection()).execute(_SUMMARY_ROWS, {"client_id": client_id})).all()
+    episode = next((r for r in rows if r.kind == "p"), None)
+    if episode is None or episode.c != peer_id or episode.d is None:
         return None
-    return PeerView(row[0], row[1], row[2], row[3], row[4], row[5], row[6])
+    view = PeerView(client_id, episode.b, episode.a, episode.c, episode.d, episode.t1, episode.e)
+    return view, _decision_rows(rows)
 
 
 async def episodes(session: AsyncSession, *, peer_id: str | None = None, site: str | None = None) -> Sequence[Episode]:
@@ -193,30 +236,6 @@ async def consents_of(session: AsyncSession, client_id: str) -> Sequence[Consent
         select(ConsentDocument).where(ConsentDocument.client_id == client_id).order_by(ConsentDocument.created_at)
     )
     return result.scalars().all()
-
-
-@dataclass(frozen=True)
-class DecisionRows:
-    """A client's Consents (resource JSON, oldest first), background items (id, category, resource JSON, labels
-    JSON, data date; by category and id) and fetch states (category, status, attempted, succeeded, items, error;
-    by category), as stored."""
-
-    consents: tuple[str, ...]
-    items: tuple[tuple[str, str, str, str, datetime | None], ...]
-    fetches: tuple[tuple[str, str, datetime, datetime | None, int, str | None], ...]
-
-
-async def decision_rows(session: AsyncSession, client_id: str) -> DecisionRows:
-    """Everything a consent decision about the client reads besides the snapshots, in one statement."""
-    rows = (await (await session.connection()).execute(_DECISION_ROWS, {"client_id": client_id})).all()
-    consents = sorted((r.t1, r.a, r.b) for r in rows if r.kind == "c")
-    items = sorted((r.b, r.a, r.c, r.d, r.t1) for r in rows if r.kind == "i")
-    fetches = sorted((r.a, r.b, r.t1, r.t2, r.n, r.c) for r in rows if r.kind == "f")
-    return DecisionRows(
-        consents=tuple(c[2] for c in consents),
-        items=tuple((i[1], i[0], i[2], i[3], i[4]) for i in items),
-        fetches=tuple(fetches),
-    )
 
 
 async def contact_by_app_identifier(session: AsyncSession, peer_id: str, identifier: str) -> Contact | None:
