@@ -104,6 +104,7 @@ bench: install-test tests/ehr/node_modules/.package-lock.json
 	$(BIN)/python bench/matching_bench.py
 	$(BIN)/python bench/search_bench.py
 	$(BIN)/python bench/intake_bench.py
+	$(BIN)/python bench/summary_cpu_bench.py
 	$(BIN)/python bench/outbox_bench.py
 	$(BIN)/python bench/scale_bench.py
 

@@ -3,8 +3,9 @@
 Consents are per client and a client is per site (the EHR that sent them): a writer or reader acting for a site
 reaches only that site's clients' Consents, so a Consent recorded at one hospital never covers another's data.
 Every change stores a new version; decisions always read the current rows, so a withdrawal or a new deny
-applies to the very next request. Parsed ConsentRecords are cached by (id, version) only: a changed Consent
-has a new version and is never served from the cache.
+applies to the very next request. Parsed ConsentRecords are cached by the stored JSON itself (its meta holds
+the id and version): a changed Consent is different text and is never served from the cache, and the same id
+and version in another database (a test's, a restored copy) cannot be mistaken for it.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from service.store.db import SessionFactory, transaction
 from service.store.models import Client, ConsentDocument
 
 _CACHE_SIZE = 4096
-_records: OrderedDict[tuple[str, int], ConsentRecord] = OrderedDict()
+_records: OrderedDict[str, ConsentRecord] = OrderedDict()
 
 
 def _key(site: str, consent_id: str) -> str:
@@ -41,17 +42,16 @@ def _key(site: str, consent_id: str) -> str:
     return f"{site}|{consent_id}"
 
 
-def consent_record(doc: ConsentDocument) -> ConsentRecord:
-    """The engine's view of a stored Consent (validated when it was stored)."""
-    key = (doc.id, doc.version_id)
-    record = _records.get(key)
+def consent_record(resource_json: str) -> ConsentRecord:
+    """The engine's view of a stored Consent (validated when it was stored), from its row's JSON."""
+    record = _records.get(resource_json)
     if record is None:
-        record = parse_consent(json.loads(doc.resource_json))
-        _records[key] = record
+        record = parse_consent(json.loads(resource_json))
+        _records[resource_json] = record
         if len(_records) > _CACHE_SIZE:
             _records.popitem(last=False)
     else:
-        _records.move_to_end(key)
+        _records.move_to_end(resource_json)
     return record
 
 

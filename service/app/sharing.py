@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from consent import AccessRequest, Coding, DataCategory, Decision, RequestedItem, evaluate
+from consent import AccessRequest, Coding, ConsentRecord, DataCategory, Decision, RequestedItem, evaluate
 from consent.categories import (
     ACTION_ACCESS,
     ASSIGNED_PEER_ROLE,
@@ -26,7 +26,7 @@ from service.app.clock import new_id
 from service.app.consents import consent_record
 from service.fhir import build
 from service.fhir.background import minimal_address, stale_outcome
-from service.store import background, repository
+from service.store import repository
 from service.store.background import FAILED
 from service.store.models import AuditRecord, Client, Episode
 
@@ -80,40 +80,91 @@ class FetchState:
 
 
 @dataclass(frozen=True)
+class ClientRef:
+    """The client a decision is about (its id), whether read as an ORM object or as columns."""
+
+    id: str
+
+
+@dataclass(frozen=True)
+class EpisodeRef:
+    """What a decision reads of the client's current episode."""
+
+    id: str
+    peer_id: str | None
+    admitted_at: datetime | None
+
+
+@dataclass(frozen=True)
 class Holdings:
     """The client's snapshots and background as stored, read once per request."""
 
-    client: Client
-    episode: Episode
+    client: ClientRef
+    episode: EpisodeRef
     patient: dict[str, Any]
     encounter: dict[str, Any]
     items: tuple[HeldItem, ...] = ()
     fetches: tuple[FetchState, ...] = ()
+    # The client's Consents as read with the background (load), or None: decide() then reads them itself.
+    consents: tuple[ConsentRecord, ...] | None = None
 
     @classmethod
     def of(cls, client: Client, episode: Episode) -> Holdings:
-        return cls(client, episode, json.loads(client.patient_json), json.loads(episode.encounter_json))
+        return cls(
+            ClientRef(client.id),
+            EpisodeRef(episode.id, episode.peer_id, episode.admitted_at),
+            json.loads(client.patient_json),
+            json.loads(episode.encounter_json),
+        )
 
     @classmethod
     async def load(cls, session: AsyncSession, client: Client, episode: Episode) -> Holdings:
         """The snapshots and the background items the worker fetched, with their fetch state."""
+        return await cls._load(
+            session,
+            ClientRef(client.id),
+            EpisodeRef(episode.id, episode.peer_id, episode.admitted_at),
+            client.patient_json,
+            episode.encounter_json,
+        )
+
+    @classmethod
+    def of_view(cls, view: repository.PeerView, rows: repository.DecisionRows) -> Holdings:
+        """As load, from what the peer's summary read in one statement (repository.peer_summary_rows)."""
+        episode = EpisodeRef(view.episode_id, view.peer_id, view.admitted_at)
+        return cls._of_rows(ClientRef(view.client_id), episode, view.patient_json, view.encounter_json, rows)
+
+    @classmethod
+    async def _load(
+        cls, session: AsyncSession, client: ClientRef, episode: EpisodeRef, patient_json: str, encounter_json: str
+    ) -> Holdings:
+        rows = await repository.decision_rows(session, client.id)
+        return cls._of_rows(client, episode, patient_json, encounter_json, rows)
+
+    @classmethod
+    def _of_rows(
+        cls,
+        client: ClientRef,
+        episode: EpisodeRef,
+        patient_json: str,
+        encounter_json: str,
+        rows: repository.DecisionRows,
+    ) -> Holdings:
         items = tuple(
             HeldItem(
-                id=row.id,
-                category=DataCategory(row.category),
-                resource=json.loads(row.resource_json),
-                labels=frozenset(Coding(system=s, code=c) for s, c in json.loads(row.labels_json)),
-                data_date=row.data_date,
+                id=item_id,
+                category=DataCategory(category),
+                resource=json.loads(resource_json),
+                labels=frozenset(Coding(system=s, code=c) for s, c in json.loads(labels_json)),
+                data_date=data_date,
             )
-            for row in await background.items_of(session, client.id)
-            if row.category in _CATEGORY_VALUES
+            for item_id, category, resource_json, labels_json, data_date in rows.items
+            if category in _CATEGORY_VALUES
         )
-        fetches = tuple(
-            FetchState(DataCategory(f.category), f.status, f.attempted_at, f.succeeded_at, f.items, f.error)
-            for f in await background.fetches_of(session, client.id)
-            if f.category in _CATEGORY_VALUES
-        )
-        return cls(client, episode, json.loads(client.patient_json), json.loads(episode.encounter_json), items, fetches)
+        fetches = tuple(FetchState(DataCategory(f[0]), *f[1:]) for f in rows.fetches if f[0] in _CATEGORY_VALUES)
+        consents = tuple(consent_record(text) for text in rows.consents)
+        patient, encounter = json.loads(patient_json), json.loads(encounter_json)
+        return cls(client, episode, patient, encounter, items, fetches, consents)
 
     def item(self, category: DataCategory) -> RequestedItem:
         """The category as a request item, with the security labels the EHR put on its source."""
@@ -205,8 +256,13 @@ async def decide(
     purpose: Coding = PURPOSE_COC,
     action: Coding = ACTION_ACCESS,
 ) -> Decision:
-    """Evaluate the client's current Consents (read now, never cached across versions) for one actor."""
-    records = [consent_record(doc) for doc in await repository.consents_of(session, holdings.client.id)]
+    """Evaluate the client's current Consents (read now, with the holdings or here; never cached across versions)
+    for one actor."""
+    records = holdings.consents
+    if records is None:
+        records = tuple(
+            consent_record(d.resource_json) for d in await repository.consents_of(session, holdings.client.id)
+        )
     roles = {ROLE_IRCP} | ({ASSIGNED_PEER_ROLE} if assigned else set())
     request = AccessRequest(
         patient=f"Patient/{holdings.client.id}",
@@ -263,6 +319,19 @@ def record_disclosure(
     at: datetime,
 ) -> None:
     """Audit one read of a client's data by a peer: what was disclosed, what withheld, under which Consents."""
+    session.add(AuditRecord(**disclosure_row(client_id, actor_reference, actor_name, decision, requested, at)))
+
+
+def disclosure_row(
+    client_id: str,
+    actor_reference: str,
+    actor_name: str,
+    decision: Decision,
+    requested: Iterable[DataCategory],
+    at: datetime,
+) -> dict[str, Any]:
+    """The audit row of one read (record_disclosure's), as column values: what was disclosed, what withheld,
+    under which Consents."""
     disclosed = shared_categories(decision)
     audit = build.disclosure_audit_event(
         build.Disclosure(
@@ -278,13 +347,11 @@ def record_disclosure(
             items=_item_decisions(decision),
         )
     )
-    session.add(
-        AuditRecord(
-            id=audit["id"],
-            client_id=client_id,
-            actor=actor_reference,
-            outcome=audit["outcome"],
-            recorded_at=at,
-            resource_json=build.to_json(audit),
-        )
-    )
+    return {
+        "id": audit["id"],
+        "client_id": client_id,
+        "actor": actor_reference,
+        "outcome": audit["outcome"],
+        "recorded_at": at,
+        "resource_json": build.to_json(audit),
+    }
