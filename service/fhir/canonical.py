@@ -12,16 +12,9 @@ from typing import Any
 import fhir_profiles
 from service.errors import BadRequest, NotFound
 from service.fhir.ids import ID_RULE, is_fhir_id
+from service.fhir.search import CONFORMANCE_TYPES
 
-SERVED_TYPES = (
-    "StructureDefinition",
-    "CodeSystem",
-    "ValueSet",
-    "OperationDefinition",
-    "SearchParameter",
-    "Measure",
-    "Questionnaire",
-)
+SERVED_TYPES = CONFORMANCE_TYPES
 
 
 @dataclass(frozen=True)

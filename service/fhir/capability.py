@@ -5,21 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import fhir_profiles
-from service.fhir.search import SEARCH_PARAMETERS
+from service.fhir.search import CONFORMANCE_TYPES, SEARCH_PARAMETERS
 
 SMART_SECURITY = "http://terminology.hl7.org/CodeSystem/restful-security-service"
 OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 PEER_SUMMARY = f"{fhir_profiles.CANONICAL}/OperationDefinition/peer-summary"
-# The conformance resources served from fhir_profiles/data (service/fhir/canonical.py): read, vread, search.
-CONFORMANCE_TYPES = (
-    "StructureDefinition",
-    "CodeSystem",
-    "ValueSet",
-    "OperationDefinition",
-    "SearchParameter",
-    "Measure",
-    "Questionnaire",
-)
 EVALUATE_MEASURE = "http://hl7.org/fhir/OperationDefinition/Measure-evaluate-measure"
 
 

@@ -94,7 +94,9 @@ SEARCH_PARAMETERS: dict[str, tuple[SearchParam, ...]] = {
     ),
 }
 _URL = SearchParam("url", "uri", "the canonical URL; url|version for that version")
-for _conformance in (
+# Peerway's own conformance resources, served from fhir_profiles/data (service/fhir/canonical.py): read, vread and
+# search by url or id, without a token. The one list: canonical.py serves it, capability.py declares it.
+CONFORMANCE_TYPES = (
     "StructureDefinition",
     "CodeSystem",
     "ValueSet",
@@ -102,7 +104,8 @@ for _conformance in (
     "SearchParameter",
     "Measure",
     "Questionnaire",
-):
+)
+for _conformance in CONFORMANCE_TYPES:
     SEARCH_PARAMETERS[_conformance] = (_URL, _ID)
 # Result parameters every search takes; _page carries our opaque paging cursor.
 RESULT_PARAMETERS = frozenset({"_count", "_sort", "_total", "_summary", "_format", "_pretty", "_page", "_elements"})
