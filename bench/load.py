@@ -152,6 +152,13 @@ def process_cpu_seconds(pid: int) -> float:
     return total + sum(process_cpu_seconds(child) for child in children)
 
 
+def machine_cpu_seconds() -> float:
+    """CPU seconds every core of the machine spent busy (anything but idle and iowait), from /proc/stat."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def own_cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -212,7 +219,8 @@ class Samples:
         late += f"  MISSED {self.missed} (due, not sent by the end)" if self.missed else ""
         server = self.server_ms_per_request()
         cpu = f"  server {server:.2f} ms CPU/req" if server is not None else ""
-        load = self.load_cpu / self.requests * 1000 if self.requests else float("nan")
+        due = self.requests + self.missed  # an open loop also spends on the schedule of what it missed
+        load = self.load_cpu / due * 1000 if due else float("nan")
         return (
             f"  {self.name:<58} {self.rate:>7.0f} req/s  p50 {self.p50_ms:>6.1f} ms"
             f"  p99 {self.percentile(0.99):>6.1f} ms  n={len(self.latencies_ns)}{cpu}  load {load:.3f} ms/req"
@@ -255,6 +263,8 @@ class _Connection(asyncio.Protocol):
             self.window.lost(self)
             return
         for status in statuses:
+            if not self.busy:  # an answer to no request (a 408 before closing an idle connection)
+                continue
             self.busy = False
             self.window.answered(self, status)
 
