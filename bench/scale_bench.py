@@ -12,9 +12,9 @@ for 2 processes is bounded by roughly (2 - PostgreSQL's cores - the load's cores
 add contention (more processes than cores). Each line gives the cores each part kept busy over its windows
 (API processes, PostgreSQL, the load) and the API's CPU per request: if that CPU per request stays flat as N
 grows, nothing serialises the processes, and on a machine with more cores req/s would follow the cores given.
-Other work on the machine takes cores too: compare the lines of one run, not runs.
+Other work on the machine takes cores too (the lines say how many): compare the lines of one run, not runs.
 
-    .venv/bin/python bench/scale_bench.py [--seconds 2] [--rounds 3] [--connections 8]
+    .venv/bin/python bench/scale_bench.py [--seconds 1.5] [--rounds 3] [--connections 8]
 """
 
 from __future__ import annotations
@@ -63,22 +63,26 @@ async def measure(
         targets = {n: load.Target(label, found[n].url, make(found[n].url), found[n].pid) for n in PROCESSES}
         samples = {n: load.Samples(f"{label}, {n} API process{'es' if n > 1 else ''}") for n in PROCESSES}
         database_cpu = dict.fromkeys(PROCESSES, 0.0)
+        machine_cpu = dict.fromkeys(PROCESSES, 0.0)
         for n in PROCESSES:
             for _ in range(2 * n):  # reach every process (the kernel hands connections out)
                 await load.warm(targets[n], counter, requests=4 * n, connections=2 * n)
         for _ in range(args.rounds):
             for n in PROCESSES:
                 before = load.process_cpu_seconds(postgres) if postgres else 0.0
+                machine_before = load.machine_cpu_seconds()
                 await load.window(targets[n], samples[n], counter, connections=args.connections, seconds=args.seconds)
                 database_cpu[n] += (load.process_cpu_seconds(postgres) if postgres else 0.0) - before
+                machine_cpu[n] += load.machine_cpu_seconds() - machine_before
         print(f"{label}, postgres: {args.connections} connections, {args.rounds} rounds of {args.seconds:g} s each")
         for n in PROCESSES:
             s = samples[n]
             print(s.line())
+            ours = (s.server_cpu or 0.0) + database_cpu[n] + s.load_cpu
             print(
                 f"      cores busy: API processes {cores(s.server_cpu or 0.0, s)}, PostgreSQL"
-                f" {cores(database_cpu[n], s) if postgres else '?'}, load {cores(s.load_cpu, s)}"
-                f" (of {os.cpu_count()})",
+                f" {cores(database_cpu[n], s) if postgres else '?'}, load {cores(s.load_cpu, s)},"
+                f" other work on the machine {cores(max(0.0, machine_cpu[n] - ours), s)} (of {os.cpu_count()})",
                 flush=True,
             )
         results[label] = samples
@@ -87,17 +91,22 @@ async def measure(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--seconds", type=float, default=1.5)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=8)
     args = parser.parse_args()
     load.pin_to({servers.LOAD_CPU})
     with tempfile.TemporaryDirectory() as directory, throwaway_postgres() as database_url, ExitStack() as stack:
         found = {}
-        for n in PROCESSES:
+        for n in PROCESSES:  # the first migrates the database; the others then start side by side
             workdir = Path(directory) / f"p{n}"
             workdir.mkdir()
-            found[n] = stack.enter_context(servers.peerway_server(database_url, workdir, api_processes=n, cpus=None))
+            first = n == PROCESSES[0]
+            found[n] = stack.enter_context(
+                servers.peerway_server(database_url, workdir, api_processes=n, cpus=None, wait=first)
+            )
+        for server in found.values():
+            server.wait_until_up()
         results = load.run(measure(found, database_url, args))
     print(f"scaling (req/s with N API processes / req/s with 1, same run, rotated; {os.cpu_count()} cores):")
     for label, samples in results.items():

@@ -89,11 +89,15 @@ def wait_until_up(process: subprocess.Popen[bytes], url: str, log: Path, timeout
 
 
 @contextmanager
-def process(command: list[str], env: dict[str, str], log: Path, url: str) -> Iterator[subprocess.Popen[bytes]]:
+def process(
+    command: list[str], env: dict[str, str], log: Path, url: str, *, wait: bool = True
+) -> Iterator[subprocess.Popen[bytes]]:
+    """The process, up (answering /healthz) unless `wait` is false; stopped on leaving."""
     with log.open("ab") as out:
         proc = subprocess.Popen(command, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
     try:
-        wait_until_up(proc, url, log)
+        if wait:
+            wait_until_up(proc, url, log)
         yield proc
     finally:
         if proc.poll() is None:
@@ -108,22 +112,36 @@ def process(command: list[str], env: dict[str, str], log: Path, url: str) -> Ite
 @dataclass(frozen=True)
 class Server:
     url: str
-    pid: int  # the server's process (taskset execs it): its CPU, and its worker processes' with --workers
+    process: subprocess.Popen[bytes]  # taskset execs the server: its pid is the server's
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        """Whose CPU is the server's (with --workers, with its worker processes': load.process_cpu_seconds)."""
+        return self.process.pid
+
+    def wait_until_up(self) -> None:
+        wait_until_up(self.process, self.url, self.log)
 
 
 @contextmanager
 def peerway_server(
-    database_url: str, workdir: Path, *, api_processes: int | None = None, cpus: str | None = str(SERVER_CPU)
+    database_url: str,
+    workdir: Path,
+    *,
+    api_processes: int | None = None,
+    cpus: str | None = str(SERVER_CPU),
+    wait: bool = True,
 ) -> Iterator[Server]:
-    """`peerway serve` (migrating first)."""
+    """`peerway serve` (migrating first); with `wait` false, not yet up (Server.wait_until_up)."""
     port = free_port()
     command = [sys.executable, "-m", "service.cli", "serve"]
     if api_processes is not None:
         command += ["--workers", str(api_processes)]
     url = f"http://127.0.0.1:{port}"
-    env = peerway_env(database_url, workdir, port)
-    with process(pinned(command, cpus), env, workdir / "peerway.log", url) as proc:
-        yield Server(url, proc.pid)
+    env, log = peerway_env(database_url, workdir, port), workdir / "peerway.log"
+    with process(pinned(command, cpus), env, log, url, wait=wait) as proc:
+        yield Server(url, proc, log)
 
 
 @contextmanager
@@ -156,8 +174,9 @@ def baseline_server(stored_json: Path, workdir: Path, *, cpus: str | None = str(
     ]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "BENCH_STORED_JSON": str(stored_json)}
     url = f"http://127.0.0.1:{port}"
-    with process(pinned(command, cpus), env, workdir / "baseline.log", url) as proc:
-        yield Server(url, proc.pid)
+    log = workdir / "baseline.log"
+    with process(pinned(command, cpus), env, log, url) as proc:
+        yield Server(url, proc, log)
 
 
 @contextmanager
