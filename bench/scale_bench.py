@@ -98,12 +98,11 @@ def main() -> None:
     load.pin_to({servers.LOAD_CPU})
     with tempfile.TemporaryDirectory() as directory, throwaway_postgres() as database_url, ExitStack() as stack:
         found = {}
-        for n in PROCESSES:  # the first migrates the database; the others then start side by side
+        for n in PROCESSES:  # side by side: their migrations take turns (service/store/migrate.py)
             workdir = Path(directory) / f"p{n}"
             workdir.mkdir()
-            first = n == PROCESSES[0]
             found[n] = stack.enter_context(
-                servers.peerway_server(database_url, workdir, api_processes=n, cpus=None, wait=first)
+                servers.peerway_server(database_url, workdir, api_processes=n, cpus=None, wait=False)
             )
         for server in found.values():
             server.wait_until_up()
