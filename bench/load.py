@@ -44,7 +44,7 @@ def pin_to(cpus: set[int]) -> None:
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:
-    """asyncio.run on uvloop (installed with uvicorn[standard]) when it is there: about half the load's CPU."""
+    """asyncio.run on uvloop (installed with uvicorn[standard]) when it is there: less than half the load's CPU."""
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvicorn[standard] brings it

@@ -84,3 +84,20 @@ async def test_a_burst_counts_each_answer_of_a_real_server_by_its_status() -> No
         await server.wait_closed()
     assert (len(samples.latencies_ns), samples.failures, samples.statuses) == (20, 20, {503: 20})
     assert samples.requests == 40
+
+
+async def test_an_open_loop_accounts_for_every_request_due_once() -> None:
+    """However fast the server, each request due in the window is answered, failed or missed: none is lost
+    from the figures or counted twice."""
+    server = await asyncio.start_server(serve_split, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    try:
+        target = load.Target("paced", url, lambda i: load.request("GET", url, f"/{i}"))
+        samples = load.Samples(target.name)
+        await load.window(target, samples, load.Counter(), connections=2, seconds=0.1, rate=2000)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert len(samples.latencies_ns) + samples.failures + samples.missed == 200
+    assert samples.statuses.keys() <= {503}
