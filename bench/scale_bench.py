@@ -64,9 +64,8 @@ async def measure(
         samples = {n: load.Samples(f"{label}, {n} API process{'es' if n > 1 else ''}") for n in PROCESSES}
         database_cpu = dict.fromkeys(PROCESSES, 0.0)
         machine_cpu = dict.fromkeys(PROCESSES, 0.0)
-        for n in PROCESSES:
-            for _ in range(2 * n):  # reach every process (the kernel hands connections out)
-                await load.warm(targets[n], counter, requests=4 * n, connections=2 * n)
+        for n in PROCESSES:  # 4 connections a process, opened at once: the kernel hands them to every process
+            await load.warm(targets[n], counter, requests=8 * n, connections=4 * n)
         for _ in range(args.rounds):
             for n in PROCESSES:
                 before = load.process_cpu_seconds(postgres) if postgres else 0.0
