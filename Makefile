@@ -97,14 +97,16 @@ test-faults: install-test
 demo: install-test
 	KEEP=$(KEEP) EHR_PORT=$(EHR_PORT) $(BIN)/python -m tests.demo
 
-# Real servers (pinned to CPU 0, load from CPU 1), each target alternated with its baseline, on SQLite and
-# PostgreSQL; every bench prints its ratios last. About 4 minutes on 2 cores (docs/deployment.md has figures).
+# Real servers (pinned to CPU 0, load from CPU 1: bench/load.py, raw HTTP/1.1, whose own ceiling load_bench.py
+# prints first), each target alternated with its baseline, on SQLite and PostgreSQL; every bench prints its
+# ratios last. Under 5 minutes on 2 cores (docs/deployment.md has figures). intake_bench.py prints the server's
+# CPU per summary read too; bench/summary_cpu_bench.py alone measures only that, for before/after a change.
 bench: install-test tests/ehr/node_modules/.package-lock.json
 	$(BIN)/python bench/consent_bench.py
 	$(BIN)/python bench/matching_bench.py
 	$(BIN)/python bench/search_bench.py
+	$(BIN)/python bench/load_bench.py
 	$(BIN)/python bench/intake_bench.py
-	$(BIN)/python bench/summary_cpu_bench.py
 	$(BIN)/python bench/outbox_bench.py
 	$(BIN)/python bench/scale_bench.py
 

@@ -15,7 +15,9 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -55,6 +57,23 @@ def peerway_env(database_url: str, workdir: Path, port: int, **extra: str) -> di
     return env | extra
 
 
+def postgres_pid(database_url: str) -> int | None:
+    """The postmaster serving `database_url` on this machine (its backends are its children), if found."""
+    port = str(urlsplit(database_url).port)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if args and args[0].endswith(b"postgres") and b"-p" in args and port.encode() in args:
+            at = args.index(b"-p")
+            if at + 1 < len(args) and args[at + 1] == port.encode():
+                return int(entry.name)
+    return None
+
+
 def wait_until_up(process: subprocess.Popen[bytes], url: str, log: Path, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -70,11 +89,15 @@ def wait_until_up(process: subprocess.Popen[bytes], url: str, log: Path, timeout
 
 
 @contextmanager
-def process(command: list[str], env: dict[str, str], log: Path, url: str) -> Iterator[subprocess.Popen[bytes]]:
+def process(
+    command: list[str], env: dict[str, str], log: Path, url: str, *, wait: bool = True
+) -> Iterator[subprocess.Popen[bytes]]:
+    """The process, up (answering /healthz) unless `wait` is false; stopped on leaving."""
     with log.open("ab") as out:
         proc = subprocess.Popen(command, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
     try:
-        wait_until_up(proc, url, log)
+        if wait:
+            wait_until_up(proc, url, log)
         yield proc
     finally:
         if proc.poll() is None:
@@ -86,23 +109,53 @@ def process(command: list[str], env: dict[str, str], log: Path, url: str) -> Ite
                 proc.wait()
 
 
+@dataclass(frozen=True)
+class Server:
+    url: str
+    process: subprocess.Popen[bytes]  # taskset execs the server: its pid is the server's
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        """Whose CPU is the server's (with --workers, with its worker processes': load.process_cpu_seconds)."""
+        return self.process.pid
+
+    def wait_until_up(self) -> None:
+        wait_until_up(self.process, self.url, self.log)
+
+
 @contextmanager
-def peerway(
-    database_url: str, workdir: Path, *, api_processes: int | None = None, cpus: str | None = str(SERVER_CPU)
-) -> Iterator[str]:
-    """`peerway serve` (migrating first); yields its base URL."""
+def peerway_server(
+    database_url: str,
+    workdir: Path,
+    *,
+    api_processes: int | None = None,
+    cpus: str | None = str(SERVER_CPU),
+    wait: bool = True,
+) -> Iterator[Server]:
+    """`peerway serve` (migrating first); with `wait` false, not yet up (Server.wait_until_up)."""
     port = free_port()
     command = [sys.executable, "-m", "service.cli", "serve"]
     if api_processes is not None:
         command += ["--workers", str(api_processes)]
     url = f"http://127.0.0.1:{port}"
-    with process(pinned(command, cpus), peerway_env(database_url, workdir, port), workdir / "peerway.log", url):
-        yield url
+    env, log = peerway_env(database_url, workdir, port), workdir / "peerway.log"
+    with process(pinned(command, cpus), env, log, url, wait=wait) as proc:
+        yield Server(url, proc, log)
 
 
 @contextmanager
-def baseline(stored_json: Path, workdir: Path, *, cpus: str | None = str(SERVER_CPU)) -> Iterator[str]:
-    """bench/baseline_app.py under uvicorn with h11, as `peerway serve` runs (no access log); yields its URL."""
+def peerway(
+    database_url: str, workdir: Path, *, api_processes: int | None = None, cpus: str | None = str(SERVER_CPU)
+) -> Iterator[str]:
+    """`peerway serve` (migrating first); yields its base URL."""
+    with peerway_server(database_url, workdir, api_processes=api_processes, cpus=cpus) as server:
+        yield server.url
+
+
+@contextmanager
+def baseline_server(stored_json: Path, workdir: Path, *, cpus: str | None = str(SERVER_CPU)) -> Iterator[Server]:
+    """bench/baseline_app.py under uvicorn with h11, as `peerway serve` runs (no access log)."""
     port = free_port()
     command = [
         sys.executable,
@@ -121,5 +174,13 @@ def baseline(stored_json: Path, workdir: Path, *, cpus: str | None = str(SERVER_
     ]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "BENCH_STORED_JSON": str(stored_json)}
     url = f"http://127.0.0.1:{port}"
-    with process(pinned(command, cpus), env, workdir / "baseline.log", url):
-        yield url
+    log = workdir / "baseline.log"
+    with process(pinned(command, cpus), env, log, url) as proc:
+        yield Server(url, proc, log)
+
+
+@contextmanager
+def baseline(stored_json: Path, workdir: Path, *, cpus: str | None = str(SERVER_CPU)) -> Iterator[str]:
+    """bench/baseline_app.py under uvicorn with h11, as `peerway serve` runs (no access log); yields its URL."""
+    with baseline_server(stored_json, workdir, cpus=cpus) as server:
+        yield server.url
