@@ -1,0 +1,91 @@
+"""Elements that repeat from message to message are validated once per distinct value (service/fhir/validation.py
+validated_known): a notification answers exactly as with every element validated, for good input and bad."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+from fhir.resources.R4B.encounter import Encounter
+from fhir.resources.R4B.messageheader import MessageHeader
+from fhir.resources.R4B.patient import Patient
+from hypothesis import given
+from hypothesis import strategies as st
+
+from service.errors import PeerwayError
+from service.fhir.parse import REPEATED, parse_notification
+from service.fhir.validation import validated, validated_known
+from tests.conftest import fixture_json
+
+BUNDLE = "davinci/davinci-alerts-discharge-notification-message-bundle-01.json"
+MODELS: dict[str, Any] = {"MessageHeader": MessageHeader, "Encounter": Encounter, "Patient": Patient}
+# Values no model accepts in place of any repeated element or item of one.
+INVALID: list[Any] = [
+    "text where an element belongs",
+    {"url": 5},
+    {"coding": "x"},
+    {"lastUpdated": "yesterday"},
+    {"url": "http://example.org/x", "valueCoding": "not a Coding"},
+    {"reference": ["not", "a", "string"]},
+    [],
+]
+
+
+def resources() -> list[dict[str, Any]]:
+    return [entry["resource"] for entry in fixture_json(BUNDLE)["entry"][:3]]
+
+
+def outcome(check: Any) -> tuple[type[PeerwayError], str, str | None] | str:
+    try:
+        check()
+    except PeerwayError as error:
+        return type(error), str(error), error.expression
+    return "passed"
+
+
+@given(
+    which=st.integers(0, 2),
+    warm=st.booleans(),
+    changes=st.lists(st.tuples(st.integers(0, 20), st.integers(0, 5), st.sampled_from(INVALID)), max_size=3),
+)
+def test_the_answer_is_the_whole_resources_whatever_was_seen_before(
+    which: int, warm: bool, changes: list[tuple[int, int, Any]]
+) -> None:
+    original = resources()[which]
+    model = MODELS[original["resourceType"]]
+    if warm:
+        validated_known(model, original, "R", repeated=REPEATED[model])  # every repeated value now known valid
+    changed = copy.deepcopy(original)
+    names = sorted(REPEATED[model].intersection(changed))
+    for element, item, value in changes:
+        name = names[element % len(names)]
+        if isinstance(changed[name], list) and changed[name]:
+            changed[name][item % len(changed[name])] = value
+        else:
+            changed[name] = value
+    expected = outcome(lambda: validated(model, changed, "R"))
+    assert outcome(lambda: validated_known(model, changed, "R", repeated=REPEATED[model])) == expected
+    assert outcome(lambda: validated_known(model, changed, "R", repeated=REPEATED[model])) == expected  # again
+
+
+@pytest.mark.parametrize("name", ["extension", "communication", "meta"])
+def test_a_bad_patient_element_is_refused_naming_it_after_good_ones_were_seen(name: str) -> None:
+    bundle = fixture_json(BUNDLE)
+    parse_notification(copy.deepcopy(bundle))  # the fixture's values are known valid from here on
+    patient = bundle["entry"][2]["resource"]
+    assert patient["resourceType"] == "Patient"
+    patient[name] = [*patient[name], {"url": 5}] if isinstance(patient[name], list) else {"lastUpdated": "x"}
+    with pytest.raises(PeerwayError) as refused:
+        parse_notification(bundle)
+    assert str(refused.value.expression).startswith(f"Bundle.entry[2].resource.{name}")
+    assert refused.value.status in (400, 422)
+
+
+def test_a_message_parsed_again_keeps_every_element_as_sent() -> None:
+    first = parse_notification(fixture_json(BUNDLE))
+    again = parse_notification(fixture_json(BUNDLE))  # its repeated values validated before: left out of the model
+    assert again == first
+    kept = json.loads(again.patient.resource_json)  # type: ignore[union-attr]
+    assert kept["extension"] == resources()[2]["extension"]
