@@ -177,7 +177,7 @@ class OtherEvent:
 
 
 def parse_notification(
-    data: dict[str, Any], expected_discharge_extension: str | None = None
+    data: dict[str, Any], expected_discharge_extension: str | None = None, body: bytes | None = None
 ) -> HospitalEvent | OtherEvent:
     """A Da Vinci notification message Bundle -> HospitalEvent (admit, transfer, discharge) or OtherEvent, or a
     4xx naming the element at fault when it cannot be read or an event we act on lacks what it needs.
@@ -185,11 +185,12 @@ def parse_notification(
     Only what intake reads is validated as FHIR: the Bundle itself (its entries without their resources), the
     MessageHeader, the focus Encounter and its Patient. The other entries (Location, Practitioner, Condition...)
     must name their resourceType but are neither modelled nor kept: validating them cost more than everything
-    else a notification does, for resources Peerway never reads.
+    else a notification does, for resources Peerway never reads. `body`, the bytes `data` was read from, makes
+    the check of every resource's resourceType cheaper.
     """
-    check_resource_types(data, "Bundle")
+    check_resource_types(data, "Bundle", body)
     entries = data.get("entry")
-    bundle = validated(Bundle, _without_resources(data), "Bundle")
+    bundle = validated(Bundle, _without_resources(data), "Bundle", types_checked=True)
     if bundle.type != "message":
         raise InvalidResource(f"Bundle.type must be 'message', got {bundle.type!r}", "Bundle.type")
     if not bundle.id:

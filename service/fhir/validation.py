@@ -127,8 +127,20 @@ def _digest(kind: str, name: str, value: Any) -> bytes:
     return hashlib.sha256(text.encode()).digest()
 
 
-def check_resource_types(data: Mapping[str, Any], root: str) -> None:
-    """Every resource inside (a Bundle entry's, a Parameters part's, a contained one) names its resourceType."""
+def check_resource_types(data: Mapping[str, Any], root: str, body: bytes | None = None) -> None:
+    """Every resource inside (a Bundle entry's, a Parameters part's, a contained one) names its resourceType.
+
+    `body`, the UTF-8 JSON `data` was read from, spares the walk through every element when its bytes show that
+    the only resources are the Bundle entries' (see _only_entry_resources)."""
+    if body is not None and _only_entry_resources(data, body):
+        for at, entry in enumerate(data["entry"]):
+            resource = entry.get("resource")
+            if isinstance(resource, Mapping) and not (
+                isinstance(resource.get("resourceType"), str) and resource["resourceType"]
+            ):
+                expression = fhirpath(root, ("entry", at, "resource"))
+                raise InvalidResource(f"{expression} needs its resourceType", f"{expression}.resourceType")
+        return
     pending: list[tuple[Loc, Any]] = [((), data)]
     while pending:
         loc, node = pending.pop()
@@ -149,6 +161,20 @@ def check_resource_types(data: Mapping[str, Any], root: str) -> None:
                     raise InvalidResource(f"{expression} needs its resourceType", f"{expression}.resourceType")
             if isinstance(value, Mapping | list):
                 pending.append(((*loc, str(key)), value))
+
+
+def _only_entry_resources(data: Mapping[str, Any], body: bytes) -> bool:
+    """Whether no key "resource" or "contained" occurs in `data` but each entry's own "resource". Keys spelled
+    with letters only can be escaped only as \\uXXXX: without that in a UTF-8 body, every such key is written
+    as itself, so the body's count of '"resource"' (keys and any equal string) equals the entries holding a
+    resource only when those are all, and '"contained"' is nowhere."""
+    entries = data.get("entry")
+    if not isinstance(entries, list) or json.detect_encoding(body) not in ("utf-8", "utf-8-sig"):
+        return False
+    if b"\\u" in body or b'"contained"' in body:
+        return False
+    holding = sum(1 for entry in entries if isinstance(entry, Mapping) and "resource" in entry)
+    return body.count(b'"resource"') == holding
 
 
 def check_periods(model: BaseModel, root: str) -> None:

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from service.errors import PeerwayError
 from service.fhir.parse import REPEATED, parse_notification
-from service.fhir.validation import validated, validated_known
+from service.fhir.validation import check_resource_types, validated, validated_known
 from tests.conftest import fixture_json
 
 BUNDLE = "davinci/davinci-alerts-discharge-notification-message-bundle-01.json"
@@ -89,3 +89,43 @@ def test_a_message_parsed_again_keeps_every_element_as_sent() -> None:
     assert again == first
     kept = json.loads(again.patient.resource_json)  # type: ignore[union-attr]
     assert kept["extension"] == resources()[2]["extension"]
+
+
+# The check that every resource names its resourceType, given the body's bytes, answers as the walk through
+# every element does.
+
+_keys = st.sampled_from(["resource", "contained", "resourceType", "id", "x", "resourc\u00e9"])
+_leaf = st.none() | st.sampled_from(["resource", "contained", "Patient", "", 'say "resource"']) | st.integers()
+_value = st.recursive(
+    _leaf,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_keys, inner, max_size=3),
+    max_leaves=12,
+)
+_entry = st.dictionaries(st.sampled_from(["resource", "fullUrl", "search"]), _value, max_size=3)
+
+
+@given(
+    entries=st.lists(_entry, max_size=4),
+    ascii_only=st.booleans(),
+    escaped=st.booleans(),
+    other=st.dictionaries(_keys, _value, max_size=2),
+)
+def test_resource_types_checked_from_the_bytes_as_by_the_walk(
+    entries: list[dict[str, Any]], ascii_only: bool, escaped: bool, other: dict[str, Any]
+) -> None:
+    data = {"resourceType": "Bundle", **other, "entry": entries}
+    body = json.dumps(data, ensure_ascii=ascii_only).encode()
+    if escaped:  # the same document with its keys "resource" written with an escape
+        body = body.replace(b'"resource":', b'"\\u0072esource":')
+    assert json.loads(body) == data
+    assert outcome(lambda: check_resource_types(data, "Bundle", body)) == outcome(
+        lambda: check_resource_types(data, "Bundle")
+    )
+
+
+def test_an_entry_without_its_resource_type_is_named_from_the_bytes_too() -> None:
+    bundle = fixture_json(BUNDLE)
+    del bundle["entry"][4]["resource"]["resourceType"]
+    with pytest.raises(PeerwayError) as refused:
+        parse_notification(bundle, body=json.dumps(bundle).encode())
+    assert refused.value.expression == "Bundle.entry[4].resource.resourceType"
