@@ -119,7 +119,7 @@ class EpisodeRepository:
         times the INSERT), then keep it in the session as a stored row whose later changes the flush writes."""
         self._session.expunge(row)
         values = {attr.columns[0].key: getattr(row, attr.key) for attr in _EPISODE_COLUMNS}
-        await self._session.execute(insert(_EPISODE_TABLE).values(values))
+        await self._session.execute(_INSERT_EPISODE, values)
         make_transient_to_detached(row)
         self._session.add(row)
 
@@ -165,6 +165,7 @@ class EpisodeRepository:
 
 _EPISODE_COLUMNS = tuple(inspect(EpisodeRow).column_attrs)
 _EPISODE_TABLE = table_of(EpisodeRow)
+_INSERT_EPISODE = insert(_EPISODE_TABLE)  # built once: a statement made anew per episode is cache-keyed anew
 
 
 def _cancelled_admissions() -> Select[Any]:
