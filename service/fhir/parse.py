@@ -217,10 +217,14 @@ def parse_notification(
             "MessageHeader.focus[0]",
         )
     encounter_at, encounter_json = found
-    encounter = _entry_model(Encounter, encounter_json, encounter_at)
+    encounter_text = _kept_text(encounter_json)  # kept, and it says whether any element "end" is there to check
+    encounter = _entry_model(Encounter, encounter_json, encounter_at, encounter_text)
     subject_ref = encounter.subject.reference if encounter.subject else None
     found = _resolve_raw(index, subject_ref)
-    patient = _entry_model(Patient, found[1], found[0]) if found and found[1].get("resourceType") == "Patient" else None
+    patient, patient_text = None, ""
+    if found and found[1].get("resourceType") == "Patient":
+        patient_text = _kept_text(found[1])
+        patient = _entry_model(Patient, found[1], found[0], patient_text)
     if patient is None or not patient.id:
         raise InvalidResource(
             f"Encounter.subject must reference a Patient with an id in the Bundle (got {subject_ref!r})",
@@ -233,8 +237,8 @@ def parse_notification(
         event_code=str(coding.code),
         kind=HospitalEventKind(coding.code),
         sent_at=instant(bundle.timestamp),
-        encounter=encounter_snapshot(encounter, kept_json(encounter_json, "Encounter"), expected_discharge_extension),
-        patient=PatientSnapshot(ehr_id=str(patient.id), resource_json=kept_json(found[1], "Patient")),
+        encounter=encounter_snapshot(encounter, _bounded(encounter_text, "Encounter"), expected_discharge_extension),
+        patient=PatientSnapshot(ehr_id=str(patient.id), resource_json=_bounded(patient_text, "Patient")),
     )
 
 
@@ -250,11 +254,17 @@ def _without_resources(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "entry": shell}
 
 
-def _entry_model(model: type[R], resource: dict[str, Any], at: int) -> R:
+def _entry_model(model: type[R], resource: dict[str, Any], at: int, text: str | None = None) -> R:
     """One entry's resource validated on its own; a failure names it as Bundle.entry[at].resource.<element>.
-    The model lacks the REPEATED elements validated before: read them from the JSON, never from the model."""
+    The model lacks the REPEATED elements validated before: read them from the JSON, never from the model.
+    `text`, the resource as _kept_text wrote it, spares the Period check when it has no element "end"."""
     return validated_known(
-        model, resource, f"Bundle.entry[{at}].resource", repeated=REPEATED[model], types_checked=True
+        model,
+        resource,
+        f"Bundle.entry[{at}].resource",
+        repeated=REPEATED[model],
+        types_checked=True,
+        periods=text is None or '"end":' in text,  # ASCII JSON: a key "end" is written so, and nothing else is
     )
 
 
@@ -327,7 +337,15 @@ def extension_instant(resource: Any, url: str | None) -> datetime | None:
 def kept_json(resource: dict[str, Any], what: str) -> str:
     """The entry's resource exactly as the sender wrote it (not re-serialised by the model), at most
     MAX_SNAPSHOT_CHARS long: the copy Peerway keeps of it is bounded, whatever each element's own limit."""
-    kept = json.dumps(resource, separators=(",", ":"), sort_keys=True)
+    return _bounded(_kept_text(resource), what)
+
+
+def _kept_text(resource: dict[str, Any]) -> str:
+    """The resource as Peerway keeps it: compact ASCII JSON (json.dumps escapes anything else), keys sorted."""
+    return json.dumps(resource, separators=(",", ":"), sort_keys=True)
+
+
+def _bounded(kept: str, what: str) -> str:
     if len(kept) > MAX_SNAPSHOT_CHARS:
         raise TooLong(f"the {what} is longer than the {MAX_SNAPSHOT_CHARS} characters Peerway keeps of one", what)
     return kept

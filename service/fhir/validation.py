@@ -47,7 +47,9 @@ def invalid_from(error: ValidationError, root: str) -> BadRequest:
     return BadRequest(f"{expression}: {first.get('msg', 'invalid')}", expression=expression)
 
 
-def validated(model: type[M], data: Mapping[str, Any], root: str, *, types_checked: bool = False) -> M:
+def validated(
+    model: type[M], data: Mapping[str, Any], root: str, *, types_checked: bool = False, periods: bool = True
+) -> M:
     """model.model_validate(data), every failure a 4xx naming the element where it can be named.
 
     fhir.resources (fhir_core) raises plain TypeError/ValueError for some malformed input instead of a
@@ -61,7 +63,8 @@ def validated(model: type[M], data: Mapping[str, Any], root: str, *, types_check
         raise invalid_from(exc, root) from None
     except (TypeError, ValueError, KeyError, AttributeError) as exc:
         raise BadRequest(f"{root} could not be read as FHIR R4 ({type(exc).__name__})", root) from None
-    check_periods(parsed, root)
+    if periods:  # False: the caller knows no element "end" is in the data, so no Period can end before it starts
+        check_periods(parsed, root)
     return parsed
 
 
@@ -73,7 +76,13 @@ _known_valid: OrderedDict[bytes, None] = OrderedDict()
 
 
 def validated_known(
-    model: type[M], data: Mapping[str, Any], root: str, *, repeated: frozenset[str], types_checked: bool = False
+    model: type[M],
+    data: Mapping[str, Any],
+    root: str,
+    *,
+    repeated: frozenset[str],
+    types_checked: bool = False,
+    periods: bool = True,
 ) -> M:
     """validated(model, data, root) for a resource whose `repeated` elements (neither required nor read by the
     caller from the model) often come again unchanged: each of their values (each item of a list) seen valid
@@ -81,12 +90,12 @@ def validated_known(
     validated's, element for element: whenever the shortened resource fails, the whole one is validated."""
     rest, seen, fresh = _split(model.__name__, data, repeated)
     if not seen:
-        parsed = validated(model, data, root, types_checked=types_checked)
+        parsed = validated(model, data, root, types_checked=types_checked, periods=periods)
     else:
         try:
-            parsed = validated(model, rest, root, types_checked=types_checked)
-        except PeerwayError:
-            parsed = validated(model, data, root, types_checked=True)  # its own refusal, naming the element
+            parsed = validated(model, rest, root, types_checked=types_checked, periods=periods)
+        except PeerwayError:  # its own refusal, naming the element
+            parsed = validated(model, data, root, types_checked=True, periods=periods)
     for digest in fresh:
         _known_valid[digest] = None
     while len(_known_valid) > KNOWN_VALID_LIMIT:

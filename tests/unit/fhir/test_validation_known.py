@@ -129,3 +129,29 @@ def test_an_entry_without_its_resource_type_is_named_from_the_bytes_too() -> Non
     with pytest.raises(PeerwayError) as refused:
         parse_notification(bundle, body=json.dumps(bundle).encode())
     assert refused.value.expression == "Bundle.entry[4].resource.resourceType"
+
+
+@pytest.mark.parametrize(
+    ("entry", "element", "period"),
+    [
+        (2, "name", {"start": "2020-02-01", "end": "2020-01-01"}),
+        (2, "extension", {"start": "2020-02-01", "end": "2020-01-01"}),
+        (1, "period", {"start": "2018-10-23T22:22:15-07:00", "end": "2018-10-21T21:22:15-07:00"}),
+    ],
+)
+def test_a_period_ending_before_it_starts_is_refused_in_the_patient_and_encounter(
+    entry: int, element: str, period: dict[str, str]
+) -> None:
+    bundle = fixture_json(BUNDLE)
+    parse_notification(copy.deepcopy(bundle))  # the fixture's repeated values known valid
+    resource = bundle["entry"][entry]["resource"]
+    if element == "name":
+        resource["name"][0]["period"] = period
+    elif element == "extension":
+        resource["extension"].append({"url": "http://example.org/stay", "valuePeriod": period})
+    else:
+        resource["period"] = period
+    with pytest.raises(PeerwayError) as refused:
+        parse_notification(bundle, body=json.dumps(bundle).encode())
+    assert "per-01" in str(refused.value)
+    assert str(refused.value.expression).startswith(f"Bundle.entry[{entry}].resource.{element}")
