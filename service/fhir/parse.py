@@ -40,10 +40,11 @@ R = TypeVar("R", Encounter, MessageHeader, Patient)
 # here reads from the model (none is required): validated once per distinct value (validated_known). A
 # Patient's race, ethnicity and birth-sex extensions, its language; the sending system's and the stay's codes.
 REPEATED: dict[type[Any], frozenset[str]] = {
+    Bundle: frozenset({"meta"}),
     MessageHeader: frozenset({"meta", "destination", "sender", "author", "enterer", "responsible", "reason"}),
     Encounter: frozenset({"type", "serviceType", "priority", "participant", "location", "serviceProvider"}),
     Patient: frozenset({"meta", "extension", "communication", "maritalStatus", "generalPractitioner",
-                        "managingOrganization"}),
+                        "managingOrganization", "identifier.type"}),
 }  # fmt: skip
 R4_ENCOUNTER_STATUSES = frozenset(
     {
@@ -190,7 +191,7 @@ def parse_notification(
     """
     check_resource_types(data, "Bundle", body)
     entries = data.get("entry")
-    bundle = validated(Bundle, _without_resources(data), "Bundle", types_checked=True)
+    bundle = validated_known(Bundle, _without_resources(data), "Bundle", repeated=REPEATED[Bundle], types_checked=True)
     if bundle.type != "message":
         raise InvalidResource(f"Bundle.type must be 'message', got {bundle.type!r}", "Bundle.type")
     if not bundle.id:

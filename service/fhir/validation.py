@@ -105,7 +105,7 @@ def validated_known(
 
 def _split(kind: str, data: Mapping[str, Any], repeated: frozenset[str]) -> tuple[dict[str, Any], bool, list[bytes]]:
     """(the resource without the values of `repeated` elements known valid, whether any was left out, the
-    digests of the values not known yet)."""
+    digests of the values not known yet). "parent.child" names an element of each item of a list element."""
     rest = dict(data)
     seen = False
     fresh: list[bytes] = []
@@ -128,6 +128,22 @@ def _split(kind: str, data: Mapping[str, Any], repeated: frozenset[str]) -> tupl
             del rest[name]
         elif many:
             rest[name] = unknown
+    for path in repeated:  # "identifier.type": the type of each identifier (an item keeps its other elements)
+        parent, dot, child = path.partition(".")
+        if not dot or not isinstance(rest.get(parent), list):
+            continue
+        kept: list[Any] = []
+        for item in rest[parent]:
+            if isinstance(item, dict) and child in item and len(item) > 1:
+                digest = _digest(kind, path, item[child])
+                if digest in _known_valid:
+                    _known_valid.move_to_end(digest)
+                    seen = True
+                    item = {key: value for key, value in item.items() if key != child}
+                else:
+                    fresh.append(digest)
+            kept.append(item)
+        rest[parent] = kept
     return rest, seen, fresh
 
 
@@ -142,8 +158,9 @@ def check_resource_types(data: Mapping[str, Any], root: str, body: bytes | None 
     `body`, the UTF-8 JSON `data` was read from, spares the walk through every element when its bytes show that
     the only resources are the Bundle entries' (see _only_entry_resources)."""
     if body is not None and _only_entry_resources(data, body):
-        for at, entry in enumerate(data["entry"]):
-            resource = entry.get("resource")
+        entries = data["entry"]
+        for at in reversed(range(len(entries))):  # the order the walk below meets them (last first)
+            resource = entries[at].get("resource") if isinstance(entries[at], Mapping) else None
             if isinstance(resource, Mapping) and not (
                 isinstance(resource.get("resourceType"), str) and resource["resourceType"]
             ):

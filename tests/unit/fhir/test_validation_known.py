@@ -101,7 +101,7 @@ _value = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_keys, inner, max_size=3),
     max_leaves=12,
 )
-_entry = st.dictionaries(st.sampled_from(["resource", "fullUrl", "search"]), _value, max_size=3)
+_entry = st.dictionaries(st.sampled_from(["resource", "fullUrl", "search"]), _value, max_size=3) | _leaf
 
 
 @given(
@@ -111,7 +111,7 @@ _entry = st.dictionaries(st.sampled_from(["resource", "fullUrl", "search"]), _va
     other=st.dictionaries(_keys, _value, max_size=2),
 )
 def test_resource_types_checked_from_the_bytes_as_by_the_walk(
-    entries: list[dict[str, Any]], ascii_only: bool, escaped: bool, other: dict[str, Any]
+    entries: list[Any], ascii_only: bool, escaped: bool, other: dict[str, Any]
 ) -> None:
     data = {"resourceType": "Bundle", **other, "entry": entries}
     body = json.dumps(data, ensure_ascii=ascii_only).encode()
@@ -155,3 +155,32 @@ def test_a_period_ending_before_it_starts_is_refused_in_the_patient_and_encounte
         parse_notification(bundle, body=json.dumps(bundle).encode())
     assert "per-01" in str(refused.value)
     assert str(refused.value.expression).startswith(f"Bundle.entry[{entry}].resource.{element}")
+
+
+@given(at=st.integers(0, 3), value=st.sampled_from(INVALID), warm=st.booleans())
+def test_an_identifier_type_seen_before_or_not_is_judged_as_in_the_whole_patient(
+    at: int, value: Any, warm: bool
+) -> None:
+    patient = resources()[2]
+    if warm:
+        validated_known(Patient, patient, "R", repeated=REPEATED[Patient])  # the identifiers' types known valid
+    changed = copy.deepcopy(patient)
+    changed["identifier"][at]["type"] = value
+    expected = outcome(lambda: validated(Patient, changed, "R"))
+    assert expected != "passed"
+    assert outcome(lambda: validated_known(Patient, changed, "R", repeated=REPEATED[Patient])) == expected
+
+
+def test_of_several_entries_without_a_resource_type_the_bytes_name_the_one_the_walk_names() -> None:
+    bundle = fixture_json(BUNDLE)
+    for at in (3, 5):
+        del bundle["entry"][at]["resource"]["resourceType"]
+    body = json.dumps(bundle).encode()
+    assert outcome(lambda: check_resource_types(bundle, "Bundle", body)) == outcome(
+        lambda: check_resource_types(bundle, "Bundle")
+    )
+    bundle["entry"].insert(0, "not an entry")  # an entry that is no object is the model's to refuse, not a 500
+    body = json.dumps(bundle).encode()
+    assert outcome(lambda: check_resource_types(bundle, "Bundle", body)) == outcome(
+        lambda: check_resource_types(bundle, "Bundle")
+    )
