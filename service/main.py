@@ -127,12 +127,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _install_error_handlers(app)
     _install_middleware(app, settings)
     for module in (
+        intake,  # first: the busiest route, a hospital's every event (each request is matched route by route)
         metadata,
         outcomes,  # before conformance: Measure/$evaluate-measure is not a Measure's id
         conformance,
         auth,
         admin,
-        intake,
         peers,
         consents,
         sharing,

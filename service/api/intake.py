@@ -39,9 +39,10 @@ async def process_message(
     request: Request, caller: EhrSender, sessions: SessionsDep, settings: SettingsDep
 ) -> FhirResponse:
     # The site is checked by process_notification, in the message's own transaction.
-    data = load_json(await read_body(request, settings), "Bundle")
+    body = await read_body(request, settings)
+    data = load_json(body, "Bundle")
     check_entry_count(data, settings.max_bundle_entries)
-    answer = await process_notification(sessions, caller.site, data, settings.expected_discharge_extension)
+    answer = await process_notification(sessions, caller.site, data, settings.expected_discharge_extension, body=body)
     wake_worker(request)  # the CareTeam and Practitioner writes a discharge or readmission queued
     return FhirResponse(answer.body, status_code=answer.status)
 

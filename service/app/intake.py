@@ -60,14 +60,20 @@ class ChannelPolicy:
 
 
 async def process_notification(
-    sessions: SessionFactory, site: str, data: dict[str, Any], expected_discharge_extension: str | None = None
+    sessions: SessionFactory,
+    site: str,
+    data: dict[str, Any],
+    expected_discharge_extension: str | None = None,
+    *,
+    body: bytes | None = None,
 ) -> IntakeAnswer:
     """Apply one notification Bundle exactly once and return the answer to give the sender.
 
     An event Peerway does not act on (another code, another system) is acknowledged and recorded without
     effect: a conformant sender stops sending after a 4xx, so only a message Peerway cannot read is refused.
+    `body`, the bytes `data` was read from when the caller has them, makes reading the Bundle cheaper.
     """
-    event = parse_notification(data, expected_discharge_extension)
+    event = parse_notification(data, expected_discharge_extension, body)
     if isinstance(event, OtherEvent):
         stay = None
         log.info(

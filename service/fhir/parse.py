@@ -28,7 +28,7 @@ from service.domain.stay import (
 from service.domain.vocabulary import ContactKind
 from service.errors import BadRequest, InvalidResource, TooLong
 from service.fhir.ids import ID_RULE, MAX_ID_LENGTH, MAX_IDENTIFIER_LENGTH, is_fhir_id
-from service.fhir.validation import check_resource_types, fhirpath, validated
+from service.fhir.validation import check_resource_types, fhirpath, validated, validated_known
 
 DAVINCI_EVENT_SYSTEM = "http://hl7.org/fhir/us/davinci-alerts/CodeSystem/notification-event"
 ACTED_ON = frozenset(kind.value for kind in HospitalEventKind)
@@ -36,6 +36,16 @@ ACTED_ON = frozenset(kind.value for kind in HospitalEventKind)
 MAX_SNAPSHOT_CHARS = 2 * 1024 * 1024
 EVENT_LENGTH = 64  # as processed_message.event keeps it
 R = TypeVar("R", Encounter, MessageHeader, Patient)
+# The elements of each resource a notification carries that repeat from message to message and that nothing
+# here reads from the model (none is required): validated once per distinct value (validated_known). A
+# Patient's race, ethnicity and birth-sex extensions, its language; the sending system's and the stay's codes.
+REPEATED: dict[type[Any], frozenset[str]] = {
+    Bundle: frozenset({"meta"}),
+    MessageHeader: frozenset({"meta", "destination", "sender", "author", "enterer", "responsible", "reason"}),
+    Encounter: frozenset({"type", "serviceType", "priority", "participant", "location", "serviceProvider"}),
+    Patient: frozenset({"meta", "extension", "communication", "maritalStatus", "generalPractitioner",
+                        "managingOrganization", "identifier.type"}),
+}  # fmt: skip
 R4_ENCOUNTER_STATUSES = frozenset(
     {
         "planned",
@@ -168,7 +178,7 @@ class OtherEvent:
 
 
 def parse_notification(
-    data: dict[str, Any], expected_discharge_extension: str | None = None
+    data: dict[str, Any], expected_discharge_extension: str | None = None, body: bytes | None = None
 ) -> HospitalEvent | OtherEvent:
     """A Da Vinci notification message Bundle -> HospitalEvent (admit, transfer, discharge) or OtherEvent, or a
     4xx naming the element at fault when it cannot be read or an event we act on lacks what it needs.
@@ -176,11 +186,12 @@ def parse_notification(
     Only what intake reads is validated as FHIR: the Bundle itself (its entries without their resources), the
     MessageHeader, the focus Encounter and its Patient. The other entries (Location, Practitioner, Condition...)
     must name their resourceType but are neither modelled nor kept: validating them cost more than everything
-    else a notification does, for resources Peerway never reads.
+    else a notification does, for resources Peerway never reads. `body`, the bytes `data` was read from, makes
+    the check of every resource's resourceType cheaper.
     """
-    check_resource_types(data, "Bundle")
+    check_resource_types(data, "Bundle", body)
     entries = data.get("entry")
-    bundle = validated(Bundle, _without_resources(data), "Bundle")
+    bundle = validated_known(Bundle, _without_resources(data), "Bundle", repeated=REPEATED[Bundle], types_checked=True)
     if bundle.type != "message":
         raise InvalidResource(f"Bundle.type must be 'message', got {bundle.type!r}", "Bundle.type")
     if not bundle.id:
@@ -207,10 +218,14 @@ def parse_notification(
             "MessageHeader.focus[0]",
         )
     encounter_at, encounter_json = found
-    encounter = _entry_model(Encounter, encounter_json, encounter_at)
+    encounter_text = _kept_text(encounter_json)  # kept, and it says whether any element "end" is there to check
+    encounter = _entry_model(Encounter, encounter_json, encounter_at, encounter_text)
     subject_ref = encounter.subject.reference if encounter.subject else None
     found = _resolve_raw(index, subject_ref)
-    patient = _entry_model(Patient, found[1], found[0]) if found and found[1].get("resourceType") == "Patient" else None
+    patient, patient_text = None, ""
+    if found and found[1].get("resourceType") == "Patient":
+        patient_text = _kept_text(found[1])
+        patient = _entry_model(Patient, found[1], found[0], patient_text)
     if patient is None or not patient.id:
         raise InvalidResource(
             f"Encounter.subject must reference a Patient with an id in the Bundle (got {subject_ref!r})",
@@ -223,8 +238,8 @@ def parse_notification(
         event_code=str(coding.code),
         kind=HospitalEventKind(coding.code),
         sent_at=instant(bundle.timestamp),
-        encounter=encounter_snapshot(encounter, kept_json(encounter_json, "Encounter"), expected_discharge_extension),
-        patient=PatientSnapshot(ehr_id=str(patient.id), resource_json=kept_json(found[1], "Patient")),
+        encounter=encounter_snapshot(encounter, _bounded(encounter_text, "Encounter"), expected_discharge_extension),
+        patient=PatientSnapshot(ehr_id=str(patient.id), resource_json=_bounded(patient_text, "Patient")),
     )
 
 
@@ -240,9 +255,18 @@ def _without_resources(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "entry": shell}
 
 
-def _entry_model(model: type[R], resource: dict[str, Any], at: int) -> R:
-    """One entry's resource validated on its own; a failure names it as Bundle.entry[at].resource.<element>."""
-    return validated(model, resource, f"Bundle.entry[{at}].resource", types_checked=True)
+def _entry_model(model: type[R], resource: dict[str, Any], at: int, text: str | None = None) -> R:
+    """One entry's resource validated on its own; a failure names it as Bundle.entry[at].resource.<element>.
+    The model lacks the REPEATED elements validated before: read them from the JSON, never from the model.
+    `text`, the resource as _kept_text wrote it, spares the Period check when it has no element "end"."""
+    return validated_known(
+        model,
+        resource,
+        f"Bundle.entry[{at}].resource",
+        repeated=REPEATED[model],
+        types_checked=True,
+        periods=text is None or '"end":' in text,  # ASCII JSON: a key "end" is written so, and nothing else is
+    )
 
 
 def _raw_index(entries: list[dict[str, Any]]) -> dict[str, tuple[int, dict[str, Any]]]:
@@ -314,7 +338,15 @@ def extension_instant(resource: Any, url: str | None) -> datetime | None:
 def kept_json(resource: dict[str, Any], what: str) -> str:
     """The entry's resource exactly as the sender wrote it (not re-serialised by the model), at most
     MAX_SNAPSHOT_CHARS long: the copy Peerway keeps of it is bounded, whatever each element's own limit."""
-    kept = json.dumps(resource, separators=(",", ":"), sort_keys=True)
+    return _bounded(_kept_text(resource), what)
+
+
+def _kept_text(resource: dict[str, Any]) -> str:
+    """The resource as Peerway keeps it: compact ASCII JSON (json.dumps escapes anything else), keys sorted."""
+    return json.dumps(resource, separators=(",", ":"), sort_keys=True)
+
+
+def _bounded(kept: str, what: str) -> str:
     if len(kept) > MAX_SNAPSHOT_CHARS:
         raise TooLong(f"the {what} is longer than the {MAX_SNAPSHOT_CHARS} characters Peerway keeps of one", what)
     return kept

@@ -19,6 +19,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import accumulate
 from types import MappingProxyType
 
 from service.errors import BadRequest, InvalidResource, TooLong
@@ -36,6 +37,13 @@ _SCAN = re.compile(_STRING + rb"(\s*:)?|[\[\]{}]|-?[0-9][0-9.eE+\-]{%d,}" % MAX_
 # The full lexer, run only to name where a fault is.
 _TOKENS = re.compile(_STRING + rb"|[\[\]{},:]")
 _KEYED = re.compile(_STRING + rb"(\s*:)?|[\[\]{}]")
+# For the quick pass over well-formed bodies (_fits): what is not a bracket, each bracket's step in depth, and the
+# bytes a number is written with (each made "n", anything else a space).
+_NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
+_STEP = [1 if c in b"[{" else -1 if c in b"]}" else 0 for c in range(256)]
+_NUMBER_BYTES = bytes.maketrans(
+    bytes(range(256)), bytes(ord("n") if c in b"0123456789.eE+-" else ord(" ") for c in range(256))
+)
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,40 @@ def looks_like_json(body: bytes) -> bool:
 def check_shape(body: bytes, limits: JsonLimits = JsonLimits()) -> None:
     """Refuse a body nested deeper than `limits.depth`, or holding a string or a number longer than its element
     may be, with a 4xx naming the element (its FHIRPath when the body is a resource, else body.<field>)."""
+    if _fits(body, limits):
+        return
+    _scan(body, limits)
+
+
+def _fits(body: bytes, limits: JsonLimits) -> bool:
+    """Whether a well-formed UTF-8 JSON body is within every limit, found with C-speed bytes operations (about a
+    third of the lexer's time for a discharge Bundle). False means only "not sure": the lexer then decides and
+    names the fault. A body json.loads reads is tokenised as the lexer does it (strings between unescaped quotes,
+    no backslash outside them), so splitting it at its unescaped quotes gives the strings (odd parts) and what is
+    between them (even parts), and each limit can be checked on those:
+    - strings: no raw text longer than `limits.string` (the longer caps of LONG_ELEMENTS go to the lexer);
+    - numbers: no run of number bytes (digits, . e E + -) as long as a refused number, outside strings;
+    - depth: the running count of brackets outside strings never above `limits.depth`."""
+    if json.detect_encoding(body) not in ("utf-8", "utf-8-sig"):
+        return False
+    try:
+        json.loads(body)
+    except (ValueError, RecursionError):
+        return False  # the lexer sees what json.loads refused, then json.loads refuses it again where it is read
+    if b"\\" in body:  # escapes keep their length: pairs of backslashes first, then escaped quotes
+        body = body.replace(b"\\\\", b"..")
+    parts = body.replace(b'\\"', b"..").split(b'"')
+    if max(map(len, parts[1::2]), default=0) > limits.string:
+        return False
+    outside = b"".join(parts[0::2])
+    if b"n" * (MAX_NUMBER + 1) in outside.translate(_NUMBER_BYTES):
+        return False
+    levels = list(accumulate(map(_STEP.__getitem__, outside.translate(None, _NOT_BRACKETS))))
+    return not levels or max(levels) <= limits.depth
+
+
+def _scan(body: bytes, limits: JsonLimits) -> None:
+    """The lexer: every string, bracket and long number of the body in turn, refusing the first fault."""
     names: list[bytes | None] = []  # per open container: the element it holds (its key, or its array's)
     in_object: list[bool] = []
     key: bytes | None = None

@@ -119,7 +119,7 @@ class EpisodeRepository:
         times the INSERT), then keep it in the session as a stored row whose later changes the flush writes."""
         self._session.expunge(row)
         values = {attr.columns[0].key: getattr(row, attr.key) for attr in _EPISODE_COLUMNS}
-        await self._session.execute(insert(_EPISODE_TABLE).values(values))
+        await self._session.execute(_INSERT_EPISODE, values)
         make_transient_to_detached(row)
         self._session.add(row)
 
@@ -165,6 +165,7 @@ class EpisodeRepository:
 
 _EPISODE_COLUMNS = tuple(inspect(EpisodeRow).column_attrs)
 _EPISODE_TABLE = table_of(EpisodeRow)
+_INSERT_EPISODE = insert(_EPISODE_TABLE)  # built once: a statement made anew per episode is cache-keyed anew
 
 
 def _cancelled_admissions() -> Select[Any]:
@@ -199,16 +200,24 @@ def _write_assignment(row: AssignmentRow, assignment: Assignment) -> None:
 
 
 def _write(row: EpisodeRow, episode: Episode) -> None:
-    row.state = episode.state
-    row.created_at = episode.created_at
-    row.updated_at = episode.updated_at
-    row.encounter_json = episode.encounter_json
-    row.admitted_at = episode.admitted_at
-    row.discharged_at = episode.discharged_at
-    row.discharge_disposition = episode.discharge_disposition
-    row.readmission = episode.readmission
-    row.previous_episode_id = episode.previous_episode_id
-    row.expected_discharge_at = episode.expected_discharge_at
-    row.snapshot_at = episode.snapshot_at
-    row.peer_id = episode.peer_id  # the projection of the open assignment
-    row.assigned_at = episode.assigned_at
+    """The aggregate's state onto its row. Only what differs is set: setting an attribute, even to the value it
+    has, marks the row dirty, and the next flush of a dirty row costs the ORM's whole flush machinery to find
+    there is nothing to write (the unit of work saves every aggregate again after its events are handled)."""
+    stored = row.__dict__  # the loaded values, read without triggering a load
+    for name, value in (
+        ("state", episode.state),
+        ("created_at", episode.created_at),
+        ("updated_at", episode.updated_at),
+        ("encounter_json", episode.encounter_json),
+        ("admitted_at", episode.admitted_at),
+        ("discharged_at", episode.discharged_at),
+        ("discharge_disposition", episode.discharge_disposition),
+        ("readmission", episode.readmission),
+        ("previous_episode_id", episode.previous_episode_id),
+        ("expected_discharge_at", episode.expected_discharge_at),
+        ("snapshot_at", episode.snapshot_at),
+        ("peer_id", episode.peer_id),  # the projection of the open assignment
+        ("assigned_at", episode.assigned_at),
+    ):
+        if name not in stored or stored[name] != value or type(stored[name]) is not type(value):
+            setattr(row, name, value)

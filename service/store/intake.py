@@ -14,8 +14,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import and_, insert, literal, select
+from sqlalchemy import Select, and_, bindparam, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import make_transient_to_detached
 
@@ -41,21 +42,36 @@ class IntakeLookup:
     client: Client | None  # the known client of the event's Patient (when one was asked for)
 
 
-async def look_up(session: AsyncSession, site: str, bundle_id: str, ehr_patient_id: str | None) -> IntakeLookup:
-    """The site's state, the message's earlier answer and the Patient's client, in one statement."""
+def _look_up_query(with_patient: bool) -> Select[Any]:
     # Core columns, not ORM entities: the row is turned into a session object only when there is a client.
     sites, answers, clients = Site.__table__.c, ProcessedMessage.__table__.c, Client.__table__.c
-    patient_match = clients.ehr_patient_id == ehr_patient_id if ehr_patient_id is not None else literal(False)
-    query = (
+    patient_match = clients.ehr_patient_id == bindparam("ehr_patient_id") if with_patient else literal(False)
+    return (
         select(sites.status, answers.response_status, answers.response_body, *CLIENT_COLUMNS)
         .select_from(
             Site.__table__.outerjoin(
-                ProcessedMessage.__table__, and_(answers.site == sites.id, answers.bundle_id == bundle_id)
+                ProcessedMessage.__table__, and_(answers.site == sites.id, answers.bundle_id == bindparam("bundle_id"))
             ).outerjoin(Client.__table__, and_(clients.site == sites.id, patient_match))
         )
-        .where(sites.id == site)
+        .where(sites.id == bindparam("site"))
     )
-    row = (await session.execute(query)).one_or_none()
+
+
+# Statements built once with bound parameters: SQLAlchemy keys its cache of compiled statements on the
+# statement, and a statement built anew for each message (values written into it) is keyed anew each time,
+# which cost more than running it.
+_LOOK_UP = {True: _look_up_query(True), False: _look_up_query(False)}
+_INSERT_CLIENT = insert(table_of(Client))
+_INSERT_IDENTIFIERS = insert(table_of(ClientIdentifier))
+_INSERT_ANSWER = insert(table_of(ProcessedMessage))
+
+
+async def look_up(session: AsyncSession, site: str, bundle_id: str, ehr_patient_id: str | None) -> IntakeLookup:
+    """The site's state, the message's earlier answer and the Patient's client, in one statement."""
+    parameters = {"site": site, "bundle_id": bundle_id}
+    if ehr_patient_id is not None:
+        parameters["ehr_patient_id"] = ehr_patient_id
+    row = (await session.execute(_LOOK_UP[ehr_patient_id is not None], parameters)).one_or_none()
     if row is None:
         return IntakeLookup(site_active=False, answered=None, client=None)
     status, answer_status, answer_body, *client_values = row
@@ -80,10 +96,10 @@ def _persistent(session: AsyncSession, row: Client) -> Client:
 async def insert_client(session: AsyncSession, values: Client, digests: Iterable[tuple[str, str]]) -> Client:
     """Insert a new client and its identifier digests; answer it as a persistent object of the session (so that
     what else the transaction does finds it without reading it back)."""
-    await session.execute(insert(table_of(Client)).values({name: getattr(values, name) for name in CLIENT_FIELDS}))
+    await session.execute(_INSERT_CLIENT, {name: getattr(values, name) for name in CLIENT_FIELDS})
     rows = [{"client_id": values.id, "system": s, "value_sha256": d} for s, d in sorted(set(digests))]
     if rows:
-        await session.execute(insert(table_of(ClientIdentifier)), rows)
+        await session.execute(_INSERT_IDENTIFIERS, rows)
     session.info.setdefault(_MADE_HERE, set()).add(values.id)
     return _persistent(session, values)
 
@@ -100,12 +116,13 @@ async def record_answer(
     """The message's answer, which a replay gets; a concurrent copy of the message fails here on the key."""
     with session.no_autoflush:  # the episodes are written once, when the unit of work saves them
         await session.execute(
-            insert(table_of(ProcessedMessage)).values(
-                site=site,
-                bundle_id=bundle_id,
-                event=event,
-                response_status=status,
-                response_body=body,
-                received_at=now,
-            )
+            _INSERT_ANSWER,
+            {
+                "site": site,
+                "bundle_id": bundle_id,
+                "event": event,
+                "response_status": status,
+                "response_body": body,
+                "received_at": now,
+            },
         )

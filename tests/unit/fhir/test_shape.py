@@ -4,12 +4,16 @@ is, and what it must let through (brackets inside strings, legal depths, long At
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from service.errors import BadRequest, InvalidResource, PeerwayError, TooLong
-from service.fhir.shape import MAX_DEPTH, JsonLimits, check_shape, looks_like_json
+from service.fhir.shape import MAX_DEPTH, JsonLimits, _fits, _scan, check_shape, looks_like_json
+from tests.conftest import FIXTURES
 
 
 def nested(levels: int) -> bytes:
@@ -87,3 +91,48 @@ def test_limits_can_be_set() -> None:
 @pytest.mark.parametrize(("body", "answer"), [(b"  {", True), (b"\n[1]", True), (b"x", False), (b"", False)])
 def test_only_what_starts_as_json_is_checked(body: bytes, answer: bool) -> None:
     assert looks_like_json(body) is answer
+
+
+# The quick pass (bytes operations over a body json.loads reads) must never let through what the lexer refuses,
+# and must let a discharge Bundle through on its own: otherwise every message would pay for the lexer again.
+
+_texts = st.text(alphabet=st.sampled_from('ab"\\/[]{}0123456789.e-+ é\n'), max_size=12)
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(10**45), 10**45) | st.floats(allow_nan=False) | _texts,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_texts, inner, max_size=4),
+    max_leaves=40,
+)
+_small = JsonLimits(depth=4, string=6)
+
+
+def _outcome(check: Callable[[], None]) -> tuple[type[PeerwayError], str | None] | None:
+    try:
+        check()
+    except PeerwayError as error:
+        return type(error), error.expression
+    return None
+
+
+@given(value=_json_values, indent=st.sampled_from([None, 1]), ascii_only=st.booleans())
+def test_the_quick_pass_answers_as_the_lexer_on_json(value: Any, indent: int | None, ascii_only: bool) -> None:
+    body = json.dumps(value, indent=indent, ensure_ascii=ascii_only).encode()
+    for limits in (_small, JsonLimits()):
+        assert _outcome(lambda: check_shape(body, limits)) == _outcome(lambda: _scan(body, limits))  # noqa: B023
+        if _fits(body, limits):
+            _scan(body, limits)  # never raises where the quick pass said the body fits
+
+
+@given(body=st.binary(max_size=60) | st.text(alphabet='{}[]"\\:,1e5 a\n', max_size=60).map(str.encode))
+def test_the_quick_pass_answers_as_the_lexer_on_anything(body: bytes) -> None:
+    for limits in (_small, JsonLimits()):
+        assert _outcome(lambda: check_shape(body, limits)) == _outcome(lambda: _scan(body, limits))  # noqa: B023
+
+
+def test_a_discharge_bundle_fits_without_the_lexer() -> None:
+    body = (FIXTURES / "davinci/davinci-alerts-discharge-notification-message-bundle-01.json").read_bytes()
+    assert _fits(body, JsonLimits())
+
+
+def test_a_long_number_inside_a_string_is_text() -> None:
+    body = json.dumps({"system": "urn:oid:" + "1." * 40 + "1", "n": "9" * 50}).encode()
+    assert _outcome(lambda: check_shape(body)) is None

@@ -1,0 +1,186 @@
+"""Elements that repeat from message to message are validated once per distinct value (service/fhir/validation.py
+validated_known): a notification answers exactly as with every element validated, for good input and bad."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+from fhir.resources.R4B.encounter import Encounter
+from fhir.resources.R4B.messageheader import MessageHeader
+from fhir.resources.R4B.patient import Patient
+from hypothesis import given
+from hypothesis import strategies as st
+
+from service.errors import PeerwayError
+from service.fhir.parse import REPEATED, parse_notification
+from service.fhir.validation import check_resource_types, validated, validated_known
+from tests.conftest import fixture_json
+
+BUNDLE = "davinci/davinci-alerts-discharge-notification-message-bundle-01.json"
+MODELS: dict[str, Any] = {"MessageHeader": MessageHeader, "Encounter": Encounter, "Patient": Patient}
+# Values no model accepts in place of any repeated element or item of one.
+INVALID: list[Any] = [
+    "text where an element belongs",
+    {"url": 5},
+    {"coding": "x"},
+    {"lastUpdated": "yesterday"},
+    {"url": "http://example.org/x", "valueCoding": "not a Coding"},
+    {"reference": ["not", "a", "string"]},
+    [],
+]
+
+
+def resources() -> list[dict[str, Any]]:
+    return [entry["resource"] for entry in fixture_json(BUNDLE)["entry"][:3]]
+
+
+def outcome(check: Any) -> tuple[type[PeerwayError], str, str | None] | str:
+    try:
+        check()
+    except PeerwayError as error:
+        return type(error), str(error), error.expression
+    return "passed"
+
+
+@given(
+    which=st.integers(0, 2),
+    warm=st.booleans(),
+    changes=st.lists(st.tuples(st.integers(0, 20), st.integers(0, 5), st.sampled_from(INVALID)), max_size=3),
+)
+def test_the_answer_is_the_whole_resources_whatever_was_seen_before(
+    which: int, warm: bool, changes: list[tuple[int, int, Any]]
+) -> None:
+    original = resources()[which]
+    model = MODELS[original["resourceType"]]
+    if warm:
+        validated_known(model, original, "R", repeated=REPEATED[model])  # every repeated value now known valid
+    changed = copy.deepcopy(original)
+    names = sorted(REPEATED[model].intersection(changed))
+    for element, item, value in changes:
+        name = names[element % len(names)]
+        if isinstance(changed[name], list) and changed[name]:
+            changed[name][item % len(changed[name])] = value
+        else:
+            changed[name] = value
+    expected = outcome(lambda: validated(model, changed, "R"))
+    assert outcome(lambda: validated_known(model, changed, "R", repeated=REPEATED[model])) == expected
+    assert outcome(lambda: validated_known(model, changed, "R", repeated=REPEATED[model])) == expected  # again
+
+
+@pytest.mark.parametrize("name", ["extension", "communication", "meta"])
+def test_a_bad_patient_element_is_refused_naming_it_after_good_ones_were_seen(name: str) -> None:
+    bundle = fixture_json(BUNDLE)
+    parse_notification(copy.deepcopy(bundle))  # the fixture's values are known valid from here on
+    patient = bundle["entry"][2]["resource"]
+    assert patient["resourceType"] == "Patient"
+    patient[name] = [*patient[name], {"url": 5}] if isinstance(patient[name], list) else {"lastUpdated": "x"}
+    with pytest.raises(PeerwayError) as refused:
+        parse_notification(bundle)
+    assert str(refused.value.expression).startswith(f"Bundle.entry[2].resource.{name}")
+    assert refused.value.status in (400, 422)
+
+
+def test_a_message_parsed_again_keeps_every_element_as_sent() -> None:
+    first = parse_notification(fixture_json(BUNDLE))
+    again = parse_notification(fixture_json(BUNDLE))  # its repeated values validated before: left out of the model
+    assert again == first
+    kept = json.loads(again.patient.resource_json)  # type: ignore[union-attr]
+    assert kept["extension"] == resources()[2]["extension"]
+
+
+# The check that every resource names its resourceType, given the body's bytes, answers as the walk through
+# every element does.
+
+_keys = st.sampled_from(["resource", "contained", "resourceType", "id", "x", "resourc\u00e9"])
+_leaf = st.none() | st.sampled_from(["resource", "contained", "Patient", "", 'say "resource"']) | st.integers()
+_value = st.recursive(
+    _leaf,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_keys, inner, max_size=3),
+    max_leaves=12,
+)
+_entry = st.dictionaries(st.sampled_from(["resource", "fullUrl", "search"]), _value, max_size=3) | _leaf
+
+
+@given(
+    entries=st.lists(_entry, max_size=4),
+    ascii_only=st.booleans(),
+    escaped=st.booleans(),
+    other=st.dictionaries(_keys, _value, max_size=2),
+)
+def test_resource_types_checked_from_the_bytes_as_by_the_walk(
+    entries: list[Any], ascii_only: bool, escaped: bool, other: dict[str, Any]
+) -> None:
+    data = {"resourceType": "Bundle", **other, "entry": entries}
+    body = json.dumps(data, ensure_ascii=ascii_only).encode()
+    if escaped:  # the same document with its keys "resource" written with an escape
+        body = body.replace(b'"resource":', b'"\\u0072esource":')
+    assert json.loads(body) == data
+    assert outcome(lambda: check_resource_types(data, "Bundle", body)) == outcome(
+        lambda: check_resource_types(data, "Bundle")
+    )
+
+
+def test_an_entry_without_its_resource_type_is_named_from_the_bytes_too() -> None:
+    bundle = fixture_json(BUNDLE)
+    del bundle["entry"][4]["resource"]["resourceType"]
+    with pytest.raises(PeerwayError) as refused:
+        parse_notification(bundle, body=json.dumps(bundle).encode())
+    assert refused.value.expression == "Bundle.entry[4].resource.resourceType"
+
+
+@pytest.mark.parametrize(
+    ("entry", "element", "period"),
+    [
+        (2, "name", {"start": "2020-02-01", "end": "2020-01-01"}),
+        (2, "extension", {"start": "2020-02-01", "end": "2020-01-01"}),
+        (1, "period", {"start": "2018-10-23T22:22:15-07:00", "end": "2018-10-21T21:22:15-07:00"}),
+    ],
+)
+def test_a_period_ending_before_it_starts_is_refused_in_the_patient_and_encounter(
+    entry: int, element: str, period: dict[str, str]
+) -> None:
+    bundle = fixture_json(BUNDLE)
+    parse_notification(copy.deepcopy(bundle))  # the fixture's repeated values known valid
+    resource = bundle["entry"][entry]["resource"]
+    if element == "name":
+        resource["name"][0]["period"] = period
+    elif element == "extension":
+        resource["extension"].append({"url": "http://example.org/stay", "valuePeriod": period})
+    else:
+        resource["period"] = period
+    with pytest.raises(PeerwayError) as refused:
+        parse_notification(bundle, body=json.dumps(bundle).encode())
+    assert "per-01" in str(refused.value)
+    assert str(refused.value.expression).startswith(f"Bundle.entry[{entry}].resource.{element}")
+
+
+@given(at=st.integers(0, 3), value=st.sampled_from(INVALID), warm=st.booleans())
+def test_an_identifier_type_seen_before_or_not_is_judged_as_in_the_whole_patient(
+    at: int, value: Any, warm: bool
+) -> None:
+    patient = resources()[2]
+    if warm:
+        validated_known(Patient, patient, "R", repeated=REPEATED[Patient])  # the identifiers' types known valid
+    changed = copy.deepcopy(patient)
+    changed["identifier"][at]["type"] = value
+    expected = outcome(lambda: validated(Patient, changed, "R"))
+    assert expected != "passed"
+    assert outcome(lambda: validated_known(Patient, changed, "R", repeated=REPEATED[Patient])) == expected
+
+
+def test_of_several_entries_without_a_resource_type_the_bytes_name_the_one_the_walk_names() -> None:
+    bundle = fixture_json(BUNDLE)
+    for at in (3, 5):
+        del bundle["entry"][at]["resource"]["resourceType"]
+    body = json.dumps(bundle).encode()
+    assert outcome(lambda: check_resource_types(bundle, "Bundle", body)) == outcome(
+        lambda: check_resource_types(bundle, "Bundle")
+    )
+    bundle["entry"].insert(0, "not an entry")  # an entry that is no object is the model's to refuse, not a 500
+    body = json.dumps(bundle).encode()
+    assert outcome(lambda: check_resource_types(bundle, "Bundle", body)) == outcome(
+        lambda: check_resource_types(bundle, "Bundle")
+    )
