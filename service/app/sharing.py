@@ -7,7 +7,7 @@ can never disagree about what a client's consents allow.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -263,6 +263,30 @@ async def decide(
         records = tuple(
             consent_record(d.resource_json) for d in await repository.consents_of(session, holdings.client.id)
         )
+    return decide_over(
+        records,
+        holdings,
+        actor_reference,
+        assigned=assigned,
+        categories=categories,
+        at=at,
+        purpose=purpose,
+        action=action,
+    )
+
+
+def decide_over(
+    records: Sequence[ConsentRecord],
+    holdings: Holdings,
+    actor_reference: str,
+    *,
+    assigned: bool,
+    categories: Iterable[DataCategory],
+    at: datetime,
+    purpose: Coding = PURPOSE_COC,
+    action: Coding = ACTION_ACCESS,
+) -> Decision:
+    """As decide, over Consents already read (the holdings' own, read in the same statement)."""
     roles = {ROLE_IRCP} | ({ASSIGNED_PEER_ROLE} if assigned else set())
     request = AccessRequest(
         patient=f"Patient/{holdings.client.id}",

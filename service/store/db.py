@@ -47,7 +47,12 @@ def create_engine(database_url: str) -> AsyncEngine:
 
     else:
         # A server that does not answer fails a request in 10 s rather than asyncpg's default 60 s.
-        engine = create_async_engine(url, pool_pre_ping=True, hide_parameters=True, connect_args={"timeout": 10})
+        engine = create_async_engine(
+            url,
+            pool_pre_ping=True,
+            hide_parameters=True,
+            connect_args={"timeout": 10},
+        )
     event.listen(engine.sync_engine, "do_connect", _connect)
     return engine
 
@@ -85,6 +90,14 @@ SessionFactory = async_sessionmaker[AsyncSession]
 
 def session_factory(engine: AsyncEngine) -> SessionFactory:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def engine_of(sessions: SessionFactory) -> AsyncEngine:
+    """The engine a session factory binds (for reads that need no session: service/store/direct.py)."""
+    engine = sessions.kw.get("bind")
+    if not isinstance(engine, AsyncEngine):
+        raise TypeError("the session factory is not bound to an AsyncEngine")
+    return engine
 
 
 # SQLite lets one connection write at a time; the others wait in its busy handler, which sleeps and retries with
