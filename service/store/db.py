@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, exc
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.util import await_
 
 # The loggers that would print statement parameters or rows (aiosqlite logs each call with its arguments).
 CHATTY_LOGGERS = ("sqlalchemy.engine", "sqlalchemy.pool", "sqlalchemy.orm", "aiosqlite")
@@ -33,9 +36,12 @@ OUTAGE_SQLSTATES = ("08", "53", "57", "55P03")
 # against max_connections (100 by default: 4 API processes at most 20 each, with the overflow of 10).
 SQLITE_POOL_SIZE = 20
 POSTGRES_POOL_SIZE = 10
+# A pooled PostgreSQL connection idle this long is pinged before it is handed out (_ping_when_idle).
+PING_AFTER_IDLE_SECONDS = 1.0
+_IDLE_SINCE = "peerway_idle_since"
 
 
-def create_engine(database_url: str) -> AsyncEngine:
+def create_engine(database_url: str, *, ping_after_idle_seconds: float = PING_AFTER_IDLE_SECONDS) -> AsyncEngine:
     for name in CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     url = make_url(database_url)
@@ -57,14 +63,32 @@ def create_engine(database_url: str) -> AsyncEngine:
     else:
         # A server that does not answer fails a request in 10 s rather than asyncpg's default 60 s.
         engine = create_async_engine(
-            url,
-            pool_pre_ping=True,
-            hide_parameters=True,
-            connect_args={"timeout": 10},
-            pool_size=POSTGRES_POOL_SIZE,
+            url, hide_parameters=True, connect_args={"timeout": 10}, pool_size=POSTGRES_POOL_SIZE
         )
+        event.listen(engine.sync_engine, "checkin", _idle_from_now)
+        event.listen(engine.sync_engine, "checkout", partial(_ping_when_idle, ping_after_idle_seconds))
     event.listen(engine.sync_engine, "do_connect", _connect)
     return engine
+
+
+def _idle_from_now(_dbapi_connection: Any, record: Any) -> None:
+    record.info[_IDLE_SINCE] = time.monotonic()
+
+
+def _ping_when_idle(idle_seconds: float, dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    """A connection that sat idle in the pool is pinged before use (the server may have closed it since: a
+    restart, an idle timeout); one used moments ago is not. SQLAlchemy's pool_pre_ping pinged on every checkout,
+    and its ping is three round trips on asyncpg (BEGIN, the ping, ROLLBACK): with two checkouts per summary read
+    that was about a third of its CPU. Here a ping is one round trip, outside a transaction. A connection that
+    died within the idle window fails its statement as a disconnect: SQLAlchemy then replaces it and every older
+    connection of the pool, and that request is a 503 (service/app/health.py)."""
+    since = record.info.get(_IDLE_SINCE)
+    if since is None or time.monotonic() - since < idle_seconds:
+        return
+    try:
+        await_(dbapi_connection.driver_connection.fetchrow(";"))
+    except Exception as error:  # the pool closes it and checks out another (or opens a new one)
+        raise exc.DisconnectionError("the connection did not answer its ping") from error
 
 
 def _connect(dialect: Dialect, _record: Any, cargs: Any, cparams: Any) -> Any:

@@ -73,8 +73,9 @@ class DirectRead:
                     isinstance(adapted, engine.dialect.loaded_dbapi.Error)
                     and engine.dialect.is_disconnect(adapted, raw.dbapi_connection, None)
                 )
-                if broken:
-                    await connection.invalidate()
+                if broken:  # as SQLAlchemy does on a disconnect: this connection and every older one are replaced
+                    pool = engine.sync_engine.pool
+                    await connection.run_sync(lambda _: pool._invalidate(raw, translated))
                 raise exc.DBAPIError.instance(
                     compiled.sql,
                     None,
