@@ -303,6 +303,15 @@ def decide_over(
 def disclosed_resources(decision: Decision, holdings: Holdings) -> list[dict[str, Any]]:
     """The summary's resources: only permitted items, and of the Patient only the permitted categories'
     elements; then an OperationOutcome naming the shown categories whose last read from the EHR failed."""
+    resources = permitted_resources(decision, holdings)
+    stale = stale_categories(decision, holdings)
+    if stale:
+        resources.append(stale_notice(stale))
+    return resources
+
+
+def permitted_resources(decision: Decision, holdings: Holdings) -> list[dict[str, Any]]:
+    """The permitted items, and of the Patient only the permitted categories' elements (no stale notice)."""
     client_id = holdings.client.id
     patient_categories = frozenset(c for c in build.PATIENT_CATEGORIES if _base_permitted(decision, c))
     permitted_references = _permitted_references(decision)
@@ -313,11 +322,21 @@ def disclosed_resources(decision: Decision, holdings: Holdings) -> list[dict[str
     if _base_permitted(decision, DataCategory.ADMISSION_DISCHARGE):
         resources.append(build.summary_encounter(holdings.episode.id, client_id, holdings.encounter))
     resources += [i.resource for i in holdings.items if i.reference in permitted_references]
-    shown = shared_categories(decision)
-    stale = [(f.category, f.succeeded_at) for f in holdings.fetches if f.status == FAILED and f.category in shown]
-    if stale:
-        resources.append({"id": new_id(), **stale_outcome(stale)})  # a notice, not a resource to fetch again
     return resources
+
+
+Stale = tuple[tuple[DataCategory, datetime | None], ...]
+
+
+def stale_categories(decision: Decision, holdings: Holdings) -> Stale:
+    """The shown categories whose last read from the EHR failed, with the time of the last success."""
+    shown = shared_categories(decision)
+    return tuple((f.category, f.succeeded_at) for f in holdings.fetches if f.status == FAILED and f.category in shown)
+
+
+def stale_notice(stale: Stale) -> dict[str, Any]:
+    """The OperationOutcome naming stale categories: a notice with an id of its own, not a resource to fetch again."""
+    return {"id": new_id(), **stale_outcome(stale)}
 
 
 def _item_decisions(decision: Decision) -> tuple[build.DisclosedItem, ...]:
