@@ -4,14 +4,18 @@ error (a database that cannot serve must stay a 503, not a 500)."""
 
 from __future__ import annotations
 
+import socket
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from sqlalchemy import bindparam, column, exc, insert, literal, select, table
+from sqlalchemy.engine import make_url
 
-from service.store.db import create_engine, session_factory, transaction
+from service.store.db import create_engine, is_outage, session_factory, transaction
 from service.store.direct import DirectRead
 from service.store.models import Client, ConsentDocument
+from tests.conftest import BACKEND
 
 
 async def test_the_rows_are_those_sqlalchemy_returns(database_url: str) -> None:
@@ -63,5 +67,23 @@ async def test_a_failing_read_raises_sqlalchemys_error_and_the_pool_stays_usable
         assert "no_such_table" in str(raised.value)
         present = DirectRead(select(literal(7).label("seven")).where(literal(1) == bindparam("one")))
         assert await present.rows(engine, {"one": 1}) == [(7,)]
+    finally:
+        await engine.dispose()
+
+
+async def test_a_database_that_cannot_be_opened_is_an_outage(database_url: str, tmp_path: Path) -> None:
+    if BACKEND == "postgres":
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            closed = s.getsockname()[1]
+        url = make_url(database_url).set(host="127.0.0.1", port=closed).render_as_string(False)
+    else:
+        url = f"sqlite+aiosqlite:///{tmp_path}"  # a directory: SQLite cannot open it
+    engine = create_engine(url)
+    read = DirectRead(select(literal(7).label("seven")).where(literal(1) == bindparam("one")))
+    try:
+        with pytest.raises(exc.DBAPIError) as raised:
+            await read.rows(engine, {"one": 1})
+        assert is_outage(raised.value)
     finally:
         await engine.dispose()
