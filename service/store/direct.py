@@ -21,9 +21,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import event, exc
+from sqlalchemy import Table, event, exc, insert
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.selectable import SelectBase
 
 Processor = Callable[[Any], Any] | None
@@ -77,25 +77,58 @@ class DirectRead:
                 else:
                     fetched = await driver.fetch(compiled.sql, *values)
             except Exception as error:
-                translated = _translated(raw.dbapi_connection, error)
-                adapted: Any = translated
-                broken = isinstance(error, ConnectionError) or (
-                    isinstance(adapted, engine.dialect.loaded_dbapi.Error)
-                    and engine.dialect.is_disconnect(adapted, raw.dbapi_connection, None)
-                )
-                if broken:  # as SQLAlchemy does on a disconnect: this connection and every older one are replaced
-                    pool = engine.sync_engine.pool
-                    await connection.run_sync(lambda _: pool._invalidate(raw, translated))
-                raise exc.DBAPIError.instance(
-                    compiled.sql,
-                    None,
-                    translated,
-                    engine.dialect.loaded_dbapi.Error,
-                    hide_parameters=True,
-                    connection_invalidated=broken,
-                    dialect=engine.dialect,
-                ) from error
+                raise await _failure(engine, connection, raw, compiled.sql, error) from error
         return fetched
+
+
+class DirectInsert:
+    """INSERTs of whole rows into one table, committed together, in one driver call: asyncpg's executemany (one
+    implicit transaction, pipelined), or on SQLite one trip to aiosqlite's thread that runs BEGIN, the INSERTs and
+    COMMIT there — instead of SQLAlchemy's five or six trips (cursor, execute, close, commit...) or three round
+    trips. The caller holds the process's SQLite write turn (service/store/db.py sqlite_writer)."""
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+        self._compiled: dict[str, tuple[str, tuple[str, ...], tuple[Processor, ...]]] = {}
+
+    def _for(self, dialect: Dialect) -> tuple[str, tuple[str, ...], tuple[Processor, ...]]:
+        found = self._compiled.get(dialect.name)
+        if found is None:
+            names = tuple(c.name for c in self.table.columns)
+            compiled = insert(self.table).compile(dialect=dialect, column_keys=list(names))
+            order = tuple(compiled.positiontup or ())
+            processors = tuple(self.table.c[name].type._cached_bind_processor(dialect) for name in order)
+            found = self._compiled[dialect.name] = (compiled.string, order, processors)
+        return found
+
+    async def insert_many(self, engine: AsyncEngine, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert `rows` (every column given) and commit them, all or none; raises SQLAlchemy's errors."""
+        sql, order, processors = self._for(engine.dialect)
+        values = [
+            tuple(p(row[name]) if p is not None else row[name] for name, p in zip(order, processors, strict=True))
+            for row in rows
+        ]
+        async with engine.connect() as connection:
+            raw = await connection.get_raw_connection()
+            driver: Any = raw.driver_connection
+            try:
+                if engine.dialect.name == "sqlite":
+                    # aiosqlite's own queue: one trip for the whole transaction (its public calls are one each).
+                    await driver._execute(_sqlite_insert_all, driver._conn, sql, values)
+                else:
+                    await driver.executemany(sql, values)
+            except Exception as error:
+                raise await _failure(engine, connection, raw, sql, error) from error
+
+
+def _sqlite_insert_all(conn: sqlite3.Connection, sql: str, values: list[tuple[Any, ...]]) -> None:
+    conn.execute("BEGIN")
+    try:
+        conn.executemany(sql, values)
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
 
 
 # SQLite: a read runs right here, on the event loop's thread, on a connection of its own. The statement takes
@@ -135,6 +168,31 @@ def _close_readers(engine: Any) -> None:
     for reader in _sqlite_readers.pop(engine, {}).values():
         with contextlib.suppress(sqlite3.Error):
             reader.close()
+
+
+async def _failure(
+    engine: AsyncEngine, connection: AsyncConnection, raw: Any, sql: str, error: Exception
+) -> BaseException:
+    """The error SQLAlchemy would raise for a driver's `error`; a connection it broke is invalidated, with every
+    older one of the pool (as SQLAlchemy does on a disconnect)."""
+    translated = _translated(raw.dbapi_connection, error)
+    adapted: Any = translated
+    broken = isinstance(error, ConnectionError) or (
+        isinstance(adapted, engine.dialect.loaded_dbapi.Error)
+        and engine.dialect.is_disconnect(adapted, raw.dbapi_connection, None)
+    )
+    if broken:
+        pool = engine.sync_engine.pool
+        await connection.run_sync(lambda _: pool._invalidate(raw, translated))
+    return exc.DBAPIError.instance(
+        sql,
+        None,
+        translated,
+        engine.dialect.loaded_dbapi.Error,
+        hide_parameters=True,
+        connection_invalidated=broken,
+        dialect=engine.dialect,
+    )
 
 
 def _translated(dbapi_connection: Any, error: Exception) -> BaseException:

@@ -7,14 +7,15 @@ from __future__ import annotations
 import socket
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import bindparam, column, exc, insert, literal, select, table
 from sqlalchemy.engine import make_url
 
 from service.store.db import create_engine, is_outage, session_factory, transaction
-from service.store.direct import DirectRead
-from service.store.models import Client, ConsentDocument
+from service.store.direct import DirectInsert, DirectRead
+from service.store.models import AuditRecord, Client, ConsentDocument, table_of
 from tests.conftest import BACKEND
 
 
@@ -85,5 +86,25 @@ async def test_a_database_that_cannot_be_opened_is_an_outage(database_url: str, 
         with pytest.raises(exc.DBAPIError) as raised:
             await read.rows(engine, {"one": 1})
         assert is_outage(raised.value)
+    finally:
+        await engine.dispose()
+
+
+async def test_rows_inserted_together_are_committed_all_or_none(database_url: str) -> None:
+    engine = create_engine(database_url)
+    sessions = session_factory(engine)
+    audits = DirectInsert(table_of(AuditRecord))
+    at = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
+
+    def row(audit_id: str) -> dict[str, Any]:
+        return {"id": audit_id, "client_id": "c1", "actor": "Practitioner/p", "outcome": "0", "recorded_at": at}
+
+    try:
+        await audits.insert_many(engine, [row("a1") | {"resource_json": "{}"}, row("a2") | {"resource_json": "[]"}])
+        with pytest.raises(exc.IntegrityError):  # a2 again: the batch fails as a whole
+            await audits.insert_many(engine, [row("a3") | {"resource_json": "{}"}, row("a2") | {"resource_json": "{}"}])
+        async with sessions() as session:
+            stored = (await session.execute(select(AuditRecord).order_by(AuditRecord.id))).scalars().all()
+        assert [(r.id, r.recorded_at, r.resource_json) for r in stored] == [("a1", at, "{}"), ("a2", at, "[]")]
     finally:
         await engine.dispose()
