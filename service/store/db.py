@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import event, exc
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import PoolResetState
 from sqlalchemy.util import await_
 
 # The loggers that would print statement parameters or rows (aiosqlite logs each call with its arguments).
@@ -39,6 +40,8 @@ POSTGRES_POOL_SIZE = 10
 # A pooled PostgreSQL connection idle this long is pinged before it is handed out (_ping_when_idle).
 PING_AFTER_IDLE_SECONDS = 1.0
 _IDLE_SINCE = "peerway_idle_since"
+# Set in a pooled connection's info by a user that ended its transaction on the driver itself (no reset needed).
+CLEAN_ON_RETURN = "peerway_clean_on_return"
 
 
 def create_engine(database_url: str, *, ping_after_idle_seconds: float = PING_AFTER_IDLE_SECONDS) -> AsyncEngine:
@@ -49,8 +52,13 @@ def create_engine(database_url: str, *, ping_after_idle_seconds: float = PING_AF
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(
-            url, connect_args={"timeout": 30}, hide_parameters=True, pool_size=SQLITE_POOL_SIZE
+            url,
+            connect_args={"timeout": 30},
+            hide_parameters=True,
+            pool_size=SQLITE_POOL_SIZE,
+            pool_reset_on_return=None,  # _rollback_on_return does it, unless the connection says it is clean
         )
+        event.listen(engine.sync_engine, "reset", _rollback_on_return)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -69,6 +77,16 @@ def create_engine(database_url: str, *, ping_after_idle_seconds: float = PING_AF
         event.listen(engine.sync_engine, "checkout", partial(_ping_when_idle, ping_after_idle_seconds))
     event.listen(engine.sync_engine, "do_connect", _connect)
     return engine
+
+
+def _rollback_on_return(dbapi_connection: Any, record: Any, state: PoolResetState) -> None:
+    """What the pool's rollback-on-return does, except for a connection whose last user committed or rolled back
+    on the driver itself and said so (CLEAN_ON_RETURN: service/store/direct.py): on SQLite a rollback is one more
+    trip to aiosqlite's thread, which cost as much as the audit batch's whole transaction."""
+    clean = record.info.pop(CLEAN_ON_RETURN, False)
+    if not state.asyncio_safe or state.transaction_was_reset or clean:
+        return
+    dbapi_connection.rollback()
 
 
 def _idle_from_now(_dbapi_connection: Any, record: Any) -> None:

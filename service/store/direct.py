@@ -26,6 +26,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.selectable import SelectBase
 
+from service.store.db import CLEAN_ON_RETURN
+
 Processor = Callable[[Any], Any] | None
 
 
@@ -115,6 +117,7 @@ class DirectInsert:
                 if engine.dialect.name == "sqlite":
                     # aiosqlite's own queue: one trip for the whole transaction (its public calls are one each).
                     await driver._execute(_sqlite_insert_all, driver._conn, sql, values)
+                    raw.info[CLEAN_ON_RETURN] = True  # committed: the pool need not roll back (one trip less)
                 else:
                     await driver.executemany(sql, values)
             except Exception as error:

@@ -108,3 +108,30 @@ async def test_rows_inserted_together_are_committed_all_or_none(database_url: st
         assert [(r.id, r.recorded_at, r.resource_json) for r in stored] == [("a1", at, "{}"), ("a2", at, "[]")]
     finally:
         await engine.dispose()
+
+
+async def test_a_connection_returned_inside_a_transaction_is_rolled_back(database_url: str) -> None:
+    """Only a connection that says it is clean skips the pool's rollback: one returned with a write under way (here
+    begun on the driver itself on SQLite, which SQLAlchemy cannot know of) is rolled back, its write lost."""
+    engine = create_engine(database_url)
+    insert_one = (
+        "INSERT INTO audit_event (id, client_id, actor, outcome, recorded_at, resource_json)"
+        " VALUES ('x1', 'c1', 'Practitioner/p', '0', '2026-03-01 12:00:00', '{}')"
+    )
+    try:
+        async with engine.connect() as connection:
+            if BACKEND == "sqlite":
+                driver: Any = (await connection.get_raw_connection()).driver_connection
+                await driver.execute(insert_one)  # pysqlite opens the transaction implicitly
+            else:
+                await connection.exec_driver_sql(insert_one)
+        async with engine.connect() as connection:
+            count = (await connection.exec_driver_sql("SELECT count(*) FROM audit_event")).scalar()
+        assert count == 0
+        audits = DirectInsert(table_of(AuditRecord))
+        row = {"id": "x2", "client_id": "c1", "actor": "P", "outcome": "0", "resource_json": "{}"}
+        await audits.insert_many(engine, [row | {"recorded_at": datetime(2026, 3, 1, tzinfo=UTC)}])
+        async with engine.connect() as connection:
+            assert (await connection.exec_driver_sql("SELECT id FROM audit_event")).scalars().all() == ["x2"]
+    finally:
+        await engine.dispose()
