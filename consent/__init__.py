@@ -18,7 +18,7 @@ from consent.categories import (
     ROLE_IRCP,
     DataCategory,
 )
-from consent.engine import evaluate
+from consent.engine import evaluate, unchanged_until
 from consent.model import (
     AccessRequest,
     ActorRule,
@@ -54,4 +54,5 @@ __all__ = [
     "Provision",
     "RequestedItem",
     "evaluate",
+    "unchanged_until",
 ]

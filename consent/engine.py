@@ -77,6 +77,25 @@ def evaluate(consents: Sequence[ConsentRecord], request: AccessRequest) -> Decis
     return Decision(items=tuple(_decide_safely(item, groups, refusals, request) for item in request.items))
 
 
+def unchanged_until(consents: Sequence[ConsentRecord], at: datetime) -> datetime | None:
+    """The first moment at or after `at` from which evaluate over `consents` may decide differently for a request
+    that differs only in its time: the beginning or end of a provision's period, at any depth. Before it, every
+    decision made at `at` holds (a caller may keep it); None when no period lies ahead. `at` itself is returned
+    when a period ends exactly then (an end is inclusive: the next moment differs), so nothing is kept."""
+    moment = as_aware(at)
+    ahead: list[datetime] = []
+    for consent in consents:
+        stack = [consent.provision] if consent.provision is not None else []
+        while stack:
+            provision = stack.pop()
+            stack += provision.provisions
+            period = provision.period
+            if period is None:
+                continue
+            ahead += [as_aware(b) for b in (period.start, period.end) if b is not None and as_aware(b) >= moment]
+    return min(ahead, default=None)
+
+
 # --- which consents take part (rules 1 and 6) ------------------------------------------------------
 
 

@@ -7,7 +7,7 @@ from pydantic import BaseModel
 
 from service.api import fhir_rest
 from service.api.deps import Peer, SessionsDep, SettingsDep, read_body
-from service.api.responses import FhirResponse
+from service.api.responses import FhirResponse, RenderedFhir
 from service.app import peers, summary
 from service.fhir.operation import operation_parameters
 
@@ -36,8 +36,8 @@ async def my_clients(caller: Peer, sessions: SessionsDep) -> list[MyClient]:
     response_class=FhirResponse,
     summary="The consented summary of one of my clients (Bundle, type collection)",
 )
-async def client_summary(client_id: str, caller: Peer, sessions: SessionsDep, settings: SettingsDep) -> FhirResponse:
-    return FhirResponse(await summary.read_summary(sessions, settings.base_url, caller.subject, client_id))
+async def client_summary(client_id: str, caller: Peer, sessions: SessionsDep, settings: SettingsDep) -> RenderedFhir:
+    return RenderedFhir(await summary.read_summary_json(sessions, settings.base_url, caller.subject, client_id))
 
 
 @router.post(
@@ -48,6 +48,6 @@ async def client_summary(client_id: str, caller: Peer, sessions: SessionsDep, se
 )
 async def client_summary_posted(
     client_id: str, request: Request, caller: Peer, sessions: SessionsDep, settings: SettingsDep
-) -> FhirResponse:
+) -> RenderedFhir:
     operation_parameters(await read_body(request, settings), "peer-summary")
-    return FhirResponse(await summary.read_summary(sessions, settings.base_url, caller.subject, client_id))
+    return RenderedFhir(await summary.read_summary_json(sessions, settings.base_url, caller.subject, client_id))

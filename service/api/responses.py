@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
 
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from service.errors import PeerwayError
 from service.fhir.build import operation_outcome, without_empty
@@ -43,6 +43,13 @@ class FhirResponse(JSONResponse):
         if self._pretty:
             return json.dumps(kept, indent=2, ensure_ascii=False).encode()
         return json.dumps(kept, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class RenderedFhir(Response):
+    """A FHIR answer the use case rendered itself, exactly as FhirResponse would (service/fhir/build.py), for a
+    resource without a version (no ETag or Last-Modified)."""
+
+    media_type = FHIR_JSON
 
 
 def version_headers(content: Any) -> dict[str, str]:

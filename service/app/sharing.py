@@ -7,7 +7,7 @@ can never disagree about what a client's consents allow.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -263,6 +263,30 @@ async def decide(
         records = tuple(
             consent_record(d.resource_json) for d in await repository.consents_of(session, holdings.client.id)
         )
+    return decide_over(
+        records,
+        holdings,
+        actor_reference,
+        assigned=assigned,
+        categories=categories,
+        at=at,
+        purpose=purpose,
+        action=action,
+    )
+
+
+def decide_over(
+    records: Sequence[ConsentRecord],
+    holdings: Holdings,
+    actor_reference: str,
+    *,
+    assigned: bool,
+    categories: Iterable[DataCategory],
+    at: datetime,
+    purpose: Coding = PURPOSE_COC,
+    action: Coding = ACTION_ACCESS,
+) -> Decision:
+    """As decide, over Consents already read (the holdings' own, read in the same statement)."""
     roles = {ROLE_IRCP} | ({ASSIGNED_PEER_ROLE} if assigned else set())
     request = AccessRequest(
         patient=f"Patient/{holdings.client.id}",
@@ -279,6 +303,15 @@ async def decide(
 def disclosed_resources(decision: Decision, holdings: Holdings) -> list[dict[str, Any]]:
     """The summary's resources: only permitted items, and of the Patient only the permitted categories'
     elements; then an OperationOutcome naming the shown categories whose last read from the EHR failed."""
+    resources = permitted_resources(decision, holdings)
+    stale = stale_categories(decision, holdings)
+    if stale:
+        resources.append(stale_notice(stale))
+    return resources
+
+
+def permitted_resources(decision: Decision, holdings: Holdings) -> list[dict[str, Any]]:
+    """The permitted items, and of the Patient only the permitted categories' elements (no stale notice)."""
     client_id = holdings.client.id
     patient_categories = frozenset(c for c in build.PATIENT_CATEGORIES if _base_permitted(decision, c))
     permitted_references = _permitted_references(decision)
@@ -289,11 +322,21 @@ def disclosed_resources(decision: Decision, holdings: Holdings) -> list[dict[str
     if _base_permitted(decision, DataCategory.ADMISSION_DISCHARGE):
         resources.append(build.summary_encounter(holdings.episode.id, client_id, holdings.encounter))
     resources += [i.resource for i in holdings.items if i.reference in permitted_references]
-    shown = shared_categories(decision)
-    stale = [(f.category, f.succeeded_at) for f in holdings.fetches if f.status == FAILED and f.category in shown]
-    if stale:
-        resources.append({"id": new_id(), **stale_outcome(stale)})  # a notice, not a resource to fetch again
     return resources
+
+
+Stale = tuple[tuple[DataCategory, datetime | None], ...]
+
+
+def stale_categories(decision: Decision, holdings: Holdings) -> Stale:
+    """The shown categories whose last read from the EHR failed, with the time of the last success."""
+    shown = shared_categories(decision)
+    return tuple((f.category, f.succeeded_at) for f in holdings.fetches if f.status == FAILED and f.category in shown)
+
+
+def stale_notice(stale: Stale) -> dict[str, Any]:
+    """The OperationOutcome naming stale categories: a notice with an id of its own, not a resource to fetch again."""
+    return {"id": new_id(), **stale_outcome(stale)}
 
 
 def _item_decisions(decision: Decision) -> tuple[build.DisclosedItem, ...]:

@@ -13,7 +13,7 @@ import binascii
 import json
 import time
 import warnings
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Any
 
 import authlib.deprecate
@@ -86,6 +86,37 @@ def verify(token: str, keys: KeySet, algorithms: Collection[str]) -> dict[str, A
     except (JoseError, ValueError) as exc:
         raise Unauthorized(f"invalid bearer token ({type(exc).__name__})") from None
     return dict(claims)
+
+
+class VerifiedTokens:
+    """Claims of tokens that passed every check of their signature and claims, by the token's exact text, each
+    kept until the token's exp and only while the keys that checked it are still the ones in use (`keys`: the
+    issuer and its key set, Peerway's key file as loaded...). A token is verified once instead of on every
+    request; whatever can change within its life besides its keys (a disabled account, issuer or client, a
+    retired peer) is checked by the caller on every request, cached or not. At most `size` are kept."""
+
+    def __init__(self, size: int = 10_000, clock: Callable[[], float] = time.time) -> None:
+        self.size = size
+        self.clock = clock
+        self._held: dict[str, tuple[object, dict[str, Any], float]] = {}
+
+    def get(self, token: str, keys: object) -> dict[str, Any] | None:
+        held = self._held.get(token)
+        if held is None:
+            return None
+        held_keys, claims, exp = held
+        if self.clock() >= exp or (held_keys is not keys and held_keys != keys):
+            del self._held[token]
+            return None
+        return claims
+
+    def put(self, token: str, keys: object, claims: dict[str, Any]) -> None:
+        exp = claims.get("exp")
+        if not isinstance(exp, int | float) or isinstance(exp, bool):
+            return
+        if len(self._held) >= self.size:
+            del self._held[next(iter(self._held))]  # the oldest kept
+        self._held[token] = (keys, claims, float(exp))
 
 
 def check_times(claims: dict[str, Any], *, leeway: int, max_lifetime: int | None, now: float | None = None) -> None:

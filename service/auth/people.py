@@ -21,6 +21,7 @@ import httpx
 from service.auth.jose import (
     PEOPLE_ALGORITHMS,
     KeySet,
+    VerifiedTokens,
     audience_includes,
     check_times,
     fetch_json,
@@ -91,18 +92,35 @@ class TokenPolicy:
 
 
 async def verify_person_token(
-    token: str, issuer: str, pinned_jwks: dict[str, Any] | None, cache: IssuerKeys, policy: TokenPolicy
+    token: str,
+    issuer: str,
+    pinned_jwks: dict[str, Any] | None,
+    cache: IssuerKeys,
+    policy: TokenPolicy,
+    verified: VerifiedTokens | None = None,
 ) -> dict[str, Any]:
-    """The claims of a person's access token from `issuer`, every check passed; Unauthorized otherwise."""
+    """The claims of a person's access token from `issuer`, every check passed; Unauthorized otherwise. With
+    `verified`, a token already verified with the same keys (the pinned JWKS, or the key set the issuer
+    publishes now) is not verified again before its exp."""
     header, _ = unverified_parts(token)
     kid = header.get("kid") if isinstance(header.get("kid"), str) else None
-    if pinned_jwks is not None:
+    keys = None if pinned_jwks is not None else await cache.keys(issuer, kid)
+    identity = (issuer, policy, pinned_jwks if pinned_jwks is not None else keys)
+    known = verified.get(token, identity) if verified is not None else None
+    if known is not None:
+        return known
+    if keys is None:
         try:
             keys = key_set(pinned_jwks)
         except ValueError:
             raise Unauthorized("the issuer's registered keys cannot be read") from None
-    else:
-        keys = await cache.keys(issuer, kid)
+    claims = _checked(token, issuer, keys, policy)
+    if verified is not None:
+        verified.put(token, identity, claims)
+    return claims
+
+
+def _checked(token: str, issuer: str, keys: KeySet, policy: TokenPolicy) -> dict[str, Any]:
     claims = verify(token, keys, PEOPLE_ALGORITHMS)
     if claims.get("iss") != issuer:
         raise Unauthorized("the token's issuer does not match")

@@ -203,6 +203,24 @@ def collection(resources: Iterable[dict[str, Any]], base_url: str, now: datetime
     }
 
 
+def entry_json(resource: dict[str, Any], base_url: str) -> bytes:
+    """One collection entry as the response renders it (FhirResponse: no empty elements, compact, UTF-8)."""
+    return _compact({"fullUrl": _full_url(resource, base_url), "resource": resource})
+
+
+def collection_json(entries: Sequence[bytes], now: datetime) -> bytes:
+    """The rendered bytes of collection(resources, base_url, now), from its entries rendered by entry_json: the
+    entries of a cached summary are rendered once, only the timestamp is new on every read."""
+    head = b'{"resourceType":"Bundle","type":"collection","timestamp":' + _compact(fhir_instant(now))
+    if not entries:
+        return head + b"}"
+    return head + b',"entry":[' + b",".join(entries) + b"]}"
+
+
+def _compact(value: Any) -> bytes:
+    return json.dumps(without_empty(value), separators=(",", ":"), ensure_ascii=False).encode()
+
+
 def _full_url(resource: dict[str, Any], base_url: str) -> str:
     """Where an entry's resource lives: an OperationOutcome (the stale notice) lives nowhere, so a urn:uuid."""
     if resource["resourceType"] == "OperationOutcome":

@@ -14,12 +14,12 @@ import weakref
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import insert
+from service.store.db import SessionFactory, engine_of, sqlite_writer
+from service.store.direct import DirectInsert
+from service.store.models import AuditRecord, table_of
 
-from service.store.db import SessionFactory, transaction
-from service.store.models import AuditRecord
-
-_INSERT = insert(AuditRecord)
+# One driver call per batch, its own transaction (service/store/direct.py).
+_INSERT = DirectInsert(table_of(AuditRecord))
 _Pending = list[tuple[dict[str, Any], asyncio.Future[None]]]
 
 
@@ -37,8 +37,8 @@ class _GroupCommit:
             while self.pending:
                 batch, self.pending = self.pending, []
                 try:
-                    async with transaction(self.sessions) as session:
-                        await (await session.connection()).execute(_INSERT, [row for row, _ in batch])
+                    async with sqlite_writer(self.sessions):  # this process's SQLite write turn
+                        await _INSERT.insert_many(engine_of(self.sessions), [row for row, _ in batch])
                 except Exception as error:  # handed to each waiting read, which raises it
                     _settle(batch, error)
                 else:

@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, exc
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import PoolResetState
+from sqlalchemy.util import await_
 
 # The loggers that would print statement parameters or rows (aiosqlite logs each call with its arguments).
 CHATTY_LOGGERS = ("sqlalchemy.engine", "sqlalchemy.pool", "sqlalchemy.orm", "aiosqlite")
@@ -26,16 +30,35 @@ CHATTY_LOGGERS = ("sqlalchemy.engine", "sqlalchemy.pool", "sqlalchemy.orm", "aio
 # resources (too many connections, disk full) and operator intervention (shutdown, statement timeout), and
 # lock_not_available (a lock held past lock_timeout, as SQLite's "database is locked" past its busy timeout).
 OUTAGE_SQLSTATES = ("08", "53", "57", "55P03")
+# Connections kept open between requests. Past the pool size a connection is opened for one checkout and closed
+# after it: on SQLite that is a new file handle, aiosqlite thread and three PRAGMAs, on PostgreSQL a new session
+# (TCP, authentication) — under 8 concurrent reads plus the audit commit, the defaults (5) did that on most
+# requests, a fifth of the CPU of a summary read. SQLite connections cost next to nothing; PostgreSQL's count
+# against max_connections (100 by default: 4 API processes at most 20 each, with the overflow of 10).
+SQLITE_POOL_SIZE = 20
+POSTGRES_POOL_SIZE = 10
+# A pooled PostgreSQL connection idle this long is pinged before it is handed out (_ping_when_idle).
+PING_AFTER_IDLE_SECONDS = 1.0
+_IDLE_SINCE = "peerway_idle_since"
+# Set in a pooled connection's info by a user that ended its transaction on the driver itself (no reset needed).
+CLEAN_ON_RETURN = "peerway_clean_on_return"
 
 
-def create_engine(database_url: str) -> AsyncEngine:
+def create_engine(database_url: str, *, ping_after_idle_seconds: float = PING_AFTER_IDLE_SECONDS) -> AsyncEngine:
     for name in CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
+        engine = create_async_engine(
+            url,
+            connect_args={"timeout": 30},
+            hide_parameters=True,
+            pool_size=SQLITE_POOL_SIZE,
+            pool_reset_on_return=None,  # _rollback_on_return does it, unless the connection says it is clean
+        )
+        event.listen(engine.sync_engine, "reset", _rollback_on_return)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -47,9 +70,43 @@ def create_engine(database_url: str) -> AsyncEngine:
 
     else:
         # A server that does not answer fails a request in 10 s rather than asyncpg's default 60 s.
-        engine = create_async_engine(url, pool_pre_ping=True, hide_parameters=True, connect_args={"timeout": 10})
+        engine = create_async_engine(
+            url, hide_parameters=True, connect_args={"timeout": 10}, pool_size=POSTGRES_POOL_SIZE
+        )
+        event.listen(engine.sync_engine, "checkin", _idle_from_now)
+        event.listen(engine.sync_engine, "checkout", partial(_ping_when_idle, ping_after_idle_seconds))
     event.listen(engine.sync_engine, "do_connect", _connect)
     return engine
+
+
+def _rollback_on_return(dbapi_connection: Any, record: Any, state: PoolResetState) -> None:
+    """What the pool's rollback-on-return does, except for a connection whose last user committed or rolled back
+    on the driver itself and said so (CLEAN_ON_RETURN: service/store/direct.py): on SQLite a rollback is one more
+    trip to aiosqlite's thread, which cost as much as the audit batch's whole transaction."""
+    clean = record.info.pop(CLEAN_ON_RETURN, False)
+    if not state.asyncio_safe or state.transaction_was_reset or clean:
+        return
+    dbapi_connection.rollback()
+
+
+def _idle_from_now(_dbapi_connection: Any, record: Any) -> None:
+    record.info[_IDLE_SINCE] = time.monotonic()
+
+
+def _ping_when_idle(idle_seconds: float, dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    """A connection that sat idle in the pool is pinged before use (the server may have closed it since: a
+    restart, an idle timeout); one used moments ago is not. SQLAlchemy's pool_pre_ping pinged on every checkout,
+    and its ping is three round trips on asyncpg (BEGIN, the ping, ROLLBACK): with two checkouts per summary read
+    that was about a third of its CPU. Here a ping is one round trip, outside a transaction. A connection that
+    died within the idle window fails its statement as a disconnect: SQLAlchemy then replaces it and every older
+    connection of the pool, and that request is a 503 (service/app/health.py)."""
+    since = record.info.get(_IDLE_SINCE)
+    if since is None or time.monotonic() - since < idle_seconds:
+        return
+    try:
+        await_(dbapi_connection.driver_connection.fetchrow(";"))
+    except Exception as error:  # the pool closes it and checks out another (or opens a new one)
+        raise exc.DisconnectionError("the connection did not answer its ping") from error
 
 
 def _connect(dialect: Dialect, _record: Any, cargs: Any, cparams: Any) -> Any:
@@ -85,6 +142,14 @@ SessionFactory = async_sessionmaker[AsyncSession]
 
 def session_factory(engine: AsyncEngine) -> SessionFactory:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def engine_of(sessions: SessionFactory) -> AsyncEngine:
+    """The engine a session factory binds (for reads that need no session: service/store/direct.py)."""
+    engine = sessions.kw.get("bind")
+    if not isinstance(engine, AsyncEngine):
+        raise TypeError("the session factory is not bound to an AsyncEngine")
+    return engine
 
 
 # SQLite lets one connection write at a time; the others wait in its busy handler, which sleeps and retries with

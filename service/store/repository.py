@@ -10,14 +10,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import CompoundSelect, Text, bindparam, cast, literal, null, select, union_all
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import aliased
 
 from service.domain.vocabulary import ADMISSION_CANCELLED
 from service.store.background import BackgroundFetch, BackgroundItem
+from service.store.direct import DirectRead
 from service.store.matching import EpisodeClosure
 from service.store.models import Client, ConsentDocument, Contact, Episode, PeerSupporter, UTCDateTime
 from service.store.sites import PeerSite
@@ -157,6 +158,21 @@ _EPISODE = (
 _Rows = CompoundSelect[str, str, str, str | None, str | None, str | None, int | None, datetime | None, datetime | None]
 _DECISION_ROWS: _Rows = union_all(_CONSENTS, _ITEMS, _FETCHES)
 _SUMMARY_ROWS: _Rows = union_all(_CONSENTS, _ITEMS, _FETCHES, _EPISODE)
+_SUMMARY_READ = DirectRead(_SUMMARY_ROWS)
+
+
+class _Row(NamedTuple):
+    """One row of _SUMMARY_ROWS (what each column holds depends on `kind`)."""
+
+    kind: str
+    a: Any
+    b: Any
+    c: Any
+    d: Any
+    e: Any
+    n: Any
+    t1: Any
+    t2: Any
 
 
 @dataclass(frozen=True)
@@ -186,12 +202,11 @@ async def decision_rows(session: AsyncSession, client_id: str) -> DecisionRows:
     return _decision_rows((await (await session.connection()).execute(_DECISION_ROWS, {"client_id": client_id})).all())
 
 
-async def peer_summary_rows(
-    session: AsyncSession, peer_id: str, client_id: str
-) -> tuple[PeerView, DecisionRows] | None:
+async def peer_summary_rows(engine: AsyncEngine, peer_id: str, client_id: str) -> tuple[PeerView, DecisionRows] | None:
     """The client's current episode if — and only if — this peer is assigned to it (as episode_of_peer), with the
-    client's snapshot and the peer's name, and the decision's rows: all in one statement."""
-    rows = (await (await session.connection()).execute(_SUMMARY_ROWS, {"client_id": client_id})).all()
+    client's snapshot and the peer's name, and the decision's rows: all in one statement, run in one driver call
+    outside any transaction (one statement reads one consistent snapshot; service/store/direct.py)."""
+    rows = [_Row(*row) for row in await _SUMMARY_READ.rows(engine, {"client_id": client_id})]
     episode = next((r for r in rows if r.kind == "p"), None)
     if episode is None or episode.c != peer_id or episode.d is None:
         return None

@@ -363,6 +363,20 @@ async def test_a_disabled_client_is_cut_off_even_with_a_live_token(world: World)
     assert sent.status_code == 403
 
 
+async def test_a_client_disabled_after_its_token_was_verified_is_cut_off_at_once(world: World) -> None:
+    ehr = Ehr("north-ehr")
+    await register(world.client, world.admin, ehr, ["system/Encounter.u"])
+    token = (await token_for(world.client, ehr.assertion(TOKEN_URL))).json()["access_token"]
+    first = await world.client.post("/fhir/$process-message", json=fixture_json(DISCHARGE), headers=bearer(token))
+    assert first.status_code == 200, first.text  # the token is verified (and kept) here
+    off = {"status": "disabled"}
+    assert (
+        await world.client.put("/api/admin/clients/north-ehr/status", json=off, headers=world.admin)
+    ).status_code == 200
+    sent = await world.client.post("/fhir/$process-message", json=fixture_json(DISCHARGE), headers=bearer(token))
+    assert sent.status_code == 403
+
+
 async def test_peerways_key_rotates_without_breaking_tokens_already_issued(
     world: World, app: FastAPI, tmp_path: Path
 ) -> None:

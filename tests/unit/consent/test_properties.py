@@ -37,7 +37,9 @@ from consent import (
     Provision,
     RequestedItem,
     evaluate,
+    unchanged_until,
 )
+from consent.model import as_aware
 from tests.unit.consent import oracle
 from tests.unit.consent.conftest import weighted
 
@@ -536,3 +538,28 @@ def test_the_order_consents_arrive_in_does_not_matter(
     rng.shuffle(shuffled)
     for request in batch:
         assert permitted(evaluate(records, request)) == permitted(evaluate(shuffled, request))
+
+
+# --- time: a decision holds until unchanged_until ----------------------------------------------------------
+
+
+@given(st.lists(consents, max_size=4), batches)
+def test_every_decision_holds_until_the_moment_unchanged_until_names(
+    records: list[ConsentRecord], batch: list[AccessRequest]
+) -> None:
+    tick = timedelta(microseconds=1)
+    for request in batch:
+        start = as_aware(request.at)
+        until = unchanged_until(records, request.at)
+        assert until is None or until >= start
+        before = evaluate(records, request)
+        later = [as_aware(m) for m in MOMENTS] + [start + tick, start + timedelta(days=400)]
+        if until is not None:
+            later += [until - tick, until]
+        for moment in later:
+            if moment < start or (until is not None and moment >= until):
+                continue
+            after = evaluate(records, replace(request, at=moment))
+            assert [(d.permitted, d.consent_id) for d in after.items] == [
+                (d.permitted, d.consent_id) for d in before.items
+            ], (moment, until, records, request)

@@ -1,0 +1,129 @@
+"""Summaries decided once are kept (service/app/summary.py), and yet every change is seen on the very next read:
+a new Consent version, an assignment to another peer, new background, a failed read from the EHR, a Consent
+period beginning or ending. Every read, kept or not, is audited; a kept summary is the same answer."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+
+from consent import DataCategory
+from service.api.responses import FhirResponse
+from service.app import summary
+from service.auth import Role
+from service.store import background
+from service.store.db import transaction
+from tests.api.test_answers import response_for
+from tests.api.test_summary import audit_events, record, shared
+from tests.support.consents import peer_consent
+from tests.support.flow import assign, discharged_client_with_peer, register_peer
+
+Auth = Callable[..., dict[str, str]]
+BASE = "http://peerway.test"
+
+
+def types(bundle: dict[str, Any]) -> list[str]:
+    return [e["resource"]["resourceType"] for e in bundle.get("entry", [])]
+
+
+async def test_a_kept_summary_is_the_same_answer_and_every_read_is_audited(
+    client: httpx.AsyncClient, auth: Auth, app: FastAPI
+) -> None:
+    episode, peer = await discharged_client_with_peer(client, auth)
+    await record(client, auth, peer_consent(episode["patient"], ["preferred-name"], actor=peer["practitioner"]))
+    sessions = app.state.sessions
+    moment = datetime.now(UTC)
+    first = await summary.read_summary_json(sessions, BASE, peer["id"], episode["client_id"], now=moment)
+    again = await summary.read_summary_json(sessions, BASE, peer["id"], episode["client_id"], now=moment)
+    as_dict = await summary.read_summary(sessions, BASE, peer["id"], episode["client_id"], now=moment)
+    assert first == again == bytes(FhirResponse(as_dict).body)
+    assert types(json.loads(first)) == ["Patient"]
+    later = await summary.read_summary_json(
+        sessions, BASE, peer["id"], episode["client_id"], now=moment + timedelta(seconds=1)
+    )
+    assert json.loads(later)["timestamp"] != json.loads(first)["timestamp"]
+    assert json.loads(later)["entry"] == json.loads(first)["entry"]
+    assert len(await audit_events(client, auth, episode["patient"])) == 4
+
+
+async def test_a_new_consent_version_is_seen_on_the_next_read(client: httpx.AsyncClient, auth: Auth) -> None:
+    episode, peer = await discharged_client_with_peer(client, auth)
+    stored = await record(
+        client, auth, peer_consent(episode["patient"], ["preferred-name"], actor=peer["practitioner"])
+    )
+    assert set(await shared(client, auth, episode["client_id"], peer["id"])) == {"Patient"}
+    assert set(await shared(client, auth, episode["client_id"], peer["id"])) == {"Patient"}
+    wider = peer_consent(episode["patient"], ["preferred-name", "admission-discharge"], actor=peer["practitioner"])
+    wider["id"] = stored["id"]
+    replaced = await client.put(f"/fhir/Consent/{stored['id']}", json=wider, headers=auth(Role.COORDINATOR))
+    assert replaced.status_code == 200, replaced.text
+    assert set(await shared(client, auth, episode["client_id"], peer["id"])) == {"Patient", "Encounter"}
+
+
+async def test_a_peer_no_longer_assigned_gets_404_on_the_next_read(client: httpx.AsyncClient, auth: Auth) -> None:
+    episode, first = await discharged_client_with_peer(client, auth)
+    await record(client, auth, peer_consent(episode["patient"], ["preferred-name"]))
+    assert set(await shared(client, auth, episode["client_id"], first["id"])) == {"Patient"}
+    second = await register_peer(client, auth, "Robin Next")
+    await assign(client, auth, episode["id"], second["id"])
+    path = f"/fhir/Patient/{episode['client_id']}/$peer-summary"
+    gone = await client.get(path, headers=auth(Role.PEER, first["id"]))
+    unknown = await client.get("/fhir/Patient/no-such-client/$peer-summary", headers=auth(Role.PEER, first["id"]))
+    assert gone.status_code == unknown.status_code == 404
+    assert set(await shared(client, auth, episode["client_id"], second["id"])) == {"Patient"}
+
+
+async def test_new_background_is_seen_on_the_next_read(client: httpx.AsyncClient, auth: Auth) -> None:
+    episode, peer = await discharged_client_with_peer(client, auth)
+    await record(client, auth, peer_consent(episode["patient"], ["interests"], actor=peer["practitioner"]))
+    assert await shared(client, auth, episode["client_id"], peer["id"]) == {}
+    answers = await client.post(
+        "/fhir/QuestionnaireResponse", json=response_for(episode["client_id"]), headers=auth(Role.COORDINATOR)
+    )
+    assert answers.status_code == 201, answers.text
+    assert "QuestionnaireResponse" in await shared(client, auth, episode["client_id"], peer["id"])
+
+
+async def test_a_failed_read_from_the_ehr_is_noticed_on_the_next_read_each_notice_its_own(
+    client: httpx.AsyncClient, auth: Auth, app: FastAPI
+) -> None:
+    episode, peer = await discharged_client_with_peer(client, auth)
+    await record(client, auth, peer_consent(episode["patient"], ["preferred-name"], actor=peer["practitioner"]))
+    assert "OperationOutcome" not in await shared(client, auth, episode["client_id"], peer["id"])
+    async with transaction(app.state.sessions) as session:
+        category = DataCategory.PREFERRED_NAME.value
+        await background.record_failure(session, episode["client_id"], category, "timeout", datetime.now(UTC))
+    notices = [(await shared(client, auth, episode["client_id"], peer["id"]))["OperationOutcome"] for _ in range(2)]
+    assert notices[0]["issue"][0]["code"] == "incomplete"
+    assert notices[0]["id"] != notices[1]["id"]
+
+
+async def test_a_consent_period_ending_or_beginning_is_seen_at_that_moment(
+    client: httpx.AsyncClient, auth: Auth, app: FastAPI
+) -> None:
+    episode, peer = await discharged_client_with_peer(client, auth)
+    now = datetime.now(UTC)
+    soon = now + timedelta(hours=1)
+    ending = peer_consent(
+        episode["patient"], ["preferred-name"], actor=peer["practitioner"], start=now - timedelta(days=1), end=soon
+    )
+    beginning = peer_consent(
+        episode["patient"], ["admission-discharge"], actor=peer["practitioner"], start=soon, end=now + timedelta(days=9)
+    )
+    await record(client, auth, ending)
+    await record(client, auth, beginning)
+    sessions = app.state.sessions
+
+    async def at(moment: datetime) -> list[str]:
+        return types(await summary.read_summary(sessions, BASE, peer["id"], episode["client_id"], now=moment))
+
+    assert await at(now) == ["Patient"]
+    assert await at(now + timedelta(minutes=30)) == ["Patient"]  # kept
+    assert await at(soon) == ["Patient", "Encounter"]  # an end is inclusive, a start too
+    assert await at(soon + timedelta(microseconds=1)) == ["Encounter"]
+    assert await at(now + timedelta(days=10)) == []
