@@ -151,6 +151,31 @@ async def any_due(session: AsyncSession, now: datetime, kinds: Collection[str]) 
     return (await session.execute(query.limit(1))).first() is not None
 
 
+async def due_among(session: AsyncSession, now: datetime, groups: Sequence[Collection[str]]) -> list[bool]:
+    """For each group of kinds, whether a row of them is due and unleased: one read for every group."""
+    row = (await session.execute(_due_statement(tuple(tuple(sorted(kinds)) for kinds in groups)), {"now": now})).one()
+    return [bool(value) for value in row]
+
+
+@functools.cache
+def _due_statement(groups: tuple[tuple[str, ...], ...]) -> Any:
+    now = bindparam("now", type_=UTCDateTime())
+    return select(
+        *(
+            select(Job.id)
+            .where(
+                Job.kind.in_(kinds),
+                Job.status == PENDING,
+                Job.available_at <= now,
+                or_(Job.claimed_until.is_(None), Job.claimed_until < now),
+            )
+            .exists()
+            .label(f"due_{n}")
+            for n, kinds in enumerate(groups)
+        )
+    )
+
+
 @functools.cache
 def _claim_statement(skip_locked: bool) -> Any:
     """The claim, built once per dialect flavour (bound: kinds, now, lease_until, token, limit): building its two

@@ -302,27 +302,60 @@ async def run_jobs(
     wake-up (`wake`: new work was queued in this process) or the stop signal.
 
     Each handler's kinds are claimed in a lane of their own (the same claims, retries and records), so a slow EHR
-    read (a recovery paging through a search) never holds up the writes, nor a slow write the reads.
+    read (a recovery paging through a search) never holds up the writes, nor a slow write the reads. One poll
+    every outbox_poll_seconds looks, in one statement, whether any idle lane has work due, and wakes those that do
+    (before, each idle lane polled on its own: three queries a poll, and the busiest worker paid them all).
     """
-    lanes: dict[Handler, dict[str, Handler]] = {}
+    grouped: dict[Handler, dict[str, Handler]] = {}
     for kind, handler in registry.items():
-        lanes.setdefault(handler, {})[kind] = handler
-    nudges = [asyncio.Event() for _ in lanes]
-    work = [_lane(sessions, lane, settings, stop, nudge) for lane, nudge in zip(lanes.values(), nudges, strict=True)]
-    await asyncio.gather(*work, _checks(periodic, stop), _relay(wake, nudges, stop))
+        grouped.setdefault(handler, {})[kind] = handler
+    lanes = [Lane(kinds) for kinds in grouped.values()]
+    work = [_lane(sessions, lane, settings, stop) for lane in lanes]
+    await asyncio.gather(
+        *work,
+        _poll(sessions, lanes, settings, stop),
+        _checks(periodic, stop),
+        _relay(wake, [lane.nudge for lane in lanes], stop),
+    )
+
+
+class Lane:
+    """The kinds one handler does, whether its loop is waiting for work, and the event that ends the wait."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.nudge = asyncio.Event()
+        self.idle = False
+
+
+async def _poll(sessions: SessionFactory, lanes: Sequence[Lane], settings: Settings, stop: asyncio.Event) -> None:
+    """Every outbox_poll_seconds, one look for due work of the lanes that wait; those that have some are woken."""
+    while not stop.is_set():
+        await _idle(stop, None, settings.outbox_poll_seconds)
+        waiting = [lane for lane in lanes if lane.idle and not lane.nudge.is_set()]
+        if not waiting or stop.is_set():
+            continue
+        try:
+            async with sessions() as session:
+                due = await store.due_among(session, utcnow(), [lane.registry.keys() for lane in waiting])
+        except Exception as exc:  # the next poll tries again
+            log.error("poll for due jobs failed: %s", type(exc).__name__)
+            continue
+        for lane, has_work in zip(waiting, due, strict=True):
+            if has_work:
+                lane.nudge.set()
 
 
 PIPELINE_DEPTH = 2  # claim rounds a lane works on at once: the next is claimed while the last jobs are in flight
 
 
-async def _lane(
-    sessions: SessionFactory, lane: Registry, settings: Settings, stop: asyncio.Event, nudge: asyncio.Event
-) -> None:
+async def _lane(sessions: SessionFactory, this: Lane, settings: Settings, stop: asyncio.Event) -> None:
     """Rounds of run_once, overlapped: as soon as every job of a round is in flight, the next round is claimed and
     prepared, its jobs waiting on the same gates (each handler's `concurrency` holds across rounds), while the
     first records what it did. So the EHR always has `concurrency` writes to answer, not a batch's tail, and the
     claim and the record of each round cost no time with nothing in flight. Overlapping rounds are like two
     workers: the claim never gives out a row while an older one of its subject is pending, so the order holds."""
+    lane, nudge = this.registry, this.nudge
     gates: dict[Handler, asyncio.Semaphore] = {}
     rounds: set[asyncio.Task[JobReport]] = set()
     full = False  # the last round claimed a whole batch: claim again without looking first
@@ -344,7 +377,11 @@ async def _lane(
                 rounds = _reap(rounds, lane)
             if progress.claimed and not stop.is_set():
                 continue
-            await _idle(stop, nudge, settings.outbox_poll_seconds)
+            this.idle = True  # until _poll finds work due for it, a wake-up, or the stop signal
+            try:
+                await _idle(stop, nudge, None)
+            finally:
+                this.idle = False
     except asyncio.CancelledError:
         for task in rounds:
             task.cancel()
