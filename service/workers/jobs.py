@@ -190,7 +190,8 @@ async def _record_done(
 
 class Round:
     """How far a round of run_once has got, for a runner that overlaps rounds (run_jobs' lanes): `started` is set
-    once every claimed job has been handed to its handler (or the round ended); `claimed` says how many there were.
+    once no more of the claimed jobs wait for a place than one handler's concurrency (or the round ended);
+    `claimed` says how many there were.
     """
 
     def __init__(self) -> None:
@@ -241,15 +242,21 @@ async def _round(
         for handler, jobs in batches.items():
             await handler.prepare(jobs)
             gates.setdefault(handler, asyncio.Semaphore(max(1, handler.concurrency)))
+        # The next round is claimed once no more than one handful of this one's jobs wait for a place: its claim
+        # and read then happen while the last jobs of this one are still to be done, and its jobs are queued on
+        # the gates before those places come free.
         waiting = len(claimed)
+        soon = max(max(1, handler.concurrency) for handler in batches)
+        if waiting <= soon:
+            progress.started.set()
 
         async def attempt(job: store.Claimed) -> tuple[_Result, str | None]:
             nonlocal waiting
             handler = registry[job.kind]
             async with gates[handler]:
                 waiting -= 1
-                if waiting == 0:
-                    progress.started.set()  # the last ones are in flight: the next round may be claimed
+                if waiting <= soon:
+                    progress.started.set()
                 if stop is not None and stop.is_set():
                     return "unstarted", None
                 return await _attempt(sessions, settings, handler, job, token)
@@ -350,11 +357,12 @@ PIPELINE_DEPTH = 2  # claim rounds a lane works on at once: the next is claimed 
 
 
 async def _lane(sessions: SessionFactory, this: Lane, settings: Settings, stop: asyncio.Event) -> None:
-    """Rounds of run_once, overlapped: as soon as every job of a round is in flight, the next round is claimed and
-    prepared, its jobs waiting on the same gates (each handler's `concurrency` holds across rounds), while the
-    first records what it did. So the EHR always has `concurrency` writes to answer, not a batch's tail, and the
-    claim and the record of each round cost no time with nothing in flight. Overlapping rounds are like two
-    workers: the claim never gives out a row while an older one of its subject is pending, so the order holds."""
+    """Rounds of run_once, overlapped: once no more of a round's jobs wait than it has places, the next round is
+    claimed and prepared, its jobs waiting on the same gates (each handler's `concurrency` holds across rounds),
+    while the first finishes and records what it did. So the EHR always has `concurrency` writes to answer, not a
+    batch's tail, and the claim and the record of each round cost no time with nothing in flight. Overlapping
+    rounds are like two workers: the claim never gives out a row while an older one of its subject is pending, so
+    the order holds."""
     lane, nudge = this.registry, this.nudge
     gates: dict[Handler, asyncio.Semaphore] = {}
     rounds: set[asyncio.Task[JobReport]] = set()
