@@ -5,7 +5,25 @@ Encounters, on SQLite and on PostgreSQL.
 
 Every window delivers its own contacts (fresh Encounter ids): all are recorded first through the API with their
 outbox rows held back (available_at in the future), and each A window makes one batch due at once, then waits
-until the database says every row of it is done. Workers poll every 50 ms (no wake crosses processes).
+until the database says every row of it is done. Workers poll every 50 ms (no wake crosses processes); during a
+B window they are stopped (SIGSTOP), so their idle polls do not take CPU 0 from the baseline client.
+
+Besides Encounters/s, each window's CPU per Encounter is measured: the workers' own (utime + stime of every
+worker process, all threads, from /proc), the baseline client's (this process, during its window) and the
+EHR's. That is the figure to compare on a shared machine; Encounters/s moves with whatever else runs.
+
+What this 2-core machine can show. The EHR needs a core of its own (CPU 1) and the workers share CPU 0 with the
+baseline client, so:
+- worker / baseline is the drain's CPU cost per Encounter against a bare client's, as long as the EHR answers
+  quickly: when both keep the EHR busy the ratio is near 1 whatever the worker costs, and when neither does, the
+  side that spends more CPU on CPU 0 per request is the slower one;
+- 4 workers / 1 worker can only exceed 1 when one worker is held back by something other than CPU (waiting
+  for the EHR's answers with too few in flight, for its claims and commits, for the next poll). With the test
+  EHR answering in a millisecond or two and all workers on one core, four processes split the same core and
+  add their claims, commits and polls: a ratio near 1 means the single worker already kept the EHR busy; one
+  well below 1 means the processes get in each other's way (SQLite's file lock across processes, where a
+  waiting writer sleeps). More workers pay off when the EHR is slow to answer (a real EHR over a network: tens
+  of milliseconds a write) and on more cores, which this machine cannot show.
 
     .venv/bin/python bench/outbox_bench.py [--backends sqlite,postgres] [--rows 80] [--pairs 3]
 """
@@ -16,11 +34,13 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -31,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import servers
 from bench.intake_bench import CASELOAD, bearer, database, fresh_bundle, tokens
+from bench.summary_cpu_bench import cpu_seconds
 from service.auth import Role
 from service.store.db import create_engine
 from tests.support.ehr import run_test_ehr
@@ -160,7 +181,42 @@ def stop(workers: list[subprocess.Popen[bytes]]) -> None:
         worker.wait(60)
 
 
-def measure(backend: str, args: argparse.Namespace) -> list[tuple[str, float, float]]:
+def pause(workers: list[subprocess.Popen[bytes]], paused: bool) -> None:
+    for worker in workers:
+        worker.send_signal(signal.SIGSTOP if paused else signal.SIGCONT)
+
+
+def cpu_of(processes: list[int]) -> float:
+    return sum(cpu_seconds(pid) for pid in processes)
+
+
+@dataclass
+class Window:
+    """What the windows of one side added up to: seconds, CPU seconds on CPU 0's side (workers, or the baseline
+    client), CPU seconds of the EHR, and Encounters."""
+
+    seconds: float = 0.0
+    cpu: float = 0.0
+    ehr_cpu: float = 0.0
+    encounters: int = 0
+
+    def rate(self) -> float:
+        return self.encounters / self.seconds
+
+    def per(self, cpu: float) -> float:
+        return cpu * 1000 / self.encounters
+
+
+@dataclass
+class Result:
+    label: str
+    backend: str
+    workers: int
+    target: Window
+    baseline: Window
+
+
+def measure(backend: str, args: argparse.Namespace) -> list[Result]:
     results = []
     configs = (1, 4)
     with tempfile.TemporaryDirectory() as directory, database(backend, Path(directory)) as database_url:
@@ -186,28 +242,48 @@ def measure(backend: str, args: argparse.Namespace) -> list[tuple[str, float, fl
                 ehr.reset()  # an EHR holding fewer Encounters for each configuration alike
                 asyncio.run(forget_practitioners(database_url))  # so each writes its peers' Practitioners again
                 workers = start_workers(count, env, workdir / f"workers-{count}.log")
+                pids = [w.pid for w in workers]
+                target, baseline = Window(), Window()
                 try:
-                    a_seconds = b_seconds = 0.0
                     encounters: list[dict[str, object]] = []
                     for _ in range(args.pairs):
-                        a_seconds += asyncio.run(release_and_wait(database_url, batches.pop(0)))
+                        cpu, ehr_cpu = cpu_of(pids), cpu_seconds(ehr.process.pid)
+                        target.seconds += asyncio.run(release_and_wait(database_url, batches.pop(0)))
+                        target.cpu += cpu_of(pids) - cpu
+                        target.ehr_cpu += cpu_seconds(ehr.process.pid) - ehr_cpu
+                        target.encounters += args.rows
                         if not encounters:
                             encounters = ehr.search("Encounter", _count="1000")[: args.rows]
                         load_cpus = os.sched_getaffinity(0)
                         if len(load_cpus) > 1:
                             os.sched_setaffinity(0, {servers.SERVER_CPU})  # where the workers run
                         serial += 1
-                        b_seconds += asyncio.run(put_all(ehr.base_url, encounters, count * concurrency, f"b{serial}x"))
+                        pause(workers, True)
+                        try:
+                            cpu, ehr_cpu = time.process_time(), cpu_seconds(ehr.process.pid)
+                            baseline.seconds += asyncio.run(
+                                put_all(ehr.base_url, encounters, count * concurrency, f"b{serial}x")
+                            )
+                            baseline.cpu += time.process_time() - cpu
+                            baseline.ehr_cpu += cpu_seconds(ehr.process.pid) - ehr_cpu
+                            baseline.encounters += len(encounters)
+                        finally:
+                            pause(workers, False)
                         os.sched_setaffinity(0, load_cpus)
                 finally:
                     stop(workers)
-                rows = args.rows * args.pairs
                 label = f"outbox drain, {count} worker{'s' if count > 1 else ''}, {backend}"
                 print(f"{label}: {args.pairs} x A B of {args.rows} Encounters")
-                target, baseline = f"peerway worker x {count}", f"baseline: bare httpx, {count * concurrency} in flight"
-                print(f"  {target:<58} {rows / a_seconds:>8.0f} Encounters/s")
-                print(f"  {baseline:<58} {rows / b_seconds:>8.0f} Encounters/s", flush=True)
-                results.append((label, rows / a_seconds, rows / b_seconds))
+                for name, side in (
+                    (f"peerway worker x {count}", target),
+                    (f"baseline: bare httpx, {count * concurrency} in flight", baseline),
+                ):
+                    print(
+                        f"  {name:<44} {side.rate():>6.0f} Encounters/s   CPU {side.per(side.cpu):.2f} ms/Encounter"
+                        f" (EHR {side.per(side.ehr_cpu):.2f})",
+                        flush=True,
+                    )
+                results.append(Result(label, backend, count, target, baseline))
     return results
 
 
@@ -221,14 +297,17 @@ def main() -> None:
     results = []
     for backend in args.backends.split(","):
         results += measure(backend, args)
-    print("ratios (Peerway Encounters/s / baseline Encounters/s, same run, alternated):")
-    by_backend: dict[str, float] = {}
-    for label, a, b in results:
-        print(f"  {label:<36} {a / b:>6.3f}   ({a:.0f} / {b:.0f} Encounters/s)")
-        backend = label.rsplit(", ", 1)[1]
-        by_backend[backend] = a / by_backend[backend] if backend in by_backend else a
-    for backend, ratio in by_backend.items():
-        print(f"  4 workers / 1 worker, {backend:<22} {ratio:>6.3f}")
+    print("ratios (Peerway / baseline, same run, alternated; CPU: ms per Encounter on CPU 0's side):")
+    for r in results:
+        a, b = r.target, r.baseline
+        print(
+            f"  {r.label:<36} {a.rate() / b.rate():>6.3f}   ({a.rate():.0f} / {b.rate():.0f} Encounters/s;"
+            f" CPU {a.per(a.cpu):.2f} / {b.per(b.cpu):.2f} ms = {a.per(a.cpu) / b.per(b.cpu):.2f})"
+        )
+    for backend in dict.fromkeys(r.backend for r in results):
+        rate = {r.workers: r.target.rate() for r in results if r.backend == backend}
+        if 1 in rate and 4 in rate:
+            print(f"  4 workers / 1 worker, {backend:<14} {rate[4] / rate[1]:>6.3f}   (Encounters/s)")
 
 
 if __name__ == "__main__":

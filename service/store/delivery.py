@@ -6,9 +6,10 @@ process, so that N workers do not each write it). (The work itself, its claims a
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import String, select, update
+from sqlalchemy import String, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
@@ -58,19 +59,47 @@ async def careteam_members(session: AsyncSession, episode_id: str) -> Sequence[A
     return result.scalars().all()
 
 
-ContactState = tuple[Contact, Episode, PeerSupporter, Client]
+@dataclass(frozen=True)
+class ContactState:
+    """What a contact's Encounter is built from: the contact, its peer, its client and the client's stay."""
+
+    contact_id: str
+    kind: str
+    started_at: datetime
+    minutes: int
+    status: str
+    peer_id: str
+    peer_name: str
+    site: str
+    ehr_patient_id: str
+    ehr_encounter_id: str
+
+
+_CONTACT_STATES = (
+    select(
+        Contact.id,
+        Contact.kind,
+        Contact.started_at,
+        Contact.minutes,
+        Contact.status,
+        PeerSupporter.id,
+        PeerSupporter.name,
+        Client.site,
+        Client.ehr_patient_id,
+        Episode.ehr_encounter_id,
+    )
+    .join(Episode, Episode.id == Contact.episode_id)
+    .join(PeerSupporter, PeerSupporter.id == Contact.peer_id)
+    .join(Client, Client.id == Episode.client_id)
+    .where(Contact.id.in_(bindparam("ids", expanding=True)))
+)
 
 
 async def contact_states(session: AsyncSession, contact_ids: Sequence[str]) -> Sequence[ContactState]:
-    """Each contact with its episode, peer and client (what its Encounter is built from), in one query."""
-    result = await session.execute(
-        select(Contact, Episode, PeerSupporter, Client)
-        .join(Episode, Episode.id == Contact.episode_id)
-        .join(PeerSupporter, PeerSupporter.id == Contact.peer_id)
-        .join(Client, Client.id == Episode.client_id)
-        .where(Contact.id.in_(contact_ids))
-    )
-    return [(c, e, p, cl) for c, e, p, cl in result.all()]
+    """Each contact with its episode, peer and client (what its Encounter is built from), in one query of plain
+    rows (no ORM objects: the worker reads a batch of them for every claim)."""
+    result = await session.execute(_CONTACT_STATES, {"ids": list(contact_ids)})
+    return [ContactState(*tuple(row)) for row in result.all()]
 
 
 async def mark_contacts_delivered(session: AsyncSession, contact_ids: Sequence[str], now: datetime) -> None:

@@ -71,12 +71,15 @@ _Result = Literal["done", "retrying", "dead", "lost", "unstarted"]
 
 
 async def _claim(
-    sessions: SessionFactory, settings: Settings, token: str, kinds: Collection[str]
+    sessions: SessionFactory, settings: Settings, token: str, kinds: Collection[str], *, probe: bool = True
 ) -> list[store.Claimed]:
+    """Lease a batch; `probe` first looks with a read whether anything is due, so that an idle worker's poll takes
+    no write lock (a worker whose last batch was full skips it: more is very likely due)."""
     now = utcnow()
-    async with sessions() as session:
-        if not await store.any_due(session, now, kinds):
-            return []
+    if probe:
+        async with sessions() as session:
+            if not await store.any_due(session, now, kinds):
+                return []
     async with transaction(sessions) as session:
         postgres = session.get_bind().dialect.name == "postgresql"
         return await store.claim(
@@ -185,16 +188,51 @@ async def _record_done(
     return len(held)  # the others' leases lapsed and another worker holds them: it does them again
 
 
+class Round:
+    """How far a round of run_once has got, for a runner that overlaps rounds (run_jobs' lanes): `started` is set
+    once no more of the claimed jobs wait for a place than one handler's concurrency (or the round ended);
+    `claimed` says how many there were.
+    """
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.claimed = 0
+
+
 async def run_once(
-    sessions: SessionFactory, registry: Registry, settings: Settings, *, stop: asyncio.Event | None = None
+    sessions: SessionFactory,
+    registry: Registry,
+    settings: Settings,
+    *,
+    stop: asyncio.Event | None = None,
+    gates: dict[Handler, asyncio.Semaphore] | None = None,
+    progress: Round | None = None,
+    probe: bool = True,
 ) -> JobReport:
     """Do one claim batch of due jobs of the registry's kinds. Safe in any number of workers.
 
-    Each handler works on `concurrency` of its jobs at once. When `stop` is set the jobs in hand are finished and
-    the rest of the batch is released unattempted.
+    Each handler works on `concurrency` of its jobs at once (per round, or across the rounds that share `gates`).
+    When `stop` is set the jobs in hand are finished and the rest of the batch is released unattempted.
     """
+    progress = progress or Round()
+    try:
+        return await _round(sessions, registry, settings, stop, gates if gates is not None else {}, progress, probe)
+    finally:
+        progress.started.set()
+
+
+async def _round(
+    sessions: SessionFactory,
+    registry: Registry,
+    settings: Settings,
+    stop: asyncio.Event | None,
+    gates: dict[Handler, asyncio.Semaphore],
+    progress: Round,
+    probe: bool,
+) -> JobReport:
     token = uuid.uuid4().hex
-    claimed = await _claim(sessions, settings, token, registry.keys())
+    claimed = await _claim(sessions, settings, token, registry.keys(), probe=probe)
+    progress.claimed = len(claimed)
     if not claimed:
         return JobReport()
     async with _lease_kept(sessions, settings, token):
@@ -203,11 +241,22 @@ async def run_once(
             batches.setdefault(registry[job.kind], []).append(job)
         for handler, jobs in batches.items():
             await handler.prepare(jobs)
-        gates = {handler: asyncio.Semaphore(max(1, handler.concurrency)) for handler in batches}
+            gates.setdefault(handler, asyncio.Semaphore(max(1, handler.concurrency)))
+        # The next round is claimed once no more than one handful of this one's jobs wait for a place: its claim
+        # and read then happen while the last jobs of this one are still to be done, and its jobs are queued on
+        # the gates before those places come free.
+        waiting = len(claimed)
+        soon = max(max(1, handler.concurrency) for handler in batches)
+        if waiting <= soon:
+            progress.started.set()
 
         async def attempt(job: store.Claimed) -> tuple[_Result, str | None]:
+            nonlocal waiting
             handler = registry[job.kind]
             async with gates[handler]:
+                waiting -= 1
+                if waiting <= soon:
+                    progress.started.set()
                 if stop is not None and stop.is_set():
                     return "unstarted", None
                 return await _attempt(sessions, settings, handler, job, token)
@@ -260,29 +309,103 @@ async def run_jobs(
     wake-up (`wake`: new work was queued in this process) or the stop signal.
 
     Each handler's kinds are claimed in a lane of their own (the same claims, retries and records), so a slow EHR
-    read (a recovery paging through a search) never holds up the writes, nor a slow write the reads.
+    read (a recovery paging through a search) never holds up the writes, nor a slow write the reads. One poll
+    every outbox_poll_seconds looks, in one statement, whether any idle lane has work due, and wakes those that do
+    (before, each idle lane polled on its own: three queries a poll, and the busiest worker paid them all).
     """
-    lanes: dict[Handler, dict[str, Handler]] = {}
+    grouped: dict[Handler, dict[str, Handler]] = {}
     for kind, handler in registry.items():
-        lanes.setdefault(handler, {})[kind] = handler
-    nudges = [asyncio.Event() for _ in lanes]
-    work = [_lane(sessions, lane, settings, stop, nudge) for lane, nudge in zip(lanes.values(), nudges, strict=True)]
-    await asyncio.gather(*work, _checks(periodic, stop), _relay(wake, nudges, stop))
+        grouped.setdefault(handler, {})[kind] = handler
+    lanes = [Lane(kinds) for kinds in grouped.values()]
+    work = [_lane(sessions, lane, settings, stop) for lane in lanes]
+    await asyncio.gather(
+        *work,
+        _poll(sessions, lanes, settings, stop),
+        _checks(periodic, stop),
+        _relay(wake, [lane.nudge for lane in lanes], stop),
+    )
 
 
-async def _lane(
-    sessions: SessionFactory, lane: Registry, settings: Settings, stop: asyncio.Event, nudge: asyncio.Event
-) -> None:
+class Lane:
+    """The kinds one handler does, whether its loop is waiting for work, and the event that ends the wait."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.nudge = asyncio.Event()
+        self.idle = False
+
+
+async def _poll(sessions: SessionFactory, lanes: Sequence[Lane], settings: Settings, stop: asyncio.Event) -> None:
+    """Every outbox_poll_seconds, one look for due work of the lanes that wait; those that have some are woken."""
     while not stop.is_set():
-        nudge.clear()  # what is queued from here on ends the wait below
-        try:
-            report = await run_once(sessions, lane, settings, stop=stop)
-        except Exception as exc:  # keep the worker alive across a database hiccup; the jobs stay claimable
-            log.error("job round (%s) failed: %s", ", ".join(sorted(lane)), type(exc).__name__)
-            report = JobReport()
-        if report.claimed and not stop.is_set():
+        await _idle(stop, None, settings.outbox_poll_seconds)
+        waiting = [lane for lane in lanes if lane.idle and not lane.nudge.is_set()]
+        if not waiting or stop.is_set():
             continue
-        await _idle(stop, nudge, settings.outbox_poll_seconds)
+        try:
+            async with sessions() as session:
+                due = await store.due_among(session, utcnow(), [lane.registry.keys() for lane in waiting])
+        except Exception as exc:  # the next poll tries again
+            log.error("poll for due jobs failed: %s", type(exc).__name__)
+            continue
+        for lane, has_work in zip(waiting, due, strict=True):
+            if has_work:
+                lane.nudge.set()
+
+
+PIPELINE_DEPTH = 2  # claim rounds a lane works on at once: the next is claimed while the last jobs are in flight
+
+
+async def _lane(sessions: SessionFactory, this: Lane, settings: Settings, stop: asyncio.Event) -> None:
+    """Rounds of run_once, overlapped: once no more of a round's jobs wait than it has places, the next round is
+    claimed and prepared, its jobs waiting on the same gates (each handler's `concurrency` holds across rounds),
+    while the first finishes and records what it did. So the EHR always has `concurrency` writes to answer, not a
+    batch's tail, and the claim and the record of each round cost no time with nothing in flight. Overlapping
+    rounds are like two workers: the claim never gives out a row while an older one of its subject is pending, so
+    the order holds."""
+    lane, nudge = this.registry, this.nudge
+    gates: dict[Handler, asyncio.Semaphore] = {}
+    rounds: set[asyncio.Task[JobReport]] = set()
+    full = False  # the last round claimed a whole batch: claim again without looking first
+    try:
+        while not stop.is_set():
+            nudge.clear()  # what is queued from here on ends the wait below
+            progress = Round()
+            task = asyncio.create_task(
+                run_once(sessions, lane, settings, stop=stop, gates=gates, progress=progress, probe=not full)
+            )
+            rounds.add(task)
+            await progress.started.wait()
+            full = progress.claimed >= settings.outbox_batch_size
+            if not progress.claimed:
+                await asyncio.wait({task})
+            rounds = _reap(rounds, lane)
+            while len(rounds) >= PIPELINE_DEPTH:
+                await asyncio.wait(rounds, return_when=asyncio.FIRST_COMPLETED)
+                rounds = _reap(rounds, lane)
+            if progress.claimed and not stop.is_set():
+                continue
+            this.idle = True  # until _poll finds work due for it, a wake-up, or the stop signal
+            try:
+                await _idle(stop, nudge, None)
+            finally:
+                this.idle = False
+    except asyncio.CancelledError:
+        for task in rounds:
+            task.cancel()
+        raise
+    finally:
+        await asyncio.gather(*rounds, return_exceptions=True)  # the jobs in hand are finished (or released)
+        _reap(rounds, lane)
+
+
+def _reap(rounds: set[asyncio.Task[JobReport]], lane: Registry) -> set[asyncio.Task[JobReport]]:
+    """The rounds still running; a round that failed is logged (its jobs stay claimable when its lease ends)."""
+    for task in rounds:
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            error = task.exception()
+            log.error("job round (%s) failed: %s", ", ".join(sorted(lane)), type(error).__name__)
+    return {task for task in rounds if not task.done()}
 
 
 async def _checks(periodic: Sequence[Periodic], stop: asyncio.Event) -> None:

@@ -76,12 +76,15 @@ class Writer:
     async def prefetch(self, rows: Sequence[tuple[str, str]]) -> None:
         """Read the state of a claimed batch's contacts in one query ((kind, subject id) per row).
 
-        A row not delivered from this read (released at shutdown) reads its state afresh next time.
+        A row not delivered from this read (released at shutdown) reads its state afresh next time. The next
+        batch may be read while this one's last rows are being delivered (run_jobs overlaps rounds), so the states
+        are added to those not yet used, each taken once.
         """
         ids = [subject for kind, subject in rows if kind == OUTBOX_CONTACT]
         if ids:
             async with self._sessions() as session:
-                self._contacts = {state[0].id: state for state in await store.contact_states(session, ids)}
+                states = await store.contact_states(session, ids)
+            self._contacts.update((state.contact_id, state) for state in states)
 
     async def deliver(self, kind: str, subject_id: str) -> str | None:
         """Write what the row announces; answers a note for the row (duplicates resolved) or None."""
@@ -106,22 +109,21 @@ class Writer:
             if not found:
                 raise Undeliverable(f"contact {contact_id} no longer exists")
             state = found[0]
-        contact, episode, peer, client = state
-        target = await self._ehr.write_target(client.site)
-        practitioner, first = await self._practitioner(target, client.site, peer.id, peer.name)
+        target = await self._ehr.write_target(state.site)
+        practitioner, first = await self._practitioner(target, state.site, state.peer_id, state.peer_name)
         view = build.ContactView(
-            contact_id=contact.id,
-            kind=ContactKind(contact.kind),
-            started_at=contact.started_at,
-            minutes=contact.minutes,
-            subject_reference=f"Patient/{client.ehr_patient_id}",
-            hospital_stay_reference=f"Encounter/{episode.ehr_encounter_id}",
+            contact_id=state.contact_id,
+            kind=ContactKind(state.kind),
+            started_at=state.started_at,
+            minutes=state.minutes,
+            subject_reference=f"Patient/{state.ehr_patient_id}",
+            hospital_stay_reference=f"Encounter/{state.ehr_encounter_id}",
             practitioner_reference=practitioner,
-            peer_id=peer.id,
-            peer_name=peer.name,
-            status=contact.status,
+            peer_id=state.peer_id,
+            peer_name=state.peer_name,
+            status=state.status,
         )
-        identifier = f"{fhir_profiles.CONTACT_IDENTIFIER_SYSTEM}|{contact.id}"
+        identifier = f"{fhir_profiles.CONTACT_IDENTIFIER_SYSTEM}|{state.contact_id}"
         # Mutable: a peer may correct a contact or cancel it (entered-in-error) after it was first written.
         _, note = await _upsert(target, build.contact_encounter(view), identifier, mutable=True)
         return _join(first, note)
