@@ -51,12 +51,14 @@ def create_engine(database_url: str, *, ping_after_idle_seconds: float = PING_AF
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        # An in-memory database has one connection (SQLAlchemy's StaticPool), which takes no pool size.
+        in_memory = not url.database or url.database == ":memory:"
         engine = create_async_engine(
             url,
             connect_args={"timeout": 30},
             hide_parameters=True,
-            pool_size=SQLITE_POOL_SIZE,
             pool_reset_on_return=None,  # _rollback_on_return does it, unless the connection says it is clean
+            **({} if in_memory else {"pool_size": SQLITE_POOL_SIZE}),
         )
         event.listen(engine.sync_engine, "reset", _rollback_on_return)
 
