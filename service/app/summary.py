@@ -11,14 +11,17 @@ are seen on the very next read, in every process, with nothing to invalidate.
 What is kept is PHI, so it is kept little and briefly: one entry per client (a new digest replaces the old entry
 at once, so what was shown before a revocation or reassignment is not retained past the next read), no row text
 (only the digest and the rendered entries), dropped when its peer's read is refused, within a byte budget (least
-recently read first out; a summary too large for a share of it is not kept).
+recently read first out; a summary too large for a share of it is not kept) and for at most IDLE_SECONDS after
+its last read.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -43,6 +46,8 @@ from service.store.db import SessionFactory, engine_of
 # summary that shows nothing still counts); one summary larger than an eighth of it is not kept.
 CACHE_BYTES = 32 * 1024 * 1024
 ENTRY_BYTES = 2048
+# A kept summary not read for this long is forgotten.
+IDLE_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
@@ -69,25 +74,33 @@ class _Decided:
 
 
 class DecidedSummaries:
-    """The last decided summary of each client, least recently read first, their rendered bytes within `budget`."""
+    """The last decided summary of each client, least recently read first: within `budget` bytes, and none kept
+    once it has not been read for `idle` seconds (of `clock`), so a summary no one reads again (its client's
+    Consent revoked, say) does not stay for long."""
 
-    def __init__(self, budget: int = CACHE_BYTES) -> None:
+    def __init__(
+        self, budget: int = CACHE_BYTES, idle: float = IDLE_SECONDS, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.budget = budget
+        self.idle = idle
+        self.clock = clock
         self.size = 0  # bytes held, as _Decided.size counts them
-        self._held: OrderedDict[str, _Decided] = OrderedDict()
+        self._held: OrderedDict[str, tuple[_Decided, float]] = OrderedDict()  # with when it was last read
 
     def __len__(self) -> int:
         return len(self._held)
 
     def values(self) -> tuple[_Decided, ...]:
-        return tuple(self._held.values())
+        return tuple(decided for decided, _ in self._held.values())
 
     def get(self, client_id: str, digest: bytes, now: datetime) -> _Decided | None:
+        self._forget_idle()
         held = self._held.get(client_id)
-        if held is None or not held.holds(digest, now):
+        if held is None or not held[0].holds(digest, now):
             return None
+        self._held[client_id] = (held[0], self.clock())
         self._held.move_to_end(client_id)
-        return held
+        return held[0]
 
     def put(self, decided: _Decided) -> None:
         """Keep `decided` in place of whatever was kept of its client (unless it is too large to keep)."""
@@ -95,22 +108,31 @@ class DecidedSummaries:
         size = decided.size
         if size > self.budget // 8:
             return
-        self._held[decided.client_id] = decided
+        self._held[decided.client_id] = (decided, self.clock())
         self.size += size
         while self.size > self.budget:
-            _, oldest = self._held.popitem(last=False)
+            _, (oldest, _) = self._held.popitem(last=False)
             self.size -= oldest.size
 
     def drop(self, client_id: str, peer_id: str | None = None) -> None:
         """Forget the client's summary (only if it was decided for `peer_id`, when given)."""
         held = self._held.get(client_id)
-        if held is not None and (peer_id is None or held.peer_id == peer_id):
+        if held is not None and (peer_id is None or held[0].peer_id == peer_id):
             del self._held[client_id]
-            self.size -= held.size
+            self.size -= held[0].size
 
     def clear(self) -> None:
         self._held.clear()
         self.size = 0
+
+    def _forget_idle(self) -> None:
+        since = self.clock() - self.idle
+        while self._held:
+            client_id, (oldest, read) = next(iter(self._held.items()))
+            if read >= since:
+                return
+            del self._held[client_id]
+            self.size -= oldest.size
 
 
 _decided = DecidedSummaries()

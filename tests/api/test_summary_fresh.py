@@ -241,3 +241,21 @@ def test_the_kept_summaries_stay_within_their_byte_budget_least_recently_read_ou
     kept.clear()
     assert len(kept) == 0
     assert kept.size == 0
+
+
+def test_a_kept_summary_not_read_for_a_while_is_forgotten() -> None:
+    clock = [0.0]
+    kept = summary.DecidedSummaries(idle=600.0, clock=lambda: clock[0])
+    moment = datetime(2026, 6, 1, tzinfo=UTC)
+    kept.put(_decided_of("read", 10))
+    kept.put(_decided_of("unread", 10))
+    clock[0] = 500.0
+    assert kept.get("read", b"read", moment) is not None
+    clock[0] = 1000.0  # "unread" idle for 1000 s, "read" for 500 s
+    assert kept.get("read", b"read", moment) is not None
+    assert [d.client_id for d in kept.values()] == ["read"]
+    assert kept.size == summary.ENTRY_BYTES + 10
+    clock[0] = 1601.0
+    assert kept.get("read", b"read", moment) is None
+    assert len(kept) == 0
+    assert kept.size == 0
