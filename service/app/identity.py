@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 
 from service.app.clock import utcnow
 from service.auth import jose, keys, scopes
+from service.auth.dev import dev_secret, secret_digest
 from service.auth.dev import verify_token as verify_dev_token
 from service.auth.jose import VerifiedTokens
 from service.auth.people import IssuerKeys, TokenPolicy, verify_person_token
@@ -101,13 +102,17 @@ class Gatekeeper:
         return await self._person(token, issuer)
 
     def _dev(self, token: str, unverified: dict[str, Any]) -> Principal:
-        """A development token's caller: everything it says is in the token, so a verified one is kept to its exp."""
-        held = self.verified.get(token, "dev")
+        """A development token's caller: everything it says is in the token, so a verified one is kept to its exp
+        while the dev secret that verified it is still the one in use (the secret file is read on every request:
+        replacing it refuses the old tokens at once)."""
+        secret = dev_secret(self.settings)
+        keys = secret_digest(secret)
+        held = self.verified.get(token, keys)
         kept = held.get("principal") if held is not None else None
         if isinstance(kept, Principal):
             return kept
-        caller = verify_dev_token(self.settings, token)
-        self.verified.put(token, "dev", {"principal": caller, "exp": unverified.get("exp")})
+        caller = verify_dev_token(self.settings, token, secret)
+        self.verified.put(token, keys, {"principal": caller, "exp": unverified.get("exp")})
         return caller
 
     async def _system(self, token: str) -> Principal:

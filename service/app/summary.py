@@ -2,16 +2,26 @@
 
 Every read reads the stored rows anew (one statement) and audits itself; what it decides from them is kept. The
 consent decision and the summary it yields depend on nothing but those rows and the time, so a read whose rows
-are exactly those of an earlier read — the same episode, assignment, peer, Consents (text and version),
-background items and fetch states — at a moment before any Consent period begins or ends
-(consent.unchanged_until) reuses that read's decision and rendered entries. Any change to any of them is a
-different key: a new Consent version, an assignment to another peer, a new item from the EHR are seen on the
-very next read, in every process, with nothing to invalidate.
+are exactly those of the last read of the same client — the same episode, assignment, peer, Consents (text and
+version), background items and fetch states, told by a SHA-256 digest of them — at a moment before any Consent
+period begins or ends (consent.unchanged_until) reuses that read's decision and rendered entries. Any change to
+any of them is a different digest: a new Consent version, an assignment to another peer, a new item from the EHR
+are seen on the very next read, in every process, with nothing to invalidate.
+
+What is kept is PHI, so it is kept little and briefly: one entry per client (a new digest replaces the old entry
+at once, so what was shown before a revocation or reassignment is not retained past the next read), no row text
+(only the digest and the rendered entries), dropped when its peer's read is refused, within a byte budget (least
+recently read first out; a summary too large for a share of it is not kept) and for at most IDLE_SECONDS after
+its last read.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -32,30 +42,100 @@ from service.fhir import build
 from service.store import audits, repository
 from service.store.db import SessionFactory, engine_of
 
-# Decided summaries kept per process (each holds its rows' text as its key: some kB).
-CACHE_SIZE = 1024
+# Bytes of decided summaries kept per process (their rendered entries, and ENTRY_BYTES for the rest of each, so a
+# summary that shows nothing still counts); one summary larger than an eighth of it is not kept.
+CACHE_BYTES = 32 * 1024 * 1024
+ENTRY_BYTES = 2048
+# A kept summary not read for this long is forgotten.
+IDLE_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
 class _Decided:
     """What reads of one set of rows decide, from `at` until `until` (None: no Consent period lies ahead)."""
 
+    digest: bytes  # of the rows (and base URL) it was decided from
     at: datetime
     until: datetime | None
     client_id: str
+    peer_id: str
     peer_name: str
     asked: tuple[DataCategory, ...]
     decision: Decision
-    resources: tuple[dict[str, Any], ...]  # shared by the reads: never changed after this
-    entries: tuple[bytes, ...]  # the resources rendered as Bundle entries
+    entries: tuple[bytes, ...]  # the permitted resources rendered as Bundle entries: the only copy kept
     stale: Stale
 
-    def holds_at(self, now: datetime) -> bool:
-        return self.at <= now and (self.until is None or now < self.until)
+    @property
+    def size(self) -> int:
+        return ENTRY_BYTES + sum(len(e) for e in self.entries)
+
+    def holds(self, digest: bytes, now: datetime) -> bool:
+        return self.digest == digest and self.at <= now and (self.until is None or now < self.until)
 
 
-_Key = tuple[repository.PeerView, repository.DecisionRows, str]
-_decided: OrderedDict[_Key, _Decided] = OrderedDict()
+class DecidedSummaries:
+    """The last decided summary of each client, least recently read first: within `budget` bytes, and none kept
+    once it has not been read for `idle` seconds (of `clock`), so a summary no one reads again (its client's
+    Consent revoked, say) does not stay for long."""
+
+    def __init__(
+        self, budget: int = CACHE_BYTES, idle: float = IDLE_SECONDS, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.budget = budget
+        self.idle = idle
+        self.clock = clock
+        self.size = 0  # bytes held, as _Decided.size counts them
+        self._held: OrderedDict[str, tuple[_Decided, float]] = OrderedDict()  # with when it was last read
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def values(self) -> tuple[_Decided, ...]:
+        return tuple(decided for decided, _ in self._held.values())
+
+    def get(self, client_id: str, digest: bytes, now: datetime) -> _Decided | None:
+        self._forget_idle()
+        held = self._held.get(client_id)
+        if held is None or not held[0].holds(digest, now):
+            return None
+        self._held[client_id] = (held[0], self.clock())
+        self._held.move_to_end(client_id)
+        return held[0]
+
+    def put(self, decided: _Decided) -> None:
+        """Keep `decided` in place of whatever was kept of its client (unless it is too large to keep)."""
+        self.drop(decided.client_id)
+        size = decided.size
+        if size > self.budget // 8:
+            return
+        self._held[decided.client_id] = (decided, self.clock())
+        self.size += size
+        while self.size > self.budget:
+            _, (oldest, _) = self._held.popitem(last=False)
+            self.size -= oldest.size
+
+    def drop(self, client_id: str, peer_id: str | None = None) -> None:
+        """Forget the client's summary (only if it was decided for `peer_id`, when given)."""
+        held = self._held.get(client_id)
+        if held is not None and (peer_id is None or held[0].peer_id == peer_id):
+            del self._held[client_id]
+            self.size -= held[0].size
+
+    def clear(self) -> None:
+        self._held.clear()
+        self.size = 0
+
+    def _forget_idle(self) -> None:
+        since = self.clock() - self.idle
+        while self._held:
+            client_id, (oldest, read) = next(iter(self._held.items()))
+            if read >= since:
+                return
+            del self._held[client_id]
+            self.size -= oldest.size
+
+
+_decided = DecidedSummaries()
 
 
 @dataclass(frozen=True)
@@ -73,11 +153,11 @@ async def read_summary(
     A client who is not the peer's — or does not exist — is the same 404, so a peer learns nothing about
     clients who are not theirs. The disclosure (or the refusal) is audited, and the audit row committed, before
     the summary is returned; concurrent reads share that commit (service/store/audits.py). `now`: the moment of
-    the read (the clock's by default).
+    the read (the clock's by default). The Bundle is the caller's own: nothing kept is handed out.
     """
-    read = await _read(sessions, base_url, peer_id, client_id, now or utcnow())
-    resources = [*read.decided.resources, *([read.notice] if read.notice else [])]
-    return build.collection(resources, base_url, read.now)
+    rendered = await read_summary_json(sessions, base_url, peer_id, client_id, now=now)
+    bundle: dict[str, Any] = json.loads(rendered)
+    return bundle
 
 
 async def read_summary_json(
@@ -95,37 +175,42 @@ async def _read(sessions: SessionFactory, base_url: str, peer_id: str, client_id
     # One statement, outside any transaction: no writer's turn is held while reading.
     found = await repository.peer_summary_rows(engine_of(sessions), peer_id, client_id)
     if found is None:
+        _decided.drop(client_id, peer_id)  # no longer this peer's: what they were shown is not kept
         raise NotFound(f"Patient/{client_id} is not known")
-    key = (*found, base_url)
-    decided = _decided.get(key)
-    if decided is None or not decided.holds_at(now):
-        decided = _decide(*found, base_url, now)
-        _decided[key] = decided
-        if len(_decided) > CACHE_SIZE:
-            _decided.popitem(last=False)
-    else:
-        _decided.move_to_end(key)
+    digest = _digest(*found, base_url)
+    decided = _decided.get(client_id, digest, now)
+    if decided is None:
+        decided = _decide(*found, digest, base_url, now)
+        _decided.put(decided)
     actor = f"Practitioner/{peer_id}"
     row = disclosure_row(decided.client_id, actor, decided.peer_name, decided.decision, decided.asked, now)
     await audits.append(sessions, row)
     return _Read(decided, now, stale_notice(decided.stale) if decided.stale else None)
 
 
-def _decide(view: repository.PeerView, rows: repository.DecisionRows, base_url: str, now: datetime) -> _Decided:
+def _digest(view: repository.PeerView, rows: repository.DecisionRows, base_url: str) -> bytes:
+    # repr of str, datetime, int and None is unambiguous (strings quoted and escaped), so equal reprs are equal
+    # rows; surrogatepass: a lone surrogate in stored text still hashes.
+    return hashlib.sha256(repr((view, rows, base_url)).encode("utf-8", "surrogatepass")).digest()
+
+
+def _decide(
+    view: repository.PeerView, rows: repository.DecisionRows, digest: bytes, base_url: str, now: datetime
+) -> _Decided:
     holdings = Holdings.of_view(view, rows)
     consents = holdings.consents or ()
     actor = f"Practitioner/{view.peer_id}"
     asked = tuple(c for c in DataCategory if c in holdings.held_categories() | holdings.fetched_categories())
     decision = decide_over(consents, holdings, actor, assigned=True, categories=asked, at=now)
-    resources = tuple(permitted_resources(decision, holdings))
     return _Decided(
+        digest=digest,
         at=now,
         until=unchanged_until(consents, now),
         client_id=view.client_id,
+        peer_id=view.peer_id,
         peer_name=view.peer_name,
         asked=asked,
         decision=decision,
-        resources=resources,
-        entries=tuple(build.entry_json(r, base_url) for r in resources),
+        entries=tuple(build.entry_json(r, base_url) for r in permitted_resources(decision, holdings)),
         stale=stale_categories(decision, holdings),
     )

@@ -7,6 +7,7 @@ token (service/auth/people.py, service/auth/systems.py).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import time
@@ -67,8 +68,15 @@ def mint_token(
     return token.decode()
 
 
-def verify_token(settings: Settings, token: str) -> Principal:
-    """Check signature, issuer, audience and expiry; anything wrong is one 401 that says little."""
+def secret_digest(secret: str) -> str:
+    """What tokens verified with `secret` are kept under (service/auth/jose.py VerifiedTokens): a new secret is a
+    new digest, so a token verified before it is verified anew — and refused."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def verify_token(settings: Settings, token: str, secret: str | None = None) -> Principal:
+    """Check signature (with `secret`: dev_secret's by default), issuer, audience and expiry; anything wrong is
+    one 401 that says little."""
     options: dict[str, Any] = {
         "iss": {"essential": True, "value": settings.jwt_issuer},
         "aud": {"essential": True, "value": settings.jwt_audience},
@@ -79,7 +87,7 @@ def verify_token(settings: Settings, token: str) -> Principal:
     try:
         claims = jwt.decode(
             token,
-            dev_secret(settings),
+            dev_secret(settings) if secret is None else secret,
             claims_options=options,
         )
         if claims.header.get("alg") != "HS256":

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
+from service.app.identity import Gatekeeper
+from service.auth import Role
+from service.auth.dev import mint_token
 from service.auth.jose import VerifiedTokens
+from service.errors import Unauthorized
+from service.settings import Settings
+from service.store.db import create_engine, session_factory
 
 
 class Clock:
@@ -46,3 +56,26 @@ def test_a_token_without_exp_is_never_kept_and_the_number_kept_is_bounded() -> N
     assert verified.get("t1", "k") is None
     assert verified.get("t2", "k") is not None
     assert verified.get("t3", "k") is not None
+
+
+async def test_a_dev_token_kept_is_refused_once_the_dev_secret_is_replaced(tmp_path: Path) -> None:
+    settings = Settings(
+        env="dev",
+        dev_secret_path=str(tmp_path / "dev-secret"),
+        auth_keys_path=str(tmp_path / "keys.json"),
+        database_url=f"sqlite+aiosqlite:///{tmp_path}/peerway.db",
+        _env_file=None,
+    )
+    engine = create_engine(settings.database_url)
+    try:
+        gate = Gatekeeper(settings, session_factory(engine))
+        token = mint_token(settings, "peer-1", Role.PEER)
+        assert (await gate.principal(token)).subject == "peer-1"
+        assert (await gate.principal(token)).subject == "peer-1"  # kept
+        (tmp_path / "dev-secret").unlink()  # this install's dev secret replaced
+        fresh = mint_token(settings, "peer-2", Role.PEER)
+        with pytest.raises(Unauthorized):
+            await gate.principal(token)
+        assert (await gate.principal(fresh)).subject == "peer-2"
+    finally:
+        await engine.dispose()
