@@ -51,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import servers
 from bench.intake_bench import CASELOAD, bearer, database, fresh_bundle, tokens
-from bench.summary_cpu_bench import cpu_seconds
+from bench.load import process_cpu_seconds
 from service.auth import Role
 from service.store.db import create_engine
 from tests.support.ehr import run_test_ehr
@@ -187,7 +187,7 @@ def pause(workers: list[subprocess.Popen[bytes]], paused: bool) -> None:
 
 
 def cpu_of(processes: list[int]) -> float:
-    return sum(cpu_seconds(pid) for pid in processes)
+    return sum(process_cpu_seconds(pid) for pid in processes)
 
 
 @dataclass
@@ -247,10 +247,10 @@ def measure(backend: str, args: argparse.Namespace) -> list[Result]:
                 try:
                     encounters: list[dict[str, object]] = []
                     for _ in range(args.pairs):
-                        cpu, ehr_cpu = cpu_of(pids), cpu_seconds(ehr.process.pid)
+                        cpu, ehr_cpu = cpu_of(pids), process_cpu_seconds(ehr.process.pid)
                         target.seconds += asyncio.run(release_and_wait(database_url, batches.pop(0)))
                         target.cpu += cpu_of(pids) - cpu
-                        target.ehr_cpu += cpu_seconds(ehr.process.pid) - ehr_cpu
+                        target.ehr_cpu += process_cpu_seconds(ehr.process.pid) - ehr_cpu
                         target.encounters += args.rows
                         if not encounters:
                             encounters = ehr.search("Encounter", _count="1000")[: args.rows]
@@ -260,12 +260,12 @@ def measure(backend: str, args: argparse.Namespace) -> list[Result]:
                         serial += 1
                         pause(workers, True)
                         try:
-                            cpu, ehr_cpu = time.process_time(), cpu_seconds(ehr.process.pid)
+                            cpu, ehr_cpu = time.process_time(), process_cpu_seconds(ehr.process.pid)
                             baseline.seconds += asyncio.run(
                                 put_all(ehr.base_url, encounters, count * concurrency, f"b{serial}x")
                             )
                             baseline.cpu += time.process_time() - cpu
-                            baseline.ehr_cpu += cpu_seconds(ehr.process.pid) - ehr_cpu
+                            baseline.ehr_cpu += process_cpu_seconds(ehr.process.pid) - ehr_cpu
                             baseline.encounters += len(encounters)
                         finally:
                             pause(workers, False)
