@@ -3,13 +3,15 @@
 Consents are per client and a client is per site (the EHR that sent them): a writer or reader acting for a site
 reaches only that site's clients' Consents, so a Consent recorded at one hospital never covers another's data.
 Every change stores a new version; decisions always read the current rows, so a withdrawal or a new deny
-applies to the very next request. Parsed ConsentRecords are cached by the stored JSON itself (its meta holds
-the id and version): a changed Consent is different text and is never served from the cache, and the same id
-and version in another database (a test's, a restored copy) cannot be mistaken for it.
+applies to the very next request. Parsed ConsentRecords are cached by a SHA-256 of the stored JSON (its meta
+holds the id and version): a changed Consent is different text and is never served from the cache, and the same
+id and version in another database (a test's, a restored copy) cannot be mistaken for it. The cache keeps the
+digest, not the text, so a large Consent (an attached form) is not held in memory once per version.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import OrderedDict
 from typing import Any
@@ -34,7 +36,7 @@ from service.store.db import SessionFactory, transaction
 from service.store.models import Client, ConsentDocument
 
 _CACHE_SIZE = 4096
-_records: OrderedDict[str, ConsentRecord] = OrderedDict()
+_records: OrderedDict[bytes, ConsentRecord] = OrderedDict()
 
 
 def _key(site: str, consent_id: str) -> str:
@@ -44,14 +46,15 @@ def _key(site: str, consent_id: str) -> str:
 
 def consent_record(resource_json: str) -> ConsentRecord:
     """The engine's view of a stored Consent (validated when it was stored), from its row's JSON."""
-    record = _records.get(resource_json)
+    digest = hashlib.sha256(resource_json.encode()).digest()
+    record = _records.get(digest)
     if record is None:
         record = parse_consent(json.loads(resource_json))
-        _records[resource_json] = record
+        _records[digest] = record
         if len(_records) > _CACHE_SIZE:
             _records.popitem(last=False)
     else:
-        _records.move_to_end(resource_json)
+        _records.move_to_end(digest)
     return record
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+from service.app import consents
 from service.app.consents import consent_record
 from service.fhir.build import stamped_consent
 from tests.support.consents import peer_consent
@@ -28,3 +29,11 @@ def test_the_same_id_and_version_with_other_content_is_read_anew() -> None:
 def test_the_same_text_is_parsed_once() -> None:
     text = stored("active")
     assert consent_record(text) is consent_record(json.loads(json.dumps(text)))
+
+
+def test_the_cache_keeps_no_consent_text() -> None:
+    # A Consent may carry a large attached form; the cache holds a digest of each version, never its text.
+    text = stored("active")
+    consent_record(text)
+    assert all(isinstance(key, bytes) and len(key) == 32 for key in consents._records)
+    assert not any(text in str(key) for key in consents._records)
