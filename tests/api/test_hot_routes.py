@@ -7,12 +7,13 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
-from fastapi import FastAPI
+import pytest
+from fastapi import APIRouter, FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute
 
-from service.api.hot import HandSolved
+from service.api.hot import HandSolved, match_first, route_paths
 from service.auth import Role
 from tests.support.flow import register_peer
 
@@ -91,3 +92,38 @@ async def test_intake_refuses_in_fastapis_order(client: httpx.AsyncClient, auth:
     assert "query.x" in nul.text
     for answer in (anonymous, peer, nul):
         assert answer.json()["resourceType"] == "OperationOutcome"
+
+
+def _router(*paths: str) -> APIRouter:
+    router = APIRouter()
+    for path in paths:
+        router.add_api_route(path, _answer, methods=["GET"])
+    return router
+
+
+async def _answer() -> dict[str, str]:
+    return {}
+
+
+def test_a_router_is_matched_first_only_when_no_route_it_passes_could_answer_its_requests() -> None:
+    generic, other, hot = _router("/fhir/{kind}/{id}"), _router("/api/sites"), _router("/fhir/Patient/{id}")
+    app = FastAPI()
+    for router in (generic, other, hot):
+        app.include_router(router)
+    with pytest.raises(ValueError, match="may match"):  # /fhir/Patient/x was the generic route's
+        match_first(app.router.routes, [hot])
+    disjoint = FastAPI()
+    summary = _router("/fhir/Patient/{id}/$peer-summary")
+    for router in (generic, other, summary):
+        disjoint.include_router(router)
+    match_first(disjoint.router.routes, [summary])
+    ours = [p for p in route_paths(disjoint.router.routes) if p.startswith(("/fhir", "/api"))]
+    assert ours == ["/fhir/Patient/{id}/$peer-summary", "/fhir/{kind}/{id}", "/api/sites"]
+
+
+def test_the_peer_app_is_matched_right_after_intake_and_documented_where_it_was(app: FastAPI) -> None:
+    matched = route_paths(app.router.routes)
+    assert matched[0] == "/fhir/$process-message"
+    assert matched.index("/fhir/Patient/{client_id}/$peer-summary") < matched.index("/fhir/metadata")
+    documented = list(app.openapi()["paths"])
+    assert documented.index("/fhir/Patient/{client_id}/$peer-summary") > documented.index("/fhir/metadata")
