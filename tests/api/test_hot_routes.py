@@ -3,6 +3,7 @@ the same order, with the same refusals."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -127,3 +128,24 @@ def test_the_peer_app_is_matched_right_after_intake_and_documented_where_it_was(
     assert matched.index("/fhir/Patient/{client_id}/$peer-summary") < matched.index("/fhir/metadata")
     documented = list(app.openapi()["paths"])
     assert documented.index("/fhir/Patient/{client_id}/$peer-summary") > documented.index("/fhir/metadata")
+
+
+def _sync_calls(dependant: Dependant) -> Iterator[str]:
+    for sub in dependant.dependencies:
+        call = sub.call
+        function = call if inspect.isroutine(call) else getattr(call, "__call__", None)  # noqa: B004
+        if not inspect.iscoroutinefunction(function):
+            yield _name(call)
+        yield from _sync_calls(sub)
+
+
+def test_no_route_or_dependency_waits_for_the_thread_pool(app: FastAPI) -> None:
+    # FastAPI runs a plain `def` in its thread pool: a thread hop per request, and a queue behind 40 threads.
+    routes = [r for r in route_paths_and_routes(app) if isinstance(r, APIRoute)]
+    assert len(routes) > 100
+    assert [r.path for r in routes if not inspect.iscoroutinefunction(r.endpoint)] == []
+    assert sorted({name for r in routes for name in _sync_calls(r.dependant)}) == []
+
+
+def route_paths_and_routes(app: FastAPI) -> list[BaseRoute]:
+    return list(_routes(app.router.routes))
