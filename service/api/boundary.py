@@ -7,11 +7,10 @@ quote a Patient). Nothing is re-raised to the server, which would log the whole 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
 
-from starlette.datastructures import MutableHeaders
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -25,6 +24,12 @@ SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 CACHEABLE_PATHS = frozenset({"/fhir/metadata", "/auth/jwks.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 CACHEABLE_PATHS |= {"/openapi.json"}
 CACHEABLE_PREFIXES = ("/.well-known/",)
+
+# Headers on every response, and on every one but the cacheable; they replace any the app set.
+EDGE_HEADERS = ((b"x-content-type-options", b"nosniff"),)
+PRIVATE_HEADERS = ((b"cache-control", b"no-store"),)
+EDGE_NAMES = frozenset({b"x-request-id", b"x-content-type-options"})
+PRIVATE_NAMES = frozenset({b"cache-control"})
 
 # The access log's status for a request whose client left before it could be answered (as nginx logs it).
 CLIENT_CLOSED = 499
@@ -40,7 +45,7 @@ def incoming_request_id(scope: Scope) -> str:
             if SANE_REQUEST_ID.fullmatch(given):
                 return given
             break
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # as uuid4().hex looks, without building a UUID
 
 
 def cacheable(path: str) -> bool:
@@ -74,11 +79,11 @@ class RequestBoundary:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = MutableHeaders(scope=message)
-                headers["X-Request-Id"] = rid
-                headers["X-Content-Type-Options"] = "nosniff"
-                if private:
-                    headers["Cache-Control"] = "no-store"
+                ours = (*EDGE_HEADERS, *PRIVATE_HEADERS) if private else EDGE_HEADERS
+                names = EDGE_NAMES | PRIVATE_NAMES if private else EDGE_NAMES
+                # Ours replace any the app set (as MutableHeaders' item assignment would), in one pass.
+                kept = [(n, v) for n, v in message.get("headers", ()) if n.lower() not in names]
+                message["headers"] = [*kept, (b"x-request-id", rid.encode("latin-1")), *ours]
             await send(message)
 
         try:

@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel
 
 from service.api import fhir_rest
-from service.api.deps import Peer, SessionsDep, SettingsDep, read_body
+from service.api.deps import (
+    BEARER,
+    Peer,
+    SessionsDep,
+    SettingsDep,
+    caller_in_role,
+    gatekeeper,
+    get_sessions,
+    get_settings,
+    principal,
+    read_body,
+    require,
+)
+from service.api.hot import hand_solved_route
+from service.api.paths import fhir_ids_in_path
 from service.api.responses import FhirResponse, RenderedFhir
+from service.api.text import url_without_nul
 from service.app import peers, summary
+from service.auth import Role
 from service.fhir.operation import operation_parameters
 
 router = APIRouter(tags=["peer"])
@@ -30,8 +46,32 @@ async def my_clients(caller: Peer, sessions: SessionsDep) -> list[MyClient]:
     return [MyClient(client_id=c, patient=f"Patient/{c}", summary=PEER_SUMMARY.format(client_id=c)) for c in mine]
 
 
-@router.get(
+async def _client_summary_by_hand(request: Request) -> Response:
+    """client_summary's dependencies, solved in FastAPI's order (service/api/hot.py)."""
+    await url_without_nul(request)
+    await fhir_ids_in_path(request)
+    await fhir_rest.json_only(request)
+    caller = await caller_in_role(request, Role.PEER)
+    sessions, settings = await get_sessions(request), await get_settings(request)
+    return await client_summary(request.path_params["client_id"], caller, sessions, settings)
+
+
+@hand_solved_route(
+    router,
     PEER_SUMMARY,
+    _client_summary_by_hand,
+    solves=[
+        url_without_nul,
+        fhir_ids_in_path,
+        fhir_rest.json_only,
+        require,
+        principal,
+        gatekeeper,
+        BEARER,
+        get_sessions,
+        get_settings,
+    ],
+    methods=["GET"],
     dependencies=[Depends(fhir_rest.json_only)],
     response_class=FhirResponse,
     summary="The consented summary of one of my clients (Bundle, type collection)",

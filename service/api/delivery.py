@@ -87,7 +87,7 @@ async def jwks(settings: SettingsDep, sessions: SessionsDep) -> JSONResponse:
     return JSONResponse(published, headers={"Cache-Control": "public, max-age=300"})
 
 
-def _scraper(request: Request, settings: SettingsDep) -> None:
+async def _scraper(request: Request, settings: SettingsDep) -> None:
     expected = settings.metrics_token.get_secret_value() if settings.metrics_token else None
     if expected is None:
         if settings.env == "dev":

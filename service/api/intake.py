@@ -7,21 +7,33 @@ them, woken at once when it runs in this process.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 
 from service.api.deps import (
+    BEARER,
     Coordinator,
     EhrSender,
     NotificationSender,
     SessionsDep,
     SettingsDep,
+    caller_in_role,
+    ehr_sender,
+    gatekeeper,
+    get_sessions,
+    get_settings,
+    principal,
     read_body,
+    require,
     wake_worker,
 )
+from service.api.hot import hand_solved_route
+from service.api.paths import fhir_ids_in_path
 from service.api.responses import FhirResponse
+from service.api.text import url_without_nul
 from service.app import notifications
 from service.app.intake import ChannelPolicy, process_notification
 from service.app.subscriptions import receive_subscription_notification
+from service.auth import Role
 from service.fhir.parse import check_entry_count, load_json
 from service.fhir.subscription import parse_subscription_notification
 
@@ -30,8 +42,30 @@ router = APIRouter(tags=["intake"])
 NOTIFICATION_ENDPOINT = "/fhir/subscription-notification"
 
 
-@router.post(
+async def _process_message_by_hand(request: Request) -> Response:
+    """process_message's dependencies, solved in FastAPI's order (service/api/hot.py)."""
+    await url_without_nul(request)
+    await fhir_ids_in_path(request)
+    caller = await ehr_sender(await caller_in_role(request, Role.EHR_SYSTEM))
+    return await process_message(request, caller, await get_sessions(request), await get_settings(request))
+
+
+@hand_solved_route(
+    router,
     "/fhir/$process-message",
+    _process_message_by_hand,
+    solves=[
+        url_without_nul,
+        fhir_ids_in_path,
+        ehr_sender,
+        require,
+        principal,
+        gatekeeper,
+        BEARER,
+        get_sessions,
+        get_settings,
+    ],
+    methods=["POST"],
     response_class=FhirResponse,
     summary="Receive a Da Vinci notification message Bundle (admit, transfer, discharge)",
 )

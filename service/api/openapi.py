@@ -24,6 +24,7 @@ from fastapi.routing import iter_route_contexts
 
 import fhir_profiles
 from service.api import examples
+from service.api.hot import route_paths
 from service.api.responses import FHIR_JSON, FhirResponse
 from service.settings import Settings
 
@@ -373,15 +374,25 @@ def _add_openid_connect(document: dict[str, Any], settings: Settings) -> None:
                 operation["security"].append({"openIdConnect": ["openid"]})
 
 
+def in_order(document: dict[str, Any], paths: list[str]) -> dict[str, Any]:
+    """The document with its paths in the given order (those it has and the list lacks last, as they were)."""
+    given: dict[str, Any] = document.get("paths", {})
+    ordered = {path: given[path] for path in dict.fromkeys(paths) if path in given}
+    document["paths"] = ordered | {path: item for path, item in given.items() if path not in ordered}
+    return document
+
+
 def install(app: FastAPI, settings: Settings) -> None:
     """app.openapi() answers the enriched document (built once); Swagger's Authorize uses PKCE."""
 
     plain = app.openapi  # FastAPI's own, which caches its document in app.openapi_schema
     enriched: list[dict[str, Any]] = []
+    # The paths in the order the routes were listed: create_app then moves the busiest first for matching.
+    documented = route_paths(app.router.routes)
 
     def openapi() -> dict[str, Any]:
         if not enriched:
-            enriched.append(enrich(app, plain(), settings))
+            enriched.append(enrich(app, in_order(plain(), documented), settings))
             app.openapi_schema = enriched[0]
         return enriched[0]
 

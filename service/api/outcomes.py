@@ -22,7 +22,7 @@ router = APIRouter(tags=["outcomes"])
 Manager = Annotated[Principal, Depends(require(Role.COORDINATOR, Role.ADMINISTRATOR))]
 
 
-def _known_query(request: Request) -> None:
+async def _known_query(request: Request) -> None:
     """A GET $evaluate-measure names only the parameters offered: subject= (a report about one client) or anything
     else unknown is refused, as the POST form refuses it, rather than ignored."""
     for name in request.query_params:

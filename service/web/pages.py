@@ -69,9 +69,23 @@ def wake_worker(request: Request) -> None:
         wake.set()
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-SessionsDep = Annotated[SessionFactory, Depends(get_sessions)]
-GatekeeperDep = Annotated[Gatekeeper, Depends(gatekeeper)]
+# FastAPI runs a plain `def` dependency in its thread pool (a thread hop per page for a dictionary lookup); the
+# pages depend on these async twins instead.
+async def _settings(request: Request) -> Settings:
+    return get_settings(request)
+
+
+async def _sessions(request: Request) -> SessionFactory:
+    return get_sessions(request)
+
+
+async def _gatekeeper(request: Request) -> Gatekeeper:
+    return gatekeeper(request)
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+SessionsDep = Annotated[SessionFactory, Depends(_sessions)]
+GatekeeperDep = Annotated[Gatekeeper, Depends(_gatekeeper)]
 
 
 def cookie_name(settings: Settings) -> str:
