@@ -134,6 +134,30 @@ async def test_extensions_nested_150_deep_are_refused_naming_where(
     assert issue["expression"][0].startswith("Bundle.entry[2].resource.extension[0].extension[0].extension[0]")
 
 
+@pytest.mark.parametrize("levels", [200, 300])
+@pytest.mark.parametrize(
+    "encode",
+    [lambda b: b"\xef\xbb\xbf" + b, lambda b: b.decode().encode("utf-16"), lambda b: b.decode().encode("utf-16-be")],
+    ids=["utf-8-bom", "utf-16", "utf-16-be"],
+)  # fmt: skip
+async def test_deep_extensions_are_refused_in_any_encoding_json_reads(
+    app: FastAPI, client: httpx.AsyncClient, auth: Auth, encode: Callable[[bytes], bytes], levels: int
+) -> None:
+    """json.loads reads a body led by a byte order mark (and UTF-16 ones): the shape check reads it so too. A BOM
+    once let this body past it, and its extensions reached a recursive check: a 500."""
+    body = discharge_with(lambda b: b["entry"][PATIENT]["resource"].update(extension=[nested_extension(levels)]))
+    headers = auth(Role.EHR_SYSTEM, "hospital")
+    issue = await refused(app, client, "POST", "/fhir/$process-message", encode(body), headers)
+    assert issue["diagnostics"] == "the JSON is nested deeper than 64 levels"
+    assert issue["expression"][0].startswith("Bundle.entry[2].resource.extension[0].extension[0]")
+
+
+async def test_a_body_led_by_a_byte_order_mark_is_read(client: httpx.AsyncClient, auth: Auth) -> None:
+    body = b"\xef\xbb\xbf" + discharge_with(lambda b: None)
+    response = await client.post("/fhir/$process-message", content=body, headers=auth(Role.EHR_SYSTEM, "hospital"))
+    assert response.status_code == 200, response.text
+
+
 async def test_extensions_nested_as_deep_as_real_ones_are_read(client: httpx.AsyncClient, auth: Auth) -> None:
     body = discharge_with(lambda b: b["entry"][PATIENT]["resource"].update(extension=[nested_extension(20)]))
     response = await client.post("/fhir/$process-message", content=body, headers=auth(Role.EHR_SYSTEM, "hospital"))
