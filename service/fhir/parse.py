@@ -28,7 +28,7 @@ from service.domain.stay import (
 from service.domain.vocabulary import ContactKind
 from service.errors import BadRequest, InvalidResource, TooLong
 from service.fhir.ids import ID_RULE, MAX_ID_LENGTH, MAX_IDENTIFIER_LENGTH, is_fhir_id
-from service.fhir.validation import check_resource_types, fhirpath, validated, validated_known
+from service.fhir.validation import check_resource_types, fhirpath, validated
 
 DAVINCI_EVENT_SYSTEM = "http://hl7.org/fhir/us/davinci-alerts/CodeSystem/notification-event"
 ACTED_ON = frozenset(kind.value for kind in HospitalEventKind)
@@ -36,16 +36,6 @@ ACTED_ON = frozenset(kind.value for kind in HospitalEventKind)
 MAX_SNAPSHOT_CHARS = 2 * 1024 * 1024
 EVENT_LENGTH = 64  # as processed_message.event keeps it
 R = TypeVar("R", Encounter, MessageHeader, Patient)
-# The elements of each resource a notification carries that repeat from message to message and that nothing
-# here reads from the model (none is required): validated once per distinct value (validated_known). A
-# Patient's race, ethnicity and birth-sex extensions, its language; the sending system's and the stay's codes.
-REPEATED: dict[type[Any], frozenset[str]] = {
-    Bundle: frozenset({"meta"}),
-    MessageHeader: frozenset({"meta", "destination", "sender", "author", "enterer", "responsible", "reason"}),
-    Encounter: frozenset({"type", "serviceType", "priority", "participant", "location", "serviceProvider"}),
-    Patient: frozenset({"meta", "extension", "communication", "maritalStatus", "generalPractitioner",
-                        "managingOrganization", "identifier.type"}),
-}  # fmt: skip
 R4_ENCOUNTER_STATUSES = frozenset(
     {
         "planned",
@@ -191,7 +181,7 @@ def parse_notification(
     """
     check_resource_types(data, "Bundle", body)
     entries = data.get("entry")
-    bundle = validated_known(Bundle, _without_resources(data), "Bundle", repeated=REPEATED[Bundle], types_checked=True)
+    bundle = validated(Bundle, _without_resources(data), "Bundle", types_checked=True)
     if bundle.type != "message":
         raise InvalidResource(f"Bundle.type must be 'message', got {bundle.type!r}", "Bundle.type")
     if not bundle.id:
@@ -257,13 +247,11 @@ def _without_resources(data: dict[str, Any]) -> dict[str, Any]:
 
 def _entry_model(model: type[R], resource: dict[str, Any], at: int, text: str | None = None) -> R:
     """One entry's resource validated on its own; a failure names it as Bundle.entry[at].resource.<element>.
-    The model lacks the REPEATED elements validated before: read them from the JSON, never from the model.
     `text`, the resource as _kept_text wrote it, spares the Period check when it has no element "end"."""
-    return validated_known(
+    return validated(
         model,
         resource,
         f"Bundle.entry[{at}].resource",
-        repeated=REPEATED[model],
         types_checked=True,
         periods=text is None or '"end":' in text,  # ASCII JSON: a key "end" is written so, and nothing else is
     )

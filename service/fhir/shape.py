@@ -7,6 +7,14 @@ The scan is a regular-expression lexer over the bytes: strings (skipped whole, s
 counted), brackets, and numbers long enough to refuse. Anything it does not understand is left for json.loads
 to refuse; an unterminated string only makes the scan count more brackets, never fewer.
 
+The checks read what json.loads will read: json.loads takes bytes with a UTF-8 byte order mark, and UTF-16 or
+UTF-32 ones, so the bytes checked are those of the text it decodes (a BOM-led body was once passed unchecked and
+its deep extensions then reached a recursive check: a 500). A body with a BOM is read, as json.loads reads it.
+
+A quick pass with bytes operations (_fits) answers for bodies up to FAST_PASS_BYTES: it holds about 30 times the
+body in memory at once, and the check runs before any credential is verified, so larger bodies go to the lexer,
+which holds no more than the body and its open brackets.
+
 Limits (chosen for Peerway's inputs: Da Vinci and subscription Bundles, Consent, PeerContact, /api bodies):
 - depth 64: a resource in a Bundle entry with extensions nested ~25 levels still fits;
 - 4,096 characters per string, except Narrative.div (64 KiB) and Attachment.data (1 MiB of base64);
@@ -29,6 +37,8 @@ MAX_DEPTH = 64
 MAX_STRING = 4096
 MAX_NUMBER = 40
 LONG_ELEMENTS: Mapping[str, int] = MappingProxyType({"div": 64 * 1024, "data": 1024 * 1024})
+FAST_PASS_BYTES = 256 * 1024  # a discharge Bundle is about 20 KB
+_UTF8_BOM = b"\xef\xbb\xbf"
 
 _OPEN, _CLOSE, _QUOTE = frozenset(b"[{"), frozenset(b"]}"), ord('"')
 _STRING = rb'"([^"\\]*(?:\\.[^"\\]*)*)"'
@@ -55,17 +65,34 @@ class JsonLimits:
 
 
 def looks_like_json(body: bytes) -> bool:
-    """Whether the body starts (after white space) as a JSON object or array does."""
-    start = body.lstrip()[:1]
+    """Whether the text json.loads reads from the body starts (after white space) as a JSON object or array."""
+    start = readable(body).lstrip()[:1]
     return start in (b"{", b"[")
 
 
 def check_shape(body: bytes, limits: JsonLimits = JsonLimits()) -> None:
     """Refuse a body nested deeper than `limits.depth`, or holding a string or a number longer than its element
-    may be, with a 4xx naming the element (its FHIRPath when the body is a resource, else body.<field>)."""
-    if _fits(body, limits):
+    may be, with a 4xx naming the element (its FHIRPath when the body is a resource, else body.<field>). What is
+    checked is the text json.loads reads from the body (see readable)."""
+    text = readable(body)
+    if len(text) <= FAST_PASS_BYTES and _fits(text, limits):
         return
-    _scan(body, limits)
+    _scan(text, limits)
+
+
+def readable(body: bytes) -> bytes:
+    """The UTF-8 bytes of the text json.loads reads from `body`: without a UTF-8 byte order mark, and decoded
+    from UTF-16 or UTF-32 as json.loads decodes them. Bytes it cannot decode are answered as they are (json.loads
+    refuses them too)."""
+    encoding = json.detect_encoding(body)
+    if encoding == "utf-8":
+        return body
+    if encoding == "utf-8-sig":
+        return body[len(_UTF8_BOM) :]
+    try:
+        return body.decode(encoding, "surrogatepass").encode("utf-8", "surrogatepass")
+    except UnicodeError:
+        return body
 
 
 def _fits(body: bytes, limits: JsonLimits) -> bool:

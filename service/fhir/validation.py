@@ -2,17 +2,14 @@
 models leave unchecked: that every contained or Bundle-entry resource says its resourceType (a model reads one
 without it as a bare Resource), and that no Period ends before it starts (invariant per-01).
 
-`validated_known` validates once what hospitals send again and again: the elements of a resource that repeat
-from message to message (a Patient's race and ethnicity extensions, an Encounter's type and participants) are
-remembered by the SHA-256 digest of their JSON once they have passed, and left out of the next validation of
-the same element. A refusal is always the whole resource's own, as `validated` gives it.
+Every resource is validated whole, each time: the answer depends on the body alone, never on what the process
+saw before (a digest cache of values "known valid" was tried and removed: it accepted elements in the wrong
+shape once their values had been seen, and its answers told a sender what other sites had sent).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -20,7 +17,7 @@ from fhir.resources.period import Period as R5Period
 from fhir.resources.R4B.period import Period as R4BPeriod
 from pydantic import BaseModel, ValidationError
 
-from service.errors import BadRequest, InvalidResource, PeerwayError
+from service.errors import BadRequest, InvalidResource
 from service.fhir.dates import optional_instant
 
 M = TypeVar("M", bound=BaseModel)
@@ -66,90 +63,6 @@ def validated(
     if periods:  # False: the caller knows no element "end" is in the data, so no Period can end before it starts
         check_periods(parsed, root)
     return parsed
-
-
-# Digests of element values (resource type, element name and JSON) that passed validation in this process:
-# digests only, no PHI kept. Bounded; the least recently seen go first. What passed once passes again (the
-# checks do not depend on anything else), so nothing needs invalidating while the process runs.
-KNOWN_VALID_LIMIT = 8192
-_known_valid: OrderedDict[bytes, None] = OrderedDict()
-
-
-def validated_known(
-    model: type[M],
-    data: Mapping[str, Any],
-    root: str,
-    *,
-    repeated: frozenset[str],
-    types_checked: bool = False,
-    periods: bool = True,
-) -> M:
-    """validated(model, data, root) for a resource whose `repeated` elements (neither required nor read by the
-    caller from the model) often come again unchanged: each of their values (each item of a list) seen valid
-    before is left out of the validation, so the model answered lacks them. The answer for bad input is
-    validated's, element for element: whenever the shortened resource fails, the whole one is validated."""
-    rest, seen, fresh = _split(model.__name__, data, repeated)
-    if not seen:
-        parsed = validated(model, data, root, types_checked=types_checked, periods=periods)
-    else:
-        try:
-            parsed = validated(model, rest, root, types_checked=types_checked, periods=periods)
-        except PeerwayError:  # its own refusal, naming the element
-            parsed = validated(model, data, root, types_checked=True, periods=periods)
-    for digest in fresh:
-        _known_valid[digest] = None
-    while len(_known_valid) > KNOWN_VALID_LIMIT:
-        _known_valid.popitem(last=False)
-    return parsed
-
-
-def _split(kind: str, data: Mapping[str, Any], repeated: frozenset[str]) -> tuple[dict[str, Any], bool, list[bytes]]:
-    """(the resource without the values of `repeated` elements known valid, whether any was left out, the
-    digests of the values not known yet). "parent.child" names an element of each item of a list element."""
-    rest = dict(data)
-    seen = False
-    fresh: list[bytes] = []
-    for name in repeated.intersection(data):
-        value = data[name]
-        many = isinstance(value, list)
-        items = value if many else [value]
-        if not items:
-            continue  # an empty list is the model's to refuse or not
-        unknown = []
-        for item in items:
-            digest = _digest(kind, name, item)
-            if digest in _known_valid:
-                _known_valid.move_to_end(digest)
-                seen = True
-            else:
-                fresh.append(digest)
-                unknown.append(item)
-        if not unknown:
-            del rest[name]
-        elif many:
-            rest[name] = unknown
-    for path in repeated:  # "identifier.type": the type of each identifier (an item keeps its other elements)
-        parent, dot, child = path.partition(".")
-        if not dot or not isinstance(rest.get(parent), list):
-            continue
-        kept: list[Any] = []
-        for item in rest[parent]:
-            if isinstance(item, dict) and child in item and len(item) > 1:
-                digest = _digest(kind, path, item[child])
-                if digest in _known_valid:
-                    _known_valid.move_to_end(digest)
-                    seen = True
-                    item = {key: value for key, value in item.items() if key != child}
-                else:
-                    fresh.append(digest)
-            kept.append(item)
-        rest[parent] = kept
-    return rest, seen, fresh
-
-
-def _digest(kind: str, name: str, value: Any) -> bytes:
-    text = json.dumps([kind, name, value], sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).digest()
 
 
 def check_resource_types(data: Mapping[str, Any], root: str, body: bytes | None = None) -> None:

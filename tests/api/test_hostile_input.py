@@ -134,6 +134,30 @@ async def test_extensions_nested_150_deep_are_refused_naming_where(
     assert issue["expression"][0].startswith("Bundle.entry[2].resource.extension[0].extension[0].extension[0]")
 
 
+@pytest.mark.parametrize("levels", [200, 300])
+@pytest.mark.parametrize(
+    "encode",
+    [lambda b: b"\xef\xbb\xbf" + b, lambda b: b.decode().encode("utf-16"), lambda b: b.decode().encode("utf-16-be")],
+    ids=["utf-8-bom", "utf-16", "utf-16-be"],
+)  # fmt: skip
+async def test_deep_extensions_are_refused_in_any_encoding_json_reads(
+    app: FastAPI, client: httpx.AsyncClient, auth: Auth, encode: Callable[[bytes], bytes], levels: int
+) -> None:
+    """json.loads reads a body led by a byte order mark (and UTF-16 ones): the shape check reads it so too. A BOM
+    once let this body past it, and its extensions reached a recursive check: a 500."""
+    body = discharge_with(lambda b: b["entry"][PATIENT]["resource"].update(extension=[nested_extension(levels)]))
+    headers = auth(Role.EHR_SYSTEM, "hospital")
+    issue = await refused(app, client, "POST", "/fhir/$process-message", encode(body), headers)
+    assert issue["diagnostics"] == "the JSON is nested deeper than 64 levels"
+    assert issue["expression"][0].startswith("Bundle.entry[2].resource.extension[0].extension[0]")
+
+
+async def test_a_body_led_by_a_byte_order_mark_is_read(client: httpx.AsyncClient, auth: Auth) -> None:
+    body = b"\xef\xbb\xbf" + discharge_with(lambda b: None)
+    response = await client.post("/fhir/$process-message", content=body, headers=auth(Role.EHR_SYSTEM, "hospital"))
+    assert response.status_code == 200, response.text
+
+
 async def test_extensions_nested_as_deep_as_real_ones_are_read(client: httpx.AsyncClient, auth: Auth) -> None:
     body = discharge_with(lambda b: b["entry"][PATIENT]["resource"].update(extension=[nested_extension(20)]))
     response = await client.post("/fhir/$process-message", content=body, headers=auth(Role.EHR_SYSTEM, "hospital"))
@@ -353,3 +377,80 @@ async def test_an_event_without_a_focus_on_a_channel_peerway_asked_ids_of_is_ref
     issue = await refused(app, client, "POST", "/fhir/subscription-notification", json.dumps(bundle).encode(), headers)
     assert issue["expression"] == ["Parameters.parameter.where(name='notification-event')[0].focus"]
     assert issue["diagnostics"] == "this channel sends id-only events: each names its focus"
+
+
+# --- 6. the same answer whatever was sent before --------------------------------------------------------------
+# A repeated element given in the wrong shape (a list for a single value, an object for a list, a key that names
+# no element) is refused naming it, whether or not the same values came before in a valid message: a review
+# found a digest cache of "known valid" values (now removed) that accepted and stored such messages once the
+# values had been seen, and that told any EHR token whether some site had recently sent an exact value.
+
+ADMIT = "davinci/davinci-alerts-admit-notification-message-bundle-01.json"
+HEADER = 0  # MessageHeader entry of the admit example (its Encounter and Patient are ENCOUNTER and PATIENT)
+
+
+def _resource(bundle: dict[str, Any], at: int) -> dict[str, Any]:
+    resource: dict[str, Any] = bundle["entry"][at]["resource"]
+    return resource
+
+
+def _as_list(at: int, name: str) -> Callable[[dict[str, Any]], object]:
+    return lambda b: _resource(b, at).update({name: [_resource(b, at)[name]]})
+
+
+def _first_item(at: int, name: str) -> Callable[[dict[str, Any]], object]:
+    return lambda b: _resource(b, at).update({name: _resource(b, at)[name][0]})
+
+
+def _identifier_type(b: dict[str, Any]) -> list[dict[str, Any]]:
+    return [i["type"] for i in _resource(b, PATIENT)["identifier"] if "type" in i]
+
+
+SHAPES: dict[str, tuple[Callable[[dict[str, Any]], object], str]] = {
+    "patient-maritalStatus-as-list": (_as_list(PATIENT, "maritalStatus"), "Bundle.entry[2].resource.maritalStatus"),
+    "patient-extension-as-object": (_first_item(PATIENT, "extension"), "Bundle.entry[2].resource.extension"),
+    "patient-communication-as-object": (
+        _first_item(PATIENT, "communication"),
+        "Bundle.entry[2].resource.communication",
+    ),
+    "patient-meta-as-list": (_as_list(PATIENT, "meta"), "Bundle.entry[2].resource.meta"),
+    "patient-identifier.type-key": (
+        lambda b: _resource(b, PATIENT).update({"identifier.type": _identifier_type(b)[0]}),
+        "Bundle.entry[2].resource.identifier.type",
+    ),
+    "patient-identifier-type-as-list": (
+        lambda b: [i.update(type=[i["type"]]) for i in _resource(b, PATIENT)["identifier"] if "type" in i],
+        "Bundle.entry[2].resource.identifier",
+    ),
+    "encounter-type-as-object": (_first_item(ENCOUNTER, "type"), "Bundle.entry[1].resource.type"),
+    "encounter-participant-as-object": (
+        _first_item(ENCOUNTER, "participant"),
+        "Bundle.entry[1].resource.participant",
+    ),
+    "encounter-serviceProvider-as-list": (
+        _as_list(ENCOUNTER, "serviceProvider"),
+        "Bundle.entry[1].resource.serviceProvider",
+    ),
+    "header-sender-as-list": (_as_list(HEADER, "sender"), "Bundle.entry[0].resource.sender"),
+    "header-meta-as-list": (_as_list(HEADER, "meta"), "Bundle.entry[0].resource.meta"),
+    "bundle-meta-as-list": (lambda b: b.update(meta=[b["meta"]]), "Bundle.meta"),
+}
+
+
+@pytest.mark.parametrize("after_a_valid_one", [False, True], ids=["alone", "after-the-valid-message"])
+@pytest.mark.parametrize("shape", list(SHAPES))
+async def test_an_element_in_the_wrong_shape_is_refused_whatever_came_before(
+    app: FastAPI, client: httpx.AsyncClient, auth: Auth, shape: str, after_a_valid_one: bool
+) -> None:
+    change, expression = SHAPES[shape]
+    headers = auth(Role.EHR_SYSTEM, "hospital")
+    if after_a_valid_one:  # the same values, each in its right shape, accepted first
+        valid = await client.post(
+            "/fhir/$process-message", content=json.dumps(fixture_json(ADMIT)).encode(), headers=headers
+        )
+        assert valid.status_code == 200, valid.text
+    bundle = copy.deepcopy(fixture_json(ADMIT))
+    bundle["id"] = "the-same-values-in-another-shape"
+    change(bundle)
+    issue = await refused(app, client, "POST", "/fhir/$process-message", json.dumps(bundle).encode(), headers)
+    assert issue["expression"][0].startswith(expression), issue

@@ -4,6 +4,7 @@ is, and what it must let through (brackets inside strings, legal depths, long At
 from __future__ import annotations
 
 import json
+import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
@@ -12,7 +13,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from service.errors import BadRequest, InvalidResource, PeerwayError, TooLong
-from service.fhir.shape import MAX_DEPTH, JsonLimits, _fits, _scan, check_shape, looks_like_json
+from service.fhir.shape import (
+    FAST_PASS_BYTES,
+    MAX_DEPTH,
+    JsonLimits,
+    _fits,
+    _scan,
+    check_shape,
+    looks_like_json,
+    readable,
+)
 from tests.conftest import FIXTURES
 
 
@@ -88,7 +98,11 @@ def test_limits_can_be_set() -> None:
     check_shape(nested(4), JsonLimits(depth=4))
 
 
-@pytest.mark.parametrize(("body", "answer"), [(b"  {", True), (b"\n[1]", True), (b"x", False), (b"", False)])
+@pytest.mark.parametrize(
+    ("body", "answer"),
+    [(b"  {", True), (b"\n[1]", True), (b"x", False), (b"", False), (b"\xef\xbb\xbf {}", True),
+     ("[1]".encode("utf-16"), True), ("[1]".encode("utf-32-be"), True)],
+)  # fmt: skip
 def test_only_what_starts_as_json_is_checked(body: bytes, answer: bool) -> None:
     assert looks_like_json(body) is answer
 
@@ -125,7 +139,7 @@ def test_the_quick_pass_answers_as_the_lexer_on_json(value: Any, indent: int | N
 @given(body=st.binary(max_size=60) | st.text(alphabet='{}[]"\\:,1e5 a\n', max_size=60).map(str.encode))
 def test_the_quick_pass_answers_as_the_lexer_on_anything(body: bytes) -> None:
     for limits in (_small, JsonLimits()):
-        assert _outcome(lambda: check_shape(body, limits)) == _outcome(lambda: _scan(body, limits))  # noqa: B023
+        assert _outcome(lambda: check_shape(body, limits)) == _outcome(lambda: _scan(readable(body), limits))  # noqa: B023
 
 
 def test_a_discharge_bundle_fits_without_the_lexer() -> None:
@@ -136,3 +150,42 @@ def test_a_discharge_bundle_fits_without_the_lexer() -> None:
 def test_a_long_number_inside_a_string_is_text() -> None:
     body = json.dumps({"system": "urn:oid:" + "1." * 40 + "1", "n": "9" * 50}).encode()
     assert _outcome(lambda: check_shape(body)) is None
+
+
+# What is checked is what json.loads reads: it reads a body led by a UTF-8 byte order mark, and UTF-16 or UTF-32
+# ones, so those are checked as the text they decode to (a BOM once let a deep body past the check: a 500).
+
+
+@pytest.mark.parametrize(
+    "encode",
+    [lambda t: b"\xef\xbb\xbf" + t.encode(), lambda t: t.encode("utf-16"), lambda t: t.encode("utf-16-be"),
+     lambda t: t.encode("utf-32")],
+    ids=["utf-8-bom", "utf-16", "utf-16-be-no-bom", "utf-32"],
+)  # fmt: skip
+def test_a_body_json_loads_reads_is_checked_whatever_its_encoding(encode: Callable[[str], bytes]) -> None:
+    deep = json.dumps({"resourceType": "Patient", "extension": json.loads(nested(MAX_DEPTH + 5))})
+    body = encode(deep)
+    assert json.loads(body) == json.loads(deep)
+    assert looks_like_json(body)
+    error = refusal(body)
+    assert isinstance(error, BadRequest)
+    assert str(error.expression).startswith("Patient.extension[0][0]")
+    check_shape(encode(json.dumps({"resourceType": "Patient", "extension": []})))
+
+
+# The quick pass holds about 30 times the body at once (and runs before any credential is verified): a body
+# larger than FAST_PASS_BYTES goes to the lexer, which holds little more than its open brackets.
+
+
+@pytest.mark.parametrize("item", [b'""', b"{}", b"[]", b"0"])
+def test_a_large_body_is_checked_in_memory_that_does_not_grow_with_it(item: bytes) -> None:
+    count = (FAST_PASS_BYTES + 1024) // (len(item) + 1)
+    body = b"[" + b",".join([item] * count) + b"]"
+    assert len(body) > FAST_PASS_BYTES
+    tracemalloc.start()
+    try:
+        check_shape(body)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < len(body) // 4
