@@ -377,6 +377,10 @@ async def _lane(sessions: SessionFactory, this: Lane, settings: Settings, stop: 
             rounds.add(task)
             await progress.started.wait()
             full = progress.claimed >= settings.outbox_batch_size
+            if progress.claimed:
+                # When it has recorded its jobs, jobs waiting behind them (a correction after its contact) are
+                # due: the lane looks again then, not a poll later.
+                task.add_done_callback(lambda _round: nudge.set())
             if not progress.claimed:
                 await asyncio.wait({task})
             rounds = _reap(rounds, lane)

@@ -7,14 +7,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.settings import Settings
 from service.store import jobs as store
 from service.store.db import SessionFactory, create_engine, session_factory, transaction
-from service.workers import retry
+from service.workers import jobs, retry
 from service.workers.jobs import run_jobs
 
 KIND = "lane-test"
@@ -114,3 +116,54 @@ async def test_a_job_waits_for_the_older_job_of_its_subject_even_when_rounds_ove
     assert sorted(recorder.started) == ["x", "x", "y", "z"]
     assert all(recorder.older_done.values())
     assert statuses == [store.DONE] * 4
+
+
+async def test_a_job_waiting_behind_an_older_one_of_its_subject_runs_when_that_one_is_done_not_a_poll_later(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two jobs about one contact (its creation, then its correction) and an hour between polls. The first is held
+    # until the lane's next claim round has come back empty (the second is not claimable while the first is
+    # pending); the lane must then look again by itself once the first is recorded done, not an hour later.
+    rounds_started = 0
+    second_round_back = asyncio.Event()
+    real_run_once = jobs.run_once
+
+    async def counted(*args: Any, **kwargs: Any) -> jobs.JobReport:
+        nonlocal rounds_started
+        rounds_started += 1
+        this_round = rounds_started
+        try:
+            return await real_run_once(*args, **kwargs)
+        finally:
+            if this_round == 2:
+                second_round_back.set()
+
+    monkeypatch.setattr(jobs, "run_once", counted)
+    lane = settings.model_copy(update={"outbox_batch_size": 2, "outbox_poll_seconds": 3600})
+    engine = create_engine(settings.database_url)
+    sessions = session_factory(engine)
+    try:
+        async with transaction(sessions) as session:
+            session.add_all([store.new_job(KIND, "a", "default", datetime.now(UTC)) for _ in range(2)])
+        started: list[str] = []
+        finished = asyncio.Event()
+
+        class Correction(Recorder):
+            async def perform(self, job: store.Claimed) -> str | None:
+                started.append(job.subject_id)
+                if len(started) == 1:
+                    await second_round_back.wait()
+                else:
+                    finished.set()
+                return None
+
+        stop = asyncio.Event()
+        running = asyncio.create_task(run_jobs(sessions, {KIND: Correction(sessions, 2, "", "")}, lane, stop))
+        try:
+            await asyncio.wait_for(finished.wait(), HANG_GUARD_SECONDS)
+        finally:
+            stop.set()
+            await asyncio.wait_for(running, HANG_GUARD_SECONDS)
+        assert started == ["a", "a"]
+    finally:
+        await engine.dispose()
