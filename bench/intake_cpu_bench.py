@@ -24,29 +24,8 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import load, servers
-from bench.intake_bench import database, tokens
+from bench.intake_bench import database, fresh_bundle, tokens
 from service.auth import Role, mint_token
-
-TEMPLATE = (
-    servers.ROOT / "tests/fixtures/davinci/davinci-alerts-discharge-notification-message-bundle-01.json"
-).read_text()
-# What makes a message, a client and a stay new (as in bench/intake_bench.py).
-FRESH = {
-    "discharge-notification-message-bundle-01": "b",
-    "df0bb058-e0bb-11ea-a11a-864d2e68a322": "m",
-    "06e1f0dd-5fbe-4480-9bb4-6b54ec02d31b": "p",
-    "5fe62cd5-bfcf-4d3b-a1e9-80d6f75d6f82": "e",
-    "Elden718Halvorson12420181021T2122150700": "s",
-    "999-87-1037": "n",
-    "S99952689": "d",
-}
-
-
-def fresh_bundle(run: str, i: int) -> bytes:
-    text = TEMPLATE
-    for old, kind in FRESH.items():
-        text = text.replace(old, f"{run}-{kind}{i}")
-    return text.encode()
 
 
 def cpu_seconds(pid: int) -> tuple[float, float]:
