@@ -7,6 +7,7 @@ it does not check required code bindings, so the codes we rely on are checked he
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
@@ -36,6 +37,7 @@ ACTED_ON = frozenset(kind.value for kind in HospitalEventKind)
 MAX_SNAPSHOT_CHARS = 2 * 1024 * 1024
 EVENT_LENGTH = 64  # as processed_message.event keeps it
 R = TypeVar("R", Encounter, MessageHeader, Patient)
+T = TypeVar("T")
 R4_ENCOUNTER_STATUSES = frozenset(
     {
         "planned",
@@ -126,7 +128,7 @@ def entry_index(bundle: Any) -> dict[str, Any]:
     return index
 
 
-def resolve(index: dict[str, Any], reference: str | None) -> Any:
+def resolve(index: Mapping[str, T], reference: str | None) -> T | None:
     if not reference:
         return None
     if reference in index:
@@ -276,13 +278,7 @@ def _raw_index(entries: list[dict[str, Any]]) -> dict[str, tuple[int, dict[str, 
 def _resolve_raw(
     index: dict[str, tuple[int, dict[str, Any]]], reference: str | None
 ) -> tuple[int, dict[str, Any]] | None:
-    if not reference:
-        return None
-    if reference in index:
-        return index[reference]
-    # An absolute URL ending in Type/id also resolves to the entry with that Type/id.
-    tail = "/".join(reference.rstrip("/").split("/")[-2:])
-    return index.get(tail)
+    return resolve(index, reference)
 
 
 def encounter_snapshot(
