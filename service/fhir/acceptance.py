@@ -1,25 +1,22 @@
-"""A quick answer to "would fhir.resources accept this JSON as this model?" that may only say yes when it would.
+"""The model fhir.resources would make of some JSON, made quicker, or None when not sure it would make one.
 
 fhir.resources validates each complex element through a Python round trip (a model per element, a before and an
-after validator each), which makes a 3 KB Patient cost about a millisecond. Intake reads only a few values of a
-Patient or a MessageHeader, yet must refuse a malformed one with the same 4xx as before. So the check here walks
-the JSON along the models' own field table, and answers True only when every rule fhir.resources applies is
-known to hold:
+after validator each), which makes a 3 KB Patient cost about a millisecond. Here the JSON is walked along the
+models' own field table, and a model is made (model_construct, element by element) only when every rule
+fhir.resources applies is known to hold:
 - every key is a field's alias (the models forbid others) and no key is a `_field` primitive extension or
-  `fhir_comments` (those have validators of their own: not sure, so False);
+  `fhir_comments` (those have validators of their own: not sure);
 - a complex element is an object (a list of objects when it repeats, with no null in it) and passes the same
-  check with its own model; a resource inside (contained, Bundle.entry.resource) is not walked: False;
-- a primitive element is validated by pydantic with the field's own annotation (a TypeAdapter): exactly the
-  model's rule for it, regular expressions and date parsing included;
+  check with its own model; a resource inside (contained, Bundle.entry.resource) is not walked: not sure;
+- a primitive element's value is validated by pydantic with the field's own annotation (a TypeAdapter): the
+  model's very rule for it, regular expressions and date parsing included, giving the same typed value;
 - every required field is present and not null, and no choice element ([x]) is given more than once;
-- `resourceType`, where a resource has it, is the model's;
-- and, for Peerway's own rule on top (per-01, service/fhir/validation.py), no Period in it has an end: one that
-  has is checked the slow way, which compares it with its start.
+- `resourceType`, where a resource has it, is the model's.
 
-False only means "not sure": the caller then validates with fhir.resources, which names the element at fault
+None only means "not sure": the caller then validates with fhir.resources, which names the element at fault
 (service/fhir/validation.py). The answer depends on the JSON alone: nothing is remembered between calls.
-tests/unit/fhir/test_acceptance.py checks, over mutations of real resources, that True is never said of JSON
-fhir.resources refuses.
+tests/unit/fhir/test_acceptance.py checks, on real resources and many thousands of damaged copies of them, that
+a model is made only of JSON fhir.resources accepts, and that it equals the one fhir.resources makes.
 """
 
 from __future__ import annotations
@@ -28,18 +25,19 @@ import types
 import typing
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
-from fhir.resources.R4B.period import Period
 from fhir_core.fhirabstractmodel import FHIRAbstractModel
 from fhir_core.types import FhirBase, FhirElementOrResourceBase
 from pydantic import TypeAdapter
 
+M = TypeVar("M", bound=FHIRAbstractModel)
 MAX_DEPTH = 64  # as the shape check's (service/fhir/shape.py): deeper is refused before any model sees it
 
 
 @dataclass(frozen=True)
 class _Field:
+    name: str  # the model's own name for the field (model_construct takes names, not aliases)
     repeats: bool
     model: type[FHIRAbstractModel] | None  # a complex element's model; None for a primitive
     primitive: TypeAdapter[Any] | None  # a primitive element's own annotation, as the model validates it
@@ -53,44 +51,60 @@ class _Plan:
     required: frozenset[str]  # aliases
     choices: tuple[tuple[str, ...], ...]  # aliases of each choice element's types
     required_choices: tuple[tuple[str, ...], ...]  # those of them that must be given
+    defaults: dict[str, Any] | None  # every field's value when not given (None: not made here, not sure)
 
 
-def surely_valid(model: type[FHIRAbstractModel], data: object) -> bool:
-    """True only when `model.model_validate(data)` would succeed and no Period in it has an end (so that
-    service/fhir/validation.validated would pass it); False when not sure: validate it then."""
+def quick_model(model: type[M], data: object) -> M | None:
+    """`model.model_validate(data)` when it is sure to succeed, made without fhir.resources' validators;
+    None when not sure (validate then)."""
     try:
-        return _accepts(model, data, 0)
+        return _made(model, data, 0)
     except Exception:  # a refusal of any kind (fhir_core raises AttributeError for some) is "not sure"
-        return False
+        return None
 
 
-def _accepts(model: type[FHIRAbstractModel], data: object, depth: int) -> bool:
+def _made(model: type[M], data: object, depth: int) -> M | None:
     if not isinstance(data, dict) or depth > MAX_DEPTH:
-        return False
+        return None
     plan = _plan(model)
+    values: dict[str, Any] = {}
     for key, value in data.items():
         if key == "resourceType":
             if plan.resource_type is None or value != plan.resource_type:
-                return False
+                return None
             continue
         field = plan.fields.get(key)
         if field is None or field.resource or value is None:
-            return False
-        if field.model is not None:
-            items = value if field.repeats else [value]
-            if not isinstance(items, list) or not all(_accepts(field.model, item, depth + 1) for item in items):
-                return False
-            if field.model is Period and any("end" in item for item in items):
-                return False
-        elif field.primitive is not None:
-            field.primitive.validate_python(value)  # raises when the model would refuse it
+            return None
+        if field.model is None:
+            assert field.primitive is not None
+            values[field.name] = field.primitive.validate_python(value)  # raises when the model would refuse it
+        elif not field.repeats:
+            if (made := _made(field.model, value, depth + 1)) is None:
+                return None
+            values[field.name] = made
+        elif isinstance(value, list):
+            items = [_made(field.model, item, depth + 1) for item in value]
+            if any(item is None for item in items):
+                return None
+            values[field.name] = items
         else:
-            return False
+            return None
     if not plan.required.issubset(data):
-        return False
+        return None
     if any(sum(1 for alias in choice if alias in data) > 1 for choice in plan.choices):
-        return False
-    return all(any(alias in data for alias in choice) for choice in plan.required_choices)
+        return None
+    if not all(any(alias in data for alias in choice) for choice in plan.required_choices):
+        return None
+    if plan.defaults is None:
+        return None
+    # What model_construct does, without looking up every field's default again (a FHIR element has dozens).
+    made = model.__new__(model)
+    object.__setattr__(made, "__dict__", plan.defaults | values)
+    object.__setattr__(made, "__pydantic_fields_set__", set(values))
+    object.__setattr__(made, "__pydantic_extra__", None)
+    object.__setattr__(made, "__pydantic_private__", None)
+    return made
 
 
 @cache
@@ -105,7 +119,7 @@ def _plan(model: type[FHIRAbstractModel]) -> _Plan:
         by_name[name] = alias
         if alias.startswith("_") or alias == "fhir_comments":
             continue  # primitive extensions and comments: left to fhir.resources (not sure)
-        fields[alias] = _field(info.annotation, info.metadata)
+        fields[alias] = _field(name, info.annotation, info.metadata)
         extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
         if info.is_required() or extra.get("element_required") is True:
             required.add(alias)
@@ -119,17 +133,32 @@ def _plan(model: type[FHIRAbstractModel]) -> _Plan:
         and first.get("one_of_many_required") is True
     )
     resource_type = model.get_resource_type() if model.has_resource_base() else None
-    return _Plan(resource_type, fields, frozenset(required), choices, required_choices)
+    return _Plan(resource_type, fields, frozenset(required), choices, required_choices, _defaults(model))
 
 
-def _field(annotation: Any, metadata: list[Any]) -> _Field:
+def _defaults(model: type[FHIRAbstractModel]) -> dict[str, Any] | None:
+    """The fields' values when not given, when they are all None and nothing else is set up on a new model
+    (no private attributes, no post-init, no extra values): the case model_construct is copied for."""
+    plain = (
+        model.__pydantic_post_init__ is None
+        and not model.__pydantic_root_model__
+        and not model.__private_attributes__
+        and model.model_config.get("extra") != "allow"
+    )
+    defaults = {name: info.default for name, info in model.model_fields.items() if not info.is_required()}
+    if not plain or any(value is not None for value in defaults.values()):
+        return None
+    return defaults
+
+
+def _field(name: str, annotation: Any, metadata: list[Any]) -> _Field:
     inner, repeats = _unwrapped(annotation)
     if isinstance(inner, type) and issubclass(inner, FhirElementOrResourceBase):
-        return _Field(repeats, None, None, resource=True)
+        return _Field(name, repeats, None, None, resource=True)
     if isinstance(inner, type) and issubclass(inner, FhirBase):
-        return _Field(repeats, inner.get_model_klass(), None, resource=False)
+        return _Field(name, repeats, inner.get_model_klass(), None, resource=False)
     adapted: Any = typing.Annotated[(annotation, *metadata)] if metadata else annotation
-    return _Field(repeats, None, TypeAdapter(adapted), resource=False)
+    return _Field(name, repeats, None, TypeAdapter(adapted), resource=False)
 
 
 def _unwrapped(annotation: Any) -> tuple[Any, bool]:

@@ -28,9 +28,8 @@ from service.domain.stay import (
 )
 from service.domain.vocabulary import ContactKind
 from service.errors import BadRequest, InvalidResource, TooLong
-from service.fhir.dates import optional_instant
 from service.fhir.ids import ID_RULE, MAX_ID_LENGTH, MAX_IDENTIFIER_LENGTH, is_fhir_id
-from service.fhir.validation import check_resource_types, checked, fhirpath, validated
+from service.fhir.validation import check_resource_types, fhirpath, validated
 
 DAVINCI_EVENT_SYSTEM = "http://hl7.org/fhir/us/davinci-alerts/CodeSystem/notification-event"
 ACTED_ON = frozenset(kind.value for kind in HospitalEventKind)
@@ -184,28 +183,26 @@ def parse_notification(
     """
     check_resource_types(data, "Bundle", body)
     entries = data.get("entry")
-    checked(Bundle, _without_resources(data), "Bundle", types_checked=True)
-    bundle_id, bundle_type = data.get("id"), data.get("type")  # read from the JSON fhir.resources accepted
-    if bundle_type != "message":
-        raise InvalidResource(f"Bundle.type must be 'message', got {bundle_type!r}", "Bundle.type")
-    if not bundle_id:
+    bundle = validated(Bundle, _without_resources(data), "Bundle", types_checked=True)
+    if bundle.type != "message":
+        raise InvalidResource(f"Bundle.type must be 'message', got {bundle.type!r}", "Bundle.type")
+    if not bundle.id:
         raise InvalidResource("a notification Bundle needs an id (it makes replays safe)", "Bundle.id")
-    check_id(bundle_id, "Bundle.id")
+    check_id(bundle.id, "Bundle.id")
     raw: list[dict[str, Any]] = entries if isinstance(entries, list) else []  # each an object: the Bundle said so
-    header = raw[0].get("resource") if raw else None
-    if not isinstance(header, dict) or header.get("resourceType") != "MessageHeader":
+    header_json = raw[0].get("resource") if raw else None
+    if not isinstance(header_json, dict) or header_json.get("resourceType") != "MessageHeader":
         raise InvalidResource("the first entry of a message Bundle must be a MessageHeader", "Bundle.entry[0]")
-    checked(MessageHeader, header, "Bundle.entry[0].resource", types_checked=True)
-    coding: dict[str, Any] = header.get("eventCoding") or {}  # a Coding, or absent (eventUri): validated above
-    if coding.get("system") != DAVINCI_EVENT_SYSTEM or coding.get("code") not in ACTED_ON:
-        sent = coding.get("code") or header.get("eventUri")
+    header = _entry_model(MessageHeader, header_json, 0)
+    coding = header.eventCoding
+    if coding is None or coding.system != DAVINCI_EVENT_SYSTEM or coding.code not in ACTED_ON:
+        sent = (coding.code if coding is not None else None) or header.eventUri
         if not sent:
             raise InvalidResource("the MessageHeader names no event", "MessageHeader.eventCoding.code")
-        davinci = coding.get("system") == DAVINCI_EVENT_SYSTEM and coding.get("code") in DAVINCI_EVENT_CODES
-        return OtherEvent(message_id=str(bundle_id), event_code=str(sent)[:EVENT_LENGTH], davinci=davinci)
+        davinci = coding is not None and coding.system == DAVINCI_EVENT_SYSTEM and coding.code in DAVINCI_EVENT_CODES
+        return OtherEvent(message_id=str(bundle.id), event_code=str(sent)[:EVENT_LENGTH], davinci=davinci)
     index = _raw_index(raw)
-    focus = header.get("focus") or []
-    focus_ref = focus[0].get("reference") if focus else None
+    focus_ref = header.focus[0].reference if header.focus else None
     found = _resolve_raw(index, focus_ref)
     if found is None or found[1].get("resourceType") != "Encounter":
         raise InvalidResource(
@@ -217,26 +214,24 @@ def parse_notification(
     encounter = _entry_model(Encounter, encounter_json, encounter_at, encounter_text)
     subject_ref = encounter.subject.reference if encounter.subject else None
     found = _resolve_raw(index, subject_ref)
-    if found is None or found[1].get("resourceType") != "Patient":
-        raise InvalidResource(
-            f"Encounter.subject must reference a Patient in the Bundle (got {subject_ref!r})", "Encounter.subject"
-        )
-    patient_at, patient = found
-    checked(Patient, patient, f"Bundle.entry[{patient_at}].resource", types_checked=True)
-    patient_id = patient.get("id")
-    if not patient_id:
+    patient, patient_text = None, ""
+    if found and found[1].get("resourceType") == "Patient":
+        patient_text = _kept_text(found[1])
+        patient = _entry_model(Patient, found[1], found[0], patient_text)
+    if patient is None or not patient.id:
         raise InvalidResource(
             f"Encounter.subject must reference a Patient with an id in the Bundle (got {subject_ref!r})",
             "Encounter.subject",
         )
-    check_id(patient_id, "Patient.id")
+    check_id(patient.id, "Patient.id")
+    assert found is not None
     return HospitalEvent(
-        message_id=str(bundle_id),
-        event_code=str(coding["code"]),
-        kind=HospitalEventKind(coding["code"]),
-        sent_at=optional_instant(data.get("timestamp"), "Bundle.timestamp"),
+        message_id=str(bundle.id),
+        event_code=str(coding.code),
+        kind=HospitalEventKind(coding.code),
+        sent_at=instant(bundle.timestamp),
         encounter=encounter_snapshot(encounter, _bounded(encounter_text, "Encounter"), expected_discharge_extension),
-        patient=PatientSnapshot(ehr_id=str(patient_id), resource_json=_bounded(_kept_text(patient), "Patient")),
+        patient=PatientSnapshot(ehr_id=str(patient.id), resource_json=_bounded(patient_text, "Patient")),
     )
 
 

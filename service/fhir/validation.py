@@ -4,10 +4,9 @@ without it as a bare Resource), and that no Period ends before it starts (invari
 
 Every resource is validated whole, each time: the answer depends on the body alone, never on what the process
 saw before (a digest cache of values "known valid" was tried and removed: it accepted elements in the wrong
-shape once their values had been seen, and its answers told a sender what other sites had sent). Where only a
-few values of a resource are read, `checked` asks service/fhir/acceptance.py first: it says "surely valid" of
-most real resources in a tenth of the time, and otherwise leaves the answer (and the element it names) to
-fhir.resources.
+shape once their values had been seen, and its answers told a sender what other sites had sent). A FHIR model is
+first made by service/fhir/acceptance.py, in about a tenth of the time, when it is sure fhir.resources would make
+the same; otherwise fhir.resources validates, and its refusal names the element.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ from fhir_core.fhirabstractmodel import FHIRAbstractModel
 from pydantic import BaseModel, ValidationError
 
 from service.errors import BadRequest, InvalidResource
-from service.fhir.acceptance import surely_valid
+from service.fhir.acceptance import quick_model
 from service.fhir.dates import optional_instant
 
 M = TypeVar("M", bound=BaseModel)
@@ -59,8 +58,9 @@ def validated(
     """
     if not types_checked:  # the caller checked the whole document already (check_resource_types)
         check_resource_types(data, root)
+    quick = quick_model(model, data) if issubclass(model, FHIRAbstractModel) else None
     try:
-        parsed = model.model_validate(data)
+        parsed = quick if quick is not None else model.model_validate(data)
     except ValidationError as exc:
         raise invalid_from(exc, root) from None
     except (TypeError, ValueError, KeyError, AttributeError) as exc:
@@ -68,15 +68,6 @@ def validated(
     if periods:  # False: the caller knows no element "end" is in the data, so no Period can end before it starts
         check_periods(parsed, root)
     return parsed
-
-
-def checked(model: type[FHIRAbstractModel], data: Mapping[str, Any], root: str, *, types_checked: bool = False) -> None:
-    """What validated() checks, for a caller that reads the JSON rather than the model: the same 4xx, naming the
-    same element, for anything validated() refuses; quicker for what it accepts (service/fhir/acceptance.py)."""
-    if not types_checked:
-        check_resource_types(data, root)
-    if not surely_valid(model, data):
-        validated(model, data, root, types_checked=True)
 
 
 def check_resource_types(data: Mapping[str, Any], root: str, body: bytes | None = None) -> None:
