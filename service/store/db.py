@@ -24,6 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.pool import PoolResetState
 from sqlalchemy.util import await_
 
+from service.store import sqlite_driver
+
 # The loggers that would print statement parameters or rows (aiosqlite logs each call with its arguments).
 CHATTY_LOGGERS = ("sqlalchemy.engine", "sqlalchemy.pool", "sqlalchemy.orm", "aiosqlite")
 # PostgreSQL SQLSTATEs that mean "this server cannot serve now": the classes connection exception, insufficient
@@ -114,7 +116,10 @@ def _ping_when_idle(idle_seconds: float, dbapi_connection: Any, record: Any, _pr
 def _connect(dialect: Dialect, _record: Any, cargs: Any, cparams: Any) -> Any:
     """Connect as SQLAlchemy would, but report a server that cannot be reached (refused, reset, timed out,
     shutting down) as SQLAlchemy's OperationalError, as SQLite's failures already are: asyncpg raises the
-    socket's own OSError there, which would otherwise look like any other bug."""
+    socket's own OSError there, which would otherwise look like any other bug. SQLite's connection is aiosqlite's
+    with one trip to its thread per statement (service/store/sqlite_driver.py)."""
+    if dialect.driver == "aiosqlite":
+        cparams = {**cparams, "async_creator_fn": sqlite_driver.connect}
     try:
         return dialect.connect(*cargs, **cparams)
     except (exc.SQLAlchemyError, dialect.loaded_dbapi.Error):
