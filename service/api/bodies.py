@@ -3,7 +3,9 @@ size (413, as service/api/deps.read_body also says), and the shape that service/
 bytes (nesting depth, string and number lengths) — a 4xx OperationOutcome naming the element, never the
 RecursionError or ValueError that json.loads, pydantic or a recursive check would raise past them.
 
-The body is read here once, in full (it is bounded by the size limit), and handed on unchanged. A request that
+The body is read here once, in full (it is bounded by the size limit), and handed on unchanged; when the shape
+check read its JSON, that value goes on too, in the request's scope (`read_json`), so that a route need not parse
+the same bytes again. A request that
 carries no credentials at all is passed on unread: every route with a body answers it 401 before reading it
 (FastAPI's own JSON bodies are parsed first, but a parse failure there is a 400), so a caller without a token
 cannot make Peerway read and scan 5 MB (about a second of CPU for the worst such body; 1 ms for a discharge).
@@ -16,12 +18,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.responses import error_response
 from service.errors import PayloadTooLarge, PeerwayError
-from service.fhir.shape import JsonLimits, check_shape, looks_like_json
+from service.fhir.shape import JsonLimits, Read, check_shape, looks_like_json
 
 METHODS_WITH_BODIES = frozenset({"POST", "PUT", "PATCH"})
 # The token endpoint reads only a form (with the size limit) and answers in OAuth's own error shape. Elsewhere a
 # body is checked whenever it looks like JSON, whatever its Content-Type says (a FHIR route reads it as JSON).
 OWN_BODY_PATHS = frozenset({"/auth/token"})
+_READ_JSON = "peerway.read_json"  # scope key: the JSON value read from the body, as check_shape answered it
+
+
+def read_json(scope: Scope) -> Read | None:
+    """The JSON value the shape check read from this request's body, if it read it."""
+    read = scope.get(_READ_JSON)
+    return read if isinstance(read, Read) else None
 
 
 class JsonBodyLimits:
@@ -50,8 +59,8 @@ class JsonBodyLimits:
             return
         try:
             body = await self._read(receive)
-            if looks_like_json(body):
-                check_shape(body, self.limits)
+            if looks_like_json(body) and (read := check_shape(body, self.limits)) is not None:
+                scope = {**scope, _READ_JSON: read}
         except PeerwayError as refusal:
             await error_response(refusal)(scope, receive, send)
             return

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
+from service.api.bodies import read_json
 from service.api.deps import (
     BEARER,
     Coordinator,
@@ -74,7 +75,7 @@ async def process_message(
 ) -> FhirResponse:
     # The site is checked by process_notification, in the message's own transaction.
     body = await read_body(request, settings)
-    data = load_json(body, "Bundle")
+    data = load_json(body, "Bundle", read_json(request.scope))  # the JSON the shape check read from these bytes
     check_entry_count(data, settings.max_bundle_entries)
     answer = await process_notification(sessions, caller.site, data, settings.expected_discharge_extension, body=body)
     wake_worker(request)  # the CareTeam and Practitioner writes a discharge or readmission queued

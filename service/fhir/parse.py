@@ -29,6 +29,7 @@ from service.domain.stay import (
 from service.domain.vocabulary import ContactKind
 from service.errors import BadRequest, InvalidResource, TooLong
 from service.fhir.ids import ID_RULE, MAX_ID_LENGTH, MAX_IDENTIFIER_LENGTH, is_fhir_id
+from service.fhir.shape import Read
 from service.fhir.validation import check_resource_types, fhirpath, validated
 
 DAVINCI_EVENT_SYSTEM = "http://hl7.org/fhir/us/davinci-alerts/CodeSystem/notification-event"
@@ -53,10 +54,11 @@ R4_ENCOUNTER_STATUSES = frozenset(
 )
 
 
-def load_json(body: bytes, what: str) -> dict[str, Any]:
-    """Bytes -> a JSON object, or a 400 that says it is not one."""
+def load_json(body: bytes, what: str, read: Read | None = None) -> dict[str, Any]:
+    """Bytes -> a JSON object, or a 400 that says it is not one. `read`: json.loads(body) as the shape check
+    read it already (service/fhir/shape.py), checked here as if read now."""
     try:
-        data = json.loads(body)
+        data = read.value if read is not None else json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadRequest(f"the body is not JSON: {exc}") from None
     except (ValueError, RecursionError):  # past the limits service/fhir/shape.py checks first

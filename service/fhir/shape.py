@@ -11,7 +11,8 @@ The checks read what json.loads will read: json.loads takes bytes with a UTF-8 b
 UTF-32 ones, so the bytes checked are those of the text it decodes (a BOM-led body was once passed unchecked and
 its deep extensions then reached a recursive check: a 500). A body with a BOM is read, as json.loads reads it.
 
-A quick pass with bytes operations (_fits) answers for bodies up to FAST_PASS_BYTES: it holds about 30 times the
+A quick pass with bytes operations (_fits) answers for bodies up to FAST_PASS_BYTES, and hands on the JSON value it
+read (a route then need not read the body again): it holds about 30 times the
 body in memory at once, and the check runs before any credential is verified, so larger bodies go to the lexer,
 which holds no more than the body and its open brackets.
 
@@ -70,14 +71,23 @@ def looks_like_json(body: bytes) -> bool:
     return start in (b"{", b"[")
 
 
-def check_shape(body: bytes, limits: JsonLimits = JsonLimits()) -> None:
+@dataclass(frozen=True)
+class Read:
+    """The JSON value json.loads read from a body (wrapped: JSON's null is a value too)."""
+
+    value: object
+
+
+def check_shape(body: bytes, limits: JsonLimits = JsonLimits()) -> Read | None:
     """Refuse a body nested deeper than `limits.depth`, or holding a string or a number longer than its element
     may be, with a 4xx naming the element (its FHIRPath when the body is a resource, else body.<field>). What is
-    checked is the text json.loads reads from the body (see readable)."""
+    checked is the text json.loads reads from the body (see readable). Answers json.loads(body) when the check
+    read it (the quick pass over a well-formed UTF-8 body), else None."""
     text = readable(body)
-    if len(text) <= FAST_PASS_BYTES and _fits(text, limits):
-        return
+    if len(text) <= FAST_PASS_BYTES and (read := _fits(text, limits)) is not None:
+        return read
     _scan(text, limits)
+    return None
 
 
 def readable(body: bytes) -> bytes:
@@ -95,9 +105,10 @@ def readable(body: bytes) -> bytes:
         return body
 
 
-def _fits(body: bytes, limits: JsonLimits) -> bool:
+def _fits(body: bytes, limits: JsonLimits) -> Read | None:
     """Whether a well-formed UTF-8 JSON body is within every limit, found with C-speed bytes operations (about a
-    third of the lexer's time for a discharge Bundle). False means only "not sure": the lexer then decides and
+    third of the lexer's time for a discharge Bundle), answering what json.loads read of it. None means only "not
+    sure": the lexer then decides and
     names the fault. A body json.loads reads is tokenised as the lexer does it (strings between unescaped quotes,
     no backslash outside them), so splitting it at its unescaped quotes gives the strings (odd parts) and what is
     between them (even parts), and each limit can be checked on those:
@@ -105,21 +116,21 @@ def _fits(body: bytes, limits: JsonLimits) -> bool:
     - numbers: no run of number bytes (digits, . e E + -) as long as a refused number, outside strings;
     - depth: the running count of brackets outside strings never above `limits.depth`."""
     if json.detect_encoding(body) not in ("utf-8", "utf-8-sig"):
-        return False
+        return None
     try:
-        json.loads(body)
+        read = Read(json.loads(body))
     except (ValueError, RecursionError):
-        return False  # the lexer sees what json.loads refused, then json.loads refuses it again where it is read
+        return None  # the lexer sees what json.loads refused, then json.loads refuses it again where it is read
     if b"\\" in body:  # escapes keep their length: pairs of backslashes first, then escaped quotes
         body = body.replace(b"\\\\", b"..")
     parts = body.replace(b'\\"', b"..").split(b'"')
     if max(map(len, parts[1::2]), default=0) > limits.string:
-        return False
+        return None
     outside = b"".join(parts[0::2])
     if b"n" * (MAX_NUMBER + 1) in outside.translate(_NUMBER_BYTES):
-        return False
+        return None
     levels = list(accumulate(map(_STEP.__getitem__, outside.translate(None, _NOT_BRACKETS))))
-    return not levels or max(levels) <= limits.depth
+    return read if not levels or max(levels) <= limits.depth else None
 
 
 def _scan(body: bytes, limits: JsonLimits) -> None:
