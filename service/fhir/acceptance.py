@@ -137,19 +137,41 @@ def _plan(model: type[FHIRAbstractModel]) -> _Plan:
     return _Plan(resource_type, fields, frozenset(required), choices, required_choices, _defaults(model))
 
 
+# The validators every FHIR model has, whose rules the walk applies itself (null list items; required elements,
+# choice elements). A model with any other validator is never made here.
+_KNOWN_VALIDATORS = frozenset({"reject_null_complex_elements", "validate_after_model_construction"})
+_REQUIRED = object()  # a required field's place in the defaults: the walk has checked that the JSON gives it
+
+
 def _defaults(model: type[FHIRAbstractModel]) -> dict[str, Any] | None:
-    """The fields' values when not given, when they are all None and nothing else is set up on a new model
-    (no private attributes, no post-init, no extra values): the case model_construct is copied for."""
+    """Every field's value when not given, in the model's order (as model_validate orders them), when the walk
+    knows every rule the model applies and nothing else is set up on a new model; None otherwise."""
+    decorators = model.__pydantic_decorators__
     plain = (
-        model.__pydantic_post_init__ is None
+        set(decorators.model_validators) <= _KNOWN_VALIDATORS
+        and not decorators.field_validators
+        and not decorators.validators
+        and not decorators.root_validators
+        and not decorators.computed_fields
+        and model.__init__ is FHIRAbstractModel.__init__
+        and not any(
+            "__get_pydantic_core_schema__" in vars(cls)
+            for cls in model.__mro__[: model.__mro__.index(FHIRAbstractModel)]
+        )
+        and model.__pydantic_post_init__ is None
         and not model.__pydantic_root_model__
         and not model.__private_attributes__
         and model.model_config.get("extra") != "allow"
     )
-    defaults = {name: info.default for name, info in model.model_fields.items() if not info.is_required()}
-    if not plain or any(value is not None for value in defaults.values()):
+    defaults = {name: _REQUIRED if info.is_required() else info.default for name, info in model.model_fields.items()}
+    if not plain or any(value is not None and value is not _REQUIRED for value in defaults.values()):
         return None
     return defaults
+
+
+def _below(model: type, base: type) -> tuple[type, ...]:
+    """The classes from `model` up to (not including) `base` in its method resolution order."""
+    return model.__mro__[: model.__mro__.index(base)]
 
 
 def _field(name: str, annotation: Any, metadata: list[Any]) -> _Field:

@@ -13,10 +13,12 @@ from typing import Any
 import pytest
 from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.fhirprimitiveextension import FHIRPrimitiveExtension
 from fhir.resources.R4B.patient import Patient
 from fhir_core.fhirabstractmodel import FHIRAbstractModel
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import field_validator
 
 from service.fhir.acceptance import quick_model
 from tests.conftest import fixture_json
@@ -88,8 +90,23 @@ def _validated(model: type[FHIRAbstractModel], data: object) -> FHIRAbstractMode
 
 
 def _same(quick: FHIRAbstractModel, slow: FHIRAbstractModel | None) -> bool:
-    """The same model: equal values (element by element, typed), the same elements given, the same JSON."""
-    return slow is not None and quick == slow and quick.model_dump_json() == slow.model_dump_json()
+    """The same model: equal values (element by element, typed), the same elements given, the same JSON, the same
+    order of fields (what repr and iterating a model show)."""
+    return (
+        slow is not None
+        and quick == slow
+        and quick.model_dump_json() == slow.model_dump_json()
+        and _orders(quick) == _orders(slow)
+    )
+
+
+def _orders(model: object) -> list[Any]:
+    """Each model's field names in order, nested models' too."""
+    if isinstance(model, list):
+        return [_orders(item) for item in model]
+    if not isinstance(model, FHIRAbstractModel):
+        return []
+    return [(name, _orders(value)) for name, value in model.__dict__.items()]
 
 
 def _paths(value: object, path: tuple[str | int, ...] = ()) -> list[tuple[str | int, ...]]:
@@ -188,3 +205,20 @@ def test_a_damaged_resource_is_never_said_to_be_valid_when_fhir_resources_refuse
 )
 def test_what_fhir_resources_refuses_or_checks_itself_is_left_to_it(patient: dict[str, Any]) -> None:
     assert quick_model(Patient, patient) is None
+
+
+class _PickyPatient(Patient):
+    @field_validator("gender")
+    @classmethod
+    def _no_other(cls, value: str | None) -> str | None:
+        if value == "other":
+            raise ValueError("not here")
+        return value
+
+
+def test_a_model_with_validators_of_its_own_is_left_to_fhir_resources() -> None:
+    """The walk knows the rules every FHIR model has; a model with more (a primitive's extension sibling, a
+    subclass with a field validator) is never made by it, even of JSON it would otherwise accept."""
+    assert quick_model(FHIRPrimitiveExtension, {}) is None
+    assert quick_model(_PickyPatient, {"resourceType": "Patient", "gender": "other"}) is None
+    assert quick_model(Patient, {"resourceType": "Patient", "gender": "other"}) is not None
