@@ -255,8 +255,9 @@ class EhrClient:
         duplicates, from a race) are deleted, and the answer says so.
         """
         resource_type = resource["resourceType"]
-        if mode == "put":
-            await self.update(resource)
+        if mode == "put":  # the answer is not needed: the resource is at our id (no JSON parse of it per write)
+            path = f"{resource_type}/{quote(str(resource['id']), safe='')}"
+            await self._send("PUT", path, json=resource, headers={"Content-Type": self._media_type})
             return Placed(f"{resource_type}/{resource['id']}")
         try:
             written: Written | None = await self.conditional_create(resource, identifier)
