@@ -8,6 +8,9 @@ outbox rows held back (available_at in the future), and each A window makes one 
 until the database says every row of it is done. Workers poll every 50 ms (no wake crosses processes); during a
 B window they are stopped (SIGSTOP), so their idle polls do not take CPU 0 from the baseline client.
 
+Workers are measured from when their start-up is over (settled(): the first round of periodic checks and the
+imports of a first use take some 300 ms of CPU per process, once per start, not per Encounter).
+
 Besides Encounters/s, each window's CPU per Encounter is measured: the workers' own (utime + stime of every
 worker process, all threads, from /proc), the baseline client's (this process, during its window) and the
 EHR's. That is the figure to compare on a shared machine; Encounters/s moves with whatever else runs.
@@ -171,7 +174,24 @@ def start_workers(count: int, env: dict[str, str], log: Path) -> list[subprocess
         if time.monotonic() > deadline or any(w.poll() is not None for w in workers):
             raise RuntimeError(log.read_text()[-3000:])
         time.sleep(0.05)
+    settled([w.pid for w in workers])
     return workers
+
+
+def settled(pids: list[int], quiet: float = 0.02) -> None:
+    """Wait until the workers' start-up is over: their first round of periodic checks (channels, safety net,
+    background refresh) and what their first use imports. A worker runs for days; before, the first window of
+    each configuration paid some 300 ms of CPU per process for it, a cost per start and not per Encounter (with
+    4 workers, most of what the first window measured). Settled: under `quiet` CPU seconds per process in a
+    quarter of a second (idle polls cost a few ms)."""
+    deadline = time.monotonic() + 60
+    cpu = cpu_of(pids)
+    while time.monotonic() < deadline:
+        time.sleep(0.25)
+        now = cpu_of(pids)
+        if now - cpu < quiet * len(pids):
+            return
+        cpu = now
 
 
 def stop(workers: list[subprocess.Popen[bytes]]) -> None:
