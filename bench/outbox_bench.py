@@ -9,7 +9,9 @@ until the database says every row of it is done. Workers poll every 50 ms (no wa
 B window they are stopped (SIGSTOP), so their idle polls do not take CPU 0 from the baseline client.
 
 Workers are measured from when their start-up is over (settled(): the first round of periodic checks and the
-imports of a first use take some 300 ms of CPU per process, once per start, not per Encounter).
+imports of a first use take some 300 ms of CPU per process, once per start, not per Encounter), and after one
+window that is not measured (a warm-up: each process's first claims, statements compiled, EHR client and
+connections made, some 75 ms of CPU per process; the baseline client's process is warm already).
 
 Besides Encounters/s, each window's CPU per Encounter is measured: the workers' own (utime + stime of every
 worker process, all threads, from /proc), the baseline client's (this process, during its window) and the
@@ -249,7 +251,7 @@ def measure(backend: str, args: argparse.Namespace) -> list[Result]:
                     capture_output=True,
                 )
             with servers.peerway(database_url, workdir) as url:
-                [ids] = asyncio.run(record_contacts(url, database_url, args.rows * args.pairs * len(configs)))
+                [ids] = asyncio.run(record_contacts(url, database_url, args.rows * (args.pairs + 1) * len(configs)))
             env = servers.peerway_env(database_url, workdir, servers.free_port()) | {
                 "PEERWAY_EHR_BASE_URL": ehr.base_url,
                 "PEERWAY_OUTBOX_POLL_SECONDS": "0.05",
@@ -265,6 +267,7 @@ def measure(backend: str, args: argparse.Namespace) -> list[Result]:
                 pids = [w.pid for w in workers]
                 target, baseline = Window(), Window()
                 try:
+                    asyncio.run(release_and_wait(database_url, batches.pop(0)))  # warm-up, not measured
                     encounters: list[dict[str, object]] = []
                     for _ in range(args.pairs):
                         cpu, ehr_cpu = cpu_of(pids), process_cpu_seconds(ehr.process.pid)
