@@ -202,16 +202,17 @@ def _due_read(groups: tuple[tuple[str, ...], ...]) -> DirectRead:
 
 
 @functools.cache
-def _claim_statement(skip_locked: bool) -> Any:
-    """The claim, built once per dialect flavour (bound: kinds, now, lease_until, token, limit): building its two
-    aliases of the table costs more CPU than running it."""
+def _claim_statement(skip_locked: bool, kinds: tuple[str, ...]) -> Any:
+    """The claim, built once per dialect flavour and lane (bound: now, lease_until, token, limit): building its two
+    aliases of the table costs more CPU than running it, and the lane's kinds are fixed values (an expanding IN
+    is rendered anew on every execution)."""
     row = _JOBS.alias("candidate")
     older = _JOBS.alias("older")
     now = bindparam("now", type_=UTCDateTime())
     candidates = (
         select(row.c.id)
         .where(
-            row.c.kind.in_(bindparam("kinds", expanding=True)),
+            or_(*(row.c.kind == kind for kind in kinds)),
             row.c.status == PENDING,
             row.c.available_at <= now,
             or_(row.c.claimed_until.is_(None), row.c.claimed_until < now),
@@ -262,8 +263,8 @@ async def claim(
     A row waits while an older pending row of its kind about the same subject exists, so two workers never work
     on one resource (a CareTeam, an Encounter) at once and an older state never lands after a newer one.
     """
-    parameters = {"kinds": sorted(kinds), "now": now, "lease_until": lease_until, "token": token, "limit": limit}
-    rows = (await session.execute(_claim_statement(skip_locked), parameters)).all()
+    parameters = {"now": now, "lease_until": lease_until, "token": token, "limit": limit}
+    rows = (await session.execute(_claim_statement(skip_locked, tuple(sorted(kinds))), parameters)).all()
     return sorted((Claimed(*r) for r in rows), key=lambda c: c.id)
 
 
