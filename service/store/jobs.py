@@ -14,7 +14,7 @@ transactional-outbox sense.
 from __future__ import annotations
 
 import functools
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -30,6 +30,7 @@ from sqlalchemy import (
     Text,
     bindparam,
     case,
+    exc,
     exists,
     func,
     literal,
@@ -263,9 +264,62 @@ async def claim(
     A row waits while an older pending row of its kind about the same subject exists, so two workers never work
     on one resource (a CareTeam, an Encounter) at once and an older state never lands after a newer one.
     """
-    parameters = {"now": now, "lease_until": lease_until, "token": token, "limit": limit}
-    rows = (await session.execute(_claim_statement(skip_locked, tuple(sorted(kinds))), parameters)).all()
+    statement = _claim_statement(skip_locked, tuple(sorted(kinds)))
+    connection = await session.connection()
+    dialect = connection.dialect
+    sql, order, fixed, binders, processors = _compiled_claim(statement, dialect)
+    given = fixed | {"now": now, "lease_until": lease_until, "token": token, "limit": limit}
+    values = [b(given[name]) if b is not None else given[name] for name, b in zip(order, binders, strict=True)]
+    raw = await connection.get_raw_connection()
+    driver: Any = raw.driver_connection
+    # One trip to the driver, in the session's transaction (SQLite: begun by the UPDATE, committed by the caller;
+    # PostgreSQL: the one statement is its own transaction). Through the session the claim was four trips to
+    # aiosqlite's thread and the commit (cursor, execute, fetchall, close), or BEGIN, the claim and COMMIT on
+    # PostgreSQL: some 8 % of a delivering worker's CPU.
+    try:
+        if dialect.name == "sqlite":
+            fetched = await driver.execute_fetchall(sql, values)
+        else:
+            fetched = await driver.fetch(sql, *values)
+    except Exception as error:  # as SQLAlchemy would raise it (an outage is still an OperationalError)
+        raise _sqlalchemy_error(dialect, raw, sql, error) from error
+    rows = [tuple(p(v) if p is not None else v for p, v in zip(processors, row, strict=True)) for row in fetched]
     return sorted((Claimed(*r) for r in rows), key=lambda c: c.id)
+
+
+_Processor = Callable[[Any], Any] | None
+_Compiled = tuple[str, tuple[str, ...], dict[str, Any], tuple[_Processor, ...], tuple[_Processor, ...]]
+_claims_compiled: dict[tuple[int, str], _Compiled] = {}
+
+
+def _compiled_claim(statement: Any, dialect: Dialect) -> _Compiled:
+    """The claim's SQL for the driver, its parameters' names in order, the values fixed in it (its lane's kinds, the
+    status), the parameters' bind processors and its returned columns' result processors (what SQLAlchemy would
+    apply), compiled once per statement and dialect."""
+    key = (id(statement), dialect.name)  # statements are built once (functools.cache): their id is stable
+    found = _claims_compiled.get(key)
+    if found is None:
+        compiled = statement.compile(dialect=dialect)
+        order = tuple(compiled.positiontup or ())
+        if "POSTCOMPILE" in compiled.string:
+            raise ValueError("the claim takes no expanding parameters")
+        binders = tuple(compiled.binds[name].type._cached_bind_processor(dialect) for name in order)
+        processors = tuple(c.type._cached_result_processor(dialect, None) for c in statement._returning)
+        fixed = {name: value for name, value in compiled.params.items() if value is not None}
+        found = _claims_compiled[key] = (compiled.string, order, fixed, binders, processors)
+    return found
+
+
+def _sqlalchemy_error(dialect: Dialect, raw: Any, sql: str, error: Exception) -> BaseException:
+    """The driver's error as SQLAlchemy's DBAPIError (OperationalError for a locked or unreachable database)."""
+    translated: BaseException = error
+    try:
+        raw.dbapi_connection._handle_exception(error)
+    except Exception as adapted:
+        translated = adapted
+    return exc.DBAPIError.instance(
+        sql, None, cast(Exception, translated), dialect.loaded_dbapi.Error, hide_parameters=True, dialect=dialect
+    )
 
 
 async def renew_lease(session: AsyncSession, token: str, lease_until: datetime) -> int:
