@@ -8,6 +8,11 @@ outbox rows held back (available_at in the future), and each A window makes one 
 until the database says every row of it is done. Workers poll every 50 ms (no wake crosses processes); during a
 B window they are stopped (SIGSTOP), so their idle polls do not take CPU 0 from the baseline client.
 
+Workers are measured from when their start-up is over (settled(): the first round of periodic checks and the
+imports of a first use take some 300 ms of CPU per process, once per start, not per Encounter), and after one
+window that is not measured (a warm-up: each process's first claims, statements compiled, EHR client and
+connections made, some 75 ms of CPU per process; the baseline client's process is warm already).
+
 Besides Encounters/s, each window's CPU per Encounter is measured: the workers' own (utime + stime of every
 worker process, all threads, from /proc), the baseline client's (this process, during its window) and the
 EHR's. That is the figure to compare on a shared machine; Encounters/s moves with whatever else runs.
@@ -171,7 +176,24 @@ def start_workers(count: int, env: dict[str, str], log: Path) -> list[subprocess
         if time.monotonic() > deadline or any(w.poll() is not None for w in workers):
             raise RuntimeError(log.read_text()[-3000:])
         time.sleep(0.05)
+    settled([w.pid for w in workers])
     return workers
+
+
+def settled(pids: list[int], quiet: float = 0.02) -> None:
+    """Wait until the workers' start-up is over: their first round of periodic checks (channels, safety net,
+    background refresh) and what their first use imports. A worker runs for days; before, the first window of
+    each configuration paid some 300 ms of CPU per process for it, a cost per start and not per Encounter (with
+    4 workers, most of what the first window measured). Settled: under `quiet` CPU seconds per process in a
+    quarter of a second (idle polls cost a few ms)."""
+    deadline = time.monotonic() + 60
+    cpu = cpu_of(pids)
+    while time.monotonic() < deadline:
+        time.sleep(0.25)
+        now = cpu_of(pids)
+        if now - cpu < quiet * len(pids):
+            return
+        cpu = now
 
 
 def stop(workers: list[subprocess.Popen[bytes]]) -> None:
@@ -229,7 +251,7 @@ def measure(backend: str, args: argparse.Namespace) -> list[Result]:
                     capture_output=True,
                 )
             with servers.peerway(database_url, workdir) as url:
-                [ids] = asyncio.run(record_contacts(url, database_url, args.rows * args.pairs * len(configs)))
+                [ids] = asyncio.run(record_contacts(url, database_url, args.rows * (args.pairs + 1) * len(configs)))
             env = servers.peerway_env(database_url, workdir, servers.free_port()) | {
                 "PEERWAY_EHR_BASE_URL": ehr.base_url,
                 "PEERWAY_OUTBOX_POLL_SECONDS": "0.05",
@@ -245,6 +267,7 @@ def measure(backend: str, args: argparse.Namespace) -> list[Result]:
                 pids = [w.pid for w in workers]
                 target, baseline = Window(), Window()
                 try:
+                    asyncio.run(release_and_wait(database_url, batches.pop(0)))  # warm-up, not measured
                     encounters: list[dict[str, object]] = []
                     for _ in range(args.pairs):
                         cpu, ehr_cpu = cpu_of(pids), process_cpu_seconds(ehr.process.pid)

@@ -8,8 +8,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import String, bindparam, select, update
+from sqlalchemy import String, Table, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
@@ -75,23 +76,30 @@ class ContactState:
     ehr_encounter_id: str
 
 
+_CONTACT, _EPISODE, _PEER, _CLIENT = (
+    cast(Table, model.__table__).c for model in (Contact, Episode, PeerSupporter, Client)
+)
+# Core on the tables (an ORM select of the same columns went through the ORM's compile and result steps).
 _CONTACT_STATES = (
     select(
-        Contact.id,
-        Contact.kind,
-        Contact.started_at,
-        Contact.minutes,
-        Contact.status,
-        PeerSupporter.id,
-        PeerSupporter.name,
-        Client.site,
-        Client.ehr_patient_id,
-        Episode.ehr_encounter_id,
+        _CONTACT.id,
+        _CONTACT.kind,
+        _CONTACT.started_at,
+        _CONTACT.minutes,
+        _CONTACT.status,
+        _PEER.id,
+        _PEER.name,
+        _CLIENT.site,
+        _CLIENT.ehr_patient_id,
+        _EPISODE.ehr_encounter_id,
     )
-    .join(Episode, Episode.id == Contact.episode_id)
-    .join(PeerSupporter, PeerSupporter.id == Contact.peer_id)
-    .join(Client, Client.id == Episode.client_id)
-    .where(Contact.id.in_(bindparam("ids", expanding=True)))
+    .select_from(
+        cast(Table, Contact.__table__)
+        .join(cast(Table, Episode.__table__), _EPISODE.id == _CONTACT.episode_id)
+        .join(cast(Table, PeerSupporter.__table__), _PEER.id == _CONTACT.peer_id)
+        .join(cast(Table, Client.__table__), _CLIENT.id == _EPISODE.client_id)
+    )
+    .where(_CONTACT.id.in_(bindparam("ids", expanding=True)))
 )
 
 
@@ -102,12 +110,16 @@ async def contact_states(session: AsyncSession, contact_ids: Sequence[str]) -> S
     return [ContactState(*tuple(row)) for row in result.all()]
 
 
+_CONTACTS = cast(Table, Contact.__table__)
+# Core, built once: as an ORM update(Contact) each batch's mark went through the ORM's bulk-update path.
+_MARK_DELIVERED = (
+    update(_CONTACTS)
+    .where(_CONTACTS.c.id.in_(bindparam("ids", expanding=True)), _CONTACTS.c.delivered_at.is_(None))
+    .values(delivered_at=bindparam("now", type_=UTCDateTime()))
+)
+
+
 async def mark_contacts_delivered(session: AsyncSession, contact_ids: Sequence[str], now: datetime) -> None:
     if not contact_ids:
         return
-    await session.execute(
-        update(Contact)
-        .where(Contact.id.in_(contact_ids), Contact.delivered_at.is_(None))
-        .values(delivered_at=now)
-        .execution_options(synchronize_session=False)
-    )
+    await session.execute(_MARK_DELIVERED, {"ids": list(contact_ids), "now": now})

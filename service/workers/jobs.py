@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.app.clock import utcnow
 from service.settings import Settings
 from service.store import jobs as store
-from service.store.db import SessionFactory, transaction
+from service.store.db import SessionFactory, engine_of, transaction
 from service.workers import retry
 
 log = logging.getLogger(__name__)
@@ -76,10 +76,8 @@ async def _claim(
     """Lease a batch; `probe` first looks with a read whether anything is due, so that an idle worker's poll takes
     no write lock (a worker whose last batch was full skips it: more is very likely due)."""
     now = utcnow()
-    if probe:
-        async with sessions() as session:
-            if not await store.any_due(session, now, kinds):
-                return []
+    if probe and not await store.any_due(engine_of(sessions), now, kinds):
+        return []
     async with transaction(sessions) as session:
         postgres = session.get_bind().dialect.name == "postgresql"
         return await store.claim(
@@ -343,8 +341,7 @@ async def _poll(sessions: SessionFactory, lanes: Sequence[Lane], settings: Setti
         if not waiting or stop.is_set():
             continue
         try:
-            async with sessions() as session:
-                due = await store.due_among(session, utcnow(), [lane.registry.keys() for lane in waiting])
+            due = await store.due_among(engine_of(sessions), utcnow(), [lane.registry.keys() for lane in waiting])
         except Exception as exc:  # the next poll tries again
             log.error("poll for due jobs failed: %s", type(exc).__name__)
             continue

@@ -73,3 +73,20 @@ async def test_a_401_on_a_search_page_gets_a_fresh_token_too(tmp_path: Path) -> 
         await ehr.aclose()
     assert [r["id"] for r in found] == ["e-1"]
     assert [auth for _, auth in fhir.seen] == ["Bearer t1", "Bearer t2"]
+
+
+async def test_a_cookie_the_ehr_sets_is_never_sent_back() -> None:
+    """Each request stands on its own bearer token: what an EHR or its proxy sets in a cookie is not replayed."""
+    cookies: list[str | None] = []
+
+    def fhir(request: httpx.Request) -> httpx.Response:
+        cookies.append(request.headers.get("Cookie"))
+        return httpx.Response(200, json=PATIENT, headers={"Set-Cookie": "session=abc; Path=/"})
+
+    ehr = EhrClient(BASE, bearer_token="static", transport=httpx.MockTransport(fhir))
+    try:
+        await ehr.put(PATIENT)
+        assert await ehr.read("Patient", "p-1") == PATIENT
+    finally:
+        await ehr.aclose()
+    assert cookies == [None, None]
