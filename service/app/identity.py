@@ -43,6 +43,8 @@ from service.store.db import SessionFactory, engine_of, transaction
 
 PERSON_ROLES = frozenset({Role.ADMINISTRATOR, Role.COORDINATOR, Role.ORGANIZATION_COORDINATOR, Role.PEER})
 SYSTEM_KINDS = {"ehr": Role.EHR_SYSTEM, "organization": Role.ORGANIZATION_COORDINATOR}
+NUL = "\x00"
+MAX_SUBJECT_CHARS = 255  # Person.subject's length; service/auth/people.py refuses longer ones
 
 
 class Gatekeeper:
@@ -155,10 +157,13 @@ class Gatekeeper:
     async def _person(self, token: str, issuer_url: str, unverified: dict[str, Any]) -> Principal:
         # The issuer, the person and their peer record in one read, looked up under the subject the token claims:
         # nothing of the person is used unless the token then verifies (its verified sub is that subject).
+        # Text PostgreSQL cannot take (U+0000) is never sent to it: no issuer or person is registered under it.
+        if NUL in issuer_url:
+            raise Unauthorized("tokens of this issuer are not accepted")
         subject = unverified.get("sub")
-        found = await store.caller_rows(
-            engine_of(self.sessions), issuer_url, subject if isinstance(subject, str) else ""
-        )
+        if not isinstance(subject, str) or NUL in subject or not 0 < len(subject) <= MAX_SUBJECT_CHARS:
+            subject = ""  # no one's: such a token has no person (and one that verifies is refused below)
+        found = await store.caller_rows(engine_of(self.sessions), issuer_url, subject)
         if found is None or found.issuer.status != store.ACTIVE:
             raise Unauthorized("tokens of this issuer are not accepted")
         issuer = found.issuer
@@ -169,7 +174,7 @@ class Gatekeeper:
         )
         pinned = json.loads(issuer.jwks_json) if issuer.jwks_json else None
         claims = await verify_person_token(token, issuer.issuer, pinned, self.issuer_keys, policy, self.verified)
-        if claims["sub"] != subject:  # the same text verified: never, but the rows read were the claimed subject's
+        if claims["sub"] != subject:  # a verified sub is the one read above, unless it was not a usable one
             raise Unauthorized("the token names no subject")
         person, peer = found.person, found.peer
         if person is None:
