@@ -123,6 +123,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
         dependencies=[Depends(url_without_nul), Depends(fhir_ids_in_path)],
+        # FastAPI's own OpenTelemetry hooks, off: once a process has OpenTelemetry providers (an auto-instrumented
+        # deployment), they would export exception messages and stack traces (which can quote a Patient) and
+        # request URLs with their ids; and checking the three global providers cost every request ~1 % of a summary
+        # read's CPU. Peerway's logs and /metrics are its own (service/api/logs.py, docs/delivery.md).
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.settings = settings
     _install_error_handlers(app)

@@ -32,7 +32,8 @@ def _media_type(value: str) -> str:
 
 async def json_only(request: Request) -> None:
     """A route dependency: _format or Accept asking for anything but FHIR JSON (XML, Turtle) is a 406."""
-    requested = request.query_params.get("_format")
+    # No query string (most requests): nothing to parse.
+    requested = request.query_params.get("_format") if request.scope.get("query_string") else None
     if requested is not None and _media_type(requested) not in _FORMAT_ALIASES:
         raise NotAcceptable(f"_format={requested!r}: this server answers in FHIR JSON only", "_format")
     accept = request.headers.get("accept")

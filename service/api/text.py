@@ -31,6 +31,8 @@ async def url_without_nul(request: Request) -> None:
     for name, value in request.path_params.items():
         if holds_nul(value):
             raise BadRequest(f"path.{name}: text may not contain U+0000", f"path.{name}")
+    if not request.scope.get("query_string"):
+        return  # no query: nothing to parse (most requests)
     for name, value in request.query_params.multi_items():
         if holds_nul(name) or holds_nul(value):
             raise BadRequest(f"query.{name}: text may not contain U+0000", f"query.{name}")

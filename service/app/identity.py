@@ -39,11 +39,12 @@ from service.auth.systems import (
 from service.errors import Forbidden, InvalidResource, Unauthorized
 from service.settings import Settings
 from service.store import identity as store
-from service.store.db import SessionFactory, transaction
-from service.store.models import PeerSupporter
+from service.store.db import SessionFactory, engine_of, transaction
 
 PERSON_ROLES = frozenset({Role.ADMINISTRATOR, Role.COORDINATOR, Role.ORGANIZATION_COORDINATOR, Role.PEER})
 SYSTEM_KINDS = {"ehr": Role.EHR_SYSTEM, "organization": Role.ORGANIZATION_COORDINATOR}
+NUL = "\x00"
+MAX_SUBJECT_CHARS = 255  # Person.subject's length; service/auth/people.py refuses longer ones
 
 
 class Gatekeeper:
@@ -62,6 +63,10 @@ class Gatekeeper:
         self.client_keys = ClientKeys(transport)
         # Tokens already verified (signature and claims), by their text: see service/auth/jose.py VerifiedTokens.
         self.verified = VerifiedTokens()
+        # The unverified header and claims of tokens that resolved to a caller, by their text (at most as many
+        # as `verified` keeps): only which way to verify a token; every check still runs on every request.
+        self._parts: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+        self._dev_keys = ("", "")  # the dev secret last used, and its digest
         self._keys_path = Path(settings.auth_keys_path)
         self._signing_keys = keys.load_or_create(self._keys_path)
         self._keys_changed = self._keys_path.stat().st_mtime_ns
@@ -89,24 +94,33 @@ class Gatekeeper:
     # --- resolving a caller --------------------------------------------------------------------------------
 
     async def principal(self, token: str) -> Principal:
-        header, claims = jose.unverified_parts(token)
+        parts = self._parts.get(token)
+        header, claims = parts if parts is not None else jose.unverified_parts(token)
         issuer = claims.get("iss")
         if issuer == self.issuer:
-            return await self._system(token)
-        if header.get("alg") == "HS256":
+            caller = await self._system(token)
+        elif header.get("alg") == "HS256":
             if self.settings.env != "dev":
                 raise Unauthorized("development tokens are accepted only when PEERWAY_ENV=dev")
-            return self._dev(token, claims)
-        if not isinstance(issuer, str):
+            caller = self._dev(token, claims)
+        elif not isinstance(issuer, str):
             raise Unauthorized("the token names no issuer")
-        return await self._person(token, issuer)
+        else:
+            caller = await self._person(token, issuer, claims)
+        if parts is None:
+            if len(self._parts) >= self.verified.size:
+                del self._parts[next(iter(self._parts))]  # the oldest kept
+            self._parts[token] = (header, claims)
+        return caller
 
     def _dev(self, token: str, unverified: dict[str, Any]) -> Principal:
         """A development token's caller: everything it says is in the token, so a verified one is kept to its exp
         while the dev secret that verified it is still the one in use (the secret file is read on every request:
         replacing it refuses the old tokens at once)."""
         secret = dev_secret(self.settings)
-        keys = secret_digest(secret)
+        if self._dev_keys[0] != secret:
+            self._dev_keys = (secret, secret_digest(secret))
+        keys = self._dev_keys[1]
         held = self.verified.get(token, keys)
         kept = held.get("principal") if held is not None else None
         if isinstance(kept, Principal):
@@ -140,11 +154,19 @@ class Gatekeeper:
             scopes=granted,
         )
 
-    async def _person(self, token: str, issuer_url: str) -> Principal:
-        async with self.sessions() as session:
-            issuer = await store.issuer_by_url(session, issuer_url)
-        if issuer is None or issuer.status != store.ACTIVE:
+    async def _person(self, token: str, issuer_url: str, unverified: dict[str, Any]) -> Principal:
+        # The issuer, the person and their peer record in one read, looked up under the subject the token claims:
+        # nothing of the person is used unless the token then verifies (its verified sub is that subject).
+        # Text PostgreSQL cannot take (U+0000) is never sent to it: no issuer or person is registered under it.
+        if NUL in issuer_url:
             raise Unauthorized("tokens of this issuer are not accepted")
+        subject = unverified.get("sub")
+        if not isinstance(subject, str) or NUL in subject or not 0 < len(subject) <= MAX_SUBJECT_CHARS:
+            subject = ""  # no one's: such a token has no person (and one that verifies is refused below)
+        found = await store.caller_rows(engine_of(self.sessions), issuer_url, subject)
+        if found is None or found.issuer.status != store.ACTIVE:
+            raise Unauthorized("tokens of this issuer are not accepted")
+        issuer = found.issuer
         policy = TokenPolicy(
             audience=self.settings.auth_audience,
             leeway_seconds=self.settings.token_leeway_seconds,
@@ -152,9 +174,9 @@ class Gatekeeper:
         )
         pinned = json.loads(issuer.jwks_json) if issuer.jwks_json else None
         claims = await verify_person_token(token, issuer.issuer, pinned, self.issuer_keys, policy, self.verified)
-        async with self.sessions() as session:
-            person = await store.person_of(session, issuer.id, str(claims["sub"]))
-            peer = await session.get(PeerSupporter, person.peer_id) if person and person.peer_id else None
+        if claims["sub"] != subject:  # a verified sub is the one read above, unless it was not a usable one
+            raise Unauthorized("the token names no subject")
+        person, peer = found.person, found.peer
         if person is None:
             raise Forbidden("this account is not registered in Peerway")
         if person.status != store.ACTIVE:
@@ -162,7 +184,9 @@ class Gatekeeper:
         return _person_principal(person, issuer, peer)
 
 
-def _person_principal(person: store.Person, issuer: store.IdentityIssuer, peer: PeerSupporter | None) -> Principal:
+def _person_principal(
+    person: store.PersonStatus, issuer: store.IssuerStatus, peer: store.PeerStatus | None
+) -> Principal:
     role = Role(person.role)
     sites, organizations = issuer.sites.split(), issuer.organizations.split()
     if role is Role.COORDINATOR:

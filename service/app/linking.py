@@ -22,7 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from consent import DataCategory
 from consent.categories import ACTION_DISCLOSE
 from service.app.clock import utcnow
-from service.app.sharing import Holdings, decide, record_disclosure
+from service.app.disclosures import record_disclosure
+from service.app.sharing import Holdings, decide
 from service.errors import NotFound
 from service.fhir.parse import patient_identifiers
 from service.store import linking as store

@@ -20,7 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from consent import DataCategory, Decision
 from service.app.clock import utcnow
-from service.app.sharing import Holdings, decide, record_disclosure
+from service.app.disclosures import record_disclosure
+from service.app.sharing import Holdings, decide
 from service.settings import Settings
 from service.store import channel as store
 from service.store import jobs, repository

@@ -28,7 +28,7 @@ from service.fhir import build
 from service.fhir.background import minimal_address, stale_outcome
 from service.store import repository
 from service.store.background import FAILED
-from service.store.models import AuditRecord, Client, Episode
+from service.store.models import Client, Episode
 
 _CATEGORY_VALUES = frozenset(c.value for c in DataCategory)
 # Where each category's data lives (FHIR resource type), as the data-category CodeSystem describes it.
@@ -233,7 +233,8 @@ def _base_permitted(decision: Decision, category: DataCategory) -> bool:
     return bool(base) and all(d.permitted for d in base)
 
 
-def _permitted_references(decision: Decision) -> frozenset[str]:
+def permitted_references(decision: Decision) -> frozenset[str]:
+    """The background items' references the decision releases (every decision about each permits it)."""
     by_reference: dict[str, bool] = {}
     for d in decision.items:
         if d.item.reference is not None:
@@ -314,14 +315,14 @@ def permitted_resources(decision: Decision, holdings: Holdings) -> list[dict[str
     """The permitted items, and of the Patient only the permitted categories' elements (no stale notice)."""
     client_id = holdings.client.id
     patient_categories = frozenset(c for c in build.PATIENT_CATEGORIES if _base_permitted(decision, c))
-    permitted_references = _permitted_references(decision)
-    street = holdings.street_item().reference in permitted_references
+    released = permitted_references(decision)
+    street = holdings.street_item().reference in released
     resources: list[dict[str, Any]] = []
     if patient_categories:
         resources.append(build.summary_patient(client_id, holdings.patient, patient_categories, street=street))
     if _base_permitted(decision, DataCategory.ADMISSION_DISCHARGE):
         resources.append(build.summary_encounter(holdings.episode.id, client_id, holdings.encounter))
-    resources += [i.resource for i in holdings.items if i.reference in permitted_references]
+    resources += [i.resource for i in holdings.items if i.reference in released]
     return resources
 
 
@@ -337,64 +338,3 @@ def stale_categories(decision: Decision, holdings: Holdings) -> Stale:
 def stale_notice(stale: Stale) -> dict[str, Any]:
     """The OperationOutcome naming stale categories: a notice with an id of its own, not a resource to fetch again."""
     return {"id": new_id(), **stale_outcome(stale)}
-
-
-def _item_decisions(decision: Decision) -> tuple[build.DisclosedItem, ...]:
-    """Each background item asked for, disclosed or withheld (withheld when any decision about it withholds it)."""
-    permitted = _permitted_references(decision)
-    seen: dict[str, build.DisclosedItem] = {}
-    for d in decision.items:
-        reference = d.item.reference
-        if reference is None or "#" in reference or reference in seen:
-            continue  # the category rows are audited as such; an element (street lines) is part of its resource
-        labels = tuple(sorted((label.system, label.code) for label in d.item.security_labels))
-        seen[reference] = build.DisclosedItem(reference, d.item.category, reference in permitted, labels)
-    return tuple(seen.values())
-
-
-def record_disclosure(
-    session: AsyncSession,
-    client_id: str,
-    actor_reference: str,
-    actor_name: str,
-    decision: Decision,
-    requested: Iterable[DataCategory],
-    at: datetime,
-) -> None:
-    """Audit one read of a client's data by a peer: what was disclosed, what withheld, under which Consents."""
-    session.add(AuditRecord(**disclosure_row(client_id, actor_reference, actor_name, decision, requested, at)))
-
-
-def disclosure_row(
-    client_id: str,
-    actor_reference: str,
-    actor_name: str,
-    decision: Decision,
-    requested: Iterable[DataCategory],
-    at: datetime,
-) -> dict[str, Any]:
-    """The audit row of one read (record_disclosure's), as column values: what was disclosed, what withheld,
-    under which Consents."""
-    disclosed = shared_categories(decision)
-    audit = build.disclosure_audit_event(
-        build.Disclosure(
-            audit_id=new_id(),
-            client_id=client_id,
-            actor_reference=actor_reference,
-            actor_name=actor_name,
-            purpose=PURPOSE_COC.code,
-            disclosed=disclosed,
-            withheld=frozenset(requested) - disclosed,
-            consent_ids=frozenset(d.consent_id for d in decision.items if d.permitted and d.consent_id is not None),
-            recorded_at=at,
-            items=_item_decisions(decision),
-        )
-    )
-    return {
-        "id": audit["id"],
-        "client_id": client_id,
-        "actor": actor_reference,
-        "outcome": audit["outcome"],
-        "recorded_at": at,
-        "resource_json": build.to_json(audit),
-    }

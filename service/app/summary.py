@@ -28,15 +28,8 @@ from typing import Any
 
 from consent import DataCategory, Decision, unchanged_until
 from service.app.clock import utcnow
-from service.app.sharing import (
-    Holdings,
-    Stale,
-    decide_over,
-    disclosure_row,
-    permitted_resources,
-    stale_categories,
-    stale_notice,
-)
+from service.app.disclosures import Disclosed, disclosure_text
+from service.app.sharing import Holdings, Stale, decide_over, permitted_resources, stale_categories, stale_notice
 from service.errors import NotFound
 from service.fhir import build
 from service.store import audits, repository
@@ -64,10 +57,11 @@ class _Decided:
     decision: Decision
     entries: tuple[bytes, ...]  # the permitted resources rendered as Bundle entries: the only copy kept
     stale: Stale
+    disclosed: Disclosed  # each read's audit row, rendered but for its id and moment
 
     @property
     def size(self) -> int:
-        return ENTRY_BYTES + sum(len(e) for e in self.entries)
+        return ENTRY_BYTES + self.disclosed.text.size + sum(len(e) for e in self.entries)
 
     def holds(self, digest: bytes, now: datetime) -> bool:
         return self.digest == digest and self.at <= now and (self.until is None or now < self.until)
@@ -182,16 +176,16 @@ async def _read(sessions: SessionFactory, base_url: str, peer_id: str, client_id
     if decided is None:
         decided = _decide(*found, digest, base_url, now)
         _decided.put(decided)
-    actor = f"Practitioner/{peer_id}"
-    row = disclosure_row(decided.client_id, actor, decided.peer_name, decided.decision, decided.asked, now)
-    await audits.append(sessions, row)
+    await audits.append(sessions, decided.disclosed.row(now))
     return _Read(decided, now, stale_notice(decided.stale) if decided.stale else None)
 
 
 def _digest(view: repository.PeerView, rows: repository.DecisionRows, base_url: str) -> bytes:
     # repr of str, datetime, int and None is unambiguous (strings quoted and escaped), so equal reprs are equal
-    # rows; surrogatepass: a lone surrogate in stored text still hashes.
-    return hashlib.sha256(repr((view, rows, base_url)).encode("utf-8", "surrogatepass")).digest()
+    # rows; surrogatepass: a lone surrogate in stored text still hashes. Every field of both, in field order, as
+    # plain tuples: the dataclasses' own reprs (generated, recursion-guarded) cost more than the hash.
+    fields = (tuple(vars(view).values()), tuple(vars(rows).values()), base_url)
+    return hashlib.sha256(repr(fields).encode("utf-8", "surrogatepass")).digest()
 
 
 def _decide(
@@ -213,4 +207,7 @@ def _decide(
         decision=decision,
         entries=tuple(build.entry_json(r, base_url) for r in permitted_resources(decision, holdings)),
         stale=stale_categories(decision, holdings),
+        disclosed=Disclosed(
+            view.client_id, actor, disclosure_text(view.client_id, actor, view.peer_name, decision, asked)
+        ),
     )

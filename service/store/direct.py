@@ -13,18 +13,21 @@ that cannot serve is still a 503, service/app/health.py), and a connection the e
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
 import threading
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Table, event, exc, insert
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql.selectable import SelectBase
+from sqlalchemy.util import greenlet_spawn
 
 from service.store.db import CLEAN_ON_RETURN
 
@@ -70,8 +73,7 @@ class DirectRead:
         return [tuple(p(v) if p is not None else v for p, v in zip(processors, row, strict=True)) for row in fetched]
 
     async def _fetch(self, engine: AsyncEngine, compiled: _Compiled, values: list[Any]) -> Sequence[Sequence[Any]]:
-        async with engine.connect() as connection:
-            raw = await connection.get_raw_connection()
+        async with _pooled(engine) as raw:
             driver: Any = raw.driver_connection
             try:
                 if engine.dialect.name == "sqlite":
@@ -79,7 +81,7 @@ class DirectRead:
                 else:
                     fetched = await driver.fetch(compiled.sql, *values)
             except Exception as error:
-                raise await _failure(engine, connection, raw, compiled.sql, error) from error
+                raise await _failure(engine, raw, compiled.sql, error) from error
         return fetched
 
 
@@ -110,8 +112,7 @@ class DirectInsert:
             tuple(p(row[name]) if p is not None else row[name] for name, p in zip(order, processors, strict=True))
             for row in rows
         ]
-        async with engine.connect() as connection:
-            raw = await connection.get_raw_connection()
+        async with _pooled(engine) as raw:
             driver: Any = raw.driver_connection
             try:
                 if engine.dialect.name == "sqlite":
@@ -121,7 +122,7 @@ class DirectInsert:
                 else:
                     await driver.executemany(sql, values)
             except Exception as error:
-                raise await _failure(engine, connection, raw, sql, error) from error
+                raise await _failure(engine, raw, sql, error) from error
 
 
 def _sqlite_insert_all(conn: sqlite3.Connection, sql: str, values: list[tuple[Any, ...]]) -> None:
@@ -173,9 +174,45 @@ def _close_readers(engine: Any) -> None:
             reader.close()
 
 
-async def _failure(
-    engine: AsyncEngine, connection: AsyncConnection, raw: Any, sql: str, error: Exception
-) -> BaseException:
+@contextlib.asynccontextmanager
+async def _pooled(engine: AsyncEngine) -> AsyncIterator[PoolProxiedConnection]:
+    """A connection of the engine's pool, returned to it (reset as the pool's events say) on leaving, even when
+    the task is cancelled meanwhile (as AsyncConnection's exit does). The pool's own connection, not an
+    AsyncConnection around a Connection around it: those cost two more hand-overs to SQLAlchemy's greenlet and
+    a Connection object per read, for statements that never use them."""
+    dbapi_error = engine.dialect.loaded_dbapi.Error
+    try:
+        raw = await engine.raw_connection()
+    except dbapi_error as error:  # as Engine.connect() reports a database that cannot be opened
+        broken = engine.dialect.is_disconnect(error, None, None)
+        raise exc.DBAPIError.instance(
+            None, None, error, dbapi_error, hide_parameters=True, connection_invalidated=broken, dialect=engine.dialect
+        ) from error
+    try:
+        yield raw
+    finally:
+        await _to_completion(greenlet_spawn(raw.close))
+
+
+async def _to_completion(cleanup: Coroutine[Any, Any, None]) -> None:
+    """Run `cleanup` to its end even if the calling task is cancelled meanwhile; the cancellation is raised
+    after it (SQLAlchemy's AsyncConnection does the same when it closes)."""
+    task = asyncio.ensure_future(cleanup)
+    cancelled: asyncio.CancelledError | None = None
+    while True:
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError as error:
+            if task.done():
+                raise
+            cancelled = error
+        else:
+            break
+    if cancelled is not None:
+        raise cancelled
+
+
+async def _failure(engine: AsyncEngine, raw: Any, sql: str, error: Exception) -> BaseException:
     """The error SQLAlchemy would raise for a driver's `error`; a connection it broke is invalidated, with every
     older one of the pool (as SQLAlchemy does on a disconnect)."""
     translated = _translated(raw.dbapi_connection, error)
@@ -186,7 +223,7 @@ async def _failure(
     )
     if broken:
         pool = engine.sync_engine.pool
-        await connection.run_sync(lambda _: pool._invalidate(raw, translated))
+        await greenlet_spawn(pool._invalidate, raw, translated)
     return exc.DBAPIError.instance(
         sql,
         None,

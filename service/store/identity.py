@@ -10,13 +10,15 @@ hospital coordinator.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, delete, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, and_, bindparam, delete, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from service.store.models import Base, UTCDateTime
+from service.store.direct import DirectRead
+from service.store.models import Base, PeerSupporter, UTCDateTime
 
 ACTIVE, DISABLED = "active", "disabled"
 
@@ -81,6 +83,75 @@ class UsedAssertion(Base):
     client_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     jti: Mapped[str] = mapped_column(String(255), primary_key=True)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+@dataclass(frozen=True)
+class IssuerStatus:
+    id: str
+    issuer: str
+    jwks_json: str | None
+    sites: str
+    organizations: str
+    status: str
+
+
+@dataclass(frozen=True)
+class PersonStatus:
+    id: str
+    role: str
+    site: str | None
+    organization_id: str | None
+    peer_id: str | None
+    status: str
+
+
+@dataclass(frozen=True)
+class PeerStatus:
+    id: str
+    organization_id: str
+    status: str
+
+
+@dataclass(frozen=True)
+class CallerRows:
+    """What a person's token is checked against on every request, as stored now: the issuer, the person it
+    registered under the subject (None: nobody) and that person's peer record (None: not a peer, or none)."""
+
+    issuer: IssuerStatus
+    person: PersonStatus | None
+    peer: PeerStatus | None
+
+
+_ISSUER = (
+    IdentityIssuer.id,
+    IdentityIssuer.issuer,
+    IdentityIssuer.jwks_json,
+    IdentityIssuer.sites,
+    IdentityIssuer.organizations,
+    IdentityIssuer.status,
+)
+_PERSON = (Person.id, Person.role, Person.site, Person.organization_id, Person.peer_id, Person.status)
+_PEER = (PeerSupporter.id, PeerSupporter.organization_id, PeerSupporter.status)
+_CALLER_READ = DirectRead(
+    select(*_ISSUER, *_PERSON, *_PEER)
+    .outerjoin(Person, and_(Person.issuer_id == IdentityIssuer.id, Person.subject == bindparam("subject")))
+    .outerjoin(PeerSupporter, PeerSupporter.id == Person.peer_id)
+    .where(IdentityIssuer.issuer == bindparam("issuer"))
+)
+
+
+async def caller_rows(engine: AsyncEngine, issuer: str, subject: str) -> CallerRows | None:
+    """The issuer registered as `issuer` (None: none is), with the person registered under (it, `subject`) and
+    their peer record: one statement in one driver call, one consistent snapshot (service/store/direct.py)
+    instead of a session per lookup."""
+    rows = await _CALLER_READ.rows(engine, {"issuer": issuer, "subject": subject})
+    if not rows:
+        return None
+    row = rows[0]  # issuer is unique, and so is (issuer, subject): at most one row
+    i, p = len(_ISSUER), len(_ISSUER) + len(_PERSON)
+    person = PersonStatus(*row[i:p]) if row[i] is not None else None
+    peer = PeerStatus(*row[p:]) if row[p] is not None else None
+    return CallerRows(IssuerStatus(*row[:i]), person, peer)
 
 
 async def issuer_by_url(session: AsyncSession, issuer: str) -> IdentityIssuer | None:

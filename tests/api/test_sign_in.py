@@ -7,6 +7,8 @@ private_key_jwt assertion. Every attack an outside review would try gets a 401 o
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 import uuid
 import warnings
@@ -157,6 +159,10 @@ ATTACKS: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any], int]] =
     ("living longer than the cap", {"iat": 0, "exp": 7200}, {}, {}, 401),
     ("no expiry", {"exp": None}, {}, {}, 401),
     ("an unregistered subject", {"sub": "mallory"}, {}, {}, 403),
+    # PostgreSQL cannot compare text holding U+0000: such a subject must never reach a query (a 500 once)
+    ("a subject holding U+0000, signed by the provider", {"sub": "ca\x00sey"}, {}, {}, 401),
+    ("a subject holding U+0000, forged", {"sub": "ca\x00sey"}, {}, {"key": "foreign"}, 401),
+    ("a subject longer than any registered", {"sub": "c" * 256}, {}, {}, 401),
 ]
 
 
@@ -171,6 +177,17 @@ async def test_every_forged_or_misused_token_is_refused(
     response = await world.client.get("/api/episodes", headers=bearer(token))
     assert response.status_code == status, response.text
     assert response.json()["resourceType"] == "OperationOutcome"
+
+
+async def test_an_issuer_holding_u0000_is_refused_like_any_unknown_issuer(world: World) -> None:
+    def part(value: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    for issuer in (world.idp.issuer("hospital") + "\x00", "https://unknown.example/"):
+        token = ".".join((part({"alg": "RS256", "kid": "k"}), part({"iss": issuer, "sub": "casey"}), "c2ln"))
+        response = await world.client.get("/api/episodes", headers=bearer(token))
+        assert response.status_code == 401, response.text
+        assert "issuer" in response.json()["issue"][0]["diagnostics"]
 
 
 async def test_the_same_token_unforged_is_accepted(world: World) -> None:

@@ -15,7 +15,9 @@ from fastapi import FastAPI
 from consent import DataCategory, Decision
 from service.api.responses import FhirResponse
 from service.app import summary
+from service.app.disclosures import Disclosed
 from service.auth import Role
+from service.fhir.audit_text import AuditEventText
 from service.store import background
 from service.store.db import transaction
 from tests.api.test_answers import response_for
@@ -215,6 +217,7 @@ def _decided_of(client_id: str, size: int) -> Any:
         decision=Decision(items=()),
         entries=(b"x" * size,),
         stale=(),
+        disclosed=Disclosed(client_id, "Practitioner/peer", AuditEventText("", "", "", "4")),  # counts 0 bytes
     )
 
 
