@@ -28,8 +28,8 @@ from service.fhir.subscription import reference_tail
 from service.settings import Settings
 from service.store import channel as store
 from service.store import repository
+from service.store.claims import Claimed
 from service.store.db import SessionFactory, transaction
-from service.store.jobs import Claimed
 
 
 async def do_intake(sessions: SessionFactory, reader: EhrClient, settings: Settings, job: Claimed) -> str:

@@ -39,8 +39,8 @@ from service.fhir.notification import SubscriptionReport
 from service.fhir.subscription import parse_subscription_notification, reference_tail
 from service.settings import Settings
 from service.store import channel as store
+from service.store.claims import Claimed
 from service.store.db import SessionFactory, transaction
-from service.store.jobs import Claimed
 from service.store.uow import retrying
 
 log = logging.getLogger(__name__)

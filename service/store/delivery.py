@@ -1,6 +1,7 @@
 """Delivery to the EHR: what a contact's Encounter and a client's CareTeam are built from, the contacts'
 delivered mark, and which peer's Practitioner was written to which site's EHR lately (shared by every worker
-process, so that N workers do not each write it). (The work itself, its claims and dead letters: store/jobs.py.)
+process, so that N workers do not each write it). (The work itself and its dead letters: store/jobs.py;
+its claims: store/claims.py.)
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.app.background import BACKGROUND, fetch_background
 from service.ehr.client import EhrClient
 from service.settings import Settings
+from service.store.claims import Claimed
 from service.store.db import SessionFactory
-from service.store.jobs import Claimed
 from service.workers import retry
 from service.workers.intake import SiteClients
 from service.workers.jobs import JobReport, run_once

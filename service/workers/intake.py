@@ -16,8 +16,8 @@ from service.app.channels import do_intake
 from service.app.subscriptions import INTAKE_KINDS
 from service.ehr.client import EhrClient
 from service.settings import Settings
+from service.store.claims import Claimed
 from service.store.db import SessionFactory
-from service.store.jobs import Claimed
 from service.workers import retry
 from service.workers.jobs import run_once
 

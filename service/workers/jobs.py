@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.app.clock import utcnow
 from service.settings import Settings
+from service.store import claims
 from service.store import jobs as store
 from service.store.db import SessionFactory, engine_of, transaction
 from service.workers import retry
@@ -43,13 +44,13 @@ class Handler(Protocol):
     @property
     def limits(self) -> retry.Limits: ...
 
-    async def prepare(self, jobs: Sequence[store.Claimed]) -> None:
+    async def prepare(self, jobs: Sequence[claims.Claimed]) -> None:
         """Read what the batch's jobs need at once (a job not done from this read reads it afresh next time)."""
 
-    async def perform(self, job: store.Claimed) -> str | None:
+    async def perform(self, job: claims.Claimed) -> str | None:
         """Do the job; answers a note kept with it (or None). Raises when it failed (retry.failure_of)."""
 
-    async def settle(self, session: AsyncSession, done: Sequence[store.Claimed], now: datetime) -> None:
+    async def settle(self, session: AsyncSession, done: Sequence[claims.Claimed], now: datetime) -> None:
         """In the transaction that marks them done: what else their being done changes."""
 
 
@@ -72,7 +73,7 @@ _Result = Literal["done", "retrying", "dead", "lost", "unstarted"]
 
 async def _claim(
     sessions: SessionFactory, settings: Settings, token: str, kinds: Collection[str], *, probe: bool = True
-) -> list[store.Claimed]:
+) -> list[claims.Claimed]:
     """Lease a batch; `probe` first looks with a read whether anything is due, so that an idle worker's poll takes
     no write lock (a worker whose last batch was full skips it: more is very likely due)."""
     now = utcnow()
@@ -80,7 +81,7 @@ async def _claim(
         return []
     async with transaction(sessions) as session:
         postgres = session.get_bind().dialect.name == "postgresql"
-        return await store.claim(
+        return await claims.claim(
             session,
             token,
             now,
@@ -115,7 +116,7 @@ async def _lease_kept(sessions: SessionFactory, settings: Settings, token: str) 
 
 
 async def _attempt(
-    sessions: SessionFactory, settings: Settings, handler: Handler, job: store.Claimed, token: str
+    sessions: SessionFactory, settings: Settings, handler: Handler, job: claims.Claimed, token: str
 ) -> tuple[_Result, str | None]:
     """Do the job; a failure is recorded at once, a success with its batch."""
     try:
@@ -126,7 +127,12 @@ async def _attempt(
 
 
 async def _record_failure(
-    sessions: SessionFactory, settings: Settings, handler: Handler, job: store.Claimed, token: str, failed: retry.Failed
+    sessions: SessionFactory,
+    settings: Settings,
+    handler: Handler,
+    job: claims.Claimed,
+    token: str,
+    failed: retry.Failed,
 ) -> _Result:
     if failed.unexpected:
         log.error("job %s (%s): %s", job.id, job.kind, failed.summary)
@@ -156,7 +162,7 @@ async def _record_failure(
 OWN_SUBJECTS = {"contact": "contact", "careteam": "CareTeam of episode"}
 
 
-def _log_done(job: store.Claimed) -> None:
+def _log_done(job: claims.Claimed) -> None:
     """One line per job done, ids only: for a delivery, what reached which site's EHR."""
     site = job.site or "default"
     if job.kind in OWN_SUBJECTS:
@@ -166,7 +172,7 @@ def _log_done(job: store.Claimed) -> None:
 
 
 async def _record_done(
-    sessions: SessionFactory, registry: Registry, token: str, done: list[tuple[store.Claimed, str | None]]
+    sessions: SessionFactory, registry: Registry, token: str, done: list[tuple[claims.Claimed, str | None]]
 ) -> int:
     """Mark the batch's done jobs in one transaction (a crash before it means a harmless second run)."""
     if not done:
@@ -174,7 +180,7 @@ async def _record_done(
     now = utcnow()
     async with transaction(sessions) as session:
         held = set(await store.record_done(session, [job.id for job, _ in done], token, now))
-        by_handler: dict[Handler, list[store.Claimed]] = {}
+        by_handler: dict[Handler, list[claims.Claimed]] = {}
         for job, note in done:
             if job.id in held:
                 _log_done(job)
@@ -234,7 +240,7 @@ async def _round(
     if not claimed:
         return JobReport()
     async with _lease_kept(sessions, settings, token):
-        batches: dict[Handler, list[store.Claimed]] = {}
+        batches: dict[Handler, list[claims.Claimed]] = {}
         for job in claimed:
             batches.setdefault(registry[job.kind], []).append(job)
         for handler, jobs in batches.items():
@@ -248,7 +254,7 @@ async def _round(
         if waiting <= soon:
             progress.started.set()
 
-        async def attempt(job: store.Claimed) -> tuple[_Result, str | None]:
+        async def attempt(job: claims.Claimed) -> tuple[_Result, str | None]:
             nonlocal waiting
             handler = registry[job.kind]
             async with gates[handler]:
@@ -261,7 +267,7 @@ async def _round(
 
         answers = await asyncio.gather(*(attempt(job) for job in claimed), return_exceptions=True)
         results: list[_Result] = []
-        done: list[tuple[store.Claimed, str | None]] = []
+        done: list[tuple[claims.Claimed, str | None]] = []
         for job, answer in zip(claimed, answers, strict=True):
             if isinstance(answer, BaseException):  # the database failed us: the lease lapses, the job comes back
                 log.error("job %s (%s): %s", job.id, job.kind, type(answer).__name__)

@@ -18,8 +18,8 @@ from service.app.delivery import OUTBOX_CARETEAM
 from service.ehr.client import EhrClient
 from service.settings import Settings
 from service.store import delivery
+from service.store.claims import Claimed
 from service.store.db import SessionFactory
-from service.store.jobs import Claimed
 from service.workers import retry
 from service.workers.jobs import run_once
 from service.workers.writeback import Writer, WriteTargets

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.settings import Settings
+from service.store import claims
 from service.store import jobs as store
 from service.store.db import SessionFactory, create_engine, session_factory, transaction
 from service.workers import jobs, retry
@@ -40,10 +41,10 @@ class Recorder:
         self.most_in_flight = 0
         self.older_done: dict[int, bool] = {}  # job id -> whether every older job of its subject was recorded done
 
-    async def prepare(self, jobs: Sequence[store.Claimed]) -> None:
+    async def prepare(self, jobs: Sequence[claims.Claimed]) -> None:
         return None
 
-    async def perform(self, job: store.Claimed) -> str | None:
+    async def perform(self, job: claims.Claimed) -> str | None:
         self.older_done[job.id] = await self._older_recorded(job)
         self.started.append(job.subject_id)
         self.in_flight.append(job.subject_id)
@@ -60,10 +61,10 @@ class Recorder:
             self.finished.set()
         return None
 
-    async def settle(self, session: AsyncSession, done: Sequence[store.Claimed], now: datetime) -> None:
+    async def settle(self, session: AsyncSession, done: Sequence[claims.Claimed], now: datetime) -> None:
         return None
 
-    async def _older_recorded(self, job: store.Claimed) -> bool:
+    async def _older_recorded(self, job: claims.Claimed) -> bool:
         async with self._sessions() as session:
             older = await session.scalars(
                 select(store.Job.status).where(
@@ -149,7 +150,7 @@ async def test_a_job_waiting_behind_an_older_one_of_its_subject_runs_when_that_o
         finished = asyncio.Event()
 
         class Correction(Recorder):
-            async def perform(self, job: store.Claimed) -> str | None:
+            async def perform(self, job: claims.Claimed) -> str | None:
                 started.append(job.subject_id)
                 if len(started) == 1:
                     await second_round_back.wait()

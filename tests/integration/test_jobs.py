@@ -23,8 +23,9 @@ from service.auth import Role
 from service.ehr.client import EhrClient
 from service.main import create_app
 from service.settings import Settings
+from service.store.claims import claim
 from service.store.db import create_engine, session_factory
-from service.store.jobs import Job, claim
+from service.store.jobs import Job
 from service.workers import worker
 from service.workers.command import dead_letters
 from service.workers.intake import process_inbox

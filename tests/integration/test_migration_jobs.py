@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from alembic import command
 
-from service.store import jobs
+from service.store import claims
 from service.store.db import create_engine, session_factory
 from service.store.migrate import alembic_config, upgrade
 from service.store.models import UTCDateTime
@@ -124,7 +124,7 @@ async def test_intake_work_moves_into_the_one_job_table_without_losing_a_row(dat
         await engine.dispose()
         # The worker's claim takes the moved intake work like any job: what is due, unleased, one per subject.
         async with session_factory(engine).begin() as session:
-            claimed = await jobs.claim(
+            claimed = await claims.claim(
                 session, "new-worker", at(45), at(46), 50, {"fetch", "patient", "search", "recover"}, skip_locked=False
             )
         await engine.dispose()
