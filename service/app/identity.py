@@ -157,11 +157,12 @@ class Gatekeeper:
     async def _person(self, token: str, issuer_url: str, unverified: dict[str, Any]) -> Principal:
         # The issuer, the person and their peer record in one read, looked up under the subject the token claims:
         # nothing of the person is used unless the token then verifies (its verified sub is that subject).
-        # Text PostgreSQL cannot take (U+0000) is never sent to it: no issuer or person is registered under it.
-        if NUL in issuer_url:
+        # Text a database cannot take (U+0000, a lone UTF-16 surrogate: valid JSON, not UTF-8) is never sent to it:
+        # no issuer or person is registered under it.
+        if not _storable(issuer_url):
             raise Unauthorized("tokens of this issuer are not accepted")
         subject = unverified.get("sub")
-        if not isinstance(subject, str) or NUL in subject or not 0 < len(subject) <= MAX_SUBJECT_CHARS:
+        if not isinstance(subject, str) or not _storable(subject) or not 0 < len(subject) <= MAX_SUBJECT_CHARS:
             subject = ""  # no one's: such a token has no person (and one that verifies is refused below)
         found = await store.caller_rows(engine_of(self.sessions), issuer_url, subject)
         if found is None or found.issuer.status != store.ACTIVE:
@@ -182,6 +183,18 @@ class Gatekeeper:
         if person.status != store.ACTIVE:
             raise Forbidden("this account is disabled")
         return _person_principal(person, issuer, peer)
+
+
+def _storable(text: str) -> bool:
+    """Whether SQLite and PostgreSQL can both take the text as a parameter (a forged token's claims can hold
+    anything JSON can write)."""
+    if NUL in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _person_principal(

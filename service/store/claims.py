@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Integer, Table, bindparam, exc, exists, or_, select, update
+from sqlalchemy import Integer, Table, bindparam, exists, or_, select, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.store.direct import driver_failure
 from service.store.jobs import PENDING, Job
 from service.store.models import UTCDateTime
 
@@ -103,6 +104,10 @@ async def claim(
 
     A row waits while an older pending row of its kind about the same subject exists, so two workers never work
     on one resource (a CareTeam, an Encounter) at once and an older state never lands after a newer one.
+
+    On PostgreSQL the claim commits on its own (one statement, outside the session's transaction): statements
+    added after it in the same session are not atomic with it. A claim whose caller then fails only delays those
+    jobs by one lease; nothing is lost.
     """
     statement = _claim_statement(skip_locked, tuple(sorted(kinds)))
     connection = await session.connection()
@@ -121,8 +126,8 @@ async def claim(
             fetched = await driver.execute_fetchall(sql, values)
         else:
             fetched = await driver.fetch(sql, *values)
-    except Exception as error:  # as SQLAlchemy would raise it (an outage is still an OperationalError)
-        raise _sqlalchemy_error(dialect, raw, sql, error) from error
+    except Exception as error:  # as SQLAlchemy would raise it, a broken connection invalidated (direct.py)
+        raise await driver_failure(connection.engine, raw, sql, error) from error
     rows = [tuple(p(v) if p is not None else v for p, v in zip(processors, row, strict=True)) for row in fetched]
     return sorted((Claimed(*r) for r in rows), key=lambda c: c.id)
 
@@ -148,15 +153,3 @@ def _compiled_claim(statement: Any, dialect: Dialect) -> _Compiled:
         fixed = {name: value for name, value in compiled.params.items() if value is not None}
         found = _claims_compiled[key] = (compiled.string, order, fixed, binders, processors)
     return found
-
-
-def _sqlalchemy_error(dialect: Dialect, raw: Any, sql: str, error: Exception) -> BaseException:
-    """The driver's error as SQLAlchemy's DBAPIError (OperationalError for a locked or unreachable database)."""
-    translated: BaseException = error
-    try:
-        raw.dbapi_connection._handle_exception(error)
-    except Exception as adapted:
-        translated = adapted
-    return exc.DBAPIError.instance(
-        sql, None, cast(Exception, translated), dialect.loaded_dbapi.Error, hide_parameters=True, dialect=dialect
-    )

@@ -81,7 +81,7 @@ class DirectRead:
                 else:
                     fetched = await driver.fetch(compiled.sql, *values)
             except Exception as error:
-                raise await _failure(engine, raw, compiled.sql, error) from error
+                raise await driver_failure(engine, raw, compiled.sql, error) from error
         return fetched
 
 
@@ -122,7 +122,7 @@ class DirectInsert:
                 else:
                     await driver.executemany(sql, values)
             except Exception as error:
-                raise await _failure(engine, raw, sql, error) from error
+                raise await driver_failure(engine, raw, sql, error) from error
 
 
 def _sqlite_insert_all(conn: sqlite3.Connection, sql: str, values: list[tuple[Any, ...]]) -> None:
@@ -212,9 +212,10 @@ async def _to_completion(cleanup: Coroutine[Any, Any, None]) -> None:
         raise cancelled
 
 
-async def _failure(engine: AsyncEngine, raw: Any, sql: str, error: Exception) -> BaseException:
-    """The error SQLAlchemy would raise for a driver's `error`; a connection it broke is invalidated, with every
-    older one of the pool (as SQLAlchemy does on a disconnect)."""
+async def driver_failure(engine: AsyncEngine, raw: Any, sql: str, error: Exception) -> BaseException:
+    """The error SQLAlchemy would raise for a driver's `error` met on a pooled connection used directly (here and
+    by store/claims.py); a connection it broke is invalidated, with every older one of the pool (as SQLAlchemy
+    does on a disconnect), so that the next checkout gets a new one rather than the same dead one."""
     translated = _translated(raw.dbapi_connection, error)
     adapted: Any = translated
     broken = isinstance(error, ConnectionError) or (

@@ -5,6 +5,7 @@ replaces it and every older connection, so the next read works. On SQLite nothin
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
@@ -12,7 +13,8 @@ from sqlalchemy import bindparam, exc, literal, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.store.db import create_engine, is_outage
+from service.store import claims
+from service.store.db import create_engine, is_outage, session_factory, transaction
 from service.store.direct import DirectRead
 from tests.conftest import BACKEND
 
@@ -71,5 +73,31 @@ async def test_a_connection_closed_while_in_use_fails_as_an_outage_once(database
             assert is_outage(raised.value)
         for _ in range(5):  # every older connection was replaced, not only the one that failed
             assert await READ.rows(engine, {"two": 2}) == [(1,)]
+    finally:
+        await engine.dispose()
+
+
+async def test_a_claim_on_a_connection_closed_behind_its_back_fails_as_an_outage_once(database_url: str) -> None:
+    """The worker's claim goes to the driver itself (service/store/claims.py): a connection the server closed
+    fails that claim as an outage and is replaced with every older one, so the next claims work (it once handed
+    the same dead connection out again, claim after claim)."""
+    engine = create_engine(database_url, ping_after_idle_seconds=3600.0)  # never pinged
+    sessions = session_factory(engine)
+    now = datetime.now(UTC)
+
+    async def claim_now() -> list[claims.Claimed]:
+        async with transaction(sessions) as session:
+            return await claims.claim(
+                session, "tok", now, now + timedelta(minutes=1), 10, ["contact"], skip_locked=True
+            )
+
+    try:
+        await fill_pool(engine, 3)
+        if await close_from_the_server(database_url):
+            with pytest.raises(exc.DBAPIError) as raised:
+                await claim_now()
+            assert is_outage(raised.value)
+        for _ in range(5):
+            assert await claim_now() == []
     finally:
         await engine.dispose()
