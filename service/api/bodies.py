@@ -60,7 +60,9 @@ class JsonBodyLimits:
         try:
             body = await self._read(receive)
             if looks_like_json(body) and (read := check_shape(body, self.limits)) is not None:
-                scope = {**scope, _READ_JSON: read}
+                # On the request's own scope, not a copy: the router writes the matched route into this dict, and
+                # the access log (service/api/boundary.py) reads it from there.
+                scope[_READ_JSON] = read
         except PeerwayError as refusal:
             await error_response(refusal)(scope, receive, send)
             return

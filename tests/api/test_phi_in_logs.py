@@ -26,6 +26,7 @@ from tests.conftest import BACKEND, fixture_json
 
 Auth = Callable[..., dict[str, str]]
 ADMIT = "davinci/davinci-alerts-admit-notification-message-bundle-01.json"
+DISCHARGE = "davinci/davinci-alerts-discharge-notification-message-bundle-01.json"
 PATIENT_NAME = "Halvorson124"  # Patient.name.family in the admit Bundle
 FHIR_JSON = "application/fhir+json"
 
@@ -136,6 +137,20 @@ async def test_an_unexpected_error_quoting_a_patient_is_logged_as_its_type_and_r
     [error] = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert error.getMessage() == "unhandled ValueError (request trace-42)"
     assert error.exc_info is None
+
+
+@pytest.mark.parametrize("bundle", ["discharge", "not-json"])
+async def test_the_access_log_names_the_route_of_a_posted_body(
+    client: httpx.AsyncClient, auth: Auth, caplog: pytest.LogCaptureFixture, bundle: str
+) -> None:
+    """The body's shape check hands the JSON it read to the route in the request's scope; the route the router
+    matched must still reach the access log (a copy of the scope once hid it: "(no route)")."""
+    body = json.dumps(fixture_json(DISCHARGE)).encode() if bundle == "discharge" else b"not json"
+    caplog.set_level(logging.INFO)
+    response = await client.post("/fhir/$process-message", content=body, headers=auth(Role.EHR_SYSTEM, "hospital"))
+    assert response.status_code == (200 if bundle == "discharge" else 400), response.text
+    [access] = [r for r in caplog.records if r.name == "peerway.access"]
+    assert access.getMessage().startswith(f"POST /fhir/$process-message {response.status_code} ")
 
 
 async def test_every_response_carries_a_request_id_and_a_sane_incoming_one_is_kept(client: httpx.AsyncClient) -> None:
