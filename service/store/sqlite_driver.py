@@ -1,19 +1,35 @@
-"""aiosqlite with one trip to its thread per statement instead of four.
+"""aiosqlite, with quick statements run on the event loop's own thread and one trip to aiosqlite's thread for the
+others.
 
 aiosqlite runs every sqlite3 call on a thread of its own, one call per trip: SQLAlchemy's statement is a trip to
 make the cursor, one to execute, one to fetch the rows and one to close it. Each trip is a future, a queue, a
-wake-up of the event loop through its self-pipe and two thread switches, and they cost a busy intake more than
-SQLite's own work (about twenty trips per Da Vinci message). The connection here is aiosqlite's, with one change:
-its cursor does the four calls in one trip, and keeps what SQLAlchemy reads afterwards (description, rowcount,
-lastrowid, the rows). SQLAlchemy fetches every row of a statement at once anyway (no server-side cursors here), so
-nothing it sees changes; transactions, commits, errors and the thread are aiosqlite's as before.
+wake-up of the event loop through its self-pipe and two thread switches, and they cost more than SQLite's own
+work: a Da Vinci message's dozen statements take some 30 us each in SQLite, and about as much CPU again in every
+trip. So here:
+
+- A statement that has been quick (under QUICK_SECONDS, by a moving average per SQL text) runs right here, on the
+  event loop's thread: cursor, execute, rows and close in one call. One not seen yet, and one that has been slow
+  (a report over many rows, a commit on a disk slow to sync), goes to aiosqlite's thread as one trip, so that a
+  long statement never holds the event loop.
+- Nothing waits for a lock on the event loop. The connection itself never waits (SQLite's busy timeout 0); a
+  statement that meets a lock held by another connection (another process writing: a `peerway worker`) is run
+  again on aiosqlite's thread, which waits for the lock up to the connection's busy timeout (`timeout=` of
+  connect, or a `PRAGMA busy_timeout=N` statement, which sets it here rather than on SQLite's connection). A
+  statement that got SQLITE_BUSY changed nothing, so running it again is safe. Within one process writers
+  already queue on an asyncio lock (service/store/db.py sqlite_writer), so they do not meet SQLite's.
+- Commit and rollback go the same way.
+
+SQLAlchemy fetches every row of a statement at once anyway (no server-side cursors here), so nothing it sees
+changes; transactions, errors and connection life are aiosqlite's as before.
 """
 
 from __future__ import annotations
 
+import re
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 from aiosqlite.context import contextmanager
@@ -21,22 +37,96 @@ from aiosqlite.context import contextmanager
 Described = tuple[Any, int, int | None, list[Any]]
 
 
-def connect(database: str, **kwargs: Any) -> aiosqlite.Connection:
-    """What aiosqlite.connect answers (SQLAlchemy awaits it), as a OneTripConnection."""
+T = TypeVar("T")
+
+QUICK_SECONDS = 0.001  # a statement whose moving average is under this runs on the event loop's thread
+_SQLITE_BUSY = 5  # the primary result code of "database is locked" (extended codes add bits above the low byte)
+_BUSY_TIMEOUT = re.compile(r"\s*PRAGMA\s+busy_timeout\s*=\s*(\d+)\s*;?\s*", re.IGNORECASE)
+_COMMIT, _ROLLBACK = "-- commit", "-- rollback"  # their keys among the statements' timings
+
+
+def connect(database: str, *, timeout: float = 5.0, **kwargs: Any) -> aiosqlite.Connection:
+    """What aiosqlite.connect answers (SQLAlchemy awaits it), as a OneTripConnection that waits up to `timeout`
+    seconds for a lock, on aiosqlite's thread only."""
 
     def connector() -> sqlite3.Connection:
-        made: sqlite3.Connection = sqlite3.connect(database, **kwargs)
+        # Used from the event loop's thread and from aiosqlite's, never both at once (one awaits the other).
+        made: sqlite3.Connection = sqlite3.connect(database, timeout=0, **(kwargs | {"check_same_thread": False}))
         return made
 
-    connection: aiosqlite.Connection = OneTripConnection(connector, 64)
+    connection = OneTripConnection(connector, 64)
+    connection.busy_ms = round(timeout * 1000)
     connection._thread.daemon = True  # as SQLAlchemy's aiosqlite dialect sets it: never hold the process open
     return connection
 
 
+class _Pace:
+    """The moving average of each statement's time (by SQL text): which ones are quick enough for the event loop."""
+
+    LIMIT = 4096  # distinct statements remembered (past it, all are forgotten and timed again)
+
+    def __init__(self) -> None:
+        self._seconds: dict[str, float] = {}
+
+    def quick(self, key: str) -> bool:
+        seconds = self._seconds.get(key)
+        return seconds is not None and seconds < QUICK_SECONDS
+
+    def note(self, key: str, seconds: float) -> None:
+        before = self._seconds.get(key)
+        if before is None and len(self._seconds) >= self.LIMIT:
+            self._seconds.clear()
+        self._seconds[key] = seconds if before is None else 0.8 * before + 0.2 * seconds
+
+
+PACE = _Pace()  # for every connection of the process: a statement's time hardly depends on which one runs it
+
+
 class OneTripConnection(aiosqlite.Connection):
+    busy_ms = 5000
+
     @contextmanager
     async def cursor(self) -> OneTripCursor:  # type: ignore[override]
         return OneTripCursor(self)
+
+    async def run(self, key: str, call: Callable[[sqlite3.Connection], T]) -> T:
+        """`call` on the event loop's thread when the statement `key` has been quick and no lock is in the way;
+        otherwise on aiosqlite's thread, waiting for a lock up to busy_ms."""
+        if PACE.quick(key):
+            started = time.perf_counter()
+            try:
+                result = call(self._conn)
+            except sqlite3.OperationalError as error:
+                if getattr(error, "sqlite_errorcode", 0) & 0xFF != _SQLITE_BUSY:
+                    raise
+            else:
+                PACE.note(key, time.perf_counter() - started)
+                return result
+        answer: T = await self._execute(self._patiently, key, call)  # type: ignore[no-untyped-call]
+        return answer
+
+    def _patiently(self, key: str, call: Callable[[sqlite3.Connection], T]) -> T:
+        """On aiosqlite's thread: `call`, timed, with SQLite waiting up to busy_ms for a lock meanwhile."""
+        connection = self._conn
+        connection.execute(f"PRAGMA busy_timeout={int(self.busy_ms)}")
+        try:
+            started = time.perf_counter()
+            result = call(connection)
+            PACE.note(key, time.perf_counter() - started)
+            return result
+        finally:
+            connection.execute("PRAGMA busy_timeout=0")
+
+    async def execute_fetchall(self, sql: str, parameters: Iterable[Any] | None = None) -> list[Any]:  # type: ignore[override]
+        values = tuple(parameters) if parameters is not None else ()
+        described = await self.run(sql, lambda connection: _execute(connection, sql, values))
+        return described[3]
+
+    async def commit(self) -> None:
+        await self.run(_COMMIT, sqlite3.Connection.commit)
+
+    async def rollback(self) -> None:
+        await self.run(_ROLLBACK, sqlite3.Connection.rollback)
 
 
 class OneTripCursor:
@@ -58,16 +148,19 @@ class OneTripCursor:
         self._rows = []
 
     async def execute(self, sql: str, parameters: Sequence[Any] | None = None) -> OneTripCursor:
-        return await self._run(_execute, sql, parameters if parameters is not None else ())
+        waits = _BUSY_TIMEOUT.fullmatch(sql)
+        if waits:  # the connection's wait for a lock, kept here: SQLite's own stays 0 (the module's docstring)
+            self._connection.busy_ms = int(waits.group(1))
+            self.description, self.rowcount, self.lastrowid, self._rows = None, -1, None, []
+            return self
+        values = parameters if parameters is not None else ()
+        return self._took(await self._connection.run(sql, lambda connection: _execute(connection, sql, values)))
 
     async def executemany(self, sql: str, parameters: Iterable[Sequence[Any]]) -> OneTripCursor:
-        return await self._run(_execute_many, sql, parameters)
+        rows = parameters if isinstance(parameters, list) else list(parameters)  # it may be run twice (busy)
+        return self._took(await self._connection.run(sql, lambda connection: _execute_many(connection, sql, rows)))
 
-    async def _run(
-        self, call: Callable[[sqlite3.Connection, str, Any], Described], sql: str, args: Any
-    ) -> OneTripCursor:
-        connection = self._connection
-        described: Described = await connection._execute(call, connection._conn, sql, args)  # type: ignore[no-untyped-call]
+    def _took(self, described: Described) -> OneTripCursor:
         self.description, self.rowcount, self.lastrowid, self._rows = described
         return self
 
