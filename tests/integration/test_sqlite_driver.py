@@ -51,6 +51,12 @@ async def notes(engine: AsyncEngine) -> list[str]:
         return list((await connection.execute(text("SELECT body FROM note ORDER BY id"))).scalars())
 
 
+async def driver_of(connection: AsyncConnection) -> sqlite_driver.OneTripConnection:
+    driver = (await connection.get_raw_connection()).driver_connection
+    assert isinstance(driver, sqlite_driver.OneTripConnection)
+    return driver
+
+
 async def where_runs(connection: AsyncConnection) -> int:
     """The thread SQLite ran a statement on (a function registered on the connection answers it)."""
     return int((await connection.execute(text("SELECT running_on()"))).scalar_one())
@@ -58,8 +64,7 @@ async def where_runs(connection: AsyncConnection) -> int:
 
 async def test_quick_statements_run_on_the_event_loop_and_slow_ones_off_it(tmp_path: Path) -> None:
     async with engine_on(tmp_path / "driver.db") as engine, engine.connect() as connection:
-        raw = await connection.get_raw_connection()
-        driver = raw.driver_connection
+        driver = await driver_of(connection)
         await driver.create_function("running_on", 0, threading.get_ident)
         here = threading.get_ident()
 
@@ -120,8 +125,7 @@ async def test_the_busy_timeout_given_is_how_long_a_lock_is_waited_for(tmp_path:
                 await connection.rollback()
             finally:
                 other.close()
-            raw = await connection.get_raw_connection()
-            sqlite_connection = raw.driver_connection._conn
+            sqlite_connection = (await driver_of(connection))._conn
             assert sqlite_connection.execute("PRAGMA busy_timeout").fetchone() == (0,)
             await insert(connection, "after")
             await connection.commit()
