@@ -32,13 +32,19 @@ CHATTY_LOGGERS = ("sqlalchemy.engine", "sqlalchemy.pool", "sqlalchemy.orm", "aio
 # resources (too many connections, disk full) and operator intervention (shutdown, statement timeout), and
 # lock_not_available (a lock held past lock_timeout, as SQLite's "database is locked" past its busy timeout).
 OUTAGE_SQLSTATES = ("08", "53", "57", "55P03")
-# Connections kept open between requests. Past the pool size a connection is opened for one checkout and closed
-# after it: on SQLite that is a new file handle, aiosqlite thread and three PRAGMAs, on PostgreSQL a new session
-# (TCP, authentication) — under 8 concurrent reads plus the audit commit, the defaults (5) did that on most
-# requests, a fifth of the CPU of a summary read. SQLite connections cost next to nothing; PostgreSQL's count
-# against max_connections (100 by default: 4 API processes at most 20 each, with the overflow of 10).
+# Connections kept open between requests, and never more: a checkout past them waits (asynchronously, up to the
+# pool timeout of 30 s, then a 503) for one to come back. Past its size SQLAlchemy's pool opened overflow
+# connections, each for one checkout and closed after it: on SQLite a new file handle, aiosqlite thread and three
+# PRAGMAs, on PostgreSQL a new session (TCP, authentication, a backend process). Under a burst that is a collapse,
+# not a slowdown: each new session costs more CPU than the read it serves, so the queue grows and more are opened.
+# Summary reads offered at 1,500/s (32 connections) on PostgreSQL were served at 158-245/s with 2.4 ms of server
+# CPU each, against 510-680/s at 1.0-1.3 ms with a fixed pool of 20 (bench/intake_bench.py, same machine, two runs
+# each). No request or job holds two pooled connections at once, so waiting cannot deadlock: on a pool of one
+# connection the suite failed only the three tests that hold two on purpose (races, a nested transaction).
+# PostgreSQL's connections count against max_connections (100 by default): API processes and workers x
+# POSTGRES_POOL_SIZE must stay under it (docs/deployment.md).
 SQLITE_POOL_SIZE = 20
-POSTGRES_POOL_SIZE = 10
+POSTGRES_POOL_SIZE = 20
 # A pooled PostgreSQL connection idle this long is pinged before it is handed out (_ping_when_idle).
 PING_AFTER_IDLE_SECONDS = 1.0
 _IDLE_SINCE = "peerway_idle_since"
@@ -60,7 +66,7 @@ def create_engine(database_url: str, *, ping_after_idle_seconds: float = PING_AF
             connect_args={"timeout": 30},
             hide_parameters=True,
             pool_reset_on_return=None,  # _rollback_on_return does it, unless the connection says it is clean
-            **({} if in_memory else {"pool_size": SQLITE_POOL_SIZE}),
+            **({} if in_memory else {"pool_size": SQLITE_POOL_SIZE, "max_overflow": 0}),
         )
         event.listen(engine.sync_engine, "reset", _rollback_on_return)
 
@@ -83,6 +89,7 @@ def create_engine(database_url: str, *, ping_after_idle_seconds: float = PING_AF
             hide_parameters=True,
             connect_args={"timeout": 10},
             pool_size=POSTGRES_POOL_SIZE,
+            max_overflow=0,
             pool_use_lifo=True,
         )
         event.listen(engine.sync_engine, "checkin", _idle_from_now)

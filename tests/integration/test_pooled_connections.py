@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy import bindparam, exc, literal, select
+from sqlalchemy import bindparam, event, exc, literal, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -101,3 +102,34 @@ async def test_a_claim_on_a_connection_closed_behind_its_back_fails_as_an_outage
             assert await claim_now() == []
     finally:
         await engine.dispose()
+
+
+async def test_a_burst_past_the_pool_waits_for_its_connections_instead_of_opening_more(database_url: str) -> None:
+    """Three times as many concurrent users as the pool has connections: each is served, on the pool's own
+    connections (an extra connection per checkout, a new PostgreSQL session each time, is what made a burst of
+    summary reads collapse)."""
+    engine = create_engine(database_url)
+    opened = 0
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _opened(_dbapi_connection: Any, _record: Any) -> None:
+        nonlocal opened
+        opened += 1
+
+    served = 0
+
+    async def use() -> None:
+        nonlocal served
+        async with engine.connect() as connection:
+            await connection.exec_driver_sql("SELECT 1")
+            for _ in range(3):  # still holding it while the others ask for theirs
+                await asyncio.sleep(0)
+            served += 1
+
+    size = engine.sync_engine.pool.size()  # type: ignore[attr-defined]
+    try:
+        await asyncio.wait_for(asyncio.gather(*(use() for _ in range(3 * size))), timeout=60)
+    finally:
+        await engine.dispose()
+    assert served == 3 * size
+    assert opened <= size
