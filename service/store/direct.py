@@ -87,8 +87,8 @@ class DirectRead:
 
 class DirectInsert:
     """INSERTs of whole rows into one table, committed together, in one driver call: asyncpg's executemany (one
-    implicit transaction, pipelined), or on SQLite one call that runs BEGIN, the INSERTs and COMMIT (on the event
-    loop's thread or aiosqlite's: service/store/sqlite_driver.py), instead of SQLAlchemy's five or six calls
+    implicit transaction, pipelined), or on SQLite one trip to aiosqlite's thread that runs BEGIN, the INSERTs and
+    COMMIT (service/store/sqlite_driver.py), instead of SQLAlchemy's five or six calls
     (cursor, execute, close, commit...) or three round trips. The caller holds the process's SQLite write turn
     (service/store/db.py sqlite_writer)."""
 
@@ -118,7 +118,7 @@ class DirectInsert:
             try:
                 if engine.dialect.name == "sqlite":
                     # One call for the whole transaction (SQLAlchemy's way would be one for each step).
-                    await driver.run(f"{sql} -- committed", lambda conn: _sqlite_insert_all(conn, sql, values))
+                    await driver.run(sql, lambda conn: _sqlite_insert_all(conn, sql, values), here=False)
                     raw.info[CLEAN_ON_RETURN] = True  # committed: the pool need not roll back (one trip less)
                 else:
                     await driver.executemany(sql, values)

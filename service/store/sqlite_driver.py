@@ -7,17 +7,21 @@ wake-up of the event loop through its self-pipe and two thread switches, and the
 work: a Da Vinci message's dozen statements take some 30 us each in SQLite, and about as much CPU again in every
 trip. So here:
 
-- A statement that has been quick (under QUICK_SECONDS, by a moving average per SQL text) runs right here, on the
-  event loop's thread: cursor, execute, rows and close in one call. One not seen yet, and one that has been slow
-  (a report over many rows, a commit on a disk slow to sync), goes to aiosqlite's thread as one trip, so that a
-  long statement never holds the event loop.
+- A statement that has been quick (its recent worst time under QUICK_SECONDS, a maximum that decays by 5 % a
+  run, per SQL text) runs right here, on the event loop's thread: cursor, execute, rows and close in one call.
+  One not seen yet, one that has been slow lately (a report over many rows, one client's long history), and every
+  COMMIT (a WAL sync, now and then a checkpoint) go to aiosqlite's thread as one trip, so that a long statement
+  does not hold the event loop.
+- Nothing runs here while anything of the same connection is on aiosqlite's thread or queued for it: a call
+  whose awaiting task was cancelled still runs there to its end, and the connection is used by one thread at a
+  time (calls through the thread keep their order).
 - Nothing waits for a lock on the event loop. The connection itself never waits (SQLite's busy timeout 0); a
   statement that meets a lock held by another connection (another process writing: a `peerway worker`) is run
   again on aiosqlite's thread, which waits for the lock up to the connection's busy timeout (`timeout=` of
   connect, or a `PRAGMA busy_timeout=N` statement, which sets it here rather than on SQLite's connection). A
-  statement that got SQLITE_BUSY changed nothing, so running it again is safe. Within one process writers
-  already queue on an asyncio lock (service/store/db.py sqlite_writer), so they do not meet SQLite's.
-- Commit and rollback go the same way.
+  statement that got SQLITE_BUSY changed nothing (an executemany whose earlier rows changed something is not run
+  again: the error is raised). Within one process writers already queue on an asyncio lock (service/store/db.py
+  sqlite_writer), so they do not meet SQLite's.
 
 SQLAlchemy fetches every row of a statement at once anyway (no server-side cursors here), so nothing it sees
 changes; transactions, errors and connection life are aiosqlite's as before.
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
@@ -39,10 +44,11 @@ Described = tuple[Any, int, int | None, list[Any]]
 
 T = TypeVar("T")
 
-QUICK_SECONDS = 0.001  # a statement whose moving average is under this runs on the event loop's thread
+QUICK_SECONDS = 0.001  # a statement whose recent worst time is under this runs on the event loop's thread
+DECAY = 0.95  # each run, the worst time remembered shrinks to this share of itself (unless the run took longer)
 _SQLITE_BUSY = 5  # the primary result code of "database is locked" (extended codes add bits above the low byte)
 _BUSY_TIMEOUT = re.compile(r"\s*PRAGMA\s+busy_timeout\s*=\s*(\d+)\s*;?\s*", re.IGNORECASE)
-_COMMIT, _ROLLBACK = "-- commit", "-- rollback"  # their keys among the statements' timings
+_ROLLBACK = "-- rollback"  # its key among the statements' timings (a commit always goes to aiosqlite's thread)
 
 
 def connect(database: str, *, timeout: float = 5.0, **kwargs: Any) -> aiosqlite.Connection:
@@ -50,7 +56,7 @@ def connect(database: str, *, timeout: float = 5.0, **kwargs: Any) -> aiosqlite.
     seconds for a lock, on aiosqlite's thread only."""
 
     def connector() -> sqlite3.Connection:
-        # Used from the event loop's thread and from aiosqlite's, never both at once (one awaits the other).
+        # Used from the event loop's thread and from aiosqlite's, never both at once (OneTripConnection.run).
         made: sqlite3.Connection = sqlite3.connect(database, timeout=0, **(kwargs | {"check_same_thread": False}))
         return made
 
@@ -61,7 +67,7 @@ def connect(database: str, *, timeout: float = 5.0, **kwargs: Any) -> aiosqlite.
 
 
 class _Pace:
-    """The moving average of each statement's time (by SQL text): which ones are quick enough for the event loop."""
+    """Each statement's recent worst time (by SQL text): which ones are quick enough for the event loop."""
 
     LIMIT = 4096  # distinct statements remembered (past it, all are forgotten and timed again)
 
@@ -76,7 +82,7 @@ class _Pace:
         before = self._seconds.get(key)
         if before is None and len(self._seconds) >= self.LIMIT:
             self._seconds.clear()
-        self._seconds[key] = seconds if before is None else 0.8 * before + 0.2 * seconds
+        self._seconds[key] = seconds if before is None else max(seconds, DECAY * before)
 
 
 PACE = _Pace()  # for every connection of the process: a statement's time hardly depends on which one runs it
@@ -85,37 +91,54 @@ PACE = _Pace()  # for every connection of the process: a statement's time hardly
 class OneTripConnection(aiosqlite.Connection):
     busy_ms = 5000
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._on_thread = 0  # calls of `run` handed to aiosqlite's thread and not finished there yet
+        self._counting = threading.Lock()
+
     @contextmanager
     async def cursor(self) -> OneTripCursor:  # type: ignore[override]
         return OneTripCursor(self)
 
-    async def run(self, key: str, call: Callable[[sqlite3.Connection], T]) -> T:
-        """`call` on the event loop's thread when the statement `key` has been quick and no lock is in the way;
-        otherwise on aiosqlite's thread, waiting for a lock up to busy_ms."""
-        if PACE.quick(key):
+    async def run(self, key: str, call: Callable[[sqlite3.Connection], T], *, here: bool = True) -> T:
+        """`call` on the event loop's thread when the statement `key` has been quick, nothing of this connection is
+        on aiosqlite's thread and no lock is in the way; otherwise on aiosqlite's thread, waiting for a lock up to
+        busy_ms. `here` false: always on aiosqlite's thread."""
+        if here and self._on_thread == 0 and self._tx.empty() and self._running and PACE.quick(key):
+            connection = self._conn
+            changes = connection.total_changes
             started = time.perf_counter()
             try:
-                result = call(self._conn)
+                result = call(connection)
             except sqlite3.OperationalError as error:
-                if getattr(error, "sqlite_errorcode", 0) & 0xFF != _SQLITE_BUSY:
+                busy = getattr(error, "sqlite_errorcode", 0) & 0xFF == _SQLITE_BUSY
+                if not busy or connection.total_changes != changes:  # part of it was done: not to be run twice
                     raise
             else:
                 PACE.note(key, time.perf_counter() - started)
                 return result
+        if not self._running or not self._connection:
+            raise ValueError("Connection closed")  # as aiosqlite's own calls say it
+        with self._counting:
+            self._on_thread += 1  # counted down on the thread when the call ends there, even if no one awaits it
         answer: T = await self._execute(self._patiently, key, call)  # type: ignore[no-untyped-call]
         return answer
 
     def _patiently(self, key: str, call: Callable[[sqlite3.Connection], T]) -> T:
         """On aiosqlite's thread: `call`, timed, with SQLite waiting up to busy_ms for a lock meanwhile."""
-        connection = self._conn
-        connection.execute(f"PRAGMA busy_timeout={int(self.busy_ms)}")
         try:
-            started = time.perf_counter()
-            result = call(connection)
-            PACE.note(key, time.perf_counter() - started)
-            return result
+            connection = self._conn
+            connection.execute(f"PRAGMA busy_timeout={int(self.busy_ms)}")
+            try:
+                started = time.perf_counter()
+                result = call(connection)
+                PACE.note(key, time.perf_counter() - started)
+                return result
+            finally:
+                connection.execute("PRAGMA busy_timeout=0")
         finally:
-            connection.execute("PRAGMA busy_timeout=0")
+            with self._counting:
+                self._on_thread -= 1
 
     async def execute_fetchall(self, sql: str, parameters: Iterable[Any] | None = None) -> list[Any]:  # type: ignore[override]
         values = tuple(parameters) if parameters is not None else ()
@@ -123,7 +146,7 @@ class OneTripConnection(aiosqlite.Connection):
         return described[3]
 
     async def commit(self) -> None:
-        await self.run(_COMMIT, sqlite3.Connection.commit)
+        await self.run("-- commit", sqlite3.Connection.commit, here=False)
 
     async def rollback(self) -> None:
         await self.run(_ROLLBACK, sqlite3.Connection.rollback)

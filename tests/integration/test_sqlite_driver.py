@@ -130,3 +130,40 @@ async def test_the_busy_timeout_given_is_how_long_a_lock_is_waited_for(tmp_path:
             await insert(connection, "after")
             await connection.commit()
         assert await notes(engine) == ["after"]
+
+
+async def test_a_cancelled_call_still_on_the_thread_keeps_the_connection_to_itself(tmp_path: Path) -> None:
+    """A task cancelled while its statement waits on aiosqlite's thread (for a lock held elsewhere) leaves that
+    statement running there. What the connection does next (the pool's rollback) waits behind it on the same
+    thread: run on the event loop it would meet the statement holding the connection and wait with it, and the
+    event loop would stop until the lock came free."""
+    path = tmp_path / "driver.db"
+    async with engine_on(path) as engine, engine.connect() as connection:
+        driver = await driver_of(connection)
+        await connection.execute(text("PRAGMA busy_timeout=10000"))
+        for n in range(3):  # known quick: tried on the event loop first
+            await insert(connection, f"warm {n}")
+        await connection.rollback()
+
+        other = held_lock(path)
+        order: list[str] = []
+
+        async def other_process() -> None:
+            for _ in range(5):
+                await asyncio.sleep(0.01)
+            other.execute("COMMIT")  # the lock comes free
+            order.append("lock released")
+
+        waiting = asyncio.create_task(driver.execute_fetchall(INSERT.replace(":body", "?"), ["cancelled"]))
+        await asyncio.sleep(0)  # its turn: busy here, so handed to the thread, where it waits for the lock
+        assert driver._on_thread == 1
+        waiting.cancel()
+        releasing = asyncio.create_task(other_process())
+        try:
+            await asyncio.wait_for(driver.rollback(), timeout=20)
+            order.append("rolled back")
+            await releasing
+        finally:
+            other.close()
+        assert order == ["lock released", "rolled back"]
+        assert await notes(engine) == []
