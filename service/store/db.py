@@ -38,7 +38,7 @@ OUTAGE_SQLSTATES = ("08", "53", "57", "55P03")
 # PRAGMAs, on PostgreSQL a new session (TCP, authentication, a backend process). Under a burst that is a collapse,
 # not a slowdown: each new session costs more CPU than the read it serves, so the queue grows and more are opened.
 # Summary reads offered at 1,500/s (32 connections) on PostgreSQL were served at 158-245/s with 2.4 ms of server
-# CPU each, against 510-680/s at 1.0-1.3 ms with a fixed pool of 20 (bench/intake_bench.py, same machine, two runs
+# CPU each, against 510-680/s at 1.0-1.3 ms with a fixed pool of 20 (bench/intake_bench.py, same machine, three runs
 # each). No request or job holds two pooled connections at once, so waiting cannot deadlock: on a pool of one
 # connection the suite failed only the three tests that hold two on purpose (races, a nested transaction).
 # PostgreSQL's connections count against max_connections (100 by default): API processes and workers x
