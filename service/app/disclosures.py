@@ -33,21 +33,8 @@ def record_disclosure(
     at: datetime,
 ) -> None:
     """Audit one read of a client's data by a peer: what was disclosed, what withheld, under which Consents."""
-    session.add(AuditRecord(**disclosure_row(client_id, actor_reference, actor_name, decision, requested, at)))
-
-
-def disclosure_row(
-    client_id: str,
-    actor_reference: str,
-    actor_name: str,
-    decision: Decision,
-    requested: Iterable[DataCategory],
-    at: datetime,
-) -> dict[str, Any]:
-    """The audit row of one read (record_disclosure's), as column values: what was disclosed, what withheld,
-    under which Consents."""
     text = disclosure_text(client_id, actor_reference, actor_name, decision, requested)
-    return Disclosed(client_id, actor_reference, text).row(at)
+    session.add(AuditRecord(**Disclosed(client_id, actor_reference, text).row(at)))
 
 
 class Disclosed:
