@@ -105,6 +105,12 @@ async def record_contacts(url: str, database_url: str, count: int) -> list[list[
             ids = list(
                 (await connection.execute(text("SELECT id FROM outbox WHERE kind = 'contact' ORDER BY id"))).scalars()
             )
+        if engine.dialect.name == "postgresql":
+            # The statistics a running database has (autovacuum keeps them): without them the planner takes the
+            # just-filled table for empty and the claim's "no older pending row" check scans every pending row
+            # for each candidate (7 ms a claim with 330 rows pending, 0.4 ms once analyzed).
+            async with engine.connect() as connection:
+                await (await connection.get_raw_connection()).driver_connection.execute("ANALYZE")
     finally:
         await engine.dispose()
     return [ids]
