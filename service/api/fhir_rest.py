@@ -70,6 +70,17 @@ async def fhir_body(request: Request, settings: Settings, resource_type: str) ->
     return load_json(await read_body(request, settings), resource_type)
 
 
+def json_unless_declared_otherwise(request: Request, what: str) -> None:
+    """The feeds' rule (a Da Vinci message, a subscription notification): a body declared as another format (FHIR
+    XML, a form, text) is a 415 naming Content-Type, before it is read; one that declares no format is read as
+    JSON, as EHR interface engines often send it."""
+    content_type = request.headers.get("content-type")
+    if content_type is not None and _media_type(content_type) not in JSON_TYPES:
+        raise UnsupportedMediaType(
+            f"Content-Type {content_type!r}: send the {what} as application/fhir+json", "Content-Type"
+        )
+
+
 def _prefer(request: Request) -> dict[str, str]:
     pairs: dict[str, str] = {}
     for header in request.headers.getlist("prefer"):

@@ -27,6 +27,7 @@ from service.api.deps import (
     require,
     wake_worker,
 )
+from service.api.fhir_rest import json_unless_declared_otherwise
 from service.api.hot import hand_solved_route
 from service.api.paths import fhir_ids_in_path
 from service.api.responses import FhirResponse
@@ -74,6 +75,7 @@ async def process_message(
     request: Request, caller: EhrSender, sessions: SessionsDep, settings: SettingsDep
 ) -> FhirResponse:
     # The site is checked by process_notification, in the message's own transaction.
+    json_unless_declared_otherwise(request, "message Bundle")
     body = await read_body(request, settings)
     data = load_json(body, "Bundle", read_json(request.scope))  # the JSON the shape check read from these bytes
     check_entry_count(data, settings.max_bundle_entries)
@@ -90,6 +92,7 @@ async def process_message(
 async def subscription_notification(
     request: Request, caller: NotificationSender, sessions: SessionsDep, settings: SettingsDep
 ) -> FhirResponse:
+    json_unless_declared_otherwise(request, "notification Bundle")
     data = load_json(await read_body(request, settings), "Bundle")
     check_entry_count(data, settings.max_bundle_entries)
     note = parse_subscription_notification(data, settings.expected_discharge_extension)

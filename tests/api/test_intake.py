@@ -356,3 +356,36 @@ async def test_a_site_disabled_by_another_process_is_refused_its_next_message_at
         assert moved["state"] == "in-community"
     finally:
         await engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/fhir+xml", "application/xml", "text/plain", "application/x-www-form-urlencoded"]
+)
+async def test_a_message_declared_in_another_format_is_415_and_changes_nothing(
+    client: httpx.AsyncClient, auth: Auth, content_type: str
+) -> None:
+    """Even when the bytes are JSON: a sender that says XML is told this server takes FHIR JSON only, not guessed
+    at (R4 http.html: 415 for a format the server does not support)."""
+    response = await client.post(
+        "/fhir/$process-message",
+        content=json.dumps(fixture_json(DISCHARGE)).encode(),
+        headers=auth(Role.EHR_SYSTEM, "hospital", **{"Content-Type": content_type}),
+    )
+    assert response.status_code == 415, response.text
+    [issue] = response.json()["issue"]
+    assert (issue["code"], issue["expression"]) == ("not-supported", ["Content-Type"])
+    assert await episodes(client, auth) == []
+
+
+@pytest.mark.parametrize("content_type", [None, "application/json", "application/fhir+json; charset=utf-8"])
+async def test_a_message_declared_as_json_or_undeclared_is_read_as_json(
+    client: httpx.AsyncClient, auth: Auth, content_type: str | None
+) -> None:
+    headers = auth(Role.EHR_SYSTEM, "hospital")
+    if content_type is not None:
+        headers["Content-Type"] = content_type
+    body = json.dumps(fixture_json(DISCHARGE)).encode()
+    response = await client.post("/fhir/$process-message", content=body, headers=headers)
+    assert response.status_code == 200, response.text
+    [episode] = await episodes(client, auth)
+    assert episode["state"] == "in-community"

@@ -557,3 +557,17 @@ async def test_a_restarted_subscription_counts_from_one_again(client: httpx.Asyn
     assert len(await episodes(client, auth)) == 3
     [channel] = await channels(client, auth)
     assert (channel["highest_event"], channel["missing_events"]) == (1, 0)
+
+
+async def test_a_notification_declared_as_xml_is_415_and_opens_no_channel(
+    client: httpx.AsyncClient, auth: Auth
+) -> None:
+    """A channel set up with an XML payload is told at its handshake that this endpoint takes FHIR JSON only."""
+    response = await client.post(
+        ENDPOINT,
+        content=json.dumps(fixture_json(HANDSHAKE)).encode(),
+        headers=auth(Role.EHR_SYSTEM, "hospital", **{"Content-Type": "application/fhir+xml"}),
+    )
+    assert response.status_code == 415, response.text
+    assert response.json()["issue"][0]["expression"] == ["Content-Type"]
+    assert await channels(client, auth) == []
