@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     # --- outbox delivery ---
     run_worker: bool = True
     outbox_poll_seconds: float = Field(default=1.0, gt=0, le=3600)
+    # PostgreSQL: workers LISTEN for jobs queued by other processes (false behind PgBouncer's transaction mode).
+    outbox_listen: bool = True
     outbox_lease_seconds: float = Field(default=60.0, ge=1, le=3600)
     outbox_batch_size: int = Field(default=20, ge=1, le=1000)
     outbox_max_backoff_seconds: float = Field(default=300.0, ge=1, le=86_400)

@@ -13,8 +13,10 @@ transactional-outbox sense.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
-from collections.abc import Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -363,3 +365,58 @@ async def queue_figures(session: AsyncSession) -> QueueFigures:
     if oldest is not None and oldest.tzinfo is None:
         oldest = oldest.replace(tzinfo=UTC)
     return QueueFigures(rows, attempts, oldest, int(retrying), int(max_attempts))
+
+
+# --- being told when a job becomes claimable (PostgreSQL) -----------------------------------------------------
+
+JOB_SIGNALS = "peerway_jobs"  # the channel migration 0017's trigger notifies, with the job's kind
+CLOSE_SECONDS = 5.0  # a listening connection that does not close in this time is dropped
+LISTEN_SECONDS = 10.0  # LISTEN itself, and each check that the connection still answers
+CHECK_EVERY_SECONDS = 30.0  # a connection a NAT or a proxy dropped without a word is found out within this
+
+
+def can_signal(engine: AsyncEngine) -> bool:
+    """Whether other processes' jobs can wake this one (PostgreSQL's LISTEN); on SQLite only the poll finds them."""
+    return engine.dialect.name == "postgresql"
+
+
+@contextlib.asynccontextmanager
+async def job_signals(engine: AsyncEngine, heard: Callable[[str], None]) -> AsyncIterator[asyncio.Event]:
+    """Listen on a connection of its own (taken out of the pool, which may open another in its place): `heard`
+    is called with the kind of each job that became claimable in any process, when its transaction commits. The
+    event yielded is set if the connection is lost: the server ended it, or it stopped answering (checked every
+    CHECK_EVERY_SECONDS, for a connection dropped on the way without either side being told)."""
+    raw = await engine.raw_connection()
+    driver: Any = raw.driver_connection
+    raw.detach()
+    lost = asyncio.Event()
+
+    def notified(_connection: Any, _pid: int, _channel: str, payload: str) -> None:
+        heard(payload)
+
+    async def answering() -> None:
+        while not lost.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(lost.wait(), CHECK_EVERY_SECONDS)
+            if lost.is_set():
+                return
+            try:
+                await asyncio.wait_for(driver.fetchval("SELECT 1"), LISTEN_SECONDS)
+            except Exception:
+                lost.set()
+
+    checks: asyncio.Task[None] | None = None
+    try:
+        driver.add_termination_listener(lambda _connection: lost.set())
+        await asyncio.wait_for(driver.add_listener(JOB_SIGNALS, notified), LISTEN_SECONDS)
+        checks = asyncio.create_task(answering())
+        yield lost
+    finally:
+        if checks is not None:
+            checks.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await checks
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(driver.close(), CLOSE_SECONDS)
+        if not driver.is_closed():
+            driver.terminate()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
@@ -310,7 +311,8 @@ async def run_jobs(
     periodic: Sequence[Periodic] = (),
 ) -> None:
     """Work until stopped: every due job, the periodic checks when due, and in between wait for the next poll, a
-    wake-up (`wake`: new work was queued in this process) or the stop signal.
+    wake-up (`wake`: new work was queued in this process; on PostgreSQL also a job that became claimable in any
+    process, `_listen`) or the stop signal.
 
     Each handler's kinds are claimed in a lane of their own (the same claims, retries and records), so a slow EHR
     read (a recovery paging through a search) never holds up the writes, nor a slow write the reads. One poll
@@ -325,6 +327,7 @@ async def run_jobs(
     await asyncio.gather(
         *work,
         _poll(sessions, lanes, settings, stop),
+        _listen(sessions, lanes, settings, stop),
         _checks(periodic, stop),
         _relay(wake, [lane.nudge for lane in lanes], stop),
     )
@@ -354,6 +357,47 @@ async def _poll(sessions: SessionFactory, lanes: Sequence[Lane], settings: Setti
         for lane, has_work in zip(waiting, due, strict=True):
             if has_work:
                 lane.nudge.set()
+
+
+LISTEN_RETRY_SECONDS = (1.0, 30.0)  # first and longest wait before listening again after a failure
+LISTEN_STEADY_SECONDS = 60.0  # a connection that lasted this long was no failure: the next wait is the first again
+
+
+async def _listen(sessions: SessionFactory, lanes: Sequence[Lane], settings: Settings, stop: asyncio.Event) -> None:
+    """PostgreSQL: a job that becomes claimable in any process (queued by an API process or the MLLP listener,
+    given back by a stopping worker, a dead letter replayed) wakes the lanes of its kind when its transaction
+    commits (LISTEN on a connection of its own; migration 0017's trigger notifies). Without it a `peerway worker`
+    beside API processes found their jobs at its next poll, outbox_poll_seconds (1 s by default) later. The poll
+    stays the guarantee: it finds retries whose time came, and everything while the listening connection is
+    down. SQLite has no way to tell another process: nothing to do there; nor with PEERWAY_OUTBOX_LISTEN false
+    (behind PgBouncer's transaction mode, where LISTEN does not work)."""
+    engine = engine_of(sessions)
+    if not settings.outbox_listen or not store.can_signal(engine):
+        return
+    lanes_of = {kind: lane for lane in lanes for kind in lane.registry}
+
+    def heard(kind: str) -> None:
+        lane = lanes_of.get(kind)
+        if lane is not None:
+            lane.nudge.set()
+
+    retry_in = LISTEN_RETRY_SECONDS[0]
+    while not stop.is_set():
+        try:
+            async with store.job_signals(engine, heard) as lost:
+                since = time.monotonic()
+                for lane in lanes:  # what was queued while nobody listened
+                    lane.nudge.set()
+                await _idle(stop, lost, None)
+            if time.monotonic() - since >= LISTEN_STEADY_SECONDS:
+                retry_in = LISTEN_RETRY_SECONDS[0]
+            if not stop.is_set():
+                log.warning("the connection listening for jobs was lost; the poll finds them until it is back")
+        except Exception as exc:  # the poll finds the jobs meanwhile
+            log.warning("could not listen for jobs (%s); the poll finds them meanwhile", type(exc).__name__)
+        # Not every process at the same moment after a restart of the server.
+        await _idle(stop, None, retry_in * random.uniform(0.5, 1.0))  # noqa: S311 - spreading, not secrecy
+        retry_in = min(retry_in * 2, LISTEN_RETRY_SECONDS[1])
 
 
 PIPELINE_DEPTH = 2  # claim rounds a lane works on at once: the next is claimed while the last jobs are in flight
