@@ -5,8 +5,10 @@ Encounters, on SQLite and on PostgreSQL.
 
 Every window delivers its own contacts (fresh Encounter ids): all are recorded first through the API with their
 outbox rows held back (available_at in the future), and each A window makes one batch due at once, then waits
-until the database says every row of it is done. Workers poll every 50 ms (no wake crosses processes); during a
-B window they are stopped (SIGSTOP), so their idle polls do not take CPU 0 from the baseline client.
+until the database says every row of it is done. On PostgreSQL that UPDATE wakes the workers when it commits
+(LISTEN/NOTIFY, migration 0017), and they poll at the default 1 s, as deployed; on SQLite no wake crosses
+processes, so workers there poll every 50 ms. During a B window the workers are stopped (SIGSTOP), so their idle
+polls do not take CPU 0 from the baseline client.
 
 Workers are measured from when their start-up is over (settled(): the first round of periodic checks and the
 imports of a first use take some 300 ms of CPU per process, once per start, not per Encounter), and after one
@@ -109,8 +111,8 @@ async def record_contacts(url: str, database_url: str, count: int) -> list[list[
             # The statistics a running database has (autovacuum keeps them): without them the planner takes the
             # just-filled table for empty and the claim's "no older pending row" check scans every pending row
             # for each candidate (7 ms a claim with 330 rows pending, 0.4 ms once analyzed).
-            async with engine.connect() as connection:
-                await (await connection.get_raw_connection()).driver_connection.execute("ANALYZE")
+            async with engine.begin() as connection:
+                await connection.exec_driver_sql("ANALYZE")
     finally:
         await engine.dispose()
     return [ids]
@@ -260,7 +262,7 @@ def measure(backend: str, args: argparse.Namespace) -> list[Result]:
                 [ids] = asyncio.run(record_contacts(url, database_url, args.rows * (args.pairs + 1) * len(configs)))
             env = servers.peerway_env(database_url, workdir, servers.free_port()) | {
                 "PEERWAY_EHR_BASE_URL": ehr.base_url,
-                "PEERWAY_OUTBOX_POLL_SECONDS": "0.05",
+                "PEERWAY_OUTBOX_POLL_SECONDS": "1" if backend == "postgres" else "0.05",
                 "PEERWAY_OUTBOX_BATCH_SIZE": "20",
             }
             concurrency = 4  # PEERWAY_OUTBOX_CONCURRENCY's default
