@@ -1,14 +1,16 @@
 """On PostgreSQL a job queued by another process reaches a waiting worker when its transaction commits, not at
 the worker's next poll (LISTEN/NOTIFY, migration 0017), and a worker whose listening connection is cut listens
-again. SQLite has no way to tell another process: there the poll is the only way, as documented, and these
-tests do not apply."""
+again. These tests run on a PostgreSQL of their own in both runs of the suite (the SQLite run too: the feature
+is PostgreSQL's); on SQLite a worker has nothing to listen to, and the last test checks it does not try."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -20,15 +22,45 @@ from service.settings import Settings
 from service.store import claims
 from service.store import jobs as store
 from service.store.db import create_engine, session_factory, transaction
+from service.store.migrate import upgrade
 from service.workers import jobs, retry
 from service.workers.jobs import run_jobs
-from tests.conftest import BACKEND
-
-pytestmark = pytest.mark.skipif(BACKEND != "postgres", reason="LISTEN/NOTIFY is PostgreSQL's; SQLite workers poll")
+from tests.support.postgres import throwaway_postgres
 
 KIND = "signal-test"
 AN_HOUR = 3600.0  # the poll: a job done within the deadline below was not found by it
 DEADLINE_SECONDS = 20.0
+
+
+_names = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def _postgres() -> Iterator[str]:
+    """A PostgreSQL server of this module's, with a migrated template database."""
+    with throwaway_postgres() as server_url:
+
+        async def create() -> None:
+            admin = await asyncpg.connect(admin_dsn(server_url))
+            await admin.execute("CREATE DATABASE signals_template")
+            await admin.close()
+
+        asyncio.run(create())
+        upgrade(make_url(server_url).set(database="signals_template").render_as_string(hide_password=False))
+        yield server_url
+
+
+@pytest.fixture
+async def database_url(_postgres: str) -> AsyncIterator[str]:
+    """A fresh copy of the migrated database for each test (whatever PEERWAY_TEST_DB says)."""
+    name = f"signals_{next(_names)}"
+    admin = await asyncpg.connect(admin_dsn(_postgres))
+    await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE signals_template')
+    await admin.close()
+    yield make_url(_postgres).set(database=name).render_as_string(hide_password=False)
+    admin = await asyncpg.connect(admin_dsn(_postgres))
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin.close()
 
 
 class Doer:
@@ -177,5 +209,15 @@ async def test_a_worker_told_not_to_listen_does_not(settings: Settings) -> None:
     try:
         done = asyncio.create_task(jobs._listen(session_factory(engine), [], quiet, asyncio.Event()))
         await asyncio.wait_for(done, DEADLINE_SECONDS)  # a listening one runs until it is stopped
+    finally:
+        await engine.dispose()
+
+
+async def test_a_worker_on_sqlite_has_nothing_to_listen_to(tmp_path: Path, settings: Settings) -> None:
+    """SQLite cannot tell another process: the listening part ends at once, and the poll finds the jobs."""
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'alone.db'}")
+    try:
+        done = asyncio.create_task(jobs._listen(session_factory(engine), [], settings, asyncio.Event()))
+        await asyncio.wait_for(done, DEADLINE_SECONDS)
     finally:
         await engine.dispose()
