@@ -22,6 +22,7 @@ HEADER_TIMEOUT = 1.0
 BODY_TIMEOUT = 2.0
 MAX_CONNECTIONS = 6
 MIB = 1 << 20
+MAX_HEAD_BYTES = 32768  # PEERWAY_MAX_HEADER_BYTES's default
 
 
 @pytest.fixture(scope="module")
@@ -71,9 +72,51 @@ def until_closed(server: LiveServer, head: bytes, drip: bytes) -> tuple[bytes, f
 
 def test_a_1_mib_header_is_refused_at_once(server: LiveServer) -> None:
     answer, seconds = send_big_header(server, MIB)
-    assert answer == b"" or answer.startswith((b"HTTP/1.1 400", b"HTTP/1.1 431")), answer[:100]
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 431"), answer[:100]
     assert seconds < 5
     assert server.get("/healthz").startswith(b"HTTP/1.1 200")
+
+
+def test_a_head_just_inside_the_bound_is_served(server: LiveServer) -> None:
+    request_line_and_host = len(b"GET /healthz HTTP/1.1\r\nHost: peerway\r\nX-Filler: \r\n\r\n")
+    answer, _ = send_big_header(server, MAX_HEAD_BYTES - request_line_and_host)
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:100]
+
+
+def test_a_head_sent_in_small_pieces_is_refused_once_past_the_bound(server: LiveServer) -> None:
+    with server.connect(timeout=10) as conn:
+        conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: peerway\r\nX-Filler: ")
+        sent = 0
+        try:
+            while sent < 4 * MAX_HEAD_BYTES:  # 1 KiB a time, each its own chunk on the server's side
+                conn.sendall(b"a" * 1024)
+                sent += 1024
+        except OSError:  # refused (and reset) while we were still sending
+            pass
+        answer = read_all(conn)
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 431"), answer[:100]  # not the 408 of a head left waiting
+
+
+def test_a_body_larger_than_the_head_bound_arriving_with_its_head_is_no_head(server: LiveServer) -> None:
+    body = b"grant_type=client_credentials&x=" + b"a" * MIB  # read in many chunks, the first with the head
+    head = (
+        b"POST /auth/token HTTP/1.1\r\nHost: peerway\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+        b"Connection: close\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+    )
+    with server.connect(timeout=10) as conn:
+        conn.sendall(head + body)
+        answer = read_all(conn)
+    assert answer.startswith((b"HTTP/1.1 400", b"HTTP/1.1 401")), answer[:100]  # the token endpoint's own answer
+
+
+def test_pipelined_and_kept_alive_requests_are_each_answered(server: LiveServer) -> None:
+    request = b"GET /healthz HTTP/1.1\r\nHost: peerway\r\n\r\n"
+    closing = b"GET /healthz HTTP/1.1\r\nHost: peerway\r\nConnection: close\r\n\r\n"
+    with server.connect(timeout=10) as conn:
+        conn.sendall(request * 3)  # three in one write: the parser meets them in one chunk
+        conn.sendall(closing)
+        answer = read_all(conn)
+    assert answer.count(b"HTTP/1.1 200") == 4, answer[:300]
 
 
 def test_eight_30_mib_headers_leave_the_servers_memory_where_it_was(server: LiveServer) -> None:
@@ -151,5 +194,5 @@ def test_the_log_is_json_lines_without_query_strings_or_tokens(server: LiveServe
 
 
 def test_serve_announces_the_limits_it_applies(server: LiveServer) -> None:
-    assert f"headers 32768 B in {HEADER_TIMEOUT:g} s" in server.log()
+    assert f"headers {MAX_HEAD_BYTES} B in {HEADER_TIMEOUT:g} s" in server.log()
     assert f"body 5000000 B in {BODY_TIMEOUT:g} s, {MAX_CONNECTIONS} connections" in server.log()
