@@ -8,16 +8,13 @@ clients). The unit of work (service/store/uow.py) saves every aggregate it hande
 
 from __future__ import annotations
 
-from typing import Any
-
-from sqlalchemy import Select, insert, inspect, select
+from sqlalchemy import insert, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import make_transient_to_detached
 
 from service.domain.episode import Assignment, Closure, DomainEvent, Episode
-from service.domain.vocabulary import ADMISSION_CANCELLED
 from service.store.matching import Assignment as AssignmentRow
-from service.store.matching import EpisodeClosure
+from service.store.matching import EpisodeClosure, not_cancelled
 from service.store.models import Client, table_of
 from service.store.models import Episode as EpisodeRow
 
@@ -58,7 +55,7 @@ class EpisodeRepository:
         cancelled never was one."""
         query = (
             select(EpisodeRow)
-            .where(EpisodeRow.client_id == client_id, EpisodeRow.id.not_in(_cancelled_admissions()))
+            .where(EpisodeRow.client_id == client_id, not_cancelled(EpisodeRow.id))
             .order_by(EpisodeRow.created_at.desc())
             .limit(1)
         )
@@ -166,10 +163,6 @@ class EpisodeRepository:
 _EPISODE_COLUMNS = tuple(inspect(EpisodeRow).column_attrs)
 _EPISODE_TABLE = table_of(EpisodeRow)
 _INSERT_EPISODE = insert(_EPISODE_TABLE)  # built once: a statement made anew per episode is cache-keyed anew
-
-
-def _cancelled_admissions() -> Select[Any]:
-    return select(EpisodeClosure.episode_id).where(EpisodeClosure.reason == ADMISSION_CANCELLED)
 
 
 def _assignment(row: AssignmentRow) -> Assignment:

@@ -16,10 +16,9 @@ from sqlalchemy import CompoundSelect, Text, bindparam, cast, literal, null, sel
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import aliased
 
-from service.domain.vocabulary import ADMISSION_CANCELLED
 from service.store.background import BackgroundFetch, BackgroundItem
 from service.store.direct import DirectRead
-from service.store.matching import EpisodeClosure
+from service.store.matching import not_cancelled
 from service.store.models import Client, ConsentDocument, Contact, Episode, PeerSupporter, UTCDateTime
 from service.store.sites import PeerSite
 
@@ -59,10 +58,9 @@ async def episode_by_encounter(session: AsyncSession, client_id: str, ehr_encoun
 
 async def current_episode(session: AsyncSession, client_id: str) -> Episode | None:
     """The client's newest episode (the one the program works in)."""
-    cancelled = select(EpisodeClosure.episode_id).where(EpisodeClosure.reason == ADMISSION_CANCELLED)
     result = await session.execute(
         select(Episode)
-        .where(Episode.client_id == client_id, Episode.id.not_in(cancelled))
+        .where(Episode.client_id == client_id, not_cancelled(Episode.id))
         .order_by(Episode.created_at.desc())
         .limit(1)
     )
@@ -133,7 +131,7 @@ _CURRENT = (
     select(_NEWER.id)
     .where(
         _NEWER.client_id == bindparam("client_id"),
-        _NEWER.id.not_in(select(EpisodeClosure.episode_id).where(EpisodeClosure.reason == ADMISSION_CANCELLED)),
+        not_cancelled(_NEWER.id),
     )
     .order_by(_NEWER.created_at.desc())
     .limit(1)
