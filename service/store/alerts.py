@@ -7,7 +7,21 @@ import json
 from collections.abc import Collection, Sequence
 from datetime import date, datetime
 
-from sqlalchemy import Boolean, Date, Index, Integer, String, Text, UniqueConstraint, exists, false, func, or_, select
+from sqlalchemy import (
+    Boolean,
+    Date,
+    Index,
+    Integer,
+    Select,
+    String,
+    Text,
+    UniqueConstraint,
+    exists,
+    false,
+    func,
+    or_,
+    select,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, aliased, mapped_column
 
@@ -157,17 +171,11 @@ def _chunks(ids: Sequence[str], size: int = 500) -> list[Sequence[str]]:
     return [ids[n : n + size] for n in range(0, len(ids), size)]
 
 
-async def episode_facts(
-    session: AsyncSession,
-    site: str | None = None,
-    *,
-    open_at: datetime | None = None,
-    started_before: datetime | None = None,
-) -> list[EpisodeFacts]:
-    """Episodes with their assignments, closure and the contacts not cancelled: one site's or every site's; with
-    `open_at`, only those still open then (not ended, not followed by a readmission by that moment), which is all
-    the safety net needs however long the program has run; with `started_before`, only those begun before it
-    (a report reads the episodes open at its period's start and begun before its end + 90 days)."""
+def episodes_query(
+    site: str | None = None, *, open_at: datetime | None = None, started_before: datetime | None = None
+) -> Select[str, str, str, datetime | None, datetime, datetime | None, str | None]:
+    """episode_facts' statement: the episodes' own columns with their client's site (whether a later episode
+    followed one, a readmission, is found by ix_episode_previous)."""
     query = select(
         Episode.id,
         Episode.client_id,
@@ -190,7 +198,21 @@ async def episode_facts(
                 func.coalesce(later.admitted_at, later.created_at) <= open_at,
             ),
         )
-    rows = (await session.execute(query)).all()
+    return query
+
+
+async def episode_facts(
+    session: AsyncSession,
+    site: str | None = None,
+    *,
+    open_at: datetime | None = None,
+    started_before: datetime | None = None,
+) -> list[EpisodeFacts]:
+    """Episodes with their assignments, closure and the contacts not cancelled: one site's or every site's; with
+    `open_at`, only those still open then (not ended, not followed by a readmission by that moment), which is all
+    the safety net needs however long the program has run; with `started_before`, only those begun before it
+    (a report reads the episodes open at its period's start and begun before its end + 90 days)."""
+    rows = (await session.execute(episodes_query(site, open_at=open_at, started_before=started_before))).all()
     ids = sorted(r[0] for r in rows)
     stints: dict[str, list[Stint]] = {}
     closures: dict[str, EpisodeClosure] = {}

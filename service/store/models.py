@@ -84,6 +84,7 @@ class Episode(Base):
     __table_args__ = (
         UniqueConstraint("client_id", "ehr_encounter_id", name="uq_episode_encounter"),
         Index("ix_episode_peer", "peer_id"),
+        Index("ix_episode_previous", "previous_episode_id"),  # is an episode followed by a readmission?
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)

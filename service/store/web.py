@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Index, String, delete, func, select
+from sqlalchemy import Index, Select, String, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -51,23 +51,29 @@ async def site_episodes(
 ) -> Sequence[tuple[Episode, Client, bool, datetime | None]]:
     """Each episode of the site's clients (or the one named), newest first, with whether the program ended it and
     the time of its latest contact (None: none yet)."""
+    query = site_episodes_query(site, episode_id)
+    return [(e, c, bool(closed), last) for e, c, closed, last in (await session.execute(query)).all()]
+
+
+def site_episodes_query(site: str, episode_id: str | None = None) -> Select[Episode, Client, bool, datetime | None]:
+    # Each listed episode's own contacts, by ix_contact_episode_id: a grouped subquery over the whole contact
+    # table was built on every call (354 ms for one client's page with 360,000 contacts, against 0.02 ms).
     last_contact = (
-        select(Contact.episode_id, func.max(Contact.started_at).label("last"))
-        .where(Contact.status != "entered-in-error")
-        .group_by(Contact.episode_id)
-        .subquery()
+        select(func.max(Contact.started_at))
+        .where(Contact.episode_id == Episode.id, Contact.status != "entered-in-error")
+        .correlate(Episode)
+        .scalar_subquery()
     )
     query = (
-        select(Episode, Client, EpisodeClosure.episode_id.is_not(None), last_contact.c.last)
+        select(Episode, Client, EpisodeClosure.episode_id.is_not(None), last_contact)
         .join(Client, Client.id == Episode.client_id)
         .outerjoin(EpisodeClosure, EpisodeClosure.episode_id == Episode.id)
-        .outerjoin(last_contact, last_contact.c.episode_id == Episode.id)
         .where(Client.site == site)
         .order_by(Episode.updated_at.desc(), Episode.id)
     )
     if episode_id is not None:
         query = query.where(Episode.id == episode_id)
-    return [(e, c, bool(closed), last) for e, c, closed, last in (await session.execute(query)).all()]
+    return query
 
 
 async def contacts_of_episode(session: AsyncSession, episode_id: str, peer_id: str | None = None) -> Sequence[Contact]:
