@@ -28,6 +28,7 @@ from service.store import background as store
 from service.store import repository
 from service.store.db import SessionFactory, transaction
 from service.store.jobs import new_job
+from service.store.matching import EpisodeClosure
 from service.store.models import Client
 
 IN_COMMUNITY = "in-community"
@@ -93,6 +94,15 @@ async def _held(session: AsyncSession, client_id: str) -> set[DataCategory]:
     }
 
 
+async def _in_community(session: AsyncSession, client_id: str) -> bool:
+    """Whether the client's current episode is in the community and the program has not ended it: reading the
+    EHR for a client who has left the program serves no peer."""
+    episode = await repository.current_episode(session, client_id)
+    if episode is None or episode.state != IN_COMMUNITY:
+        return False
+    return await session.get(EpisodeClosure, episode.id) is None
+
+
 async def _review(session: AsyncSession, client_id: str, site: str, now: datetime) -> tuple[bool, bool]:
     """Forget what no consent could release at `now`; queue a first read of what one now could, for a client in
     the community. Answers (forgot something, queued a read)."""
@@ -102,8 +112,7 @@ async def _review(session: AsyncSession, client_id: str, site: str, now: datetim
     await store.forget(session, client_id, [c.value for c in forgotten])
     if not wanted - held or await store.fetch_queued(session, BACKGROUND, client_id):
         return bool(forgotten), False
-    episode = await repository.current_episode(session, client_id)
-    if episode is None or episode.state != IN_COMMUNITY:
+    if not await _in_community(session, client_id):
         return bool(forgotten), False
     session.add(new_job(BACKGROUND, client_id, site, now))
     return bool(forgotten), True
@@ -116,10 +125,12 @@ async def review_consents(sessions: SessionFactory, now: datetime | None = None)
     data was purged, clients queued for a first read)."""
     now = now or utcnow()
     purged = started = 0
-    async with transaction(sessions) as session:
-        for client_id, site in await store.clients_to_review(session):
+    async with sessions() as session:
+        clients = await store.clients_to_review(session)
+    for client_id, site in clients:  # each its own transaction: the write turn is never held for the whole sweep
+        async with transaction(sessions) as session:
             forgot, queued = await _review(session, client_id, site, now)
-            purged, started = purged + forgot, started + queued
+        purged, started = purged + forgot, started + queued
     return purged, started
 
 
@@ -136,8 +147,8 @@ async def fetch_background(
     async with transaction(sessions) as session:
         client = await session.get(Client, client_id)
         episode = await repository.current_episode(session, client_id) if client is not None else None
-        if client is None or episode is None:
-            return FetchReport()
+        if client is None or episode is None or await session.get(EpisodeClosure, episode.id) is not None:
+            return FetchReport()  # no one to read for: gone, or the program has ended the episode
         wanted = await collectable(session, client_id, now)
         ehr_patient_id = client.ehr_patient_id
         stay = json.loads(episode.encounter_json)

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from service.store.jobs import PENDING, Job
+from service.store.matching import not_ended
 from service.store.models import Base, Client, Episode, UTCDateTime
 
 OK, FAILED = "ok", "failed"
@@ -120,9 +121,9 @@ async def forget_source(session: AsyncSession, client_id: str, source_type: str)
 async def due_for_refresh(
     session: AsyncSession, before: datetime, failed_before: datetime, limit: int
 ) -> Sequence[tuple[str, str]]:
-    """(client id, site) of clients in the community with a category last attempted before `before`, the longest
-    waiting first, at most `limit`; one whose last read failed, from `failed_before` on. A client's first fetch comes
-    from the discharge or a consent, not from here."""
+    """(client id, site) of clients in the community, in an episode the program has not ended, with a category
+    last attempted before `before`, the longest waiting first, at most `limit`; one whose last read failed, from
+    `failed_before` on. A client's first fetch comes from the discharge or a consent, not from here."""
     last = (
         select(
             BackgroundFetch.client_id,
@@ -138,6 +139,7 @@ async def due_for_refresh(
         .join(last, last.c.client_id == Client.id)
         .where(
             Episode.state == "in-community",
+            not_ended(Episode.id),
             or_(last.c.oldest < before, and_(last.c.failing == 1, last.c.oldest < failed_before)),
         )
         .group_by(Client.id, Client.site, last.c.oldest)
@@ -149,12 +151,13 @@ async def due_for_refresh(
 
 async def clients_to_review(session: AsyncSession) -> Sequence[tuple[str, str]]:
     """(client id, site) of every client Peerway holds EHR background of, whatever their episode, and of every
-    client in the community (who may have a consent coming into force)."""
+    client in the community whose episode the program has not ended (who may have a consent coming into
+    force)."""
     holding = (
         select(BackgroundFetch.client_id.label("client_id"))
         .union(
             select(BackgroundItem.client_id).where(BackgroundItem.source.not_like("QuestionnaireResponse/%")),
-            select(Episode.client_id).where(Episode.state == "in-community"),
+            select(Episode.client_id).where(Episode.state == "in-community", not_ended(Episode.id)),
         )
         .subquery()
     )

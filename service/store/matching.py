@@ -63,6 +63,12 @@ class EpisodeClosure(Base):
     note: Mapped[str | None] = mapped_column(Text)
 
 
+def not_ended(episode_id: ColumnElement[str] | InstrumentedAttribute[str]) -> ColumnElement[bool]:
+    """True for an episode the program has not ended (for any reason, a cancelled admission included): a look-up of
+    that one episode's closure by its key."""
+    return ~exists().where(EpisodeClosure.episode_id == episode_id)
+
+
 def not_cancelled(episode_id: ColumnElement[str] | InstrumentedAttribute[str]) -> ColumnElement[bool]:
     """True for an episode whose admission the hospital did not cancel: a look-up of that one episode's closure by
     its key. (`episode.id NOT IN (SELECT episode_id ... WHERE reason = ...)` read every closure of every client on

@@ -399,3 +399,32 @@ async def test_a_consent_period_that_ends_purges_the_background_and_one_that_sta
         await reader.aclose()
     assert report.read == (DataCategory.SAFETY_CONSIDERATIONS,)
     assert (await explained(client, auth, episode))["safety-considerations"]["items"] == 1
+
+
+async def test_a_client_whose_episode_the_program_ended_is_not_read_again_and_keeps_no_new_reads(
+    app: FastAPI, client: httpx.AsyncClient, auth: Auth, settings: Settings, ehr: TestEhr
+) -> None:
+    seed_discharged_client(ehr.base_url, datetime.now(UTC).date())
+    now = datetime.now(UTC)
+    episode, peer, _ = await discharged_with_consent(client, auth, ["recovery-goals"])
+    starting = peer_consent(
+        episode["patient"], ["safety-considerations"], actor=peer["practitioner"], start=now + timedelta(hours=2)
+    )
+    assert (await client.post("/fhir/Consent", json=starting, headers=auth(Role.COORDINATOR))).status_code == 201
+    await read_background(app, settings, ehr)
+    ended = await client.post(
+        f"/api/episodes/{episode['id']}/end", json={"reason": "completed"}, headers=auth(Role.COORDINATOR)
+    )
+    assert ended.status_code == 204, ended.text
+
+    # Past the re-read's age and past the second consent's start: still no read queued, and a fetch reads nothing.
+    before = len(searched(ehr))
+    later = now + REFRESH_AFTER + timedelta(hours=3)
+    assert await queue_refreshes(app.state.sessions, later) == 0
+    reader = EhrClient(ehr.base_url)
+    try:
+        report = await fetch_background(app.state.sessions, reader, episode["client_id"], now=later)
+    finally:
+        await reader.aclose()
+    assert report.read == ()
+    assert searched(ehr)[before:] == []
