@@ -94,25 +94,26 @@ async def _held(session: AsyncSession, client_id: str) -> set[DataCategory]:
     }
 
 
-async def _in_community(session: AsyncSession, client_id: str) -> bool:
-    """Whether the client's current episode is in the community and the program has not ended it: reading the
-    EHR for a client who has left the program serves no peer."""
+async def _program_state(session: AsyncSession, client_id: str) -> tuple[bool, bool]:
+    """(ended, in the community) of the client's current episode. Ended: the program has closed it, so no peer
+    works with the client any more; reading the EHR for them, or keeping what was read, serves no one."""
     episode = await repository.current_episode(session, client_id)
-    if episode is None or episode.state != IN_COMMUNITY:
-        return False
-    return await session.get(EpisodeClosure, episode.id) is None
+    if episode is None:
+        return False, False
+    ended = await session.get(EpisodeClosure, episode.id) is not None
+    return ended, not ended and episode.state == IN_COMMUNITY
 
 
 async def _review(session: AsyncSession, client_id: str, site: str, now: datetime) -> tuple[bool, bool]:
-    """Forget what no consent could release at `now`; queue a first read of what one now could, for a client in
-    the community. Answers (forgot something, queued a read)."""
-    wanted = await collectable(session, client_id, now)
+    """Forget what no consent could release at `now` (everything, once the program has ended the client's
+    episode); queue a first read of what one now could, for a client in the community. Answers (forgot
+    something, queued a read)."""
+    ended, in_community = await _program_state(session, client_id)
+    wanted = frozenset() if ended else await collectable(session, client_id, now)
     held = await _held(session, client_id)
     forgotten = held - wanted
     await store.forget(session, client_id, [c.value for c in forgotten])
-    if not wanted - held or await store.fetch_queued(session, BACKGROUND, client_id):
-        return bool(forgotten), False
-    if not await _in_community(session, client_id):
+    if not in_community or not wanted - held or await store.fetch_queued(session, BACKGROUND, client_id):
         return bool(forgotten), False
     session.add(new_job(BACKGROUND, client_id, site, now))
     return bool(forgotten), True
@@ -121,8 +122,9 @@ async def _review(session: AsyncSession, client_id: str, site: str, now: datetim
 async def review_consents(sessions: SessionFactory, now: datetime | None = None) -> tuple[int, int]:
     """The periodic check for consents that changed by the clock alone: a period that ended (or a nested
     provision's) leaves data no consent can release, which is deleted whatever the client's episode (readmitted
-    clients too); a consent that starts later gets its first read once it is in force. Answers (clients whose
-    data was purged, clients queued for a first read)."""
+    clients too); a consent that starts later gets its first read once it is in force. What is held of a client
+    whose episode the program has ended is deleted (so they leave this check too). Answers (clients whose data
+    was purged, clients queued for a first read)."""
     now = now or utcnow()
     purged = started = 0
     async with sessions() as session:
@@ -149,7 +151,7 @@ async def fetch_background(
         episode = await repository.current_episode(session, client_id) if client is not None else None
         if client is None or episode is None or await session.get(EpisodeClosure, episode.id) is not None:
             return FetchReport()  # no one to read for: gone, or the program has ended the episode
-        wanted = await collectable(session, client_id, now)
+        wanted = frozenset() if ended else await collectable(session, client_id, now)
         ehr_patient_id = client.ehr_patient_id
         stay = json.loads(episode.encounter_json)
     hospital = (stay.get("serviceProvider") or {}).get("reference") if isinstance(stay, dict) else None

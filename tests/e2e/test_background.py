@@ -21,6 +21,7 @@ from service.app.background import REFRESH_AFTER, fetch_background, queue_refres
 from service.auth import Role
 from service.ehr.client import EhrClient
 from service.settings import Settings
+from service.store import background as background_store
 from service.workers.background import read_backgrounds
 from tests.support.consents import peer_consent
 from tests.support.ehr import TestEhr
@@ -401,7 +402,7 @@ async def test_a_consent_period_that_ends_purges_the_background_and_one_that_sta
     assert (await explained(client, auth, episode))["safety-considerations"]["items"] == 1
 
 
-async def test_a_client_whose_episode_the_program_ended_is_not_read_again_and_keeps_no_new_reads(
+async def test_a_client_whose_episode_the_program_ended_is_not_read_again_and_what_was_read_is_deleted(
     app: FastAPI, client: httpx.AsyncClient, auth: Auth, settings: Settings, ehr: TestEhr
 ) -> None:
     seed_discharged_client(ehr.base_url, datetime.now(UTC).date())
@@ -412,6 +413,7 @@ async def test_a_client_whose_episode_the_program_ended_is_not_read_again_and_ke
     )
     assert (await client.post("/fhir/Consent", json=starting, headers=auth(Role.COORDINATOR))).status_code == 201
     await read_background(app, settings, ehr)
+    assert (await explained(client, auth, episode))["recovery-goals"]["items"] == 2
     ended = await client.post(
         f"/api/episodes/{episode['id']}/end", json={"reason": "completed"}, headers=auth(Role.COORDINATOR)
     )
@@ -421,6 +423,9 @@ async def test_a_client_whose_episode_the_program_ended_is_not_read_again_and_ke
     before = len(searched(ehr))
     later = now + REFRESH_AFTER + timedelta(hours=3)
     assert await queue_refreshes(app.state.sessions, later) == 0
+    async with app.state.sessions() as session:  # the review deleted what was read: no peer needs it
+        assert await background_store.items_of(session, episode["client_id"]) == []
+        assert await background_store.fetches_of(session, episode["client_id"]) == []
     reader = EhrClient(ehr.base_url)
     try:
         report = await fetch_background(app.state.sessions, reader, episode["client_id"], now=later)
