@@ -151,7 +151,7 @@ async def fetch_background(
         episode = await repository.current_episode(session, client_id) if client is not None else None
         if client is None or episode is None or await session.get(EpisodeClosure, episode.id) is not None:
             return FetchReport()  # no one to read for: gone, or the program has ended the episode
-        wanted = frozenset() if ended else await collectable(session, client_id, now)
+        wanted = await collectable(session, client_id, now)
         ehr_patient_id = client.ehr_patient_id
         stay = json.loads(episode.encounter_json)
     hospital = (stay.get("serviceProvider") or {}).get("reference") if isinstance(stay, dict) else None
