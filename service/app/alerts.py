@@ -340,7 +340,7 @@ async def peer_weeks(
     (a week under it is flagged here; two running raise a coordinator alert)."""
     now = now or utcnow()
     async with sessions() as session:
-        episodes = await store.episode_facts(session, open_at=now)
+        episodes = await store.episode_facts(session, open_at=now, peer_id=peer_id)
         by_site = await _site_thresholds(session)
     readmitted = safety.successors(e for e in episodes if e.started_at <= now)
     out: list[ClientWeek] = []

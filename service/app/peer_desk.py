@@ -174,7 +174,7 @@ async def my_weeks(
     thresholds as the safety net's run and GET /api/me/weeks, so "under the minimum" means the same everywhere."""
     now = now or utcnow()
     async with sessions() as session:
-        facts = await alert_store.episode_facts(session, open_at=now)
+        facts = await alert_store.episode_facts(session, open_at=now, peer_id=peer_id)
     readmitted = safety.successors(e for e in facts if e.started_at <= now)
     minimums: dict[str, int] = {}
     out: dict[str, ClientWeeks] = {}

@@ -172,7 +172,11 @@ def _chunks(ids: Sequence[str], size: int = 500) -> list[Sequence[str]]:
 
 
 def episodes_query(
-    site: str | None = None, *, open_at: datetime | None = None, started_before: datetime | None = None
+    site: str | None = None,
+    *,
+    open_at: datetime | None = None,
+    started_before: datetime | None = None,
+    peer_id: str | None = None,
 ) -> Select[str, str, str, datetime | None, datetime, datetime | None, str | None]:
     """episode_facts' statement: the episodes' own columns with their client's site (whether a later episode
     followed one, a readmission, is found by ix_episode_previous)."""
@@ -187,6 +191,8 @@ def episodes_query(
     ).join(Client, Client.id == Episode.client_id)
     if site is not None:
         query = query.where(Client.site == site)
+    if peer_id is not None:  # the peer of the open assignment (episode.peer_id is its projection)
+        query = query.where(Episode.peer_id == peer_id)
     if started_before is not None:
         query = query.where(func.coalesce(Episode.admitted_at, Episode.created_at) < started_before)
     if open_at is not None:
@@ -207,12 +213,15 @@ async def episode_facts(
     *,
     open_at: datetime | None = None,
     started_before: datetime | None = None,
+    peer_id: str | None = None,
 ) -> list[EpisodeFacts]:
     """Episodes with their assignments, closure and the contacts not cancelled: one site's or every site's; with
     `open_at`, only those still open then (not ended, not followed by a readmission by that moment), which is all
     the safety net needs however long the program has run; with `started_before`, only those begun before it
-    (a report reads the episodes open at its period's start and begun before its end + 90 days)."""
-    rows = (await session.execute(episodes_query(site, open_at=open_at, started_before=started_before))).all()
+    (a report reads the episodes open at its period's start and begun before its end + 90 days); with `peer_id`,
+    only those whose open assignment is that peer's (a peer's own screens: not every open episode's facts)."""
+    query = episodes_query(site, open_at=open_at, started_before=started_before, peer_id=peer_id)
+    rows = (await session.execute(query)).all()
     ids = sorted(r[0] for r in rows)
     stints: dict[str, list[Stint]] = {}
     closures: dict[str, EpisodeClosure] = {}
