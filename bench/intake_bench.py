@@ -5,7 +5,7 @@ gives req/s, p50/p99, and the server's own CPU per request (steadier than req/s 
 
 - $process-message with a Da Vinci discharge Bundle, a new client and a new stay in every request (ids, MRN,
   SSN, stay identifier replaced), vs a bare endpoint that parses and validates the same Bundle with
-  fhir.resources (bench/baseline_app.py, same uvicorn and httptools).
+  fhir.resources (bench/baseline_app.py, same uvicorn and h11).
 - $peer-summary read by the assigned peer (consent decision, build, audit row) over 20 clients in turn, vs a bare
   endpoint answering stored JSON of the same size.
 - then each target alone, open loop at 80 % of the peak it just showed: its p99 there; and the summary read at

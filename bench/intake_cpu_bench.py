@@ -74,7 +74,7 @@ def measure(backend: str, count: int) -> None:
         port = servers.free_port()
         url = f"http://127.0.0.1:{port}"
         command = [sys.executable, "-m", "uvicorn", "bench.baseline_app:app", "--host", "127.0.0.1"]
-        command += ["--port", str(port), "--http", "httptools", "--no-access-log", "--log-level", "warning"]
+        command += ["--port", str(port), "--http", "h11", "--no-access-log", "--log-level", "warning"]
         env = {**os.environ, "PYTHONPATH": str(servers.ROOT)}
         with servers.process(servers.pinned(command, str(servers.SERVER_CPU)), env, workdir / "b.log", url) as bare:
             base = sum(per_request(bare.pid, url, "/parse-only", bodies, ehr))

@@ -155,7 +155,7 @@ def peerway(
 
 @contextmanager
 def baseline_server(stored_json: Path, workdir: Path, *, cpus: str | None = str(SERVER_CPU)) -> Iterator[Server]:
-    """bench/baseline_app.py under uvicorn with httptools, as `peerway serve` runs (no access log)."""
+    """bench/baseline_app.py under uvicorn with h11, as `peerway serve` runs (no access log)."""
     port = free_port()
     command = [
         sys.executable,
@@ -167,7 +167,7 @@ def baseline_server(stored_json: Path, workdir: Path, *, cpus: str | None = str(
         "--port",
         str(port),
         "--http",
-        "httptools",
+        "h11",
         "--no-access-log",
         "--log-level",
         "warning",
@@ -181,6 +181,6 @@ def baseline_server(stored_json: Path, workdir: Path, *, cpus: str | None = str(
 
 @contextmanager
 def baseline(stored_json: Path, workdir: Path, *, cpus: str | None = str(SERVER_CPU)) -> Iterator[str]:
-    """bench/baseline_app.py under uvicorn with httptools, as `peerway serve` runs (no access log); yields its URL."""
+    """bench/baseline_app.py under uvicorn with h11, as `peerway serve` runs (no access log); yields its URL."""
     with baseline_server(stored_json, workdir, cpus=cpus) as server:
         yield server.url

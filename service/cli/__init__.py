@@ -70,8 +70,7 @@ def _serve(settings: Settings, api_processes: int | None = None) -> int:
         from service.cli.serve import supervise
 
         return supervise(settings, api_processes)
-    # httptools with a bounded head, deadlines, connection cap, our logging (no query strings, no PHI):
-    # see service/api/server.py.
+    # h11 with deadlines, connection cap, our logging (no query strings, no PHI): see service/api/server.py.
     # Ctrl-C: uvicorn shuts down cleanly, then re-raises the signal; that is no error worth a traceback.
     with contextlib.suppress(KeyboardInterrupt):
         uvicorn.Server(server_config(settings, create_app(settings))).run()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from service.api.server import LimitedHttpToolsProtocol, server_config
+from service.api.server import DeadlineH11Protocol, server_config
 from service.settings import Settings, describe_error
 
 
@@ -45,10 +45,11 @@ def test_serve_configures_uvicorn_with_the_limits() -> None:
         _env_file=None,
     )
     config = server_config(settings, app=None)
+    assert config.h11_max_incomplete_event_size == 16_384
     assert config.timeout_keep_alive == 4
     assert config.limit_concurrency == 50
     assert config.forwarded_allow_ips == "10.0.0.1"
     assert config.access_log is False
     assert isinstance(config.http, type)
-    assert issubclass(config.http, LimitedHttpToolsProtocol)
-    assert (config.http.header_timeout, config.http.body_timeout, config.http.max_head_bytes) == (3, 7, 16_384)
+    assert issubclass(config.http, DeadlineH11Protocol)
+    assert (config.http.header_timeout, config.http.body_timeout) == (3, 7)
