@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import insert, select
 
 from service.domain.vocabulary import ADMISSION_CANCELLED
 from service.store import repository
@@ -20,6 +20,7 @@ from service.store.db import create_engine, session_factory, transaction
 from service.store.matching import EpisodeClosure, not_cancelled
 from service.store.models import Client, Episode
 from tests.conftest import BACKEND
+from tests.support.plans import explain
 
 CLOSED = 5000  # enough that PostgreSQL would not read a small table whole anyway
 AT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -35,18 +36,6 @@ def episode(episode_id: str, client_id: str) -> dict[str, Any]:
         "created_at": AT,
         "updated_at": AT,
     }
-
-
-async def plan(database_url: str, sql: str) -> str:
-    engine = create_engine(database_url)
-    try:
-        async with engine.connect() as connection:
-            await connection.execute(text("ANALYZE"))
-            explain = "EXPLAIN " if BACKEND == "postgres" else "EXPLAIN QUERY PLAN "
-            rows = await connection.execute(text(explain + sql))
-            return "\n".join(str(row[-1]) for row in rows)
-    finally:
-        await engine.dispose()
 
 
 async def fill(database_url: str) -> None:
@@ -102,24 +91,17 @@ def by_key_only(explained: str) -> bool:
 
 async def test_a_summary_read_looks_up_only_its_own_episodes_closures(database_url: str) -> None:
     await fill(database_url)
-    engine = create_engine(database_url)
-    query = repository._SUMMARY_ROWS.params(client_id="current")
-    statement = query.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True})
-    await engine.dispose()
-    explained = await plan(database_url, str(statement))
+    explained = await explain(database_url, repository._SUMMARY_ROWS, {"client_id": "current"})
     assert by_key_only(explained), explained
 
 
 async def test_the_current_episode_query_looks_up_only_its_own_episodes_closures(database_url: str) -> None:
     await fill(database_url)
-    engine = create_engine(database_url)
     query = (
         select(Episode.id)
         .where(Episode.client_id == "current", not_cancelled(Episode.id))
         .order_by(Episode.created_at.desc())
         .limit(1)
     )
-    statement = query.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True})
-    await engine.dispose()
-    explained = await plan(database_url, str(statement))
+    explained = await explain(database_url, query, {})
     assert by_key_only(explained), explained

@@ -9,10 +9,8 @@ contact's latest; a peer's home page and weeks read the episodes assigned to tha
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-from sqlalchemy import event, insert, text
-from sqlalchemy.sql import Executable
+from sqlalchemy import insert
 
 from service.store import alerts, claims, web
 from service.store.channel import SubscriptionChannel
@@ -20,37 +18,12 @@ from service.store.db import create_engine, session_factory, transaction
 from service.store.jobs import WORK_COUNTS, Job
 from service.store.models import Client, Contact, Episode, PeerSupporter
 from tests.conftest import BACKEND
+from tests.support.plans import explain
 
 AT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 DONE_JOBS = 5000
 EPISODES = 3000
 PEERS = 60
-
-
-async def explain(database_url: str, statement: Executable, params: dict[str, Any]) -> str:
-    """The planner's account of `statement` as SQLAlchemy runs it: it is run once (and rolled back) to capture the
-    SQL and parameters the driver gets, then EXPLAINed with them."""
-    engine = create_engine(database_url)
-    sent: list[tuple[str, Any]] = []
-
-    def capture(_conn: Any, _cursor: Any, sql: str, parameters: Any, _context: Any, _many: bool) -> None:
-        sent.append((sql, parameters))
-
-    try:
-        async with engine.connect() as connection:
-            if BACKEND == "postgres":  # as autovacuum keeps them; Peerway never runs ANALYZE on SQLite
-                await connection.execute(text("ANALYZE"))
-                await connection.commit()
-            event.listen(engine.sync_engine, "before_cursor_execute", capture)
-            await connection.execute(statement, params)
-            event.remove(engine.sync_engine, "before_cursor_execute", capture)
-            await connection.rollback()
-            [(sql, parameters)] = sent
-            prefix = "EXPLAIN " if BACKEND == "postgres" else "EXPLAIN QUERY PLAN "
-            rows = await connection.exec_driver_sql(prefix + sql, parameters)
-            return "\n".join(str(row[-1]) for row in rows)
-    finally:
-        await engine.dispose()
 
 
 async def fill_done_jobs(database_url: str) -> None:
