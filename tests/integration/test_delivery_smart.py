@@ -83,7 +83,10 @@ async def test_an_ehr_that_does_not_know_our_key_leaves_the_rows_waiting_not_dea
 
     report = await deliver(settings, ehr)
 
-    assert (report.delivered, report.retrying, report.dead) == (0, 2, 0)
+    # Both rows (the contact's Encounter and the CareTeam) failed and wait for a retry; on a slow machine the
+    # first retry (1-2 s later) may come due before the delivery loop ends, so a row may have been tried twice.
+    assert (report.delivered, report.dead) == (0, 0)
+    assert report.retrying >= 2
     assert ehr.requests() == []  # nothing reached /fhir without a token
     assert {r["error"] for r in smart_ehr.state(ehr)["requests"]} == {"invalid_client"}
     for row in await outbox(settings.database_url):
