@@ -112,12 +112,20 @@ def _apply(row: Site, spec: SiteSpec) -> None:
         raise InvalidResource("a SMART token URL needs a client id and a private key path", "token_url")
 
 
+def channel_secret() -> str:
+    """A new channel secret: 32 random bytes, URL-safe base64, never starting with "-" (one in 64 did, and a
+    command line then read it as an option: `peerway subscription create --channel-secret -Xy...` failed)."""
+    while (secret := secrets.token_urlsafe(32)).startswith("-"):
+        pass
+    return secret
+
+
 async def add_site(sessions: SessionFactory, site_id: str, spec: SiteSpec) -> tuple[SiteView, str]:
     """Register a site; answers it with its new channel secret (shown once: only its hash is kept)."""
     if not site_id or len(site_id) > 64 or not set(site_id) <= SITE_ID_CHARS:
         raise InvalidResource("a site id is 1-64 characters of a-z, 0-9 and -", "id")
     _check(spec)
-    secret = secrets.token_urlsafe(32)
+    secret = channel_secret()
     now = utcnow()
     row = Site(
         id=site_id,
@@ -153,7 +161,7 @@ async def update_site(sessions: SessionFactory, site_id: str, spec: SiteSpec) ->
 
 async def rotate_secret(sessions: SessionFactory, site_id: str) -> str:
     """A new channel secret for the site; the old one stops working at once."""
-    secret = secrets.token_urlsafe(32)
+    secret = channel_secret()
     async with transaction(sessions) as session:
         row = await store.site(session, site_id)
         if row is None:
