@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, and_, case, delete, func, or_, select
+from sqlalchemy import ColumnElement, ForeignKey, Index, Integer, String, Text, and_, case, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -118,6 +118,11 @@ async def forget_source(session: AsyncSession, client_id: str, source_type: str)
     )
 
 
+def _in_community() -> ColumnElement[bool]:
+    """An episode in the community that the program has not ended (closing one leaves its state as it was)."""
+    return and_(Episode.state == "in-community", not_ended(Episode.id))
+
+
 async def due_for_refresh(
     session: AsyncSession, before: datetime, failed_before: datetime, limit: int
 ) -> Sequence[tuple[str, str]]:
@@ -138,8 +143,7 @@ async def due_for_refresh(
         .join(Episode, Episode.client_id == Client.id)
         .join(last, last.c.client_id == Client.id)
         .where(
-            Episode.state == "in-community",
-            not_ended(Episode.id),
+            _in_community(),
             or_(last.c.oldest < before, and_(last.c.failing == 1, last.c.oldest < failed_before)),
         )
         .group_by(Client.id, Client.site, last.c.oldest)
@@ -157,7 +161,7 @@ async def clients_to_review(session: AsyncSession) -> Sequence[tuple[str, str]]:
         select(BackgroundFetch.client_id.label("client_id"))
         .union(
             select(BackgroundItem.client_id).where(BackgroundItem.source.not_like("QuestionnaireResponse/%")),
-            select(Episode.client_id).where(Episode.state == "in-community", not_ended(Episode.id)),
+            select(Episode.client_id).where(_in_community()),
         )
         .subquery()
     )

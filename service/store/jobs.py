@@ -302,19 +302,19 @@ async def start_waiting_search_earlier(
     return _rowcount(result) > 0
 
 
+WORK_COUNTS = (
+    select(Job.channel_id, Job.status, func.count())
+    .where(or_(Job.status == PENDING, Job.status == DEAD), Job.channel_id.is_not(None))
+    .group_by(Job.channel_id, Job.status)
+)
+
+
 async def work_counts(session: AsyncSession) -> dict[tuple[str | None, str], int]:
     """(channel id, status) -> number of intake rows (rows with a channel) waiting or dead. Done rows are not
     counted: reached by `ix_outbox_due`, this reads the rows still to be seen to, not every job a channel ever
     had (400 ms on every desk page with 600,000 done jobs, against 0.14 ms)."""
     result = await session.execute(WORK_COUNTS)
     return {(channel_id, status): count for channel_id, status, count in result.all()}
-
-
-WORK_COUNTS = (
-    select(Job.channel_id, Job.status, func.count())
-    .where(or_(Job.status == PENDING, Job.status == DEAD), Job.channel_id.is_not(None))
-    .group_by(Job.channel_id, Job.status)
-)
 
 
 async def dead_letters(session: AsyncSession, site: str | None = None, limit: int = 500) -> Sequence[Job]:
