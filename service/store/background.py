@@ -7,15 +7,32 @@ An item keeps the EHR's reference to its source only to replace it on the next f
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, ForeignKey, Index, Integer, String, Text, and_, case, delete, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    CompoundSelect,
+    ForeignKey,
+    Index,
+    Integer,
+    Select,
+    String,
+    Text,
+    and_,
+    case,
+    delete,
+    func,
+    or_,
+    select,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from service.store.jobs import PENDING, Job
-from service.store.matching import not_ended
-from service.store.models import Base, Client, Episode, UTCDateTime
+from service.store.matching import EpisodeClosure, not_ended
+from service.store.models import Base, Client, ConsentDocument, Episode, UTCDateTime
 
 OK, FAILED = "ok", "failed"
 
@@ -153,20 +170,79 @@ async def due_for_refresh(
     return [(row[0], row[1]) for row in (await session.execute(query)).all()]
 
 
-async def clients_to_review(session: AsyncSession) -> Sequence[tuple[str, str]]:
-    """(client id, site) of every client Peerway holds EHR background of, whatever their episode, and of every
-    client in the community whose episode the program has not ended (who may have a consent coming into
-    force)."""
-    holding = (
-        select(BackgroundFetch.client_id.label("client_id"))
-        .union(
-            select(BackgroundItem.client_id).where(BackgroundItem.source.not_like("QuestionnaireResponse/%")),
-            select(Episode.client_id).where(_in_community()),
-        )
-        .subquery()
+def _review_scope() -> CompoundSelect[str]:
+    """The ids of every client Peerway holds EHR background of, whatever their episode, and of every client in
+    the community whose episode the program has not ended (who may have a consent coming into force)."""
+    return select(BackgroundFetch.client_id.label("client_id")).union(
+        select(BackgroundItem.client_id).where(BackgroundItem.source.not_like("QuestionnaireResponse/%")),
+        select(Episode.client_id).where(_in_community()),
     )
-    query = select(Client.id, Client.site).join(holding, holding.c.client_id == Client.id).order_by(Client.id)
-    return [(row[0], row[1]) for row in (await session.execute(query)).all()]
+
+
+@dataclass(frozen=True)
+class ReviewState:
+    """What the periodic consent review reads of one client, but for the Consents' text and the clock. While it
+    stays the same and no Consent period begins or ends, the review decides what it decided before."""
+
+    site: str
+    consents: tuple[tuple[str, int, datetime], ...]  # (id, version, updated): the version grows on every change
+    episodes: tuple[tuple[str, str, datetime], ...]  # (id, state, created): which is current, and where
+    closures: tuple[tuple[str, str], ...]  # (episode id, reason): ended by the program, or cancelled
+    fetched: tuple[str, ...]  # categories with a fetch state
+    items: tuple[tuple[str, bool], ...]  # (category, the client's own answer) of the items held
+    queued: bool  # a read of the client's background is waiting
+
+
+async def review_states(session: AsyncSession, fetch_kind: str) -> dict[str, ReviewState]:
+    """The ReviewState of every client the review covers (see _review_scope), in seven statements whatever the
+    number of clients; `fetch_kind`: the job kind that reads a client's background."""
+    scope = select(_review_scope().subquery().c.client_id)
+    rows: dict[str, dict[str, list[Any]]] = {}
+
+    async def gather(field: str, query: Select[*tuple[Any, ...]]) -> None:
+        for client_id, *values in (await session.execute(query)).all():
+            rows.setdefault(client_id, {}).setdefault(field, []).append(tuple(values))
+
+    sites = {i: site for i, site in (await session.execute(select(Client.id, Client.site).where(Client.id.in_(scope))))}
+    consent = ConsentDocument
+    await gather(
+        "consents",
+        select(consent.client_id, consent.id, consent.version_id, consent.updated_at).where(
+            consent.client_id.in_(scope)
+        ),
+    )
+    await gather(
+        "episodes",
+        select(Episode.client_id, Episode.id, Episode.state, Episode.created_at).where(Episode.client_id.in_(scope)),
+    )
+    await gather(
+        "closures",
+        select(Episode.client_id, EpisodeClosure.episode_id, EpisodeClosure.reason)
+        .join(Episode, Episode.id == EpisodeClosure.episode_id)
+        .where(Episode.client_id.in_(scope)),
+    )
+    await gather("fetched", select(BackgroundFetch.client_id, BackgroundFetch.category))
+    own = BackgroundItem.source.like("QuestionnaireResponse/%")
+    await gather("items", select(BackgroundItem.client_id, BackgroundItem.category, own).distinct())
+    await gather(
+        "queued",
+        select(Job.subject_id)
+        .where(Job.kind == fetch_kind, Job.status == PENDING, Job.subject_id.in_(scope))
+        .distinct(),
+    )
+    states = {}
+    for client_id, site in sites.items():
+        found = rows.get(client_id, {})
+        states[client_id] = ReviewState(
+            site=site,
+            consents=tuple(sorted(found.get("consents", ()))),
+            episodes=tuple(sorted(found.get("episodes", ()))),
+            closures=tuple(sorted(found.get("closures", ()))),
+            fetched=tuple(sorted(c for (c,) in found.get("fetched", ()))),
+            items=tuple(sorted((c, bool(answer)) for c, answer in found.get("items", ()))),
+            queued=bool(found.get("queued")),
+        )
+    return states
 
 
 async def fetch_queued(session: AsyncSession, kind: str, client_id: str) -> bool:

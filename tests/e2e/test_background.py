@@ -17,7 +17,7 @@ from fhir.resources.R4B.bundle import Bundle
 import fhir_profiles
 from consent import DataCategory
 from fhir_profiles.conformance import check_conformance
-from service.app.background import REFRESH_AFTER, fetch_background, queue_refreshes
+from service.app.background import REFRESH_AFTER, fetch_background, queue_refreshes, review_consents
 from service.auth import Role
 from service.ehr.client import EhrClient
 from service.settings import Settings
@@ -386,6 +386,13 @@ async def test_a_consent_period_that_ends_purges_the_background_and_one_that_sta
     await read_background(app, settings, ehr)
     assert searched(ehr)[before:] == ["Goal"]  # the later consent is not read before it starts
     assert (await explained(client, auth, episode))["recovery-goals"]["items"] == 2
+    # Half an hour on nothing has changed: the sweeps find nothing to do (and remember so).
+    for _ in range(2):
+        assert await review_consents(app.state.sessions, now + timedelta(minutes=30)) == (0, 0)
+
+    # Past the first consent's end and before the second's start, with nothing else changed: the goals go.
+    assert await review_consents(app.state.sessions, now + timedelta(minutes=90)) == (1, 0)
+    assert (await explained(client, auth, episode))["recovery-goals"]["items"] == 0
 
     # Three hours on, with no consent event in between: the goals are deleted, the flag read for the first time.
     later = now + timedelta(hours=3)
@@ -414,10 +421,13 @@ async def test_a_client_whose_episode_the_program_ended_is_not_read_again_and_wh
     assert (await client.post("/fhir/Consent", json=starting, headers=auth(Role.COORDINATOR))).status_code == 201
     await read_background(app, settings, ehr)
     assert (await explained(client, auth, episode))["recovery-goals"]["items"] == 2
+    assert await review_consents(app.state.sessions, now + timedelta(minutes=30)) == (0, 0)  # nothing to do
     ended = await client.post(
         f"/api/episodes/{episode['id']}/end", json={"reason": "completed"}, headers=auth(Role.COORDINATOR)
     )
     assert ended.status_code == 204, ended.text
+    # The next sweep, before the second consent starts (no clock change): the ending alone deletes what was read.
+    assert await review_consents(app.state.sessions, now + timedelta(minutes=40)) == (1, 0)
 
     # Past the re-read's age and past the second consent's start: still no read queued, and a fetch reads nothing.
     before = len(searched(ehr))
@@ -433,3 +443,24 @@ async def test_a_client_whose_episode_the_program_ended_is_not_read_again_and_wh
         await reader.aclose()
     assert report.read == ()
     assert searched(ehr)[before:] == []
+
+
+async def test_a_consent_given_an_end_after_a_quiet_sweep_still_purges_when_that_end_passes(
+    app: FastAPI, client: httpx.AsyncClient, auth: Auth, settings: Settings, ehr: TestEhr
+) -> None:
+    # The sweep skips a client whose state it has seen and whose consents have no period ahead: a consent changed
+    # since (here given an end) must be looked at again, or what it stops releasing would be kept.
+    seed_discharged_client(ehr.base_url, datetime.now(UTC).date())
+    now = datetime.now(UTC)
+    episode, _, stored = await discharged_with_consent(client, auth, ["recovery-goals"])
+    await read_background(app, settings, ehr)
+    assert (await explained(client, auth, episode))["recovery-goals"]["items"] == 2
+    assert await review_consents(app.state.sessions, now + timedelta(minutes=5)) == (0, 0)
+
+    ending = {**stored, "provision": {**stored["provision"], "period": {"end": (now + timedelta(hours=1)).isoformat()}}}
+    changed = await client.put(f"/fhir/Consent/{stored['id']}", json=ending, headers=auth(Role.COORDINATOR))
+    assert changed.status_code == 200, changed.text
+    assert (await explained(client, auth, episode))["recovery-goals"]["items"] == 2  # still in force
+
+    assert await review_consents(app.state.sessions, now + timedelta(hours=2)) == (1, 0)
+    assert (await explained(client, auth, episode))["recovery-goals"]["items"] == 0
