@@ -122,6 +122,8 @@ class Settings(BaseSettings):
     outbox_retry_hours: float = Field(default=96.0, gt=0, le=24 * 60)
     # Rows of a claimed batch a worker writes to the EHR at once.
     outbox_concurrency: int = Field(default=4, ge=1, le=64)
+    # Done jobs are deleted this many days after they were done (0: kept for ever); dead and discarded ones stay.
+    outbox_keep_done_days: int = Field(default=30, ge=0, le=36_500)
     # The program the CareTeam is managed by, as the EHR knows it.
     program_organization_reference: str = "Organization/peerway-program"
     program_organization_name: str = "Peer support program"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -102,6 +102,29 @@ async def discard_dead_letter(sessions: SessionFactory, item_id: int, site: str 
         item = await _dead_row(session, item_id, site)
         item.status = store.DISCARDED
         item.done_at = utcnow()
+
+
+# --- keeping the table to what is still of use ---------------------------------------------------------------
+
+PURGE_BATCH = 1_000  # done jobs deleted per transaction: the SQLite write turn is held some 10 ms at a time
+
+
+async def purge_done_jobs(sessions: SessionFactory, settings: Settings, now: datetime | None = None) -> int:
+    """Delete the jobs done more than PEERWAY_OUTBOX_KEEP_DONE_DAYS ago (none when it is 0), a batch per
+    transaction; answers how many. Their work is in the records they changed (a contact's delivery time, the
+    client's background, the episode a hospital event moved); a done job only says when it happened. Pending jobs,
+    dead letters and discarded jobs are never deleted here. Without it the table grew by every job ever done, and
+    what reads it by status with it (`/metrics`: 1.5 s a scrape at 600,000 done jobs)."""
+    if settings.outbox_keep_done_days <= 0:
+        return 0
+    before = (now or utcnow()) - timedelta(days=settings.outbox_keep_done_days)
+    purged = 0
+    while True:
+        async with transaction(sessions) as session:
+            deleted = await store.purge_done(session, before, PURGE_BATCH)
+        purged += deleted
+        if deleted < PURGE_BATCH:
+            return purged
 
 
 # --- figures and keys ------------------------------------------------------------------------------------------

