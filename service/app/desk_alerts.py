@@ -50,7 +50,7 @@ async def alert_rows(
     found = await alerts.list_alerts(sessions, site=site, states=states, now=now)
     if not found:
         return []
-    episodes = {r.episode_id: r for r in await desk.episodes(sessions, site)}
+    episodes = await desk.episode_rows(sessions, site, {a.episode_id for a in found if a.episode_id is not None})
     async with sessions() as session:
         peers = {p.id: p.name for p in await repository.peers(session)}
         names = await _people_names(session, {w for a in found for w in (a.acknowledged_by, a.resolved_by) if w})

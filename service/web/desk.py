@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+import re
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Form, Path, Query, Request, Response
@@ -91,13 +92,44 @@ async def clients(
     sessions: SessionsDep,
     settings: SettingsDep,
     show: Annotated[str | None, Query(max_length=32)] = None,
+    before: Annotated[str | None, Query(max_length=120)] = None,
 ) -> Response:
     if show is not None and show not in desk.CLIENT_FILTERS:
         raise BadForm(f"show: one of {', '.join(sorted(desk.CLIENT_FILTERS))}")
-    rows = await desk.episodes(sessions, caller.site, show)
     names = await desk.peer_names(sessions, caller.site)
     days = (await alerts.thresholds(sessions, settings, caller.site)).no_contact_days
-    return render(request, "desk_clients.html", rows=rows, show=show, peers=names, no_contact_days=days)
+    if show is not None:
+        rows = await desk.episodes(sessions, caller.site, show)
+        return render(request, "desk_clients.html", rows=rows, show=show, peers=names, no_contact_days=days)
+    listed = await desk.client_list(sessions, caller.site, None if before is None else older_than(before))
+    return render(
+        request,
+        "desk_clients.html",
+        rows=listed.open,
+        ended=listed.ended,
+        older=None if listed.older is None else page_key(listed.older),
+        paged=before is not None,
+        show=None,
+        peers=names,
+        no_contact_days=days,
+    )
+
+
+def page_key(key: tuple[datetime, str]) -> str:
+    """Where a page of ended episodes starts, as the `before` of its link: the time (UTC, ISO 8601) and the id."""
+    return f"{key[0].astimezone(UTC).isoformat()}|{key[1]}"
+
+
+def older_than(before: str) -> tuple[datetime, str]:
+    """page_key's inverse; a `before` that is not one is a 422 naming it."""
+    moment, _, episode_id = before.rpartition("|")
+    try:
+        at = datetime.fromisoformat(moment)
+    except ValueError:
+        at = None
+    if at is None or at.tzinfo is None or not re.fullmatch(r"[A-Za-z0-9.-]{1,64}", episode_id):
+        raise BadForm("before: the link to older ended episodes is not one this page made")
+    return at, episode_id
 
 
 def consent_default_until(today: date) -> date:
