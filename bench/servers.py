@@ -154,8 +154,11 @@ def peerway(
 
 
 @contextmanager
-def baseline_server(stored_json: Path, workdir: Path, *, cpus: str | None = str(SERVER_CPU)) -> Iterator[Server]:
-    """bench/baseline_app.py under uvicorn with h11, as `peerway serve` runs (no access log)."""
+def baseline_server(
+    stored_json: Path, workdir: Path, *, cpus: str | None = str(SERVER_CPU), database_url: str | None = None
+) -> Iterator[Server]:
+    """bench/baseline_app.py under uvicorn with h11, as `peerway serve` runs (no access log); `database_url`:
+    Peerway's database, for its /audited-read floor."""
     port = free_port()
     command = [
         sys.executable,
@@ -173,6 +176,8 @@ def baseline_server(stored_json: Path, workdir: Path, *, cpus: str | None = str(
         "warning",
     ]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "BENCH_STORED_JSON": str(stored_json)}
+    if database_url is not None:
+        env["BENCH_DATABASE_URL"] = database_url
     url = f"http://127.0.0.1:{port}"
     log = workdir / "baseline.log"
     with process(pinned(command, cpus), env, log, url) as proc:

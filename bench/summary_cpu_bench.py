@@ -1,4 +1,8 @@
-"""Server CPU per $peer-summary read, and per bare GET of stored JSON of the same size, on real pinned servers.
+"""Server CPU per $peer-summary read, and per bare GET of stored JSON of the same size, on real pinned servers;
+and, to tell what the store costs from what the request's handling costs, per "audited read floor": the bare
+server reading the summary's rows with Peerway's one statement and committing one audit row with Peerway's group
+commit before it answers the stored JSON (bench/baseline_app.py /audited-read: no token, consent, rendering,
+middleware or access log).
 
 The figure is the server process's own CPU time (user + system, all its threads: aiosqlite runs statements in
 one) over a burst of requests from 8 connections, divided by the requests. Unlike req/s it hardly moves when
@@ -12,6 +16,8 @@ range over its bursts is printed with its pooled figure, the ratio last.
 from __future__ import annotations
 
 import argparse
+import base64
+import json
 import sys
 import tempfile
 import uuid
@@ -36,30 +42,43 @@ async def measure(backend: str, count: int, pairs: int) -> str:
         with servers.peerway_server(database_url, workdir) as peerway:
             paths, summary = await summary_setup(peerway.url, tokens(database_url), uuid.uuid4().hex[:8])
             (workdir / "summary.json").write_bytes(summary)
-            with servers.baseline_server(workdir / "summary.json", workdir) as bare:
+            with servers.baseline_server(workdir / "summary.json", workdir, database_url=database_url) as bare:
                 reads = [load.request("GET", peerway.url, path, as_peer) for path, as_peer in paths]
                 stored = load.request("GET", bare.url, "/stored-json", paths[0][1])
+                floors = [
+                    load.request("GET", bare.url, f"/audited-read?client={path.split('/')[3]}&peer={peer_of(h)}", {})
+                    for path, h in paths
+                ]
                 target = load.Target("$peer-summary", peerway.url, lambda i: reads[i % len(reads)], peerway.pid)
                 baseline = load.Target("bare GET of stored JSON", bare.url, lambda _i: stored, bare.pid)
+                floor = load.Target("audited read floor", bare.url, lambda i: floors[i % len(floors)], bare.pid)
                 counter = load.Counter()
-                for each in (target, baseline):  # imports, compiled statements, parsed Consents
+                for each in (target, baseline, floor):  # imports, compiled statements, parsed Consents
                     await load.warm(each, counter, requests=200, connections=CONNECTIONS)
                 a: list[load.Samples] = []
                 b: list[load.Samples] = []
+                f: list[load.Samples] = []
                 per_burst = count // pairs
                 for _ in range(pairs):
-                    for each, into in ((target, a), (baseline, b)):
+                    for each, into in ((target, a), (baseline, b), (floor, f)):
                         into.append(load.Samples(each.name))
                         await load.window(each, into[-1], counter, connections=CONNECTIONS, requests=per_burst)
                         if into[-1].failures:
                             raise RuntimeError(f"{each.name}: {into[-1].failures} failed {into[-1].statuses}")
-    cpu_a = sum(s.server_cpu or 0.0 for s in a) / sum(s.requests for s in a) * 1000
-    cpu_b = sum(s.server_cpu or 0.0 for s in b) / sum(s.requests for s in b) * 1000
+    cpu_a, cpu_b, cpu_f = (sum(s.server_cpu or 0.0 for s in x) / sum(s.requests for s in x) * 1000 for x in (a, b, f))
     return (
         f"{backend}: $peer-summary {cpu_a:.2f} ms server CPU per read ({spread(a)} over {pairs} bursts; at most"
-        f" {1000 / cpu_a:.0f}/s on one core); bare GET of stored JSON {cpu_b:.2f} ms ({spread(b)});"
-        f" ratio {cpu_b / cpu_a:.3f} ({pairs} x A B of {per_burst} requests, {CONNECTIONS} connections)"
+        f" {1000 / cpu_a:.0f}/s on one core); bare GET of stored JSON {cpu_b:.2f} ms ({spread(b)}); audited read"
+        f" floor {cpu_f:.2f} ms ({spread(f)}; at most {1000 / cpu_f:.0f}/s); ratio {cpu_b / cpu_a:.3f}, floor's"
+        f" {cpu_b / cpu_f:.3f} ({pairs} x A B F of {per_burst} requests, {CONNECTIONS} connections)"
     )
+
+
+def peer_of(headers: dict[str, str]) -> str:
+    """The peer a bench token was minted for (its `sub`; the bench's own token, read without verifying it)."""
+    payload = headers["Authorization"].removeprefix("Bearer ").split(".")[1]
+    claims: dict[str, str] = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return claims["sub"]
 
 
 def main() -> None:
