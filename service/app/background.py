@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from consent import ConsentRecord, DataCategory, unchanged_until
 from consent.collection import releasable
 from service.app.clock import utcnow
+from service.domain.vocabulary import ADMISSION_CANCELLED
 from service.errors import BadRequest, InvalidResource, UpstreamError
 from service.fhir.background import FETCHED, SOURCES, kept_items, searches
 from service.fhir.consent import parse_consent
@@ -89,33 +90,36 @@ async def consent_changed(session: AsyncSession, client: Client, now: datetime) 
     """In the transaction of a consent change: forget the categories no consent could release any more; queue a
     read when a category became releasable that was never read, for a client in the community (on the ward, the
     discharge queues it)."""
-    await _review(session, client.id, client.site, now)
+    state = await store.review_state(session, client.id, BACKGROUND)
+    if state is not None:
+        await _review(session, client.id, state, now)
 
 
-async def _held(session: AsyncSession, client_id: str) -> set[DataCategory]:
+def _held(state: store.ReviewState) -> set[DataCategory]:
     """The EHR-sourced categories Peerway holds (items or a fetch state) for the client; not the client's own
     answers, which stay until replaced."""
-    return {DataCategory(f.category) for f in await store.fetches_of(session, client_id)} | {
-        DataCategory(i.category)
-        for i in await store.items_of(session, client_id)
-        if i.category in _TRACKED_VALUES and not i.source.startswith("QuestionnaireResponse/")
+    return {DataCategory(c) for c in state.fetched} | {
+        DataCategory(c) for c, own_answer in state.items if c in _TRACKED_VALUES and not own_answer
     }
 
 
-async def _program_state(session: AsyncSession, client_id: str) -> tuple[bool, bool]:
-    """(ended, in the community) of the client's current episode. Ended: the program has closed it, so no peer
-    works with the client any more; reading the EHR for them, or keeping what was read, serves no one."""
-    episode = await repository.current_episode(session, client_id)
-    if episode is None:
+def _program_state(state: store.ReviewState) -> tuple[bool, bool]:
+    """(ended, in the community) of the client's current episode (the newest whose admission was not cancelled,
+    as repository.current_episode finds it). Ended: the program has closed it, so no peer works with the client
+    any more; reading the EHR for them, or keeping what was read, serves no one."""
+    closed = dict(state.closures)
+    kept = [(created, episode_id, where) for episode_id, where, created in state.episodes]
+    current = max((e for e in kept if closed.get(e[1]) != ADMISSION_CANCELLED), default=None)
+    if current is None:
         return False, False
-    ended = await session.get(EpisodeClosure, episode.id) is not None
-    return ended, not ended and episode.state == IN_COMMUNITY
+    ended = current[1] in closed
+    return ended, not ended and current[2] == IN_COMMUNITY
 
 
 @dataclass(frozen=True)
 class _Reviewed:
-    """A client's review that changed nothing: what it read (but for the Consents' text), when, and until when
-    the clock alone could not change its outcome (None: never)."""
+    """A client's review that changed nothing: the state it decided on (all it read but the Consents' text), when,
+    and until when the clock alone could not change its outcome (None: never)."""
 
     state: store.ReviewState
     at: datetime
@@ -134,19 +138,26 @@ class _Outcome:
     forgot: bool  # deleted something no consent could release any more
     queued: bool  # queued a first read of what one now could
     until: datetime | None  # when the clock alone may change the outcome (None: never)
+    settled: bool = True  # decided on `state` alone: a later review of the same state decides the same
 
 
-async def _review(session: AsyncSession, client_id: str, site: str, now: datetime) -> _Outcome:
+async def _review(session: AsyncSession, client_id: str, state: store.ReviewState, now: datetime) -> _Outcome:
     """Forget what no consent could release at `now` (everything, once the program has ended the client's
-    episode); queue a first read of what one now could, for a client in the community."""
-    ended, in_community = await _program_state(session, client_id)
+    episode); queue a first read of what one now could, for a client in the community. Decided on `state` (what
+    is held, the episodes, a queued read) and the client's Consents as they are now: a Consent changed since the
+    state was read has a newer version, so the state is never seen again and the next sweep reviews anew."""
+    ended, in_community = _program_state(state)
     wanted, until = (frozenset(), None) if ended else await _collectable_until(session, client_id, now)
-    held = await _held(session, client_id)
+    held = _held(state)
     forgotten = held - wanted
     await store.forget(session, client_id, [c.value for c in forgotten])
-    if not in_community or not wanted - held or await store.fetch_queued(session, BACKGROUND, client_id):
+    if not in_community or not wanted - held or state.queued:
         return _Outcome(bool(forgotten), False, until)
-    session.add(new_job(BACKGROUND, client_id, site, now))
+    if await store.fetch_queued(session, BACKGROUND, client_id):
+        # Queued by someone else since the state was read: nothing to add, but not what `state` says, so not to
+        # be remembered (that read may end without reading, and the state be as it was).
+        return _Outcome(bool(forgotten), False, until, settled=False)
+    session.add(new_job(BACKGROUND, client_id, state.site, now))
     return _Outcome(bool(forgotten), True, until)
 
 
@@ -157,11 +168,12 @@ async def review_consents(sessions: SessionFactory, now: datetime | None = None)
     whose episode the program has ended is deleted (so they leave this check too). Answers (clients whose data
     was purged, clients queued for a first read).
 
-    A client is reviewed again only when something the review reads has changed since its last review that
+    A client is reviewed again only when something the review decides on has changed since their last review that
     changed nothing (a Consent's version, an episode, a closure, what is held, a queued read: store.ReviewState),
     or a Consent period has begun or ended since: otherwise the review would decide the same. Every review took
     a transaction and parsed the client's Consents: 4-5 s of CPU a sweep with 1,000 clients in the community, in
-    every worker, every minute; the states of all of them are read in seven statements.
+    every worker, every minute; the states of all of them are read in seven statements, and a review decides on
+    the very state it is remembered with.
     """
     now = now or utcnow()
     purged = started = 0
@@ -174,13 +186,13 @@ async def review_consents(sessions: SessionFactory, now: datetime | None = None)
         last = known.get(client_id)
         if last is not None and last.holds(state, now):
             continue
-        # Each its own transaction: the write turn is never held for the whole sweep. The state was read before
-        # it: if it changed meanwhile, the next sweep finds it different and reviews the client again.
+        # Each its own transaction: the write turn is never held for the whole sweep. What changed since the
+        # state was read makes the next sweep's state differ, and that sweep reviews the client again.
         async with transaction(sessions) as session:
-            outcome = await _review(session, client_id, state.site, now)
+            outcome = await _review(session, client_id, state, now)
         purged, started = purged + outcome.forgot, started + outcome.queued
-        if outcome.forgot or outcome.queued:
-            known.pop(client_id, None)  # it changed what it read: read anew next time
+        if outcome.forgot or outcome.queued or not outcome.settled:
+            known.pop(client_id, None)  # it changed what it read, or read what the state did not say: anew
         else:
             known[client_id] = _Reviewed(state, now, outcome.until)
     return purged, started

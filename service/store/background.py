@@ -6,7 +6,7 @@ An item keeps the EHR's reference to its source only to replace it on the next f
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -28,7 +28,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import InstrumentedAttribute, Mapped, mapped_column
 
 from service.store.jobs import PENDING, Job
 from service.store.matching import EpisodeClosure, not_ended
@@ -197,38 +197,52 @@ async def review_states(session: AsyncSession, fetch_kind: str) -> dict[str, Rev
     """The ReviewState of every client the review covers (see _review_scope), in seven statements whatever the
     number of clients; `fetch_kind`: the job kind that reads a client's background."""
     scope = select(_review_scope().subquery().c.client_id)
+    return await _states(session, fetch_kind, lambda column: column.in_(scope))
+
+
+async def review_state(session: AsyncSession, client_id: str, fetch_kind: str) -> ReviewState | None:
+    """One client's ReviewState, whether or not the periodic review covers them (None: no such client)."""
+    return (await _states(session, fetch_kind, lambda column: column == client_id)).get(client_id)
+
+
+async def _states(
+    session: AsyncSession, fetch_kind: str, within: Callable[[InstrumentedAttribute[str]], ColumnElement[bool]]
+) -> dict[str, ReviewState]:
     rows: dict[str, dict[str, list[Any]]] = {}
 
     async def gather(field: str, query: Select[*tuple[Any, ...]]) -> None:
         for client_id, *values in (await session.execute(query)).all():
             rows.setdefault(client_id, {}).setdefault(field, []).append(tuple(values))
 
-    sites = {i: site for i, site in (await session.execute(select(Client.id, Client.site).where(Client.id.in_(scope))))}
+    sites = {i: site for i, site in await session.execute(select(Client.id, Client.site).where(within(Client.id)))}
     consent = ConsentDocument
     await gather(
         "consents",
-        select(consent.client_id, consent.id, consent.version_id, consent.updated_at).where(
-            consent.client_id.in_(scope)
-        ),
+        select(consent.client_id, consent.id, consent.version_id, consent.updated_at).where(within(consent.client_id)),
     )
     await gather(
         "episodes",
-        select(Episode.client_id, Episode.id, Episode.state, Episode.created_at).where(Episode.client_id.in_(scope)),
+        select(Episode.client_id, Episode.id, Episode.state, Episode.created_at).where(within(Episode.client_id)),
     )
     await gather(
         "closures",
         select(Episode.client_id, EpisodeClosure.episode_id, EpisodeClosure.reason)
         .join(Episode, Episode.id == EpisodeClosure.episode_id)
-        .where(Episode.client_id.in_(scope)),
+        .where(within(Episode.client_id)),
     )
-    await gather("fetched", select(BackgroundFetch.client_id, BackgroundFetch.category))
+    await gather(
+        "fetched", select(BackgroundFetch.client_id, BackgroundFetch.category).where(within(BackgroundFetch.client_id))
+    )
     own = BackgroundItem.source.like("QuestionnaireResponse/%")
-    await gather("items", select(BackgroundItem.client_id, BackgroundItem.category, own).distinct())
+    await gather(
+        "items",
+        select(BackgroundItem.client_id, BackgroundItem.category, own)
+        .where(within(BackgroundItem.client_id))
+        .distinct(),
+    )
     await gather(
         "queued",
-        select(Job.subject_id)
-        .where(Job.kind == fetch_kind, Job.status == PENDING, Job.subject_id.in_(scope))
-        .distinct(),
+        select(Job.subject_id).where(Job.kind == fetch_kind, Job.status == PENDING, within(Job.subject_id)).distinct(),
     )
     states = {}
     for client_id, site in sites.items():

@@ -121,13 +121,14 @@ def page_key(key: tuple[datetime, str]) -> str:
 
 
 def older_than(before: str) -> tuple[datetime, str]:
-    """page_key's inverse; a `before` that is not one is a 422 naming it."""
+    """page_key's inverse; a `before` that is not one is a 422 naming it (a time out of range in UTC too)."""
     moment, _, episode_id = before.rpartition("|")
     try:
-        at = datetime.fromisoformat(moment)
-    except ValueError:
+        at: datetime | None = datetime.fromisoformat(moment)
+        at = at.astimezone(UTC) if at is not None and at.tzinfo is not None else None
+    except (ValueError, OverflowError):
         at = None
-    if at is None or at.tzinfo is None or not re.fullmatch(r"[A-Za-z0-9.-]{1,64}", episode_id):
+    if at is None or not re.fullmatch(r"[A-Za-z0-9.-]{1,64}", episode_id):
         raise BadForm("before: the link to older ended episodes is not one this page made")
     return at, episode_id
 

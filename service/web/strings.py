@@ -86,7 +86,7 @@ EN: dict[str, str] = {
     "clients.filtered": "Clients: {what}",
     "clients.all": "Clients in the program",
     "clients.none": "No client in this list.",
-    "clients.ended": "Ended episodes, the latest first",
+    "clients.ended": "Ended episodes, the latest ended first",
     "clients.ended_older": "Older ended episodes",
     "clients.older": "Older ended episodes",
     "clients.back_to_all": "Back to the open episodes",

@@ -13,15 +13,18 @@ import pytest
 from fastapi import FastAPI
 from fhir.resources.R4B.auditevent import AuditEvent
 from fhir.resources.R4B.bundle import Bundle
+from sqlalchemy import update
 
 import fhir_profiles
 from consent import DataCategory
 from fhir_profiles.conformance import check_conformance
-from service.app.background import REFRESH_AFTER, fetch_background, queue_refreshes, review_consents
+from service.app.background import BACKGROUND, REFRESH_AFTER, fetch_background, queue_refreshes, review_consents
 from service.auth import Role
 from service.ehr.client import EhrClient
 from service.settings import Settings
 from service.store import background as background_store
+from service.store.db import transaction
+from service.store.jobs import Job, new_job
 from service.workers.background import read_backgrounds
 from tests.support.consents import peer_consent
 from tests.support.ehr import TestEhr
@@ -464,3 +467,35 @@ async def test_a_consent_given_an_end_after_a_quiet_sweep_still_purges_when_that
 
     assert await review_consents(app.state.sessions, now + timedelta(hours=2)) == (1, 0)
     assert (await explained(client, auth, episode))["recovery-goals"]["items"] == 0
+
+
+async def test_a_read_queued_by_someone_else_during_a_sweep_is_not_remembered_as_the_quiet_state(
+    app: FastAPI, client: httpx.AsyncClient, auth: Auth, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The outside review's race: a read queued between the sweep's look at every client and this client's review,
+    # which then ends as a dead letter without reading: the client's state is back to what the sweep saw. Had the
+    # quiet review been remembered with that state, no first read would ever be queued again.
+    now = datetime.now(UTC)
+    episode, peer = await discharged_client_with_peer(client, auth)
+    starting = peer_consent(
+        episode["patient"], ["recovery-goals"], actor=peer["practitioner"], start=now + timedelta(hours=1)
+    )
+    assert (await client.post("/fhir/Consent", json=starting, headers=auth(Role.COORDINATOR))).status_code == 201
+    sessions = app.state.sessions
+    assert await review_consents(sessions, now + timedelta(minutes=5)) == (0, 0)  # before it starts
+
+    seen = background_store.review_states
+
+    async def then_someone_queues(session: Any, kind: str) -> dict[str, background_store.ReviewState]:
+        states = await seen(session, kind)
+        async with transaction(sessions) as other:
+            other.add(new_job(BACKGROUND, episode["client_id"], "default", now))
+        return states
+
+    monkeypatch.setattr(background_store, "review_states", then_someone_queues)
+    assert await review_consents(sessions, now + timedelta(hours=2)) == (0, 0)  # that read is enough for now
+    monkeypatch.setattr(background_store, "review_states", seen)
+    async with transaction(sessions) as session:  # it ends without reading
+        await session.execute(update(Job).where(Job.kind == BACKGROUND).values(status="dead"))
+
+    assert await review_consents(sessions, now + timedelta(hours=3)) == (0, 1)

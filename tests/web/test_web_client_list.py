@@ -29,7 +29,8 @@ def patient(name: str) -> str:
 
 
 async def fill(app: FastAPI, site: str, prefix: str, open_count: int, ended_count: int) -> None:
-    """Clients of the site with one episode each: `ended_count` the program ended (the newest changed last)."""
+    """Clients of the site with one episode each: `ended_count` the program ended (the higher the number, the
+    later; changed in the opposite order)."""
     total = open_count + ended_count
     async with app.state.sessions() as session:
         await session.execute(
@@ -57,15 +58,18 @@ async def fill(app: FastAPI, site: str, prefix: str, open_count: int, ended_coun
                     "encounter_json": "{}",
                     "discharged_at": AT,
                     "created_at": AT,
-                    # Two ended episodes changed at the same moment: the id orders them, and neither is lost.
-                    "updated_at": AT + timedelta(hours=i // 2),
+                    "updated_at": AT + timedelta(days=30 - i),  # a late change does not move it in the list
                 }
                 for i in range(total)
             ],
         )
         await session.execute(
             insert(EpisodeClosure),
-            [{"episode_id": f"{prefix}e{i}", "ended_at": AT, "reason": "completed"} for i in range(ended_count)],
+            [
+                # Two ended at the same moment: the id orders them, and neither is lost.
+                {"episode_id": f"{prefix}e{i}", "ended_at": AT + timedelta(hours=i // 2), "reason": "completed"}
+                for i in range(ended_count)
+            ],
         )
         await session.commit()
 
@@ -81,10 +85,10 @@ async def test_open_episodes_whole_and_ended_ones_a_page_at_a_time(
 
     page = await browser.get("/desk/clients")
     assert page.status_code == 200, page.text
-    first, ended = page.text.split("Ended episodes, the latest first")
+    first, ended = page.text.split("Ended episodes, the latest ended first")
     assert set(EPISODE_LINK.findall(first)) == {"e5", "e6", "e7"}  # every open one
     seen = EPISODE_LINK.findall(ended)
-    assert seen == ["e4", "e3"]  # the latest changed first, the tie by id
+    assert seen == ["e4", "e3"]  # the latest ended first, the tie by id
     for _ in range(10):  # more pages than there are: a link that never ends fails below
         older = OLDER_LINK.search(page.text)
         if older is None:
@@ -107,7 +111,14 @@ async def test_open_episodes_whole_and_ended_ones_a_page_at_a_time(
 
 @pytest.mark.parametrize(
     "before",
-    ["yesterday|e1", "2025-01-06T09:00:00|e1", "2025-01-06T09:00:00+00:00|e 1", "2025-01-06T09:00:00+00:00"],
+    [
+        "yesterday|e1",
+        "2025-01-06T09:00:00|e1",  # no time zone
+        "2025-01-06T09:00:00+00:00|e 1",
+        "2025-01-06T09:00:00+00:00",
+        "0001-01-01T00:00:00+05:00|e1",  # before year 1 in UTC
+        "9999-12-31T23:59:59-05:00|e1",  # after 9999 in UTC
+    ],
 )
 async def test_a_page_link_this_page_did_not_make_is_a_422_naming_it(browser: httpx.AsyncClient, before: str) -> None:
     await sign_in(browser, "site:default")
