@@ -105,8 +105,9 @@ def _held(state: store.ReviewState) -> set[DataCategory]:
 
 def _program_state(state: store.ReviewState) -> tuple[bool, bool]:
     """(ended, in the community) of the client's current episode (the newest whose admission was not cancelled,
-    as repository.current_episode finds it). Ended: the program has closed it, so no peer works with the client
-    any more; reading the EHR for them, or keeping what was read, serves no one."""
+    the larger id of two created at one instant, as repository.current_episode finds it). Ended: the program has
+    closed it, so no peer works with the client any more; reading the EHR for them, or keeping what was read,
+    serves no one."""
     closed = dict(state.closures)
     kept = [(created, episode_id, where) for episode_id, where, created in state.episodes]
     current = max((e for e in kept if closed.get(e[1]) != ADMISSION_CANCELLED), default=None)

@@ -56,7 +56,7 @@ class EpisodeRepository:
         query = (
             select(EpisodeRow)
             .where(EpisodeRow.client_id == client_id, not_cancelled(EpisodeRow.id))
-            .order_by(EpisodeRow.created_at.desc())
+            .order_by(EpisodeRow.created_at.desc(), EpisodeRow.id.desc())
             .limit(1)
         )
         row = (await self._session.execute(query)).scalar_one_or_none()

@@ -61,7 +61,7 @@ async def current_episode(session: AsyncSession, client_id: str) -> Episode | No
     result = await session.execute(
         select(Episode)
         .where(Episode.client_id == client_id, not_cancelled(Episode.id))
-        .order_by(Episode.created_at.desc())
+        .order_by(Episode.created_at.desc(), Episode.id.desc())  # a tie (one instant) goes the same way everywhere
         .limit(1)
     )
     return result.scalar_one_or_none()
@@ -133,7 +133,7 @@ _CURRENT = (
         _NEWER.client_id == bindparam("client_id"),
         not_cancelled(_NEWER.id),
     )
-    .order_by(_NEWER.created_at.desc())
+    .order_by(_NEWER.created_at.desc(), _NEWER.id.desc())
     .limit(1)
     .scalar_subquery()
 )

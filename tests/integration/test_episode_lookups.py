@@ -105,3 +105,37 @@ async def test_the_current_episode_query_looks_up_only_its_own_episodes_closures
     )
     explained = await explain(database_url, query, {})
     assert by_key_only(explained), explained
+
+
+async def test_of_two_episodes_created_at_one_instant_the_larger_id_is_current_in_every_look_up(
+    database_url: str,
+) -> None:
+    # The consent review finds the current episode in the state it keeps (service/app/background.py), the other
+    # paths in the database: on a tie all take the larger id, whichever was written first.
+    engine = create_engine(database_url)
+    try:
+        sessions = session_factory(engine)
+        async with transaction(sessions) as session:
+            for client_id in ("za", "az"):
+                session.add(
+                    Client(
+                        id=client_id,
+                        site="default",
+                        ehr_patient_id=client_id,
+                        patient_json="{}",
+                        created_at=AT,
+                        updated_at=AT,
+                    )
+                )
+            await session.flush()
+            for first, second in (("a", "z"), ("z", "a")):
+                client_id = first + second
+                await session.execute(insert(Episode), [episode(f"{client_id}-{first}", client_id)])
+                await session.execute(insert(Episode), [episode(f"{client_id}-{second}", client_id)])
+        async with sessions() as session:
+            for client_id in ("az", "za"):
+                current = await repository.current_episode(session, client_id)
+                assert current is not None
+                assert current.id == f"{client_id}-z"
+    finally:
+        await engine.dispose()

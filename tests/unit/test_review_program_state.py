@@ -42,6 +42,9 @@ def state(episodes: list[tuple[str, str, int]], closures: list[tuple[str, str]])
         ([("a", "in-community", 0)], [("a", ADMISSION_CANCELLED)], (False, False)),  # only a cancelled one
         # Ids sort against creation: the newer episode is current whatever its id.
         ([("z", "in-community", 0), ("a", "on-ward", 5)], [], (False, False)),
+        # Two created at one instant: the larger id, as the database orders them too.
+        ([("a", "in-community", 0), ("z", "on-ward", 0)], [("a", "completed")], (False, False)),
+        ([("z", "in-community", 0), ("a", "on-ward", 0)], [("z", "completed")], (True, False)),
     ],
 )
 def test_the_current_episode_is_found_as_the_database_finds_it(
