@@ -137,7 +137,7 @@ ENDED_PAGE = 50  # ended episodes listed a page at a time (the open ones are lis
 
 @dataclass(frozen=True)
 class ClientList:
-    """The site's clients: every open episode, and a page of the ended ones (the most recently changed first)."""
+    """The site's clients: every open episode, and a page of the ended ones (the most recently ended first)."""
 
     open: list[EpisodeRow]
     ended: list[EpisodeRow]

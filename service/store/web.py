@@ -46,7 +46,7 @@ async def forget_expired(session: AsyncSession, now: datetime) -> None:
 # --- what the desk and the peer's screens list (read-only queries) ------------------------------------------
 
 
-EpisodeKey = tuple[datetime, str]  # (updated_at, id): where a page of ended episodes starts
+EpisodeKey = tuple[datetime, str]  # (ended_at, id): where a page of ended episodes starts
 
 
 async def site_episodes(
