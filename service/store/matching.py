@@ -56,6 +56,8 @@ class EpisodeClosure(Base):
     """An episode the program has ended (completed, client withdrew, no contact); its peer's place is free."""
 
     __tablename__ = "episode_closure"
+    # The desk's list of ended episodes, latest ended first, pages through this in order (store/web.py).
+    __table_args__ = (Index("ix_episode_closure_ended", "ended_at", "episode_id"),)
 
     episode_id: Mapped[str] = mapped_column(ForeignKey("episode.id"), primary_key=True)
     ended_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
-from sqlalchemy import Index, Select, String, delete, func, literal, select, tuple_
+from sqlalchemy import Index, Select, String, delete, exists, func, literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -60,10 +60,14 @@ async def site_episodes(
     """Each episode of the site's clients (or the one named, or those of `ids`), newest first, with whether the
     program ended it and the time of its latest contact (None: none yet); `ended`: only those it ended (True) or
     only the open ones (False)."""
-    query = site_episodes_query(site, episode_id, ended=ended)
-    if ids is not None:
-        query = query.where(Episode.id.in_(sorted(ids)))
-    return [(e, c, bool(closed), last) for e, c, closed, last in (await session.execute(query)).all()]
+    if ids is None:
+        query = site_episodes_query(site, episode_id, ended=ended)
+    else:
+        # Found by their keys, then kept only if of the site: with the site in the statement, SQLite's planner
+        # (no statistics) read every episode of the site to find them, 50 ms for a page of 50 with 20,000.
+        query = site_episodes_query(None, episode_id, ended=ended).where(Episode.id.in_(sorted(ids)))
+    rows = (await session.execute(query)).all()
+    return [(e, c, bool(closed), last) for e, c, closed, last in rows if c.site == site]
 
 
 async def ended_site_episodes(
@@ -75,11 +79,28 @@ async def ended_site_episodes(
     ended ones grow with every year the program runs; the open ones are the program's working set, listed whole."""
     # The page's ids first, then their rows: the latest contact is looked up for the page only, not for every
     # ended episode before the sort (198 ms with 20,000 of them on SQLite).
+    keys = [
+        (ended_at, episode_id) for ended_at, episode_id in await session.execute(ended_page_query(site, limit, before))
+    ]
+    more = len(keys) > limit
+    keys = keys[:limit]
+    found = await site_episodes(session, site, ended=True, ids={episode_id for _, episode_id in keys})
+    by_id = {row[0].id: row for row in found}
+    return [by_id[episode_id] for _, episode_id in keys if episode_id in by_id], (keys[-1] if more else None)
+
+
+def ended_page_query(site: str, limit: int, before: EpisodeKey | None = None) -> Select[datetime, str]:
+    """The keys of a page of the site's ended episodes (one more than `limit`, to tell whether another follows).
+
+    The closures are walked latest ended first by ix_episode_closure_ended, each kept if its client is of the
+    site, until the page is full: 0.3 ms with 20,000 ended episodes on SQLite. Joined from the site's clients
+    instead, every ended episode was read and sorted for each page (60-140 ms)."""
+    of_site = exists().where(
+        Episode.id == EpisodeClosure.episode_id, Client.id == Episode.client_id, Client.site == site
+    )
     page = (
         select(EpisodeClosure.ended_at, EpisodeClosure.episode_id)
-        .join(Episode, Episode.id == EpisodeClosure.episode_id)
-        .join(Client, Client.id == Episode.client_id)
-        .where(Client.site == site)
+        .where(of_site)
         .order_by(EpisodeClosure.ended_at.desc(), EpisodeClosure.episode_id.desc())
         .limit(limit + 1)
     )
@@ -88,17 +109,14 @@ async def ended_site_episodes(
             tuple_(EpisodeClosure.ended_at, EpisodeClosure.episode_id)
             < tuple_(literal(before[0], EpisodeClosure.ended_at.type), literal(before[1], Episode.id.type))
         )
-    keys = [(ended_at, episode_id) for ended_at, episode_id in await session.execute(page)]
-    more = len(keys) > limit
-    keys = keys[:limit]
-    found = await site_episodes(session, site, ended=True, ids={episode_id for _, episode_id in keys})
-    by_id = {row[0].id: row for row in found}
-    return [by_id[episode_id] for _, episode_id in keys if episode_id in by_id], (keys[-1] if more else None)
+    return page
 
 
 def site_episodes_query(
-    site: str, episode_id: str | None = None, *, ended: bool | None = None
+    site: str | None, episode_id: str | None = None, *, ended: bool | None = None
 ) -> Select[Episode, Client, bool, datetime | None]:
+    """Episodes with their client, whether ended and the latest contact's time; of one site (None: the caller
+    keeps only its site's rows)."""
     # Each listed episode's own contacts, by ix_contact_episode_id: a grouped subquery over the whole contact
     # table was built on every call (354 ms for one client's page with 360,000 contacts, against 0.02 ms).
     last_contact = (
@@ -111,9 +129,10 @@ def site_episodes_query(
         select(Episode, Client, EpisodeClosure.episode_id.is_not(None), last_contact)
         .join(Client, Client.id == Episode.client_id)
         .outerjoin(EpisodeClosure, EpisodeClosure.episode_id == Episode.id)
-        .where(Client.site == site)
         .order_by(Episode.updated_at.desc(), Episode.id)
     )
+    if site is not None:
+        query = query.where(Client.site == site)
     if episode_id is not None:
         query = query.where(Episode.id == episode_id)
     if ended is not None:

@@ -3,7 +3,8 @@
 jobs its channel has done; the safety net's "was this episode followed by a readmission" finds the later
 episode by index rather than by reading the episode table once per episode; a channel's waiting and dead work
 is counted without the work it has done; one client's desk page reads that episode's contacts, not every
-contact's latest; a peer's home page and weeks read the episodes assigned to that peer, not every open one.
+contact's latest; a peer's home page and weeks read the episodes assigned to that peer, not every open one; a
+page of the desk's ended episodes walks them in order instead of sorting every one the site has ended.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from service.store import alerts, claims, web
 from service.store.channel import SubscriptionChannel
 from service.store.db import create_engine, session_factory, transaction
 from service.store.jobs import WORK_COUNTS, Job
+from service.store.matching import EpisodeClosure
 from service.store.models import Client, Contact, Episode, PeerSupporter
 from tests.conftest import BACKEND
 from tests.support.plans import explain
@@ -168,3 +170,31 @@ async def test_a_peers_own_screens_read_only_the_episodes_assigned_to_them(datab
         assert "ix_episode_peer" in plan, plan
     else:
         assert "SEARCH episode USING INDEX ix_episode_peer (peer_id=?)" in plan, plan
+
+
+async def close_episodes(database_url: str) -> None:
+    engine = create_engine(database_url)
+    try:
+        async with transaction(session_factory(engine)) as session:
+            await session.execute(
+                insert(EpisodeClosure),
+                [
+                    {"episode_id": f"e{i}", "ended_at": AT + timedelta(days=30, minutes=i), "reason": "completed"}
+                    for i in range(EPISODES)
+                ],
+            )
+    finally:
+        await engine.dispose()
+
+
+async def test_a_page_of_ended_episodes_is_walked_in_order_not_sorted(database_url: str) -> None:
+    await fill_episodes(database_url)
+    await close_episodes(database_url)
+    for before in (None, (AT + timedelta(days=30, minutes=EPISODES // 2), f"e{EPISODES // 2}")):
+        plan = await explain(database_url, web.ended_page_query("default", 50, before), {})
+        if BACKEND == "postgres":
+            assert "ix_episode_closure_ended" in plan, plan
+            assert "Sort" not in plan, plan
+        else:
+            assert "episode_closure USING COVERING INDEX ix_episode_closure_ended" in plan, plan
+            assert "TEMP B-TREE" not in plan, plan

@@ -15,6 +15,7 @@ from sqlalchemy import insert
 
 from service.app import desk
 from service.app.sites import SiteSpec, add_site
+from service.store import web
 from service.store.matching import EpisodeClosure
 from service.store.models import Client, Episode
 from tests.web.test_web_app import sign_in
@@ -125,3 +126,15 @@ async def test_a_page_link_this_page_did_not_make_is_a_422_naming_it(browser: ht
     answer = await browser.get("/desk/clients", params={"before": before})
     assert answer.status_code == 422
     assert "before" in answer.text
+
+
+async def test_episodes_looked_up_by_their_ids_are_only_ever_the_sites_own(dev_app: FastAPI) -> None:
+    # The ended page and the alerts page read their rows by id; the site is checked on each row found.
+    await add_site(dev_app.state.sessions, "north", SiteSpec(name="North Hospital"))
+    await fill(dev_app, "default", "", open_count=1, ended_count=1)
+    await fill(dev_app, "north", "n", open_count=1, ended_count=1)
+    async with dev_app.state.sessions() as session:
+        found = await web.site_episodes(session, "default", ids={"e0", "e1", "ne0", "ne1"})
+        assert sorted(episode.id for episode, *_ in found) == ["e0", "e1"]
+        found = await web.site_episodes(session, "north", ended=True, ids={"e0", "e1", "ne0", "ne1"})
+        assert [episode.id for episode, *_ in found] == ["ne0"]
