@@ -8,8 +8,10 @@ Peer organizations' coordinators work under /api/org (service/api/organizations.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
+from urllib.parse import urlencode
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from service.api.deps import Coordinator, SessionsDep
@@ -39,6 +41,8 @@ class EpisodeOut(BaseModel):
     discharged_at: datetime | None
     discharge_disposition: str | None
     peer_id: str | None
+    ended_at: datetime | None = Field(description="When the program ended the episode; null while it is open")
+    end_reason: str | None = Field(description="Why the program ended it (episode-end-reason); null while open")
 
 
 class AssignmentIn(Input):
@@ -59,6 +63,8 @@ def episode_out(e: peers.EpisodeView) -> EpisodeOut:
         discharged_at=e.discharged_at,
         discharge_disposition=e.discharge_disposition,
         peer_id=e.peer_id,
+        ended_at=e.ended_at,
+        end_reason=e.end_reason,
     )
 
 
@@ -72,9 +78,29 @@ async def list_peers(caller: Coordinator, sessions: SessionsDep) -> list[PeerOut
     return [_peer(p) for p in await peers.list_peers(sessions, caller.site)]
 
 
-@router.get("/episodes", summary="List this site's clients' episodes (on ward, in community)")
-async def list_episodes(caller: Coordinator, sessions: SessionsDep) -> list[EpisodeOut]:
-    return [episode_out(e) for e in await peers.list_episodes(sessions, caller.site)]
+@router.get(
+    "/episodes",
+    summary="List this site's clients' episodes, oldest first, a page at a time",
+    description=(
+        "Each page holds `limit` episodes; when more follow, the `Link` header (RFC 8288) names the next page"
+        ' (`rel="next"`). `ended=false`: only the episodes the program has not ended; `ended=true`: only those it'
+        " ended (an ended episode's `state` is where the hospital last left it; `ended_at` says it is over)."
+    ),
+)
+async def list_episodes(
+    caller: Coordinator,
+    sessions: SessionsDep,
+    request: Request,
+    response: Response,
+    ended: Annotated[bool | None, Query(description="only ended (true) or only open (false) episodes")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = peers.EPISODE_PAGE,
+    after: Annotated[str | None, Query(max_length=200, description="from the Link header only")] = None,
+) -> list[EpisodeOut]:
+    page = await peers.list_episodes(sessions, caller.site, limit=limit, after=after, ended=ended)
+    if page.next_after is not None:
+        query = {"limit": limit, "after": page.next_after} | ({} if ended is None else {"ended": str(ended).lower()})
+        response.headers["Link"] = f'<{request.url.path}?{urlencode(query)}>; rel="next"'
+    return [episode_out(e) for e in page.episodes]
 
 
 @router.get("/episodes/{episode_id}", summary="One episode")

@@ -14,13 +14,13 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.app import profiles
+from service.app import page_links, profiles
 from service.app.clock import new_id, utcnow
 from service.app.uow import unit_of_work
 from service.domain import matching
 from service.domain.episode import Episode as EpisodeAggregate
 from service.domain.matching import PeerProfile
-from service.errors import Forbidden, InvalidResource, NotFound
+from service.errors import BadRequest, Forbidden, InvalidResource, NotFound
 from service.store import repository
 from service.store.db import SessionFactory, transaction
 from service.store.matching import EpisodeClosure
@@ -59,13 +59,28 @@ class EpisodeView:
     discharged_at: datetime | None
     discharge_disposition: str | None
     peer_id: str | None
+    ended_at: datetime | None = None  # when the program ended it (None: open)
+    end_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class EpisodePage:
+    episodes: Sequence[EpisodeView]
+    next_after: str | None  # where the next page starts (page_links), None on the last page
 
 
 def _peer(p: PeerSupporter) -> PeerView:
     return PeerView(id=p.id, name=p.name, status=p.status)
 
 
-def episode_view(e: Episode | EpisodeAggregate) -> EpisodeView:
+def episode_view(
+    e: Episode | EpisodeAggregate | repository.EpisodeRow, closure: EpisodeClosure | None = None
+) -> EpisodeView:
+    ended_at, reason = (closure.ended_at, closure.reason) if closure is not None else (None, None)
+    if isinstance(e, EpisodeAggregate) and e.closure is not None:
+        ended_at, reason = e.closure.ended_at, e.closure.reason
+    elif isinstance(e, repository.EpisodeRow):
+        ended_at, reason = e.ended_at, e.end_reason
     return EpisodeView(
         id=e.id,
         client_id=e.client_id,
@@ -74,6 +89,8 @@ def episode_view(e: Episode | EpisodeAggregate) -> EpisodeView:
         discharged_at=e.discharged_at,
         discharge_disposition=e.discharge_disposition,
         peer_id=e.peer_id,
+        ended_at=ended_at,
+        end_reason=reason,
     )
 
 
@@ -202,14 +219,31 @@ async def list_peers(sessions: SessionFactory, site: str) -> Sequence[PeerView]:
         return [_peer(p) for p in await repository.peers(session, site=site)]
 
 
-async def list_episodes(sessions: SessionFactory, site: str) -> Sequence[EpisodeView]:
+EPISODE_PAGE = 500  # episodes a page of GET /api/episodes holds unless asked for fewer (or up to 1,000)
+
+
+async def list_episodes(
+    sessions: SessionFactory,
+    site: str,
+    *,
+    limit: int = EPISODE_PAGE,
+    after: str | None = None,
+    ended: bool | None = None,
+) -> EpisodePage:
+    """A page of the site's episodes, oldest first; `after`: the previous page's next_after (a 422 naming `after`
+    when it is not one); `ended`: only those the program ended, or only the open ones."""
+    key = None if after is None else page_links.key_of(after)
+    if after is not None and key is None:
+        raise BadRequest("after is not where a page of episodes starts: follow the Link header", "after")
     async with sessions() as session:
-        return [episode_view(e) for e in await repository.episodes(session, site=site)]
+        rows, more = await repository.site_episodes_page(session, site, limit, key, ended=ended)
+    return EpisodePage([episode_view(row) for row in rows], None if more is None else page_links.key_text(more))
 
 
 async def get_episode(sessions: SessionFactory, site: str, episode_id: str) -> EpisodeView:
     async with sessions() as session:
-        return episode_view(await episode_in_scope(session, site, episode_id))
+        episode = await episode_in_scope(session, site, episode_id)
+        return episode_view(episode, await session.get(EpisodeClosure, episode_id))
 
 
 async def assign_peer(

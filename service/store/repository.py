@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import CompoundSelect, Text, bindparam, cast, literal, null, select, union_all
+from sqlalchemy import CompoundSelect, Text, bindparam, cast, literal, null, select, tuple_, union_all
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import aliased
 
 from service.store.background import BackgroundFetch, BackgroundItem
 from service.store.direct import DirectRead
-from service.store.matching import not_cancelled
+from service.store.matching import EpisodeClosure, not_cancelled
 from service.store.models import Client, ConsentDocument, Contact, Episode, PeerSupporter, UTCDateTime
 from service.store.sites import PeerSite
 
@@ -220,6 +220,56 @@ async def episodes(session: AsyncSession, *, peer_id: str | None = None, site: s
     if site is not None:
         query = query.join(Client, Client.id == Episode.client_id).where(Client.site == site)
     return (await session.execute(query)).scalars().all()
+
+
+class EpisodeRow(NamedTuple):
+    id: str
+    client_id: str
+    state: str
+    admitted_at: datetime | None
+    discharged_at: datetime | None
+    discharge_disposition: str | None
+    peer_id: str | None
+    created_at: datetime
+    ended_at: datetime | None  # when the program ended it (None: open)
+    end_reason: str | None
+
+
+async def site_episodes_page(
+    session: AsyncSession, site: str, limit: int, after: tuple[datetime, str] | None, *, ended: bool | None = None
+) -> tuple[list[EpisodeRow], tuple[datetime, str] | None]:
+    """The site's episodes oldest first (by creation, then id), `limit` of them after `after`; `ended`: only those
+    the program ended (True) or only the open ones (False). With the key of the last, when more follow."""
+    query = (
+        select(
+            Episode.id,
+            Episode.client_id,
+            Episode.state,
+            Episode.admitted_at,
+            Episode.discharged_at,
+            Episode.discharge_disposition,
+            Episode.peer_id,
+            Episode.created_at,
+            EpisodeClosure.ended_at,
+            EpisodeClosure.reason,
+        )
+        .join(Client, Client.id == Episode.client_id)
+        .outerjoin(EpisodeClosure, EpisodeClosure.episode_id == Episode.id)
+        .where(Client.site == site)
+        .order_by(Episode.created_at, Episode.id)
+        .limit(limit + 1)
+    )
+    if ended is not None:
+        query = query.where(EpisodeClosure.episode_id.is_not(None) if ended else EpisodeClosure.episode_id.is_(None))
+    if after is not None:
+        query = query.where(
+            tuple_(Episode.created_at, Episode.id)
+            > tuple_(literal(after[0], Episode.created_at.type), literal(after[1], Episode.id.type))
+        )
+    rows = [EpisodeRow._make(row) for row in await session.execute(query)]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, ((rows[-1].created_at, rows[-1].id) if more else None)
 
 
 async def peers(

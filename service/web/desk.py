@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Form, Path, Query, Request, Response
 
 from consent.categories import DataCategory
-from service.app import alerts, delivery, desk, desk_alerts, matching
+from service.app import alerts, delivery, desk, desk_alerts, matching, page_links
 from service.domain.vocabulary import END_REASONS, REMATCH_REASONS
 from service.web.pages import (
     BadForm,
@@ -116,21 +115,16 @@ async def clients(
 
 
 def page_key(key: tuple[datetime, str]) -> str:
-    """Where a page of ended episodes starts, as the `before` of its link: the time (UTC, ISO 8601) and the id."""
-    return f"{key[0].astimezone(UTC).isoformat()}|{key[1]}"
+    """Where a page of ended episodes starts, as the `before` of its link."""
+    return page_links.key_text(key)
 
 
 def older_than(before: str) -> tuple[datetime, str]:
     """page_key's inverse; a `before` that is not one is a 422 naming it (a time out of range in UTC too)."""
-    moment, _, episode_id = before.rpartition("|")
-    try:
-        at: datetime | None = datetime.fromisoformat(moment)
-        at = at.astimezone(UTC) if at is not None and at.tzinfo is not None else None
-    except (ValueError, OverflowError):
-        at = None
-    if at is None or not re.fullmatch(r"[A-Za-z0-9.-]{1,64}", episode_id):
+    key = page_links.key_of(before)
+    if key is None:
         raise BadForm("before: the link to older ended episodes is not one this page made")
-    return at, episode_id
+    return key
 
 
 def consent_default_until(today: date) -> date:
