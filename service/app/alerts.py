@@ -18,8 +18,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.app import matching
+from consent import DataCategory
+from service.app import matching, notifications
 from service.app.clock import new_id, utcnow
+from service.app.disclosures import record_disclosure
 from service.domain import safety
 from service.domain.safety import EHR_FLAG_KINDS, Thresholds
 from service.domain.vocabulary import END_REASONS, REMATCH_REASONS
@@ -29,6 +31,7 @@ from service.store import alerts as store
 from service.store.alerts import ACKNOWLEDGED, OPEN, RESOLVED, Alert, SiteThresholds
 from service.store.db import SessionFactory, transaction
 from service.store.jobs import new_job
+from service.store.models import Client, Episode, PeerSupporter
 
 log = logging.getLogger(__name__)
 SAFETY_NET = "safety-net"  # who resolved an alert whose condition ended
@@ -337,18 +340,33 @@ async def peer_weeks(
     sessions: SessionFactory, settings: Settings, peer_id: str, now: datetime | None = None, last: int = 4
 ) -> list[ClientWeek]:
     """A peer's current clients, each with their last `last` complete client-weeks against the site's minimum
-    (a week under it is flagged here; two running raise a coordinator alert)."""
+    (a week under it is flagged here; two running raise a coordinator alert).
+
+    A client's weeks start at their discharge and stop at a readmission, so they tell the peer of the client's
+    stay: only the clients whose consent shares admission-discharge with this peer now are listed, each an
+    audited disclosure in this read's transaction (as the peer's web page shows weeks only beside a summary
+    that shares the stay). A client who shares nothing is not listed at all, before a readmission or after."""
     now = now or utcnow()
-    async with sessions() as session:
+    actor = f"Practitioner/{peer_id}"
+    async with transaction(sessions) as session:
         episodes = await store.episode_facts(session, open_at=now, peer_id=peer_id)
         by_site = await _site_thresholds(session)
-    readmitted = safety.successors(e for e in episodes if e.started_at <= now)
-    out: list[ClientWeek] = []
-    for e in episodes:
-        later = readmitted.get(e.id)
-        if safety.peer_at(e, now) != peer_id or not safety.in_community(e, later, now):
-            continue
-        minimum = by_site.get(e.site, defaults(settings)).weekly_minimum_minutes
-        for w in safety.weeks(e, later, now)[-last:]:
-            out.append(ClientWeek(e.client_id, w.start, w.contacts, w.minutes, w.minutes < minimum))
+        readmitted = safety.successors(e for e in episodes if e.started_at <= now)
+        peer = await session.get(PeerSupporter, peer_id)
+        out: list[ClientWeek] = []
+        for e in episodes:
+            later = readmitted.get(e.id)
+            if peer is None or safety.peer_at(e, now) != peer_id or not safety.in_community(e, later, now):
+                continue
+            client = await session.get(Client, e.client_id)
+            episode = await session.get(Episode, e.id)
+            if client is None or episode is None:
+                continue
+            decision = await notifications.stay_permitted(session, client, episode, peer_id, now)
+            if decision is None:
+                continue
+            record_disclosure(session, client.id, actor, peer.name, decision, (DataCategory.ADMISSION_DISCHARGE,), now)
+            minimum = by_site.get(e.site, defaults(settings)).weekly_minimum_minutes
+            for w in safety.weeks(e, later, now)[-last:]:
+                out.append(ClientWeek(e.client_id, w.start, w.contacts, w.minutes, w.minutes < minimum))
     return sorted(out, key=lambda w: (w.client_id, w.week_start))

@@ -82,11 +82,12 @@ class UpcomingDischarge:
     readmission: bool
 
 
-async def _permitted(
+async def stay_permitted(
     session: AsyncSession, client: Client, episode: Episode, peer_id: str, now: datetime
 ) -> Decision | None:
     """The client's current consent decision for the assigned peer, if it permits admission-discharge (else None):
-    the decision the peer's $peer-summary gets for the same stay."""
+    the decision the peer's $peer-summary gets for the same stay. Whatever tells a peer of a client's stay (a
+    readmission, an expected discharge, weeks counted from the discharge) is shown only under it, and audited."""
     holdings = Holdings.of(client, episode)
     actor = f"Practitioner/{peer_id}"
     decision = await decide(
@@ -112,7 +113,7 @@ async def record_readmission(session: AsyncSession, episode: Episode, now: datet
     if episode.peer_id is None:
         return
     client = await session.get(Client, episode.client_id)
-    if client is None or await _permitted(session, client, episode, episode.peer_id, now) is None:
+    if client is None or await stay_permitted(session, client, episode, episode.peer_id, now) is None:
         return
     session.add(
         store.Notification(
@@ -162,7 +163,7 @@ async def peer_feed(sessions: SessionFactory, peer_id: str, since: datetime | No
             episode = await session.get(Episode, row.episode_id)
             if client is None or episode is None:
                 continue
-            decision = await _permitted(session, client, episode, peer_id, now)
+            decision = await stay_permitted(session, client, episode, peer_id, now)
             if decision is None:
                 continue
             record_disclosure(session, client.id, actor, peer.name, decision, (DataCategory.ADMISSION_DISCHARGE,), now)
@@ -226,7 +227,7 @@ async def my_upcoming_discharges(sessions: SessionFactory, peer_id: str) -> list
             client = await session.get(Client, episode.client_id)
             if client is None:
                 continue
-            decision = await _permitted(session, client, episode, peer_id, now)
+            decision = await stay_permitted(session, client, episode, peer_id, now)
             if decision is None:
                 continue
             shown.append(_upcoming(episode))

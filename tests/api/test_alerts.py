@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from service.app.alerts import run_safety_net
 from service.auth import Role
 from service.settings import Settings
+from tests.support.consents import peer_consent
 from tests.support.delivery import outbox
 from tests.support.flow import assign, discharge, peer_contact, register_peer
 
@@ -148,7 +149,9 @@ async def test_supervision_check_ins_and_the_overdue_alert(app: FastAPI, client:
     assert await _run(app) == (0, 1)
 
 
-async def test_a_peer_sees_their_clients_weeks(client: httpx.AsyncClient, auth: Auth) -> None:
+async def test_a_peer_sees_their_clients_weeks_only_where_the_client_shares_their_stay(
+    client: httpx.AsyncClient, auth: Auth
+) -> None:
     episode = await discharge(client, auth)
     peer = await register_peer(client, auth)
     await assign(client, auth, episode["id"], peer["id"])
@@ -156,14 +159,45 @@ async def test_a_peer_sees_their_clients_weeks(client: httpx.AsyncClient, auth: 
     period = {"start": start.isoformat(), "end": (start + timedelta(minutes=75)).isoformat()}
     contact = peer_contact(episode["client_id"], minutes=75, period=period)
     contact["length"]["value"] = 75
-    posted = await client.post("/fhir/Encounter", json=contact, headers=auth(Role.PEER, peer["id"]))
+    as_peer = auth(Role.PEER, peer["id"])
+    posted = await client.post("/fhir/Encounter", json=contact, headers=as_peer)
     assert posted.status_code == 201, posted.text
-    weeks = (await client.get("/api/me/weeks", headers=auth(Role.PEER, peer["id"]))).json()
+
+    # Weeks count from the discharge: a client who shares only their name does not share when that was.
+    await disclosures_to(client, auth, episode, peer, ["preferred-name"])
+    assert (await client.get("/api/me/weeks", headers=as_peer)).json() == []
+    assert await disclosures_to(client, auth, episode, peer) == []
+
+    await disclosures_to(client, auth, episode, peer, ["admission-discharge"])
+    weeks = (await client.get("/api/me/weeks", headers=as_peer)).json()
     assert len(weeks) == 4
     assert [(w["minutes"], w["below_minimum"]) for w in weeks].count((75, False)) == 1
     assert [w["below_minimum"] for w in weeks].count(True) == 3
+    [audited] = await disclosures_to(client, auth, episode, peer)  # the read is a disclosure of the stay
+    assert audited["outcome"] == "0"
     other = await register_peer(client, auth, "Sam Lee")
     assert (await client.get("/api/me/weeks", headers=auth(Role.PEER, other["id"]))).json() == []
+
+
+async def disclosures_to(
+    client: httpx.AsyncClient,
+    auth: Auth,
+    episode: dict[str, object],
+    peer: dict[str, object],
+    consent_to: list[str] | None = None,
+) -> list[dict[str, object]]:
+    """With `consent_to`: record the client's Consent sharing those categories with the peer (the newest one
+    holds) and answer []. Without: the client's accounting of disclosures to the peer (AuditEvents naming them)."""
+    coordinator = auth(Role.COORDINATOR, "c")
+    if consent_to is not None:
+        consent = peer_consent(str(episode["patient"]), consent_to, actor=str(peer["practitioner"]))
+        answer = await client.post("/fhir/Consent", json=consent, headers=coordinator)
+        assert answer.status_code == 201, answer.text
+        return []
+    found = await client.get("/fhir/AuditEvent", params={"patient": str(episode["patient"])}, headers=coordinator)
+    assert found.status_code == 200, found.text
+    events = [e["resource"] for e in found.json().get("entry", [])]
+    return [e for e in events if any(a.get("who", {}).get("reference") == peer["practitioner"] for a in e["agent"])]
 
 
 async def test_evaluate_measure_refuses_what_it_cannot_answer(client: httpx.AsyncClient, auth: Auth) -> None:
