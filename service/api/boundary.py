@@ -18,8 +18,12 @@ from service.api.logs import exception_without_messages, request_id
 from service.api.responses import error_response, outcome_response
 from service.app.health import database_outage
 
-# An incoming X-Request-Id is kept when it looks like an id (a proxy's or the caller's); otherwise we make one.
-SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+# An incoming X-Request-Id is kept when it has the shape proxies and gateways make (a UUID, or 32 hex digits as
+# nginx's $request_id); otherwise we make one. It is written on every log line, so free text is not kept: an
+# interface engine's correlation id can be an MRN or an encounter number, and PHI never reaches the log.
+SANE_REQUEST_ID = re.compile(
+    r"[0-9A-Fa-f]{32}|[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
+)
 # Public, PHI-free answers that may be cached; every other response carries Cache-Control: no-store.
 CACHEABLE_PATHS = frozenset({"/fhir/metadata", "/auth/jwks.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 CACHEABLE_PATHS |= {"/openapi.json"}

@@ -28,6 +28,7 @@ Auth = Callable[..., dict[str, str]]
 ADMIT = "davinci/davinci-alerts-admit-notification-message-bundle-01.json"
 DISCHARGE = "davinci/davinci-alerts-discharge-notification-message-bundle-01.json"
 PATIENT_NAME = "Halvorson124"  # Patient.name.family in the admit Bundle
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"  # a trace id as a gateway makes it
 FHIR_JSON = "application/fhir+json"
 
 
@@ -127,15 +128,15 @@ async def test_an_unexpected_error_quoting_a_patient_is_logged_as_its_type_and_r
 
     app.add_api_route("/api/test-failure", fails)
     caplog.set_level(logging.DEBUG)
-    response = await client.get("/api/test-failure", headers={"X-Request-Id": "trace-42"})
+    response = await client.get("/api/test-failure", headers={"X-Request-Id": TRACE})
     assert response.status_code == 500
     assert response.json()["issue"][0] == {"severity": "error", "code": "exception", "diagnostics": "internal error"}
-    assert response.headers["X-Request-Id"] == "trace-42"
+    assert response.headers["X-Request-Id"] == TRACE
     text = logged(caplog)
     assert PATIENT_NAME not in text
     assert "12345" not in text
     [error] = [r for r in caplog.records if r.levelno >= logging.ERROR]
-    assert error.getMessage() == "unhandled ValueError (request trace-42)"
+    assert error.getMessage() == f"unhandled ValueError (request {TRACE})"
     assert error.exc_info is None
 
 
@@ -153,13 +154,15 @@ async def test_the_access_log_names_the_route_of_a_posted_body(
     assert access.getMessage().startswith(f"POST /fhir/$process-message {response.status_code} ")
 
 
-async def test_every_response_carries_a_request_id_and_a_sane_incoming_one_is_kept(client: httpx.AsyncClient) -> None:
+async def test_every_response_carries_a_request_id_and_a_proxys_incoming_one_is_kept(client: httpx.AsyncClient) -> None:
     made = (await client.get("/healthz")).headers["X-Request-Id"]
     assert re.fullmatch(r"[0-9a-f]{32}", made)
     assert made != (await client.get("/healthz")).headers["X-Request-Id"]
-    kept = await client.get("/healthz", headers={"X-Request-Id": "lb-7f3a.2:9"})
-    assert kept.headers["X-Request-Id"] == "lb-7f3a.2:9"
-    for insane in ("x" * 300, "has space", "patient=Halvorson124;drop", "-leading-dash"):
+    for proxys in ("0f8fad5b-d9cb-469f-a165-70867728950e", "7F3A" * 8):  # Envoy's UUID, nginx's $request_id
+        assert (await client.get("/healthz", headers={"X-Request-Id": proxys})).headers["X-Request-Id"] == proxys
+    # Free text is never kept: it goes on every log line, and an interface engine may correlate by MRN.
+    free = ("x" * 300, "has space", "patient=Halvorson124;drop", "-leading-dash", "lb-7f3a.2:9", "12345678")
+    for insane in (*free, "Halvorson124-999-87-1037-2000-10-15", "MRN-445566"):
         replaced = await client.get("/healthz", headers={"X-Request-Id": insane})
         assert re.fullmatch(r"[0-9a-f]{32}", replaced.headers["X-Request-Id"]), insane
 

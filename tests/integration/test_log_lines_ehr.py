@@ -35,10 +35,10 @@ async def test_one_line_per_intake_and_per_delivery_with_ids_only(
     sent = await client.post(
         "/fhir/$process-message",
         json=message,
-        headers=auth(Role.EHR_SYSTEM, "hospital", **{"X-Request-ID": "adt-feed-0001"}),
+        headers=auth(Role.EHR_SYSTEM, "hospital", **{"X-Request-ID": "c0ffee00c0ffee00c0ffee00c0ffee00"}),
     )
     assert sent.status_code == 200, sent.text
-    assert sent.headers["x-request-id"] == "adt-feed-0001"
+    assert sent.headers["x-request-id"] == "c0ffee00c0ffee00c0ffee00c0ffee00"
     [episode] = (await client.get("/api/episodes", headers=auth(Role.COORDINATOR))).json()
     peer = await register_peer(client, auth)
     await assign(client, auth, episode["id"], peer["id"])
@@ -54,7 +54,7 @@ async def test_one_line_per_intake_and_per_delivery_with_ids_only(
     assert episode["client_id"] in intake.getMessage()
     assert episode["id"] in intake.getMessage()
     assert message["id"] in intake.getMessage()
-    assert intake.request_id == "adt-feed-0001"  # type: ignore[attr-defined]
+    assert intake.request_id == "c0ffee00c0ffee00c0ffee00c0ffee00"  # type: ignore[attr-defined]
     delivered = sorted(r.getMessage() for r in records if r.getMessage().startswith("delivered "))
     assert len(delivered) == 2
     assert delivered[0].startswith(f"delivered CareTeam of episode {episode['id']} to site default's EHR (job ")
@@ -65,7 +65,7 @@ async def test_one_line_per_intake_and_per_delivery_with_ids_only(
     for line in text_lines:
         assert not any(value in line for value in PHI), line
     intake_line = TextFormatter().format(intake)
-    assert intake_line.split(" ")[1:4] == ["INFO", "service.app.intake", "[adt-feed-0001]"]
+    assert intake_line.split(" ")[1:4] == ["INFO", "service.app.intake", "[c0ffee00c0ffee00c0ffee00c0ffee00]"]
     assert intake_line[:4].isdigit()
     assert intake_line[10] == "T"
     for entry in json_lines:
