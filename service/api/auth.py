@@ -57,10 +57,13 @@ async def token(request: Request, gate: GatekeeperDep) -> JSONResponse:
     )
 
 
-@router.get("/.well-known/smart-configuration", summary="How systems get a Peerway token (SMART v2)")
+@router.get("/fhir/.well-known/smart-configuration", summary="How systems get a Peerway token (SMART v2)")
+@router.get("/.well-known/smart-configuration", summary="The same, at the server's root")
 async def smart_configuration(gate: GatekeeperDep) -> dict[str, Any]:
+    """SMART App Launch 2 discovery, served at the FHIR base (where the specification puts it) and at the root.
+    No `issuer`: it is for servers offering sso-openid-connect, which Peerway does not (people sign in with their
+    organization's provider). PKCE's S256 is named because the field is required, though no flow here uses it."""
     return {
-        "issuer": gate.issuer,
         "jwks_uri": f"{gate.settings.base_url}/auth/jwks.json",
         "token_endpoint": gate.token_url,
         "grant_types_supported": ["client_credentials"],
@@ -68,6 +71,7 @@ async def smart_configuration(gate: GatekeeperDep) -> dict[str, Any]:
         "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGORITHMS),
         "scopes_supported": sorted(SCOPES),
         "capabilities": ["client-confidential-asymmetric", "permission-v2"],
+        "code_challenge_methods_supported": ["S256"],
     }
 
 

@@ -27,7 +27,7 @@ SANE_REQUEST_ID = re.compile(
 # Public, PHI-free answers that may be cached; every other response carries Cache-Control: no-store.
 CACHEABLE_PATHS = frozenset({"/fhir/metadata", "/auth/jwks.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 CACHEABLE_PATHS |= {"/openapi.json"}
-CACHEABLE_PREFIXES = ("/.well-known/",)
+CACHEABLE_PREFIXES = ("/.well-known/", "/fhir/.well-known/")
 
 # Headers on every response, and on every one but the cacheable; they replace any the app set.
 EDGE_HEADERS = ((b"x-content-type-options", b"nosniff"),)

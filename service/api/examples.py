@@ -242,6 +242,12 @@ def _short(resource: dict[str, Any]) -> dict[str, Any]:
 
 
 # Answers the response model's schema cannot say well.
+SMART_CONFIGURATION = {
+    "token_endpoint": "https://peerway.example/auth/token",
+    "grant_types_supported": ["client_credentials"],
+    "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+    "code_challenge_methods_supported": ["S256"],
+}
 JSON_ANSWERS: dict[tuple[str, str], Any] = {
     ("get", "/healthz"): {"status": "ok"},
     ("get", "/readyz"): {"status": "ready"},
@@ -249,9 +255,8 @@ JSON_ANSWERS: dict[tuple[str, str], Any] = {
     ("get", "/auth/jwks.json"): {"keys": [{"kty": "RSA", "kid": "k1", "n": "…", "e": "AQAB"}]},
     ("post", "/auth/token"): {"access_token": "eyJ…", "token_type": "bearer", "expires_in": 300,
                               "scope": "system/Encounter.u"},
-    ("get", "/.well-known/smart-configuration"): {
-        "token_endpoint": "https://peerway.example/auth/token", "grant_types_supported": ["client_credentials"],
-        "token_endpoint_auth_methods_supported": ["private_key_jwt"]},
+    ("get", "/.well-known/smart-configuration"): SMART_CONFIGURATION,
+    ("get", "/fhir/.well-known/smart-configuration"): SMART_CONFIGURATION,
     ("get", "/cds-services"): {"services": [{"id": "patient-consent-consult", "hook": "patient-consent-consult"}]},
 }  # fmt: skip
 

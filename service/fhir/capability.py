@@ -8,7 +8,6 @@ import fhir_profiles
 from service.fhir.search import CONFORMANCE_TYPES, SEARCH_PARAMETERS
 
 SMART_SECURITY = "http://terminology.hl7.org/CodeSystem/restful-security-service"
-OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 PEER_SUMMARY = f"{fhir_profiles.CANONICAL}/OperationDefinition/peer-summary"
 EVALUATE_MEASURE = "http://hl7.org/fhir/OperationDefinition/Measure-evaluate-measure"
 
@@ -48,12 +47,8 @@ def capability_statement(base_url: str, version: str) -> dict[str, Any]:
                 "POST [base]/subscription-notification, authenticated by the channel header of the Subscription "
                 "or by an ehr-system bearer JWT.",
                 "security": {
-                    "extension": [
-                        {
-                            "url": OAUTH_URIS,
-                            "extension": [{"url": "token", "valueUri": f"{base_url}/auth/token"}],
-                        }
-                    ],
+                    # No oauth-uris extension: it requires an authorize URL, which Backend Services have none
+                    # of, and SMART 2 replaced it with [base]/.well-known/smart-configuration.
                     "service": [
                         {"coding": [{"system": SMART_SECURITY, "code": "SMART-on-FHIR", "display": "SMART-on-FHIR"}]}
                     ],

@@ -23,6 +23,7 @@ Auth = Callable[..., dict[str, str]]
 PUBLIC = {"/fhir/metadata", "/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/cds-services"}
 PUBLIC |= {"/.well-known/jwks.json"}  # Peerway's public key, for the EHR to register
 PUBLIC |= {"/auth/token", "/.well-known/smart-configuration", "/auth/jwks.json"}  # SMART Backend Services
+PUBLIC |= {"/fhir/.well-known/smart-configuration"}
 PUBLIC |= {"/readyz"}
 # Peerway's own conformance resources (they describe the interface, not anyone): read, vread, search.
 PUBLIC |= {

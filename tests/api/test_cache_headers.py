@@ -50,7 +50,7 @@ async def test_refusals_are_not_cached_either(client: httpx.AsyncClient, auth: A
 
 
 async def test_public_documents_may_be_cached_and_are_not_sniffed(client: httpx.AsyncClient) -> None:
-    for path in ("/fhir/metadata", "/.well-known/smart-configuration"):
+    for path in ("/fhir/metadata", "/.well-known/smart-configuration", "/fhir/.well-known/smart-configuration"):
         response = await client.get(path)
         assert response.status_code == 200, path
         assert "no-store" not in response.headers.get("Cache-Control", ""), path

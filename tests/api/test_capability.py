@@ -13,7 +13,7 @@ import fhir_profiles
 
 # Not a FHIR REST interaction: the subscription notification endpoint is a rest-hook target the EHR posts to,
 # described in rest.documentation.
-NOT_REST = {("POST", "/fhir/subscription-notification")}
+NOT_REST = {("POST", "/fhir/subscription-notification"), ("GET", "/fhir/.well-known/smart-configuration")}
 # (method, path pattern) -> interaction code, for /fhir/<Type>... routes; {} is any path parameter.
 INTERACTIONS = {
     ("GET", "/fhir/<T>/{}"): "read",

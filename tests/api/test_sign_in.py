@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import authlib.deprecate
 import httpx
@@ -426,7 +427,10 @@ async def test_smart_configuration_tells_a_client_how_to_get_a_token(client: htt
     assert set(config["token_endpoint_auth_signing_alg_values_supported"]) == {"RS384", "ES384"}
     assert "client-confidential-asymmetric" in config["capabilities"]
     assert "system/Encounter.u" in config["scopes_supported"]
-    statement = (await client.get("/fhir/metadata")).json()
-    security = statement["rest"][0]["security"]
-    [oauth] = [e for e in security["extension"] if e["url"].endswith("oauth-uris")]
-    assert {"url": "token", "valueUri": TOKEN_URL} in oauth["extension"]
+    assert config["code_challenge_methods_supported"] == ["S256"]  # required by SMART 2, though unused here
+    assert "issuer" not in config  # only for servers offering sso-openid-connect
+    # SMART 2 puts the document at the FHIR base, which the CapabilityStatement names.
+    base = (await client.get("/fhir/metadata")).json()["implementation"]["url"]
+    at_base = await client.get(urlsplit(base).path + "/.well-known/smart-configuration")
+    assert at_base.status_code == 200, at_base.text
+    assert at_base.json() == config
