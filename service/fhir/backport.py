@@ -53,10 +53,37 @@ def backport_subscription(
     return subscription
 
 
+STATUS_TYPES = ("Parameters", "SubscriptionStatus")  # a subscription's status: R4 backport; R4B and R5
+
+
+def _status_bundle(data: dict[str, Any]) -> dict[str, Any]:
+    """$status answers a searchset Bundle of status resources (the backport IG's Operations.fsh; R5 alike): its
+    first status entry as the one-entry notification Bundle it reads like (a query-status notification; R4B's
+    SubscriptionStatus and R5's have the same elements). Some servers answer a history Bundle, the notification
+    form itself: taken as it is."""
+    if data.get("type") != "searchset":
+        return data
+    entries = data.get("entry")
+    found = next(
+        (
+            entry["resource"]
+            for entry in (entries if isinstance(entries, list) else [])
+            if isinstance(entry, dict)
+            and isinstance(entry.get("resource"), dict)
+            and entry["resource"].get("resourceType") in STATUS_TYPES
+        ),
+        None,
+    )
+    if found is None:
+        raise InvalidResource("the $status answer holds no subscription status", "Bundle.entry")
+    return {"resourceType": "Bundle", "type": "history", "entry": [{"resource": found}]}
+
+
 def subscription_report(data: dict[str, Any], source: str) -> SubscriptionReport:
-    """The answer to $status (a notification Bundle) or to a read of the Subscription -> SubscriptionReport."""
+    """The answer to $status (a searchset of status resources) or to a read of the Subscription ->
+    SubscriptionReport."""
     if data.get("resourceType") == "Bundle":
-        note = parse_subscription_notification(data)
+        note = parse_subscription_notification(_status_bundle(data))
         return SubscriptionReport(
             subscription=note.subscription,
             status=note.status,

@@ -47,16 +47,15 @@ class EhrWithEvents:
             return httpx.Response(
                 200, json={"resourceType": "CapabilityStatement", "rest": [{"resource": [subscription]}]}
             )
-        if path == "Subscription/123/$status":
-            status = event_notification(3)
-            status["entry"] = status["entry"][:1]
-            parameters = status["entry"][0]["resource"]["parameter"]
-            status["entry"][0]["resource"]["parameter"] = [
+        if path == "Subscription/123/$status":  # as the backport IG defines it: a searchset of the status
+            parameters = event_notification(3)["entry"][0]["resource"]
+            parameters["parameter"] = [
                 {**p, "valueCode": "query-status"} if p["name"] == "type" else p
-                for p in parameters
+                for p in parameters["parameter"]
                 if p["name"] != "notification-event"
             ]
-            return httpx.Response(200, json=status)
+            entry = {"resource": parameters, "search": {"mode": "match"}}
+            return httpx.Response(200, json={"resourceType": "Bundle", "type": "searchset", "entry": [entry]})
         if path.startswith("Patient/"):
             return httpx.Response(200, json={"resourceType": "Patient", "id": path.split("/")[1]})
         if path == "Subscription/123/$events":
