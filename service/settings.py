@@ -170,6 +170,9 @@ class Settings(BaseSettings):
     mllp_tls_key_file: str | None = None
     mllp_tls_client_ca_file: str | None = None
     mllp_max_message_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
+    # MSH-11's processing id this deployment takes (P production; T training, D debugging for a test install):
+    # anything else is refused with AR 202, so a training message never opens a real client's episode.
+    hl7_processing_id: Literal["P", "T", "D"] = "P"
     hl7_feed_silence_seconds: float = Field(default=3600.0, gt=0, le=30 * 86_400)
     # The intake worker (id-only fetches, searches, recovery, silence checks).
     intake_poll_seconds: float = Field(default=1.0, gt=0, le=3600)

@@ -27,7 +27,7 @@ from service.app.sites import is_active_site
 from service.app.uow import UnitOfWork, unit_of_work
 from service.domain.adt import AckCode, AdtMessage, AdtRefused, Cancellation, ErrorLocation
 from service.errors import Conflict, InvalidResource, NotFound
-from service.fhir.v2 import adt_message, parse_v2, read_header
+from service.fhir.v2 import adt_message, parse_v2, processing_id, read_header
 from service.store import feeds as store
 from service.store import repository
 from service.store.db import SessionFactory, is_outage, transaction
@@ -61,11 +61,17 @@ def _where(text: str | None) -> ErrorLocation | None:
 
 
 async def take_message(
-    sessions: SessionFactory, port: int, text: str, expected_discharge_extension: str | None
+    sessions: SessionFactory,
+    port: int,
+    text: str,
+    expected_discharge_extension: str | None,
+    processing: str = "P",
 ) -> FeedAnswer:
-    """Take one message that arrived on the listener bound to `port` and answer it (after the commit)."""
+    """Take one message that arrived on the listener bound to `port` and answer it (after the commit).
+    `processing`: the MSH-11 processing id this deployment takes (PEERWAY_HL7_PROCESSING_ID)."""
     try:
-        control_id, sender, _, _ = read_header(parse_v2(text))
+        parsed = parse_v2(text)
+        control_id, sender, _, _ = read_header(parsed)
     except AdtRefused as refused:
         return FeedAnswer(refused.ack, refused.text, refused.where)
     async with sessions() as session:
@@ -77,6 +83,13 @@ async def take_message(
         return FeedAnswer(AckCode.REJECT, "the sending facility is not registered for this port", where)
     if not await is_active_site(sessions, feed.site):  # a disabled site takes nothing, as its EHR's tokens
         return FeedAnswer(AckCode.REJECT, "the feed's site is disabled", ErrorLocation("MSH", 4, "103"))
+    if processing_id(parsed) != processing:
+        # A training or debugging message (or a production one at a test install) is no real event: AR 202,
+        # nothing kept, and the feed's health shows the refusal.
+        text = f"MSH-11 (processing id) must be {processing} here: this deployment takes no other messages"
+        where = ErrorLocation("MSH", 11, "202")
+        await _count(sessions, feed.id, text, where)
+        return FeedAnswer(AckCode.REJECT, text, where, site=feed.site)
     try:
         return await _take(sessions, feed, sender.key, control_id, text, expected_discharge_extension)
     except Exception as error:

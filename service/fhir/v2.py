@@ -138,6 +138,11 @@ def read_header(message: hl7.Message) -> tuple[str, Sender, str, str]:
     return control_id, sender, kind, trigger
 
 
+def processing_id(message: hl7.Message) -> str:
+    """MSH-11's first component (HL7 table 0103: P production, T training, D debugging), "" when absent."""
+    return _field(message, "MSH", 11)
+
+
 def adt_message(text: str, zone: tzinfo = UTC, expected_discharge_extension: str | None = None) -> AdtMessage:
     """One ADT message -> AdtMessage, or AdtRefused saying which acknowledgement and where."""
     message = parse_v2(text)

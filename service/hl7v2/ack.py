@@ -18,6 +18,7 @@ ERROR_NAMES = {
     "102": "Data type error",
     "103": "Table value not found",
     "200": "Unsupported message type",
+    "202": "Unsupported processing id",
     "203": "Unsupported version id",
     "207": "Application internal error",
 }

@@ -91,7 +91,13 @@ class MllpListener:
                     return  # the sender closed (mid-block or between messages)
                 text = decode(block)
                 try:
-                    answer = await take_message(self._sessions, port, text, self._settings.expected_discharge_extension)
+                    answer = await take_message(
+                        self._sessions,
+                        port,
+                        text,
+                        self._settings.expected_discharge_extension,
+                        self._settings.hl7_processing_id,
+                    )
                 except Exception as error:
                     name = type(error).__name__
                     if is_outage(error):  # ours and passing: no ACK, so the engine resends the same message

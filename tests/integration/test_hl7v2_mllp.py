@@ -205,6 +205,33 @@ async def test_unsupported_versions_and_types_are_rejected(feed: Feed) -> None:
     assert await stored(feed.sessions) == ([], [], 0)
 
 
+def processing(message: str, processing_id: str) -> str:
+    """The message with MSH-11 (processing id) set."""
+    head, _, rest = message.partition("\r")
+    fields = head.split("|")
+    fields[10] = processing_id
+    return "|".join(fields) + "\r" + rest
+
+
+@pytest.mark.parametrize("processing_id", ["T", "D", ""])
+async def test_a_training_or_debugging_message_never_opens_a_real_episode(feed: Feed, processing_id: str) -> None:
+    ack = await send_one(feed.port, processing(adt("A01", "TR-1"), processing_id))
+    assert ack.code == "AR"
+    assert ack.segment("ERR")[2:4] == ["MSH^1^11", "202^Unsupported processing id^HL70357"]
+    assert await stored(feed.sessions) == ([], [], 0)
+    [view] = await list_feeds(feed.sessions)
+    assert view.refused == 1  # the feed's health shows it
+    assert (await send_one(feed.port, adt("A01", "TR-1"))).code == "AA"  # nothing was kept: the P one is taken
+
+
+async def test_a_test_install_takes_training_messages_only(settings: Settings) -> None:
+    async with running_feed(settings.model_copy(update={"hl7_processing_id": "T"})) as training:
+        assert (await send_one(training.port, adt("A01", "TI-1"))).code == "AR"  # production, at a test install
+        assert (await send_one(training.port, processing(adt("A01", "TI-2"), "T"))).code == "AA"
+        [episode], _, _ = await stored(training.sessions)
+        assert episode.state == "on-ward"
+
+
 async def test_garbage_and_broken_framing_never_take_the_listener_down(feed: Feed) -> None:
     client = await MllpClient.connect(feed.port)
     client.writer.write(b"\x00\xff\xfe binary noise \x1c\r")  # no start block: dropped up to the end block
