@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import OrderedDict
+from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -30,7 +31,7 @@ from service.fhir.build import stamped_consent, to_json
 from service.fhir.consent import parse_consent, subject_element
 from service.fhir.consent_capture import check_for_capture
 from service.fhir.ids import MAX_IDENTIFIER_LENGTH
-from service.fhir.search import SearchRequest
+from service.fhir.search import STATUS_SYSTEMS, SearchRequest, Token
 from service.store import repository, searches
 from service.store.db import SessionFactory, transaction
 from service.store.models import Client, ConsentDocument
@@ -79,12 +80,14 @@ async def create_consent(
 ) -> tuple[dict[str, Any], bool]:
     """Validate and store a new Consent under a new id; answers (the stored resource, created).
 
-    With If-None-Exist (`identifier=system|value`), a Consent of the site already carrying that identifier is
-    answered instead, unchanged (created False); two of them are a 412."""
+    With If-None-Exist (`identifier=<token>`: system|value, a value alone, |value or system|), a Consent of the
+    site already carrying a matching identifier (any of its identifiers) is answered instead, unchanged (created
+    False); two of them are a 412."""
     if if_none_exist is not None:
         identifier = _if_none_exist_identifier(if_none_exist)
+        token = Token.parse(identifier)
         async with sessions() as session:
-            matches = await searches.consents_with_identifier(session, site, identifier)
+            matches = await searches.consents_with_identifier(session, site, (token.system, token.code))
         if len(matches) > 1:
             raise PreconditionFailed(f"If-None-Exist matches several Consents ({identifier})", "If-None-Exist")
         if matches:
@@ -95,13 +98,34 @@ async def create_consent(
 
 def _if_none_exist_identifier(criteria: str) -> str:
     pairs = parse_qsl(criteria, keep_blank_values=True)
-    if len(pairs) != 1 or pairs[0][0] != "identifier" or "|" not in pairs[0][1]:
-        raise BadRequest("If-None-Exist: Consents are matched by identifier=<system>|<value> only", "If-None-Exist")
+    if len(pairs) != 1 or pairs[0][0] != "identifier" or pairs[0][1].strip("|") == "" or "\x00" in pairs[0][1]:
+        raise BadRequest(
+            "If-None-Exist: Consents are matched by identifier only (system|value, a value, |value or system|)",
+            "If-None-Exist",
+        )
     if len(pairs[0][1]) > MAX_IDENTIFIER_LENGTH:
         raise BadRequest(
             f"If-None-Exist: an identifier has at most {MAX_IDENTIFIER_LENGTH} characters", "If-None-Exist"
         )
     return pairs[0][1]
+
+
+def identifier_pairs(data: dict[str, Any]) -> list[tuple[str, str]]:
+    """Every Consent.identifier with a value, as (system or "", value): what token searches and If-None-Exist
+    match. One longer than MAX_IDENTIFIER_LENGTH as system|value is refused: cut, it would never match again."""
+    found = data.get("identifier")
+    pairs = []
+    for n, item in enumerate(found if isinstance(found, list) else [found]):
+        if not isinstance(item, dict) or not isinstance(item.get("value"), str) or not item["value"]:
+            continue
+        system = item["system"] if isinstance(item.get("system"), str) else ""
+        if len(system) + 1 + len(item["value"]) > MAX_IDENTIFIER_LENGTH:
+            raise InvalidResource(
+                f"Consent.identifier: system|value has at most {MAX_IDENTIFIER_LENGTH} characters",
+                f"Consent.identifier[{n}]",
+            )
+        pairs.append((system, item["value"]))
+    return pairs
 
 
 def identifier_key(data: dict[str, Any]) -> str | None:
@@ -165,6 +189,7 @@ async def _write(
             doc.updated_at = now
             doc.identifier = identifier_key(stored)
             await session.flush()
+            await searches.keep_consent_identifiers(session, doc.id, identifier_pairs(stored))
             await background.consent_changed(session, client, now)
     except IntegrityError:
         if creating:  # a new random id cannot collide: this is not a race on the id
@@ -207,6 +232,10 @@ async def search_consents(sessions: SessionFactory, site: str, search: SearchReq
             if client is None:
                 return searching.empty_if_unmatched(search)
             client_id = client.id
-        filters = searching.filters(search, ids=[_key(site, i) for i in ids])
+        filters = replace(
+            searching.filters(search, ids=[_key(site, i) for i in ids], status_system=STATUS_SYSTEMS["Consent"]),
+            identifiers=(),
+            identifier_tokens=[(t.system, t.code) for t in map(Token.parse, search.tokens("identifier"))],
+        )
         found = await searches.consent_page(session, site, client_id, filters)
         return searching.found(found, lambda doc: json.loads(doc.resource_json))

@@ -21,7 +21,7 @@ from service.fhir import build
 from service.fhir.contact_changes import Change, contact_changes, matched_changes
 from service.fhir.ids import MAX_IDENTIFIER_LENGTH
 from service.fhir.parse import parse_peer_contact
-from service.fhir.search import SearchRequest
+from service.fhir.search import STATUS_SYSTEMS, SearchRequest
 from service.store import repository, searches
 from service.store.db import SessionFactory, transaction
 from service.store.jobs import new_job
@@ -62,7 +62,7 @@ def contact_view(contact: Contact, client_id: str, peer_name: str) -> dict[str, 
 
 def _identifier_criteria(criteria: str) -> str:
     pairs = parse_qsl(criteria, keep_blank_values=True)
-    if len(pairs) != 1 or pairs[0][0] != "identifier" or "|" not in pairs[0][1]:
+    if len(pairs) != 1 or pairs[0][0] != "identifier" or "|" not in pairs[0][1] or "\x00" in pairs[0][1]:
         raise BadRequest("If-None-Exist: contacts are matched by identifier=<system>|<value> only", "If-None-Exist")
     if len(pairs[0][1]) > MAX_IDENTIFIER_LENGTH:
         raise BadRequest(
@@ -241,7 +241,7 @@ async def search_contacts(sessions: SessionFactory, peer_id: str, search: Search
     if own:  # an identifier of ours names the id; with _id too, both must hold
         ids = [i for i in own if not ids or i in ids] or [""]  # "" is no contact's id: nothing matches
     apps = [i for i in given if not i.startswith(_OWN_IDENTIFIER)]
-    filters = replace(searching.filters(search, ids=ids), identifiers=apps)
+    filters = replace(searching.filters(search, ids=ids, status_system=STATUS_SYSTEMS["Encounter"]), identifiers=apps)
     patient = search.one("patient")
     async with sessions() as session:
         peer = await session.get(PeerSupporter, peer_id)

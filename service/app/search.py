@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from service.fhir.search import Cursor, SearchRequest, date_bounds
+from service.fhir.search import Cursor, SearchRequest, Token, date_bounds
 from service.store.paging import Keyset, Page
 from service.store.searches import Filters
 
@@ -25,8 +25,10 @@ class Found:
 NOTHING = Found(resources=(), total=0)
 
 
-def filters(search: SearchRequest, *, ids: Sequence[str] | None = None) -> Filters:
-    """The store's filters for the served parameters (`ids` when the use case maps _id to stored keys)."""
+def filters(search: SearchRequest, *, ids: Sequence[str] | None = None, status_system: str | None = None) -> Filters:
+    """The store's filters for the served parameters (`ids` when the use case maps _id to stored keys).
+    `status_system`: the resource's status code system, which `status=<system>|<code>` may name (another system,
+    or none with `|<code>`, matches nothing: statuses always have this one)."""
     since, until = date_bounds(search.criteria.get("_lastUpdated", ()), "_lastUpdated")
     cursor = search.cursor
     keyset = Keyset(
@@ -37,7 +39,7 @@ def filters(search: SearchRequest, *, ids: Sequence[str] | None = None) -> Filte
     )
     return Filters(
         ids=search.tokens("_id") if ids is None else ids,
-        statuses=search.tokens("status"),
+        statuses=_statuses(search.tokens("status"), status_system),
         identifiers=search.tokens("identifier"),
         since=since,
         until=until,
@@ -86,3 +88,19 @@ def in_memory(
         next=Cursor(True, *page[-1]) if page and stop < len(ordered) else None,
         previous=Cursor(False, *page[0]) if page and start > 0 else None,
     )
+
+
+NO_STATUS = "(none)"  # a status no resource has: what a token naming another code system asks for
+
+
+def _statuses(tokens: Sequence[str], system: str | None) -> Sequence[str]:
+    """The status codes the tokens ask for (any of them); () for any status (`<system>|` of the right system)."""
+    codes = []
+    for token in map(Token.parse, tokens):
+        if token.system is not None and token.system != system:
+            codes.append(NO_STATUS)
+        elif token.code is None:
+            return ()
+        else:
+            codes.append(token.code)
+    return codes

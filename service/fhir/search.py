@@ -66,6 +66,22 @@ MAX_COUNT = 100  # the largest page served; a larger _count is lowered to it (FH
 
 
 @dataclass(frozen=True)
+class Token:
+    """One value of a token search parameter (FHIR search, token): `code` alone matches whatever the system,
+    `system|code` both, `|code` a code without a system, `system|` any code in the system. None: any."""
+
+    system: str | None
+    code: str | None
+
+    @classmethod
+    def parse(cls, text: str) -> Token:
+        if "|" not in text:
+            return cls(None, text)
+        system, _, code = text.partition("|")
+        return cls(system, code or None)
+
+
+@dataclass(frozen=True)
 class SearchParam:
     name: str
     type: str  # the FHIR search parameter type, as the CapabilityStatement lists it
@@ -76,12 +92,21 @@ _LAST_UPDATED = SearchParam("_lastUpdated", "date", "when the resource last chan
 _ID = SearchParam("_id", "token", "the resource id; several comma-separated")
 _PATIENT = SearchParam("patient", "reference", "the client: Patient/<client id>, or the site's EHR Patient id")
 
+# The code system of each searched resource's status: `status=<system>|<code>` is served for it (another system
+# matches nothing).
+STATUS_SYSTEMS = {
+    "Consent": "http://hl7.org/fhir/consent-state-codes",
+    "Encounter": "http://hl7.org/fhir/encounter-status",
+}
+
 SEARCH_PARAMETERS: dict[str, tuple[SearchParam, ...]] = {
     "Consent": (
         _PATIENT,
         _ID,
         SearchParam("status", "token", "draft | proposed | active | rejected | inactive | entered-in-error"),
-        SearchParam("identifier", "token", "Consent.identifier as system|value"),
+        SearchParam(
+            "identifier", "token", "any Consent.identifier: value, system|value, |value (no system) or system|"
+        ),
         _LAST_UPDATED,
     ),
     "AuditEvent": (_PATIENT, SearchParam("date", "date", "when recorded (ge, gt, le, lt, eq)"), _LAST_UPDATED),

@@ -124,7 +124,7 @@ class ConsentDocument(Base):
 
     Consent ids are each site's own: the key is "<site>|<Consent.id>" (a FHIR id never holds "|"), so two
     hospitals may use the same id and neither can learn of, or block, the other's. `identifier` is the first
-    Consent.identifier as system|value (create with If-None-Exist looks it up)."""
+    Consent.identifier as system|value; searches and If-None-Exist read every one from ConsentIdentifier."""
 
     __tablename__ = "consent"
     __table_args__ = (
@@ -143,6 +143,18 @@ class ConsentDocument(Base):
     # Optimistic locking: every UPDATE says `WHERE version_id = <the version read>`, so of two writers that read
     # the same version only the first succeeds (SQLite takes no row lock for SELECT ... FOR UPDATE).
     __mapper_args__ = {"version_id_col": version_id, "version_id_generator": False}  # noqa: RUF012
+
+
+class ConsentIdentifier(Base):
+    """Each identifier of a Consent's current version, for the `identifier` token search and If-None-Exist: a
+    value alone matches it whatever its system, `system|` any value in the system, `|value` one with no system."""
+
+    __tablename__ = "consent_identifier"
+    __table_args__ = (Index("ix_consent_identifier_value", "value", "system"),)
+
+    consent_id: Mapped[str] = mapped_column(ForeignKey("consent.id"), primary_key=True)
+    system: Mapped[str] = mapped_column(String(300), primary_key=True)  # "" for an identifier without one
+    value: Mapped[str] = mapped_column(String(300), primary_key=True)
 
 
 class Contact(Base):

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import ColumnElement, Select, and_, delete, exists, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.store.models import AuditRecord, Client, ConsentDocument, Contact, Episode
+from service.store.models import AuditRecord, Client, ConsentDocument, ConsentIdentifier, Contact, Episode
 from service.store.paging import Keyset, Page, page
 
 
@@ -24,7 +24,9 @@ class Filters:
 
     ids: Sequence[str] = ()
     statuses: Sequence[str] = ()
-    identifiers: Sequence[str] = ()
+    identifiers: Sequence[str] = ()  # system|value, exactly (contacts)
+    # (system, value): None is any, a system "" none (Consents, from ConsentIdentifier); any one of them matches
+    identifier_tokens: Sequence[tuple[str | None, str | None]] = ()
     since: datetime | None = None
     until: datetime | None = None
     keyset: Keyset = field(default_factory=lambda: Keyset(limit=20))
@@ -66,20 +68,49 @@ async def consent_page(session: AsyncSession, site: str, client_id: str | None, 
     query = select(ConsentDocument).join(Client, Client.id == ConsentDocument.client_id).where(Client.site == site)
     if client_id is not None:
         query = query.where(ConsentDocument.client_id == client_id)
+    if filters.identifier_tokens:
+        query = query.where(_carrying(filters.identifier_tokens))
     return await _filtered_page(
         session, query, ConsentDocument, ConsentDocument.status, ConsentDocument.identifier, filters
     )
 
 
-async def consents_with_identifier(session: AsyncSession, site: str, identifier: str) -> Sequence[ConsentDocument]:
-    """The site's Consents carrying this identifier (system|value): what If-None-Exist matches."""
+def _carrying(tokens: Sequence[tuple[str | None, str | None]]) -> ColumnElement[bool]:
+    """The Consent has an identifier matching any of the tokens."""
+    matches = []
+    for system, value in tokens:
+        parts = [ConsentIdentifier.consent_id == ConsentDocument.id]
+        if system is not None:
+            parts.append(ConsentIdentifier.system == system)
+        if value is not None:
+            parts.append(ConsentIdentifier.value == value)
+        matches.append(and_(*parts))
+    return exists().where(or_(*matches))
+
+
+async def consents_with_identifier(
+    session: AsyncSession, site: str, token: tuple[str | None, str | None]
+) -> Sequence[ConsentDocument]:
+    """The site's Consents (at most two: one is the answer, two are too many) carrying an identifier that
+    matches the token: what If-None-Exist matches."""
     query = (
         select(ConsentDocument)
         .join(Client, Client.id == ConsentDocument.client_id)
-        .where(Client.site == site, ConsentDocument.identifier == identifier)
+        .where(Client.site == site, _carrying([token]))
         .limit(2)
     )
     return (await session.execute(query)).scalars().all()
+
+
+async def keep_consent_identifiers(session: AsyncSession, consent_key: str, pairs: Collection[tuple[str, str]]) -> None:
+    """The identifiers (system, or "" for none; value) of the Consent's current version, replacing its earlier
+    version's, in the transaction that writes it."""
+    await session.execute(delete(ConsentIdentifier).where(ConsentIdentifier.consent_id == consent_key))
+    if pairs:
+        await session.execute(
+            insert(ConsentIdentifier),
+            [{"consent_id": consent_key, "system": system, "value": value} for system, value in sorted(set(pairs))],
+        )
 
 
 async def contact_page(session: AsyncSession, peer_id: str, client_id: str | None, filters: Filters) -> Page:

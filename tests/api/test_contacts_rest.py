@@ -188,11 +188,12 @@ async def test_an_identifier_longer_than_peerway_keeps_is_refused_not_cut(
     )
     assert refused.status_code == 422, refused.text
     assert refused.json()["issue"][0]["expression"] == ["Encounter.identifier"]
-    criteria = await client.post(
-        "/fhir/Encounter",
-        json=peer_contact(episode["client_id"]),
-        headers=mine | {"If-None-Exist": f"identifier=https://peer-app.example/contacts|{'x' * 400}"},
-    )
-    assert criteria.status_code == 400
-    assert criteria.json()["issue"][0]["expression"] == ["If-None-Exist"]
+    for odd in (f"https://peer-app.example/contacts|{'x' * 400}", "https://peer-app.example/contacts|a%00"):
+        criteria = await client.post(
+            "/fhir/Encounter",
+            json=peer_contact(episode["client_id"]),
+            headers=mine | {"If-None-Exist": f"identifier={odd}"},
+        )
+        assert criteria.status_code == 400, odd  # a NUL reached PostgreSQL as a 500 before
+        assert criteria.json()["issue"][0]["expression"] == ["If-None-Exist"]
     assert await count_rows(database_url, Contact) == 1

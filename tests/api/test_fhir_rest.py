@@ -129,9 +129,10 @@ async def test_if_none_exist_answers_the_consent_already_recorded(
     assert (first.status_code, second.status_code) == (201, 200)
     assert second.json()["id"] == first.json()["id"]
     assert await consent_rows(database_url) == 1
-    odd = await post_consent(client, auth, consent, **{"If-None-Exist": "status=active"})
-    assert odd.status_code == 400
-    assert odd.json()["issue"][0]["expression"] == ["If-None-Exist"]
+    for odd_condition in ("status=active", "identifier=urn:example:form|%00", "identifier=|"):
+        odd = await post_consent(client, auth, consent, **{"If-None-Exist": odd_condition})
+        assert odd.status_code == 400, odd_condition  # a NUL reached PostgreSQL as a 500 before
+        assert odd.json()["issue"][0]["expression"] == ["If-None-Exist"]
 
 
 @pytest.mark.parametrize(
@@ -505,3 +506,59 @@ async def test_a_consent_identifier_longer_than_peerway_keeps_is_refused_not_cut
     assert response.json()["issue"][0]["expression"] == ["Consent.identifier"]
     listed = await client.get("/fhir/Consent", params={"patient": patient}, headers=auth(Role.COORDINATOR, "c"))
     assert "entry" not in listed.json()
+
+
+async def test_consent_identifier_and_status_are_searched_as_fhir_tokens(client: httpx.AsyncClient, auth: Auth) -> None:
+    patient = await a_client(client, auth)
+    two = [{"system": "urn:a", "value": "one"}, {"system": "urn:b", "value": "two"}]
+    first = await post_consent(client, auth, peer_consent(patient, ["preferred-name"]) | {"identifier": two})
+    plain = [{"value": "plain"}]  # an identifier without a system
+    second = await post_consent(client, auth, peer_consent(patient, ["preferred-name"]) | {"identifier": plain})
+    assert (first.status_code, second.status_code) == (201, 201)
+    ids = {"first": first.json()["id"], "second": second.json()["id"]}
+
+    async def found(**params: str) -> set[str]:
+        answer = await client.get(
+            "/fhir/Consent", params={"patient": patient, **params}, headers=auth(Role.COORDINATOR, "c")
+        )
+        assert answer.status_code == 200, answer.text
+        names = {v: k for k, v in ids.items()}
+        return {names[e["resource"]["id"]] for e in answer.json().get("entry", [])}
+
+    assert await found(identifier="one") == {"first"}  # a value alone: whatever the system
+    assert await found(identifier="urn:b|two") == {"first"}  # the second identifier counts as much as the first
+    assert await found(identifier="urn:a|") == {"first"}  # any value in the system
+    assert await found(identifier="|plain") == {"second"}  # a value with no system
+    assert await found(identifier="|one") == set()
+    assert await found(identifier="urn:a|two") == set()
+    assert await found(identifier="two,plain") == {"first", "second"}  # comma: any of them
+    states = "http://hl7.org/fhir/consent-state-codes"
+    assert await found(status=f"{states}|active") == {"first", "second"}
+    assert await found(status=f"{states}|") == {"first", "second"}
+    assert await found(status="urn:other|active") == set()
+
+    # A new version's identifiers replace the old version's.
+    renamed = first.json() | {"identifier": [{"system": "urn:c", "value": "three"}]}
+    updated = await client.put(f"/fhir/Consent/{ids['first']}", json=renamed, headers=auth(Role.COORDINATOR, "c"))
+    assert updated.status_code == 200, updated.text
+    assert await found(identifier="one") == set()
+    assert await found(identifier="urn:c|three") == {"first"}
+
+
+async def test_if_none_exist_finds_a_consent_by_any_of_its_identifiers(
+    client: httpx.AsyncClient, auth: Auth, database_url: str
+) -> None:
+    patient = await a_client(client, auth)
+    consent = peer_consent(patient, ["preferred-name"]) | {
+        "identifier": [{"system": "urn:a", "value": "one"}, {"system": "urn:b", "value": "two"}]
+    }
+    first = await post_consent(client, auth, consent)
+    for condition in ("identifier=urn:b|two", "identifier=two", "identifier=urn:a|one"):
+        again = await post_consent(client, auth, consent, **{"If-None-Exist": condition})
+        assert (again.status_code, again.json()["id"]) == (200, first.json()["id"]), condition
+    assert await consent_rows(database_url) == 1
+    other = peer_consent(patient, ["preferred-name"]) | {"identifier": [{"system": "urn:a", "value": "other"}]}
+    assert (await post_consent(client, auth, other)).status_code == 201
+    several = await post_consent(client, auth, consent, **{"If-None-Exist": "identifier=urn:a|"})
+    assert several.status_code == 412  # two Consents match: the server cannot tell which was meant
+    assert await consent_rows(database_url) == 2
