@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from service.api.deps import SettingsDep
 from service.api.fhir_rest import json_only, search_answer, search_request
-from service.api.responses import FHIR_JSON
+from service.api.responses import FHIR_JSON_UTF8
 from service.app import conformance
 from service.fhir import canonical
 
@@ -22,7 +22,7 @@ router = APIRouter(prefix="/fhir", tags=["conformance"], dependencies=[Depends(j
 
 def _answer(served: canonical.Served) -> Response:
     headers = {"ETag": f'W/"{served.version_id}"', "Last-Modified": format_datetime(served.last_updated, usegmt=True)}
-    return Response(served.body, media_type=FHIR_JSON, headers=headers)
+    return Response(served.body, media_type=FHIR_JSON_UTF8, headers=headers)
 
 
 def _add_routes(resource_type: str) -> None:

@@ -19,10 +19,13 @@ from service.fhir.build import operation_outcome, without_empty
 from service.fhir.ids import is_fhir_id
 
 FHIR_JSON = "application/fhir+json"
+# What every FHIR answer says it is: R4 http.html, "responses SHALL explicitly set the character encoding to UTF-8
+# using the charset parameter" (Starlette adds a charset to text/* types only).
+FHIR_JSON_UTF8 = "application/fhir+json; charset=utf-8"
 
 
 class FhirResponse(JSONResponse):
-    media_type = FHIR_JSON
+    media_type = FHIR_JSON_UTF8
 
     def __init__(
         self,
@@ -49,7 +52,7 @@ class RenderedFhir(Response):
     """A FHIR answer the use case rendered itself, exactly as FhirResponse would (service/fhir/build.py), for a
     resource without a version (no ETag or Last-Modified)."""
 
-    media_type = FHIR_JSON
+    media_type = FHIR_JSON_UTF8
 
 
 def version_headers(content: Any) -> dict[str, str]:

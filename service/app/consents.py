@@ -148,8 +148,8 @@ async def replace_consent(
     """PUT: replace (e.g. withdraw with status inactive) or create with the given id. Returns (stored, created).
 
     With If-Match, the replace happens only while `expected_version` is still the current one (else 412)."""
-    if data.get("id") not in (None, consent_id):
-        raise InvalidResource("Consent.id must match the id in the URL", "Consent.id")
+    if data.get("id") != consent_id:  # R4 http.html, update: no id, or another one, is a 400
+        raise BadRequest("Consent.id must be the id in the URL", "Consent.id")
     return await _write(sessions, site, consent_id, data, expected_version, creating=False)
 
 

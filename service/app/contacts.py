@@ -166,8 +166,8 @@ async def update_contact(
 async def _update_contact(
     sessions: SessionFactory, peer_id: str, contact_id: str, data: dict[str, Any], expected_version: int | None
 ) -> dict[str, Any]:
-    if data.get("id") != contact_id:
-        raise InvalidResource("Encounter.id must be the id in the URL", "Encounter.id")
+    if data.get("id") != contact_id:  # R4 http.html, update: no id, or another one, is a 400
+        raise BadRequest("Encounter.id must be the id in the URL", "Encounter.id")
     status = data.get("status")
     if status not in STATUSES:
         raise InvalidResource(f"Encounter.status must be one of {', '.join(STATUSES)}", "Encounter.status")

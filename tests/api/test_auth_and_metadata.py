@@ -44,7 +44,7 @@ PUBLIC |= {
 async def test_metadata_is_a_valid_r4_capability_statement_without_a_token(client: httpx.AsyncClient) -> None:
     response = await client.get("/fhir/metadata")
     assert response.status_code == 200
-    assert response.headers["content-type"].startswith("application/fhir+json")
+    assert response.headers["content-type"] == "application/fhir+json; charset=utf-8"
     statement = response.json()
     CapabilityStatement.model_validate(statement)
     assert statement["fhirVersion"] == "4.0.1"

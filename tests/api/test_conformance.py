@@ -29,7 +29,7 @@ async def test_each_is_readable_as_stored_with_its_version(client: httpx.AsyncCl
     kind, id = resource["resourceType"], resource["id"]
     response = await client.get(f"/fhir/{kind}/{id}")
     assert response.status_code == 200
-    assert response.headers["content-type"].startswith("application/fhir+json")
+    assert response.headers["content-type"] == "application/fhir+json; charset=utf-8"  # R4 http.html: SHALL
     served = response.json()
     meta = served.pop("meta")
     assert served == resource

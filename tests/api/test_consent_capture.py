@@ -86,7 +86,7 @@ async def test_an_r5_permit_of_encounters_releases_the_stay_and_nothing_else(
 
 async def test_an_r5_consent_can_be_put_and_withdrawn(client: httpx.AsyncClient, auth: Auth) -> None:
     episode, peer = await discharged_client_with_peer(client, auth)
-    consent = as_r5(peer_consent(ehr_patient(), ["preferred-name"]))
+    consent = as_r5(peer_consent(ehr_patient(), ["preferred-name"])) | {"id": "r5-name"}
     url = "/fhir/Consent/r5-name"
 
     created = await client.put(url, json=consent, headers=auth(Role.EHR_SYSTEM))

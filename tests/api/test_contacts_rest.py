@@ -116,7 +116,8 @@ async def test_a_cancelled_contact_is_entered_in_error_queued_and_stays_cancelle
     ("change", "status", "expression"),
     [
         ({"status": "in-progress"}, 422, "Encounter.status"),
-        ({"id": "another"}, 422, "Encounter.id"),
+        ({"id": "another"}, 400, "Encounter.id"),  # R4 http.html, update: a 400
+        ({"id": None}, 400, "Encounter.id"),
         ({"subject": {"reference": "Patient/someone-else"}}, 422, "Encounter.subject"),
     ],
 )

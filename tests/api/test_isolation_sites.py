@@ -166,10 +166,15 @@ ROUTES = [
     Route("GET", "/fhir/Consent?patient=Patient/{id}", "client"),
     Route("GET", "/fhir/AuditEvent?patient=Patient/{id}", "client"),
     Route("POST", "/fhir/Consent", "client", lambda w, i: peer_consent(f"Patient/{i}", HELD)),
-    Route("PUT", "/fhir/Consent/k-{id}", "client", lambda w, i: peer_consent(f"Patient/{i}", HELD)),
+    Route("PUT", "/fhir/Consent/k-{id}", "client", lambda w, i: peer_consent(f"Patient/{i}", HELD) | {"id": f"k-{i}"}),
     Route("POST", "/cds-services/patient-consent-consult", "client", _consult),
     Route("GET", "/fhir/Consent/{id}", "consent"),
-    Route("PUT", "/fhir/Consent/{id}", "consent", lambda w, _: peer_consent(f"Patient/{w.client['south']}", HELD)),
+    Route(
+        "PUT",
+        "/fhir/Consent/{id}",
+        "consent",
+        lambda w, i: peer_consent(f"Patient/{w.client['south']}", HELD) | {"id": i},
+    ),
     Route("GET", "/api/peers/{id}/profile", "peer"),
     Route("PUT", "/api/peers/{id}/profile", "peer", lambda w, _: {"name": "Renamed"}),
     Route("PUT", "/api/peers/{id}/status", "peer", lambda w, _: {"status": "paused"}),
@@ -435,7 +440,9 @@ async def test_an_ehr_cannot_record_a_consent_for_another_sites_client(
     consent = peer_consent(f"Patient/{world.client['south']}", HELD)
     posted = await client.post("/fhir/Consent", json=consent, headers=north_ehr)
     assert posted.status_code in (404, 422), posted.text
-    put = await client.put(f"/fhir/Consent/{world.consent['south']}", json=consent, headers=north_ehr)
+    put = await client.put(
+        f"/fhir/Consent/{world.consent['south']}", json=consent | {"id": world.consent["south"]}, headers=north_ehr
+    )
     assert put.status_code in (404, 422), put.text
     after = await ok(await client.get(f"/fhir/Consent?patient=Patient/{world.client['south']}", headers=south))
     assert after == before
@@ -458,17 +465,17 @@ async def test_consent_ids_are_each_sites_own(client: httpx.AsyncClient, auth: A
     theirs = world.consent["south"]
     before = await ok(await client.get(f"/fhir/Consent/{theirs}", headers=south))
     mine = peer_consent(f"Patient/{world.client['north']}", HELD)
-    created = await client.put(f"/fhir/Consent/{theirs}", json=mine, headers=north)
-    fresh = await client.put(f"/fhir/Consent/fresh-{uuid.uuid4()}", json=mine, headers=north)
+    created = await client.put(f"/fhir/Consent/{theirs}", json=mine | {"id": theirs}, headers=north)
+    fresh_id = f"fresh-{uuid.uuid4()}"
+    fresh = await client.put(f"/fhir/Consent/{fresh_id}", json=mine | {"id": fresh_id}, headers=north)
     assert created.status_code == fresh.status_code == 201, created.text
     assert (await ok(await client.get(f"/fhir/Consent/{theirs}", headers=north)))["patient"] == mine["patient"]
     assert await ok(await client.get(f"/fhir/Consent/{theirs}", headers=south)) == before
     # An id an EHR chose at one site never blocks the other site's EHR.
     for site in ("north", "south"):
         ehr = auth(Role.EHR_SYSTEM, f"ehr-{site}", site=site)
-        put = await client.put(
-            "/fhir/Consent/ehr-consent-42", json=peer_consent(f"Patient/{world.client[site]}", HELD), headers=ehr
-        )
+        consent = peer_consent(f"Patient/{world.client[site]}", HELD) | {"id": "ehr-consent-42"}
+        put = await client.put("/fhir/Consent/ehr-consent-42", json=consent, headers=ehr)
         assert put.status_code == 201, put.text
 
 

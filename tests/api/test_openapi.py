@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-PUBLIC_PREFIXES = ("/fhir/metadata", "/healthz", "/readyz", "/auth/", "/.well-known/")
+PUBLIC_PREFIXES = ("/fhir/metadata", "/healthz", "/readyz", "/auth/", "/.well-known/", "/fhir/.well-known/")
 CONFORMANCE = (
     "StructureDefinition",
     "CodeSystem",

@@ -33,7 +33,7 @@ async def audit_count(client: httpx.AsyncClient, auth: Auth, patient: str) -> in
 
 def shared(response: httpx.Response) -> list[dict[str, Any]]:
     assert response.status_code == 200, response.text
-    assert response.headers["content-type"].startswith("application/fhir+json")
+    assert response.headers["content-type"] == "application/fhir+json; charset=utf-8"
     Bundle.model_validate(response.json())
     assert response.json()["type"] == "collection"
     return [e["resource"] for e in response.json().get("entry", [])]

@@ -213,7 +213,7 @@ async def test_put_creates_under_the_callers_id_and_refuses_a_mismatched_one(
     client: httpx.AsyncClient, auth: Auth
 ) -> None:
     episode = await discharge(client, auth)
-    consent = peer_consent(episode["patient"], ["interests"])
+    consent = peer_consent(episode["patient"], ["interests"]) | {"id": "from-the-ehr-1"}
     created = await client.put("/fhir/Consent/from-the-ehr-1", json=consent, headers=auth(Role.COORDINATOR))
     assert created.status_code == 201
     assert created.json()["id"] == "from-the-ehr-1"
@@ -221,8 +221,11 @@ async def test_put_creates_under_the_callers_id_and_refuses_a_mismatched_one(
     mismatched = await client.put(
         "/fhir/Consent/from-the-ehr-1", json={**consent, "id": "other"}, headers=auth(Role.COORDINATOR)
     )
-    assert mismatched.status_code == 422
+    assert mismatched.status_code == 400  # R4 http.html, update: another id, or none, is a 400
     assert mismatched.json()["issue"][0]["expression"] == ["Consent.id"]
+    without = {k: v for k, v in consent.items() if k != "id"}
+    missing = await client.put("/fhir/Consent/from-the-ehr-1", json=without, headers=auth(Role.COORDINATOR))
+    assert (missing.status_code, missing.json()["issue"][0]["expression"]) == (400, ["Consent.id"])
 
 
 async def test_street_lines_only_when_the_consent_names_restricted_data(client: httpx.AsyncClient, auth: Auth) -> None:
