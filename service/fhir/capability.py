@@ -127,14 +127,12 @@ def capability_statement(base_url: str, version: str) -> dict[str, Any]:
                 ],
             }
         ],
+        # No supportedMessage: it must name a MessageDefinition, and the Da Vinci Unsolicited Notifications IG
+        # publishes none that is current (1.0.0's notification-admit and -discharge are deprecated).
         "messaging": [
             {
-                "supportedMessage": [
-                    {
-                        "mode": "receiver",
-                        "definition": "http://hl7.org/fhir/us/davinci-alerts/MessageDefinition/notifications",
-                    }
-                ]
+                "documentation": "Receives Da Vinci Unsolicited Notifications (admit, transfer, discharge: "
+                "notification-event codes) as message Bundles at [base]/$process-message.",
             }
         ],
     }
@@ -154,6 +152,11 @@ def _peer_resources() -> list[dict[str, Any]]:
     ]
 
 
+# R4's url search parameters: conformance-url serves the canonical resources it lists; Measure and Questionnaire
+# have their own.
+URL_PARAMETERS = {"Measure": "Measure-url", "Questionnaire": "Questionnaire-url"}
+
+
 def _conformance_resources() -> list[dict[str, Any]]:
     """Peerway's own definitions, public (they describe the interface, not anyone); the Measures also evaluated."""
     resources = [
@@ -165,7 +168,7 @@ def _conformance_resources() -> list[dict[str, Any]]:
                 {
                     "name": "url",
                     "definition": "http://hl7.org/fhir/SearchParameter/"
-                    + ("Measure-url" if resource_type == "Measure" else "conformance-url"),
+                    + URL_PARAMETERS.get(resource_type, "conformance-url"),
                     "type": "uri",
                 },
                 {"name": "_id", "definition": "http://hl7.org/fhir/SearchParameter/Resource-id", "type": "token"},

@@ -119,3 +119,21 @@ async def test_supported_profiles_are_ours_and_fit_their_type(client: httpx.Asyn
         found = (await client.get("/fhir/StructureDefinition", params={"url": url})).json()
         assert found["total"] == 1, url
         assert found["entry"][0]["resource"]["type"] == kind
+
+
+async def test_the_url_parameters_and_messaging_name_only_definitions_that_exist(client: httpx.AsyncClient) -> None:
+    statement = (await client.get("/fhir/metadata")).json()
+    url_definitions = {
+        resource["type"]: param["definition"]
+        for resource in statement["rest"][0]["resource"]
+        for param in resource.get("searchParam", [])
+        if param["name"] == "url"
+    }
+    # R4's conformance-url lists the canonical resources it serves; Measure and Questionnaire have their own.
+    assert url_definitions["Questionnaire"] == "http://hl7.org/fhir/SearchParameter/Questionnaire-url"
+    assert url_definitions["Measure"] == "http://hl7.org/fhir/SearchParameter/Measure-url"
+    assert url_definitions["StructureDefinition"] == "http://hl7.org/fhir/SearchParameter/conformance-url"
+    # No supportedMessage: the Da Vinci IG publishes no current MessageDefinition to name.
+    [messaging] = statement["messaging"]
+    assert "supportedMessage" not in messaging
+    assert "$process-message" in messaging["documentation"]
