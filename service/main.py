@@ -40,6 +40,7 @@ from service.api.limits import RateLimiter, RateLimits
 from service.api.logs import request_id
 from service.api.notifications import router as notifications_router
 from service.api.openapi import install as install_openapi
+from service.api.openapi import route_methods
 from service.api.paths import fhir_ids_in_path
 from service.api.responses import FhirResponse, error_response, outcome_response
 from service.api.text import url_without_nul
@@ -71,9 +72,12 @@ def _install_error_handlers(app: FastAPI) -> None:
         return outcome_response(status, "invalid", f"{expression}: {first.get('msg')}", expression)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> FhirResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> FhirResponse:
         code = HTTP_ISSUE_CODES.get(exc.status_code, "processing")
-        return outcome_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
+        headers = exc.headers
+        if exc.status_code == 405:  # RFC 9110 15.5.6: Allow lists every method the path serves
+            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request))}
+        return outcome_response(exc.status_code, code, str(exc.detail), headers=headers)
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> FhirResponse:
@@ -81,6 +85,16 @@ def _install_error_handlers(app: FastAPI) -> None:
         # the exception: it may hold PHI. The log line names its type and the request only.
         log.error("unhandled %s (request %s)", type(exc).__name__, request_id.get())
         return outcome_response(500, "exception", "internal error")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at the request's path. Starlette's 405 names the methods of the first route
+    whose path matched, and a path served by two routes (GET and PUT of a resource) then left one out."""
+    state = request.app.state
+    if getattr(state, "route_methods", None) is None:  # built once: a flood of 405s must not rebuild it
+        state.route_methods = route_methods(request.app)
+    path = request.url.path
+    return sorted({method for pattern, methods in state.route_methods if pattern.match(path) for method in methods})
 
 
 def _install_middleware(app: FastAPI, settings: Settings) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -122,6 +123,16 @@ CALLERS = {
     "notification_sender": "a site's EHR: its subscription channel secret header, or an ehr-system token",
     "principal": "anyone signed in",
 }
+
+
+def route_methods(app: FastAPI) -> list[tuple[re.Pattern[str], frozenset[str]]]:
+    """Each route's path pattern (its full path, routers' prefixes included) and methods."""
+    found = []
+    for context in iter_route_contexts(app.routes):
+        route = _get_api_route_for_openapi(context)
+        if route is not None:
+            found.append((route.path_regex, frozenset(route.methods)))
+    return found
 
 
 def _article(word: str) -> str:

@@ -233,7 +233,9 @@ class IssuedToken:
 
 async def issue_system_token(gate: Gatekeeper, form: dict[str, str]) -> IssuedToken:
     """client_credentials with a private_key_jwt assertion (SMART Backend Services)."""
-    if form.get("grant_type") != "client_credentials":
+    if not form.get("grant_type"):  # RFC 6749 5.2: a missing parameter is invalid_request
+        raise InvalidResource("grant_type is required (client_credentials)", "form")
+    if form["grant_type"] != "client_credentials":  # one we do not do: unsupported_grant_type
         raise InvalidResource("grant_type must be client_credentials", "grant_type")
     if form.get("client_assertion_type") != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer":
         raise InvalidResource("client_assertion_type must be the JWT bearer type", "client_assertion_type")

@@ -563,3 +563,14 @@ async def test_if_none_exist_finds_a_consent_by_any_of_its_identifiers(
     several = await post_consent(client, auth, consent, **{"If-None-Exist": "identifier=urn:a|"})
     assert several.status_code == 412  # two Consents match: the server cannot tell which was meant
     assert await consent_rows(database_url) == 2
+
+
+async def test_a_method_not_served_is_a_405_whose_allow_names_every_method_the_path_serves(
+    client: httpx.AsyncClient, auth: Auth
+) -> None:
+    deleted = await client.delete("/fhir/Consent/any-id", headers=auth(Role.COORDINATOR, "c"))
+    assert deleted.status_code == 405
+    assert deleted.json()["issue"][0]["code"] == "not-supported"
+    # GET (read) and PUT (update) are two routes of one path: RFC 9110 wants both named.
+    assert set(deleted.headers["allow"].split(", ")) >= {"GET", "PUT"}
+    assert "DELETE" not in deleted.headers["allow"]

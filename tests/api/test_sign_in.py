@@ -434,3 +434,20 @@ async def test_smart_configuration_tells_a_client_how_to_get_a_token(client: htt
     at_base = await client.get(urlsplit(base).path + "/.well-known/smart-configuration")
     assert at_base.status_code == 200, at_base.text
     assert at_base.json() == config
+
+
+@pytest.mark.parametrize(
+    ("form", "error"),
+    [
+        ({}, "invalid_request"),  # RFC 6749 5.2: a required parameter is missing
+        ({"grant_type": ""}, "invalid_request"),
+        ({"grant_type": "authorization_code"}, "unsupported_grant_type"),  # present, but not one served here
+        ({"grant_type": "client_credentials"}, "invalid_request"),  # no assertion
+    ],
+)
+async def test_a_token_request_missing_what_it_needs_says_so_as_oauth_does(
+    world: World, form: dict[str, str], error: str
+) -> None:
+    response = await world.client.post("/auth/token", data=form)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == error
