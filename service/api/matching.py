@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, Field, model_validator
+from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from service.api.deps import Coordinator, Peer, SessionsDep
 from service.api.fhir_rest import json_only
@@ -27,7 +27,18 @@ fhir_router = APIRouter(prefix="/fhir", tags=["matching"], dependencies=[Depends
 Gender = Literal["male", "female", "other", "unknown"]
 AgeBand = Literal["18-24", "25-34", "35-44", "45-54", "55-64", "65-plus"]
 Language = Annotated[str, Field(pattern=r"^[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8})*$", description="BCP-47, e.g. pt, en-CA")]
-Interest = Annotated[str, Field(min_length=1, max_length=60)]
+
+
+def _a_word(value: str) -> str:
+    """An interest as kept (stripped as Python strips): one of only spaces was stored as "" and then failed the
+    answer's own model, a 500 after the write."""
+    kept = value.strip()
+    if not kept:
+        raise ValueError("an interest needs a word, not only spaces")
+    return kept
+
+
+Interest = Annotated[str, Field(min_length=1, max_length=60), AfterValidator(_a_word)]
 assert set(AGE_BANDS) == set(AgeBand.__args__)  # type: ignore[attr-defined]
 
 

@@ -268,3 +268,22 @@ async def test_contacts_count_toward_the_weekly_minimum(client: httpx.AsyncClien
     loads = {c["peer_id"]: c for c in (await client.get("/api/caseloads", headers=auth(Role.COORDINATOR))).json()}
     [load] = loads[maria["id"]]["clients"]
     assert (load["minutes_last_7_days"], load["below_weekly_minimum"]) == (75, False)
+
+
+@pytest.mark.parametrize("blank", [" ", "\u3000", "\x85", "\x1c"])  # spaces Python strips, Unicode's and not
+async def test_an_interest_of_only_spaces_is_a_422_and_nothing_is_stored(
+    client: httpx.AsyncClient, auth: Callable[..., dict[str, str]], blank: str
+) -> None:
+    # Found by the never-a-5xx property test: stored stripped to "", it then failed the answer's model (a 500).
+    episode = await discharge(client, auth)
+    url = f"/api/episodes/{episode['id']}/preferences"
+    coordinator = auth(Role.COORDINATOR, "coord")
+    kept = await client.put(url, json={"interests": ["gardening"]}, headers=coordinator)
+    assert kept.status_code == 200, kept.text
+    refused = await client.put(url, json={"interests": ["music", blank]}, headers=coordinator)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["issue"][0]["expression"] == ["body.interests[1]"]
+    assert (await client.get(url, headers=coordinator)).json()["interests"] == ["gardening"]
+    peer = await register_peer(client, auth)
+    profile = await client.put(f"/api/peers/{peer['id']}/profile", json={"interests": [blank]}, headers=coordinator)
+    assert profile.status_code == 422, profile.text
