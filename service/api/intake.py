@@ -7,7 +7,7 @@ them, woken at once when it runs in this process.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from service.api.bodies import read_json
 from service.api.deps import (
@@ -27,7 +27,7 @@ from service.api.deps import (
     require,
     wake_worker,
 )
-from service.api.fhir_rest import json_unless_declared_otherwise
+from service.api.fhir_rest import json_only, json_unless_declared_otherwise
 from service.api.hot import hand_solved_route
 from service.api.paths import fhir_ids_in_path
 from service.api.responses import FhirResponse
@@ -48,6 +48,7 @@ async def _process_message_by_hand(request: Request) -> Response:
     """process_message's dependencies, solved in FastAPI's order (service/api/hot.py)."""
     await url_without_nul(request)
     await fhir_ids_in_path(request)
+    await json_only(request)
     caller = await ehr_sender(await caller_in_role(request, Role.EHR_SYSTEM))
     return await process_message(request, caller, await get_sessions(request), await get_settings(request))
 
@@ -59,6 +60,7 @@ async def _process_message_by_hand(request: Request) -> Response:
     solves=[
         url_without_nul,
         fhir_ids_in_path,
+        json_only,
         ehr_sender,
         require,
         principal,
@@ -68,6 +70,7 @@ async def _process_message_by_hand(request: Request) -> Response:
         get_settings,
     ],
     methods=["POST"],
+    dependencies=[Depends(json_only)],  # the response is JSON: XML asked for is a 406, as on every FHIR route
     response_class=FhirResponse,
     summary="Receive a Da Vinci notification message Bundle (admit, transfer, discharge)",
 )

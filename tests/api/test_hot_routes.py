@@ -91,7 +91,12 @@ async def test_intake_refuses_in_fastapis_order(client: httpx.AsyncClient, auth:
     nul = await client.post(path + "?x=%00", content=b"{}", headers=auth(Role.PEER, registered["id"]))
     assert nul.status_code == 400
     assert "query.x" in nul.text
-    for answer in (anonymous, peer, nul):
+    # Asking for XML is a 406 before the token is looked at, as on every FHIR route (it was a 200 in JSON).
+    xml = await client.post(path + "?_format=xml", content=b"{}")
+    assert xml.status_code == 406
+    xml_accept = await client.post(path, content=b"{}", headers={"Accept": "application/fhir+xml"})
+    assert xml_accept.status_code == 406
+    for answer in (anonymous, peer, nul, xml, xml_accept):
         assert answer.json()["resourceType"] == "OperationOutcome"
 
 
