@@ -23,14 +23,17 @@ ERROR_NAMES = {
     "207": "Application internal error",
 }
 FALLBACK_HEADER = "MSH|^~\\&|||||||ACK||P|2.5"
+MSA_3_WITHDRAWN = ("2.7", "2.8")  # versions without MSA-3 (text message): the text is ERR-8's
 
 
-def ack_for(text: str, answer: FeedAnswer) -> bytes:
-    """The ACK for `text` (whatever it is: a message without a readable MSH gets an ACK with an empty MSA-2)."""
+def ack_for(text: str, answer: FeedAnswer, encoding: str = "utf-8") -> bytes:
+    """The ACK for `text` (whatever it is: a message without a readable MSH gets an ACK with an empty MSA-2), in
+    the codec the message was read with (`encoding`), MSH-18 echoed when the message had one. From version 2.7,
+    where MSA-3 is withdrawn, the text goes to ERR-8 (user message) of an AE or AR, and an AA carries none."""
     message = _header(text)
     sep = str(message.separators)  # "\r|~^&": segment, field, repetition, component, subcomponent
     field, component = sep[1], sep[3]
-    encoding = sep[3] + sep[2] + _escape_character(message) + sep[4]
+    characters = sep[3] + sep[2] + _escape_character(message) + sep[4]  # MSH-2
 
     def msh(number: int, part: int = 1) -> str:
         return str(message.escape(_raw(message, number, part)))
@@ -41,15 +44,19 @@ def ack_for(text: str, answer: FeedAnswer) -> bytes:
     trigger = msh(9, 2)
     kind = component.join((ours("ACK"), trigger, ours("ACK"))) if trigger else ours("ACK")
     header = [
-        "MSH", encoding, ours("PEERWAY"), ours("PEERWAY"), _raw_field(message, 3), _raw_field(message, 4),
+        "MSH", characters, ours("PEERWAY"), ours("PEERWAY"), _raw_field(message, 3), _raw_field(message, 4),
         ours(datetime.now(UTC).strftime("%Y%m%d%H%M%S+0000")), "", kind,
         ours(new_id()[:20]), msh(11) or ours("P"), msh(12) or ours("2.5"),
     ]  # fmt: skip
-    msa = ["MSA", ours(answer.ack.value), msh(10), ours(answer.text[:200])]
+    charset = _raw_field(message, 18)
+    if charset:
+        header += ["", "", "", "", "", charset]  # MSH-13 to 17 left empty
+    withdrawn = _raw(message, 12).startswith(MSA_3_WITHDRAWN)
+    msa = ["MSA", ours(answer.ack.value), msh(10)] + ([] if withdrawn else [ours(answer.text[:200])])
     segments = [field.join(header), field.join(msa)]
     if answer.error is not None and answer.ack is not AckCode.ACCEPT:
-        segments.append(_err(message, answer))
-    return ("\r".join(segments) + "\r").encode("utf-8")
+        segments.append(_err(message, answer, user_message=ours(answer.text[:200]) if withdrawn else ""))
+    return ("\r".join(segments) + "\r").encode(encoding, errors="replace")
 
 
 def _raw(message: hl7.Message, number: int, component: int = 1) -> str:
@@ -81,7 +88,7 @@ def _header(text: str) -> hl7.Message:
     return hl7.parse(FALLBACK_HEADER)
 
 
-def _err(message: hl7.Message, answer: FeedAnswer) -> str:
+def _err(message: hl7.Message, answer: FeedAnswer, user_message: str = "") -> str:
     """ERR naming where the message is wrong (nothing when the error is ours: code 207), every part escaped with
     the message's own encoding characters."""
     where = answer.error
@@ -95,4 +102,5 @@ def _err(message: hl7.Message, answer: FeedAnswer) -> str:
     if version.startswith(("2.3", "2.4")):
         return f"ERR{field}" + component.join((*parts, subcomponent.join((code, name, table))))
     location = component.join(parts) if where.segment else ""
-    return f"ERR{field}{field}{location}{field}{component.join((code, name, table))}{field}E"
+    err = f"ERR{field}{field}{location}{field}{component.join((code, name, table))}{field}E"
+    return err + field * 4 + user_message if user_message else err  # ERR-8, the user message

@@ -40,12 +40,13 @@ def tls_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
-def decode(block: bytes) -> str:
-    """UTF-8 when it is; otherwise Latin-1, which every byte string is (MSH-18 is rarely sent and often wrong)."""
+def decode(block: bytes) -> tuple[str, str]:
+    """The text and the codec read it: UTF-8 when it is; otherwise Latin-1, which every byte string is (MSH-18 is
+    rarely sent and often wrong). The ACK goes back in the same codec."""
     try:
-        return block.decode("utf-8")
+        return block.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
-        return block.decode("latin-1")
+        return block.decode("latin-1"), "latin-1"
 
 
 class MllpListener:
@@ -89,7 +90,7 @@ class MllpListener:
                     return
                 except asyncio.IncompleteReadError:
                     return  # the sender closed (mid-block or between messages)
-                text = decode(block)
+                text, codec = decode(block)
                 try:
                     answer = await take_message(
                         self._sessions,
@@ -107,7 +108,7 @@ class MllpListener:
                     log.error("MLLP port %s: not processed (%s); answered AE 207", port, name)
                     answer = internal_error()
                 log.info("MLLP port %s: %s%s", port, answer.ack.value, " (replay)" if answer.replayed else "")
-                writer.writeblock(ack_for(text, answer))
+                writer.writeblock(ack_for(text, answer, encoding=codec))
                 await writer.drain()
         except (ConnectionError, ssl.SSLError):
             return

@@ -232,6 +232,33 @@ async def test_a_test_install_takes_training_messages_only(settings: Settings) -
         assert episode.state == "on-ward"
 
 
+async def test_a_latin_1_message_gets_its_ack_in_latin_1_with_msh_18_echoed(feed: Feed) -> None:
+    head, _, rest = adt("A01", "L1-1").partition("\r")
+    fields = head.split("|") + [""] * 3
+    fields[2], fields[17] = "HÔPITAL", "8859/1"  # MSH-3 (sending application), MSH-18
+    client = await MllpClient.connect(feed.port)
+    client.writer.write(frame(("|".join(fields[:18]) + "\r" + rest).encode("latin-1")))
+    await client.writer.drain()
+    ack = await client.receive(encoding="latin-1")
+    await client.close()
+    assert ack.code == "AA", ack.text
+    assert ack.segment("MSH")[4] == "HÔPITAL"  # MSH-5 names the sender as it wrote itself
+    assert ack.segment("MSH")[17] == "8859/1"
+
+
+@pytest.mark.parametrize("version", ["2.7", "2.8"])
+async def test_from_2_7_the_ack_has_no_msa_3_and_an_error_says_why_in_err_8(feed: Feed, version: str) -> None:
+    accepted = await send_one(feed.port, adt("A01", f"M3-{version}", version=version))
+    assert accepted.segment("MSA") == ["MSA", "AA", f"M3-{version}"]  # MSA-3 was withdrawn in 2.7
+    refused = await send_one(feed.port, adt("A01", f"M3E-{version}", Visit(visit=""), version=version))
+    assert refused.segment("MSA") == ["MSA", "AE", f"M3E-{version}"]
+    err = refused.segment("ERR")
+    assert err[2:5] == ["PV1^1^19", "101^Required field missing^HL70357", "E"]
+    assert "PV1-19" in err[8]  # ERR-8, the user message
+    older = await send_one(feed.port, adt("A01", "M3E-2.5", Visit(visit=""), version="2.5"))
+    assert "PV1-19" in older.message  # before 2.7, MSA-3 holds it
+
+
 async def test_garbage_and_broken_framing_never_take_the_listener_down(feed: Feed) -> None:
     client = await MllpClient.connect(feed.port)
     client.writer.write(b"\x00\xff\xfe binary noise \x1c\r")  # no start block: dropped up to the end block

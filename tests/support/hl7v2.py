@@ -104,10 +104,10 @@ class MllpClient:
         await self.writer.drain()
         return await self.receive()
 
-    async def receive(self) -> Ack:
+    async def receive(self, encoding: str = "utf-8") -> Ack:
         block = await self.reader.readuntil(END)
         assert block.startswith(START), block
-        return Ack(block[1:-2].decode())
+        return Ack(block[1:-2].decode(encoding))  # strict: an ACK in another codec fails here
 
     async def close(self) -> None:
         self.writer.close()
