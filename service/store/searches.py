@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, delete, exists, insert, or_, select
+from sqlalchemy import ColumnElement, Select, delete, exists, insert, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.store.models import AuditRecord, Client, ConsentDocument, ConsentIdentifier, Contact, Episode
@@ -76,16 +76,22 @@ async def consent_page(session: AsyncSession, site: str, client_id: str | None, 
 
 
 def _carrying(tokens: Sequence[tuple[str | None, str | None]]) -> ColumnElement[bool]:
-    """The Consent has an identifier matching any of the tokens."""
-    matches = []
-    for system, value in tokens:
-        parts = [ConsentIdentifier.consent_id == ConsentDocument.id]
-        if system is not None:
-            parts.append(ConsentIdentifier.system == system)
-        if value is not None:
-            parts.append(ConsentIdentifier.value == value)
-        matches.append(and_(*parts))
-    return exists().where(or_(*matches))
+    """The Consent has an identifier matching any of the tokens. Grouped by form into at most three IN lists: a
+    search may hold thousands of comma-separated values, and as one OR each SQLite refused the expression (too
+    deep, past 1,000), which surfaced as a 503."""
+    pairs = sorted({(system, value) for system, value in tokens if system is not None and value is not None})
+    values = sorted({value for system, value in tokens if system is None and value is not None})
+    systems = sorted({system for system, value in tokens if system is not None and value is None})
+    anything = any(system is None and value is None for system, value in tokens)
+    matches: list[ColumnElement[bool]] = []
+    if pairs:
+        matches.append(tuple_(ConsentIdentifier.system, ConsentIdentifier.value).in_(pairs))
+    if values:
+        matches.append(ConsentIdentifier.value.in_(values))
+    if systems:
+        matches.append(ConsentIdentifier.system.in_(systems))
+    found = exists().where(ConsentIdentifier.consent_id == ConsentDocument.id)
+    return found if anything else found.where(or_(*matches))
 
 
 async def consents_with_identifier(
