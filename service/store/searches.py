@@ -82,7 +82,6 @@ def _carrying(tokens: Sequence[tuple[str | None, str | None]]) -> ColumnElement[
     pairs = sorted({(system, value) for system, value in tokens if system is not None and value is not None})
     values = sorted({value for system, value in tokens if system is None and value is not None})
     systems = sorted({system for system, value in tokens if system is not None and value is None})
-    anything = any(system is None and value is None for system, value in tokens)
     matches: list[ColumnElement[bool]] = []
     if pairs:
         matches.append(tuple_(ConsentIdentifier.system, ConsentIdentifier.value).in_(pairs))
@@ -90,8 +89,7 @@ def _carrying(tokens: Sequence[tuple[str | None, str | None]]) -> ColumnElement[
         matches.append(ConsentIdentifier.value.in_(values))
     if systems:
         matches.append(ConsentIdentifier.system.in_(systems))
-    found = exists().where(ConsentIdentifier.consent_id == ConsentDocument.id)
-    return found if anything else found.where(or_(*matches))
+    return exists().where(ConsentIdentifier.consent_id == ConsentDocument.id, or_(*matches))
 
 
 async def consents_with_identifier(
