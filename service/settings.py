@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     # --- the hospital EHR (site "default"): where contacts are written back to ---
     ehr_base_url: str = "http://127.0.0.1:8103/fhir"
     ehr_bearer_token: SecretStr | None = None
-    ehr_write_mode: Literal["put", "conditional-create"] = "put"
+    ehr_write_mode: Literal["put", "conditional-create", "batch"] = "put"
     ehr_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
 
     # --- outbox delivery ---

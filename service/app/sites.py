@@ -28,7 +28,7 @@ from service.store.db import SessionFactory, transaction
 from service.store.sites import DEFAULT_SITE, PeerOrganization, Site
 
 FHIR_VERSIONS = ("4.0.1", "4.3.0", "5.0.0")
-WRITE_MODES = ("put", "conditional-create")
+WRITE_MODES = ("put", "conditional-create", "batch")
 SITE_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
 
 

@@ -99,7 +99,9 @@ def add_parsers(sub: Any) -> None:
     site.add_argument("--fhir-base-url", help="the site's FHIR base; none: the PEERWAY_EHR_* settings")
     site.add_argument("--fhir-version", choices=["4.0.1", "4.3.0", "5.0.0"], help="the EHR's FHIR version")
     site.add_argument(
-        "--write-mode", choices=["put", "conditional-create"], help="how contacts are written (docs/delivery.md)"
+        "--write-mode",
+        choices=["put", "conditional-create", "batch"],
+        help="how contacts are written (docs/delivery.md)",
     )
     site.add_argument("--token-url", help="SMART Backend Services token endpoint")
     site.add_argument("--client-id", help="Peerway's SMART client id at the site")

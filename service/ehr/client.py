@@ -24,6 +24,7 @@ import httpx
 from service.ehr.connection import WriteMode
 from service.ehr.tokens import StaticToken, TokenProvider
 from service.errors import UpstreamError
+from service.fhir.batch import batch_answers, put_batch
 from service.fhir.ehr_answers import age, is_searchset, next_link, search_matches
 
 FHIR_JSON = "application/fhir+json"
@@ -269,16 +270,40 @@ class EhrClient:
             "POST", resource["resourceType"], body, headers={"If-None-Exist": f"identifier={quote(identifier)}"}
         )
 
+    async def put_batch(self, resources: Sequence[dict[str, Any]]) -> list[UpstreamError | None]:
+        """PUT each resource at our id, all in one FHIR batch request. Per resource, in order: None when the EHR
+        wrote it, else the UpstreamError its entry's answer makes (that status, that OperationOutcome). Raises
+        UpstreamError when the batch as a whole failed, or its answer cannot be read entry by entry: then nothing
+        is known written (the caller writes them one by one; PUT at our id makes a second write harmless)."""
+        batch = put_batch(resources)  # POSTed to [base] itself (no trailing slash)
+        response = await self._send(
+            "POST", self.base_url.rstrip("/"), json=batch, headers={"Content-Type": self._media_type}
+        )
+        answers = batch_answers(_json_object(response), len(resources))
+        if answers is None:
+            raise UpstreamError("EHR answered a batch with something that is not its batch-response, entry by entry")
+        return [
+            None
+            if answer.written
+            else UpstreamError(
+                f"EHR answered {answer.status} to PUT {resource['resourceType']}/{resource['id']} in a batch",
+                http_status=answer.status,
+                outcome=answer.outcome,
+            )
+            for resource, answer in zip(resources, answers, strict=True)
+        ]
+
     async def place(self, resource: dict[str, Any], identifier: str, *, mode: WriteMode, mutable: bool) -> Placed:
         """Write the resource so that exactly one copy of it is at the EHR, in the EHR's write mode.
 
-        "put": PUT [type]/[our id]. "conditional-create": POST with If-None-Exist on `identifier` (system|value);
-        when it was already there, a `mutable` resource is updated at the EHR's id. When several carry the
+        "put" (and "batch", for a resource written on its own): PUT [type]/[our id]. "conditional-create": POST
+        with If-None-Exist on `identifier` (system|value); when it was already there, a `mutable` resource is
+        updated at the EHR's id. When several carry the
         identifier (a 412) or a search after our create finds another, the oldest is kept, the others (our own
         duplicates, from a race) are deleted, and the answer says so.
         """
         resource_type = resource["resourceType"]
-        if mode == "put":  # the answer is not needed: the resource is at our id (no JSON parse of it per write)
+        if mode in ("put", "batch"):  # the answer is not needed: the resource is at our id (no parse per write)
             path = f"{resource_type}/{quote(str(resource['id']), safe='')}"
             await self._send("PUT", path, json=resource, headers={"Content-Type": self._media_type})
             return Placed(f"{resource_type}/{resource['id']}")

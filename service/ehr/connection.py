@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-WriteMode = Literal["put", "conditional-create"]
+WriteMode = Literal["put", "conditional-create", "batch"]
 WRITABLE_VERSIONS = ("4.0", "4.3")  # R4 and R4B read our R4 resources alike; R5 reshaped Encounter and CareTeam
 
 
@@ -16,7 +16,7 @@ class SiteConnection:
     site: str
     fhir_base_url: str
     fhir_version: str  # 4.0.1 | 4.3.0 | 5.0.0
-    write_mode: str  # put | conditional-create
+    write_mode: str  # put | conditional-create | batch
     token_url: str | None = None  # SMART Backend Services when set
     client_id: str | None = None
     private_key_path: str | None = None
@@ -29,8 +29,11 @@ class SiteConnection:
 
     @property
     def writes(self) -> WriteMode:
-        """The write mode its EHR wants: PUT with our id, or a conditional create on our identifier."""
-        return "conditional-create" if self.write_mode == "conditional-create" else "put"
+        """The write mode its EHR wants: PUT with our id (one request each, or contacts many to a FHIR batch), or a
+        conditional create on our identifier."""
+        if self.write_mode == "conditional-create":
+            return "conditional-create"
+        return "batch" if self.write_mode == "batch" else "put"
 
 
 class UnsupportedFhirVersion(Exception):

@@ -30,7 +30,8 @@ class Site(Base):
     status: Mapped[str] = mapped_column(String(16))  # active | disabled
     fhir_base_url: Mapped[str | None] = mapped_column(Text)
     fhir_version: Mapped[str] = mapped_column(String(16))  # 4.0.1 | 4.3.0 | 5.0.0
-    write_mode: Mapped[str] = mapped_column(String(32))  # put | conditional-create | settings (PEERWAY_EHR_WRITE_MODE)
+    # put | conditional-create | batch | settings (PEERWAY_EHR_WRITE_MODE)
+    write_mode: Mapped[str] = mapped_column(String(32))
     token_url: Mapped[str | None] = mapped_column(Text)
     client_id: Mapped[str | None] = mapped_column(String(200))
     private_key_path: Mapped[str | None] = mapped_column(Text)

@@ -6,7 +6,10 @@ lands once (PUT with our id, or a conditional create with duplicates resolved) i
 (service/ehr/client.py), in the EHR's write mode.
 
 Every job goes to its client's own site: the contact's (or the episode's) client names the site, and the site's
-EHR client and write mode come from the EhrDirectory (service/ehr/directory.py). A peer's Practitioner is
+EHR client and write mode come from the EhrDirectory (service/ehr/directory.py). In the "batch" write mode the
+contacts of a claimed batch are written to each site's EHR in one FHIR batch request when the batch is read
+(`prefetch`), and each job then reports what the EHR answered to its own entry; a batch the EHR refuses as a
+whole (or answers unreadably) leaves every job to write its Encounter on its own, as in "put". A peer's Practitioner is
 written to each EHR it appears in, so the Practitioners written lately are remembered per site: in the database,
 for every worker process, and in each process, to skip the query.
 """
@@ -14,7 +17,9 @@ for every worker process, and in each process, to skip the query.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -27,6 +32,7 @@ from service.domain.vocabulary import ContactKind
 from service.ehr.client import EhrClient
 from service.ehr.connection import UnsupportedFhirVersion, WriteMode
 from service.ehr.directory import FixedEhr
+from service.errors import UpstreamError
 from service.fhir import build, careteam, flag
 from service.settings import Settings
 from service.store import delivery as store
@@ -36,6 +42,8 @@ from service.store.models import Client, Episode, PeerSupporter
 from service.workers.retry import Permanent
 
 PRACTITIONER_REWRITE_SECONDS = 600.0  # a worker re-writes a peer's Practitioner at most this often
+
+log = logging.getLogger(__name__)
 
 
 class WriteTargets(Protocol):
@@ -72,19 +80,53 @@ class Writer:
         self._practitioners: dict[tuple[str, str], tuple[str, str, float]] = {}
         self._writing: dict[tuple[str, str], asyncio.Lock] = {}  # one write of a peer's Practitioner at a time
         self._contacts: dict[str, store.ContactState] = {}
+        # contact id -> what the EHR answered to its entry of a batch (None: written) and the Practitioner's note,
+        # once for each of the batch's jobs about that contact (a correction queues a job of its own)
+        self._batched: dict[str, list[tuple[UpstreamError | None, str | None]]] = {}
 
     async def prefetch(self, rows: Sequence[tuple[str, str]]) -> None:
-        """Read the state of a claimed batch's contacts in one query ((kind, subject id) per row).
+        """Read the state of a claimed batch's contacts in one query ((kind, subject id) per row); for sites in the
+        "batch" write mode, write their Encounters then, one batch request per site.
 
         A row not delivered from this read (released at shutdown) reads its state afresh next time. The next
         batch may be read while this one's last rows are being delivered (run_jobs overlaps rounds), so the states
-        are added to those not yet used, each taken once.
+        (and batch answers) are added to those not yet used, each taken once.
         """
         ids = [subject for kind, subject in rows if kind == OUTBOX_CONTACT]
         if ids:
             async with self._sessions() as session:
                 states = await store.contact_states(session, ids)
             self._contacts.update((state.contact_id, state) for state in states)
+            await self._write_batches(states, Counter(ids))
+
+    async def _write_batches(self, states: Sequence[store.ContactState], jobs: Counter[str]) -> None:
+        """Each "batch" site's contacts as one FHIR batch of PUTs; what the EHR answered is kept per contact."""
+        by_site: dict[str, list[store.ContactState]] = {}
+        for state in states:
+            by_site.setdefault(state.site, []).append(state)
+        for site, group in by_site.items():
+            try:
+                target = await self._ehr.write_target(site)
+            except (UpstreamError, UnsupportedFhirVersion):
+                continue  # each job meets the same answer on its own, and is retried or dead-lettered for it
+            if target[1] != "batch":
+                continue
+            entries: list[tuple[str, dict[str, Any], str | None]] = []
+            for state in group:
+                try:
+                    practitioner, note = await self._practitioner(target, site, state.peer_id, state.peer_name)
+                except UpstreamError:
+                    continue  # this job writes (and fails) on its own
+                entries.append((state.contact_id, build.contact_encounter(_contact_view(state, practitioner)), note))
+            if not entries:
+                continue
+            try:
+                answers = await target[0].put_batch([encounter for _, encounter, _ in entries])
+            except UpstreamError as exc:  # nothing known written: each job writes its Encounter on its own
+                log.warning("site %s's EHR did not take a batch of %d Encounters: %s", site, len(entries), exc)
+                continue
+            for (contact_id, _, note), answer in zip(entries, answers, strict=True):
+                self._batched.setdefault(contact_id, []).extend([(answer, note)] * jobs[contact_id])
 
     async def deliver(self, kind: str, subject_id: str) -> str | None:
         """Write what the row announces; answers a note for the row (duplicates resolved) or None."""
@@ -103,6 +145,14 @@ class Writer:
 
     async def _contact(self, contact_id: str) -> str | None:
         state = self._contacts.pop(contact_id, None)
+        answers = self._batched.get(contact_id)
+        if answers:  # written (or refused) in its batch when it was read
+            failed, note = answers.pop()
+            if not answers:
+                del self._batched[contact_id]
+            if failed is not None:
+                raise failed
+            return note
         if state is None:
             async with self._sessions() as session:
                 found = await store.contact_states(session, [contact_id])
@@ -111,21 +161,10 @@ class Writer:
             state = found[0]
         target = await self._ehr.write_target(state.site)
         practitioner, first = await self._practitioner(target, state.site, state.peer_id, state.peer_name)
-        view = build.ContactView(
-            contact_id=state.contact_id,
-            kind=ContactKind(state.kind),
-            started_at=state.started_at,
-            minutes=state.minutes,
-            subject_reference=f"Patient/{state.ehr_patient_id}",
-            hospital_stay_reference=f"Encounter/{state.ehr_encounter_id}",
-            practitioner_reference=practitioner,
-            peer_id=state.peer_id,
-            peer_name=state.peer_name,
-            status=state.status,
-        )
         identifier = f"{fhir_profiles.CONTACT_IDENTIFIER_SYSTEM}|{state.contact_id}"
         # Mutable: a peer may correct a contact or cancel it (entered-in-error) after it was first written.
-        _, note = await _upsert(target, build.contact_encounter(view), identifier, mutable=True)
+        encounter = build.contact_encounter(_contact_view(state, practitioner))
+        _, note = await _upsert(target, encounter, identifier, mutable=True)
         return _join(first, note)
 
     async def _careteam(self, episode_id: str) -> str | None:
@@ -209,6 +248,22 @@ class Writer:
                 await store.record_written_practitioner(session, site, peer_id, name, reference, wall)
             self._practitioners[key] = (name, reference, now)
             return reference, note
+
+
+def _contact_view(state: store.ContactState, practitioner_reference: str) -> build.ContactView:
+    """The contact as written to its client's EHR, in that EHR's ids."""
+    return build.ContactView(
+        contact_id=state.contact_id,
+        kind=ContactKind(state.kind),
+        started_at=state.started_at,
+        minutes=state.minutes,
+        subject_reference=f"Patient/{state.ehr_patient_id}",
+        hospital_stay_reference=f"Encounter/{state.ehr_encounter_id}",
+        practitioner_reference=practitioner_reference,
+        peer_id=state.peer_id,
+        peer_name=state.peer_name,
+        status=state.status,
+    )
 
 
 async def _upsert(

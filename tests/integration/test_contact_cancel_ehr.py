@@ -19,7 +19,7 @@ pytestmark = pytest.mark.ehr
 Auth = Callable[..., dict[str, str]]
 
 
-@pytest.mark.parametrize("mode", ["put", "conditional-create"])
+@pytest.mark.parametrize("mode", ["put", "conditional-create", "batch"])
 async def test_a_corrected_then_cancelled_contact_is_rewritten_at_the_ehr(
     client: httpx.AsyncClient, auth: Auth, settings: Settings, ehr: TestEhr, mode: str
 ) -> None:

@@ -61,7 +61,7 @@ async def test_the_assigned_peer_is_on_the_clients_careteam(
     assert ehr.read("Practitioner", f"peerway-{peer['id']}") is not None
 
 
-@pytest.mark.parametrize("mode", ["put", "conditional-create"])
+@pytest.mark.parametrize("mode", ["put", "conditional-create", "batch"])
 async def test_a_new_peer_replaces_the_old_one_on_the_same_careteam(
     client: httpx.AsyncClient, auth: Auth, settings: Settings, ehr: TestEhr, mode: str
 ) -> None:

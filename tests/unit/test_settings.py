@@ -22,7 +22,7 @@ def refusal(**values: object) -> str:
         ({"outbox_batch_size": 0}, "PEERWAY_OUTBOX_BATCH_SIZE: Input should be greater than or equal to 1 (got 0)"),
         ({"outbox_lease_seconds": 0.5}, "PEERWAY_OUTBOX_LEASE_SECONDS: Input should be greater than or equal to 1"),
         ({"max_body_bytes": 10**12}, "PEERWAY_MAX_BODY_BYTES: Input should be less than or equal to 100000000"),
-        ({"ehr_write_mode": "post"}, "PEERWAY_EHR_WRITE_MODE: Input should be 'put' or 'conditional-create'"),
+        ({"ehr_write_mode": "post"}, "PEERWAY_EHR_WRITE_MODE: Input should be 'put', 'conditional-create' or 'batch'"),
         ({"env": "staging"}, "PEERWAY_ENV: Input should be 'dev', 'test' or 'prod'"),
     ],
 )

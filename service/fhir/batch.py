@@ -1,0 +1,76 @@
+"""FHIR batch interaction for write-back: many PUTs in one request, and what the EHR answered to each.
+
+A batch (FHIR R4 http.html#transaction, Bundle.type "batch") is not atomic: the EHR processes each entry on its
+own and answers a "batch-response" Bundle with one entry per request entry, in the same order, each carrying
+`response.status` (an HTTP status code, optionally followed by its text: "201 Created") and, on failure, an
+OperationOutcome in `response.outcome`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+__all__ = ["EntryAnswer", "batch_answers", "put_batch"]
+
+
+def put_batch(resources: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """A batch Bundle that PUTs each resource at its own id ([type]/[id]: an update, or a create at that id)."""
+    return {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [
+            {"resource": resource, "request": {"method": "PUT", "url": _at_own_id(resource)}} for resource in resources
+        ],
+    }
+
+
+def _at_own_id(resource: dict[str, Any]) -> str:
+    return f"{resource['resourceType']}/{quote(str(resource['id']), safe='')}"
+
+
+@dataclass(frozen=True)
+class EntryAnswer:
+    """What the EHR answered to one entry of a batch: its HTTP status, and its OperationOutcome if it sent one."""
+
+    status: int
+    outcome: dict[str, Any] | None = None
+
+    @property
+    def written(self) -> bool:
+        return 200 <= self.status < 300
+
+
+def batch_answers(answer: object, count: int) -> list[EntryAnswer] | None:
+    """The answers to a batch of `count` entries, in request order; None when `answer` is not a batch-response
+    with exactly one readable answer per entry (then nothing about any entry can be known from it)."""
+    if not isinstance(answer, dict) or answer.get("resourceType") != "Bundle":
+        return None
+    if answer.get("type") != "batch-response":
+        return None
+    entries = answer.get("entry")
+    if not isinstance(entries, list) or len(entries) != count:
+        return None
+    answers = []
+    for entry in entries:
+        response = entry.get("response") if isinstance(entry, dict) else None
+        status = _status_code(response.get("status")) if isinstance(response, dict) else None
+        if status is None:
+            return None
+        assert isinstance(response, dict)
+        outcome = response.get("outcome")
+        kept = outcome if isinstance(outcome, dict) and outcome.get("resourceType") == "OperationOutcome" else None
+        answers.append(EntryAnswer(status, kept))
+    return answers
+
+
+def _status_code(status: object) -> int | None:
+    """The code of a Bundle.entry.response.status ("201", "201 Created"); None for anything else."""
+    if not isinstance(status, str):
+        return None
+    code = status.strip().split(" ", 1)[0]
+    if len(code) != 3 or not code.isdigit() or not "100" <= code <= "599":
+        return None
+    return int(code)

@@ -1,0 +1,159 @@
+"""Batch write mode: a claimed batch's contacts reach their site's EHR as one FHIR batch request (Bundle.type
+"batch" of PUTs at our ids), each job recording what the EHR answered to its own entry; a batch the EHR will not
+take as a whole is written one Encounter at a time instead, so nothing waits on an EHR without batch support."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+import fhir_profiles
+from service.auth import Role
+from service.settings import Settings
+from tests.support.delivery import deliver, outbox
+from tests.support.ehr import TestEhr, run_test_ehr
+from tests.support.flow import discharged_client_with_peer, peer_contact
+
+pytestmark = pytest.mark.ehr
+Auth = Callable[..., dict[str, str]]
+BATCH = "batch"
+
+
+def identifier_of(contact: dict[str, Any]) -> str:
+    return f"{fhir_profiles.CONTACT_IDENTIFIER_SYSTEM}|{contact['id']}"
+
+
+async def record(
+    client: httpx.AsyncClient, auth: Auth, episode: dict[str, Any], peer: dict[str, Any], n: int
+) -> list[Any]:
+    """`n` contacts of the episode's client, recorded by their peer."""
+    contacts = []
+    for minutes in range(30, 30 + n):
+        posted = await client.post(
+            "/fhir/Encounter",
+            json=peer_contact(episode["client_id"], minutes=minutes),
+            headers=auth(Role.PEER, peer["id"]),
+        )
+        assert posted.status_code == 201, posted.text
+        contacts.append(posted.json())
+    return contacts
+
+
+def writes(ehr: TestEhr) -> list[tuple[str, str]]:
+    return [(r["method"], r["path"].split("?")[0]) for r in ehr.requests() if r["method"] != "GET"]
+
+
+async def test_contacts_reach_the_ehr_in_one_batch_request(
+    client: httpx.AsyncClient, auth: Auth, settings: Settings, ehr: TestEhr
+) -> None:
+    episode, peer = await discharged_client_with_peer(client, auth)
+    contacts = await record(client, auth, episode, peer, 3)
+
+    report = await deliver(settings, ehr, ehr_write_mode=BATCH)
+
+    assert (report.delivered, report.dead, report.retrying) == (4, 0, 0)  # 3 contacts and the CareTeam
+    encounter_writes = [w for w in writes(ehr) if "Encounter" in w[1] or w[1].rstrip("/").endswith("/fhir")]
+    assert encounter_writes == [("POST", "/fhir")]  # one batch, no Encounter PUT of its own
+    for contact in contacts:
+        [written] = ehr.search("Encounter", identifier=identifier_of(contact))
+        assert written["id"] == contact["id"]  # at our id, as PUT mode writes it
+        assert written["length"]["value"] == contact["length"]["value"]
+        assert fhir_profiles.check_conformance(written, fhir_profiles.PEER_CONTACT_PROFILE) == []
+    jobs = await outbox(settings.database_url)
+    assert {job.status for job in jobs} == {"done"}
+
+    # delivered again (a crash before the rows were marked): the same Encounters, no copies
+    corrected = peer_contact(episode["client_id"], minutes=50) | {"id": contacts[0]["id"]}
+    changed = await client.put(
+        f"/fhir/Encounter/{contacts[0]['id']}",
+        json=corrected,
+        headers=auth(Role.PEER, peer["id"]) | {"If-Match": 'W/"1"'},
+    )
+    assert changed.status_code == 200, changed.text
+    assert (await deliver(settings, ehr, ehr_write_mode=BATCH)).delivered == 1
+    [written] = ehr.search("Encounter", identifier=identifier_of(contacts[0]))
+    assert written["length"]["value"] == 50
+    assert ehr.count("Encounter") == 3
+
+
+@pytest.mark.parametrize("status", [405, 503])
+async def test_a_batch_the_ehr_refuses_whole_is_written_one_by_one(
+    client: httpx.AsyncClient, auth: Auth, settings: Settings, ehr: TestEhr, status: int
+) -> None:
+    episode, peer = await discharged_client_with_peer(client, auth)
+    await record(client, auth, episode, peer, 1)
+    assert (await deliver(settings, ehr, ehr_write_mode=BATCH)).delivered == 2  # the peer's Practitioner is known now
+    contacts = await record(client, auth, episode, peer, 2)
+    ehr.reset()
+    ehr.fault(status=status)  # the next request: the batch
+
+    report = await deliver(settings, ehr, ehr_write_mode=BATCH)
+
+    assert (report.delivered, report.dead, report.retrying) == (2, 0, 0)
+    assert [(r["method"], r["status"]) for r in ehr.requests()] == [("POST", status), ("PUT", 201), ("PUT", 201)]
+    for contact in contacts:
+        [written] = ehr.search("Encounter", identifier=identifier_of(contact))
+        assert written["id"] == contact["id"]
+
+
+def strict_profiles(directory: Path) -> Path:
+    """An EHR whose copy of our PeerContact profile takes only finished contacts (a cancelled one is refused)."""
+    profile = {
+        "resourceType": "StructureDefinition",
+        "url": fhir_profiles.PEER_CONTACT_PROFILE,
+        "name": "StrictPeerContact",
+        "status": "active",
+        "fhirVersion": "4.0.1",
+        "kind": "resource",
+        "abstract": False,
+        "type": "Encounter",
+        "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Encounter",
+        "derivation": "constraint",
+        "differential": {
+            "element": [
+                {"id": "Encounter", "path": "Encounter"},
+                {"id": "Encounter.status", "path": "Encounter.status", "patternCode": "finished"},
+            ]
+        },
+    }
+    (directory / "strict-peer-contact.json").write_text(json.dumps(profile))
+    (directory / "ig.json").write_text(json.dumps({"resourceType": "ImplementationGuide", "id": "strict"}))
+    return directory
+
+
+async def test_an_entry_the_ehr_refuses_is_a_dead_letter_and_the_others_land(
+    client: httpx.AsyncClient, auth: Auth, settings: Settings, tmp_path: Path
+) -> None:
+    episode, peer = await discharged_client_with_peer(client, auth)
+    kept, cancelled = await record(client, auth, episode, peer, 2)
+    withdrawn = peer_contact(episode["client_id"], minutes=31, status="entered-in-error") | {"id": cancelled["id"]}
+    answer = await client.put(
+        f"/fhir/Encounter/{cancelled['id']}",
+        json=withdrawn,
+        headers=auth(Role.PEER, peer["id"]) | {"If-Match": 'W/"1"'},
+    )
+    assert answer.status_code == 200, answer.text
+
+    with run_test_ehr(profiles_dir=strict_profiles(tmp_path)) as strict:
+        report = await deliver(settings, strict, ehr_write_mode=BATCH)
+        # the kept contact and the CareTeam; the cancelled one's two jobs (recorded, cancelled) take its answer
+        assert (report.delivered, report.dead) == (2, 2)
+        # in batches only (the cancellation's job follows the first one's, in the next claim)
+        assert [r["path"] for r in strict.requests() if "Encounter" in r["path"] or r["method"] == "POST"] == [
+            "/fhir"
+        ] * 2
+        assert [e["id"] for e in strict.search("Encounter", identifier=identifier_of(kept))] == [kept["id"]]
+        assert strict.search("Encounter", identifier=identifier_of(cancelled)) == []
+
+    dead_letters = [job for job in await outbox(settings.database_url) if job.status == "dead"]
+    assert {(job.kind, job.subject_id, job.last_status) for job in dead_letters} == {("contact", cancelled["id"], 400)}
+    dead = dead_letters[-1]
+    assert dead.outcome_json is not None
+    outcome = json.loads(dead.outcome_json)
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert "Encounter.status" in json.dumps(outcome)  # the EHR's own words on what it refused

@@ -1,0 +1,55 @@
+"""Reading an EHR's batch-response: one answer per entry, in order, or nothing at all when it cannot be read so
+(then the worker writes each resource on its own rather than guess which landed)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from service.fhir.batch import EntryAnswer, batch_answers, put_batch
+
+OUTCOME = {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "invariant"}]}
+
+
+def response(*statuses: object, **extra: Any) -> dict[str, Any]:
+    entries = [
+        {"response": {"status": s, **({"outcome": OUTCOME} if s == "400 Bad Request" else {})}} for s in statuses
+    ]
+    return {"resourceType": "Bundle", "type": "batch-response", "entry": entries, **extra}
+
+
+def test_each_entry_answered_in_order() -> None:
+    answers = batch_answers(response("201 Created", "200", "400 Bad Request"), 3)
+    assert answers == [EntryAnswer(201), EntryAnswer(200), EntryAnswer(400, OUTCOME)]
+    assert [a.written for a in answers] == [True, True, False]
+
+
+@pytest.mark.parametrize(
+    ("answer", "count"),
+    [
+        (response("201"), 2),  # an entry missing: which one landed is unknown
+        (response("201", "201"), 1),
+        ({**response("201"), "type": "transaction-response"}, 1),
+        ({**response("201"), "resourceType": "OperationOutcome"}, 1),
+        (response("Created"), 1),
+        (response(201), 1),
+        (response("2011"), 1),
+        (response("700 Odd"), 1),
+        ({"resourceType": "Bundle", "type": "batch-response", "entry": [{"resource": {}}]}, 1),
+        ({"resourceType": "Bundle", "type": "batch-response"}, 1),
+        ([], 0),
+        (None, 0),
+    ],
+)
+def test_an_answer_not_readable_entry_by_entry_is_none(answer: object, count: int) -> None:
+    assert batch_answers(answer, count) is None
+
+
+def test_the_batch_puts_each_resource_at_its_own_id() -> None:
+    bundle = put_batch([{"resourceType": "Encounter", "id": "a-1"}, {"resourceType": "Encounter", "id": "b 2"}])
+    assert bundle["type"] == "batch"
+    assert [e["request"] for e in bundle["entry"]] == [
+        {"method": "PUT", "url": "Encounter/a-1"},
+        {"method": "PUT", "url": "Encounter/b%202"},
+    ]
