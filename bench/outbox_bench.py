@@ -1,7 +1,9 @@
 """Outbox drain: `peerway worker` processes (1, then 4, pinned to CPU 0) delivering recorded contacts as
 Encounters to the test EHR (tests/ehr, pinned to CPU 1), alternated A B A B with a bare httpx client (also on
 CPU 0, as many requests in flight as the workers allow: workers x PEERWAY_OUTBOX_CONCURRENCY) PUTting the same
-Encounters, on SQLite and on PostgreSQL.
+Encounters, on SQLite and on PostgreSQL. The workers write in the default mode (PUT per Encounter), then one
+worker in the batch write mode (each claimed batch's Encounters in one FHIR batch request, for EHRs that take
+batches) against the same baseline: a bare client PUTting each Encounter, as the issue set it.
 
 Every window delivers its own contacts (fresh Encounter ids): all are recorded first through the API with their
 outbox rows held back (available_at in the future), and each A window makes one batch due at once, then waits
@@ -242,13 +244,19 @@ class Result:
     label: str
     backend: str
     workers: int
+    mode: str
     target: Window
     baseline: Window
 
 
+# (worker processes, write mode): the deployed default, PUT per Encounter, with 1 and 4 workers; and the batch
+# write mode (a claimed batch's Encounters in one FHIR batch request) with 1.
+CONFIGS = ((1, "put"), (4, "put"), (1, "batch"))
+
+
 def measure(backend: str, args: argparse.Namespace) -> list[Result]:
     results = []
-    configs = (1, 4)
+    configs = CONFIGS
     with tempfile.TemporaryDirectory() as directory, database(backend, Path(directory)) as database_url:
         workdir = Path(directory)
         with run_test_ehr() as ehr:
@@ -268,10 +276,10 @@ def measure(backend: str, args: argparse.Namespace) -> list[Result]:
             concurrency = 4  # PEERWAY_OUTBOX_CONCURRENCY's default
             batches = [ids[k : k + args.rows] for k in range(0, len(ids), args.rows)]
             serial = 0
-            for count in configs:
+            for count, mode in configs:
                 ehr.reset()  # an EHR holding fewer Encounters for each configuration alike
                 asyncio.run(forget_practitioners(database_url))  # so each writes its peers' Practitioners again
-                workers = start_workers(count, env, workdir / f"workers-{count}.log")
+                workers = start_workers(count, env | {"PEERWAY_EHR_WRITE_MODE": mode}, workdir / f"workers-{count}.log")
                 pids = [w.pid for w in workers]
                 target, baseline = Window(), Window()
                 try:
@@ -303,7 +311,7 @@ def measure(backend: str, args: argparse.Namespace) -> list[Result]:
                         os.sched_setaffinity(0, load_cpus)
                 finally:
                     stop(workers)
-                label = f"outbox drain, {count} worker{'s' if count > 1 else ''}, {backend}"
+                label = f"outbox drain, {count} worker{'s' if count > 1 else ''}, {mode}, {backend}"
                 print(f"{label}: {args.pairs} x A B of {args.rows} Encounters")
                 for name, side in (
                     (f"peerway worker x {count}", target),
@@ -314,7 +322,7 @@ def measure(backend: str, args: argparse.Namespace) -> list[Result]:
                         f" (EHR {side.per(side.ehr_cpu):.2f})",
                         flush=True,
                     )
-                results.append(Result(label, backend, count, target, baseline))
+                results.append(Result(label, backend, count, mode, target, baseline))
     return results
 
 
@@ -332,13 +340,13 @@ def main() -> None:
     for r in results:
         a, b = r.target, r.baseline
         print(
-            f"  {r.label:<36} {a.rate() / b.rate():>6.3f}   ({a.rate():.0f} / {b.rate():.0f} Encounters/s;"
+            f"  {r.label:<42} {a.rate() / b.rate():>6.3f}   ({a.rate():.0f} / {b.rate():.0f} Encounters/s;"
             f" CPU {a.per(a.cpu):.2f} / {b.per(b.cpu):.2f} ms = {a.per(a.cpu) / b.per(b.cpu):.2f})"
         )
     for backend in dict.fromkeys(r.backend for r in results):
-        rate = {r.workers: r.target.rate() for r in results if r.backend == backend}
+        rate = {r.workers: r.target.rate() for r in results if r.backend == backend and r.mode == "put"}
         if 1 in rate and 4 in rate:
-            print(f"  4 workers / 1 worker, {backend:<14} {rate[4] / rate[1]:>6.3f}   (Encounters/s)")
+            print(f"  4 workers / 1 worker, put, {backend:<15} {rate[4] / rate[1]:>6.3f}   (Encounters/s)")
 
 
 if __name__ == "__main__":
