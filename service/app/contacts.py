@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
 import fhir_profiles
+from service.app import refusals
 from service.app import search as searching
 from service.app.clock import new_id, utcnow
 from service.domain.stay import ContactReport
@@ -106,7 +107,7 @@ async def _record_contact(
             peer = await session.get(PeerSupporter, peer_id)
             episode = await repository.episode_of_peer(session, peer_id, report.client_id)
             if episode is None or peer is None:
-                raise NotFound(f"Patient/{report.client_id} is not known")
+                raise refusals.not_theirs(peer_id, "Patient", report.client_id)
             for identifier in (wanted, report.app_identifier):
                 earlier = await _by_identifier(session, peer_id, identifier) if identifier else None
                 if earlier is not None:
@@ -177,7 +178,7 @@ async def _update_contact(
             contact = await session.get(Contact, contact_id, with_for_update=True)
             peer = await session.get(PeerSupporter, peer_id)
             if contact is None or peer is None or contact.peer_id != peer_id:
-                raise NotFound(f"Encounter/{contact_id} is not known")
+                raise refusals.not_theirs(peer_id, "Encounter", contact_id)
             if expected_version is not None and expected_version != contact.version_id:
                 raise PreconditionFailed(
                     f"If-Match names version {expected_version} of Encounter/{contact_id}, but the current version is"
@@ -220,7 +221,7 @@ async def read_contact(
         contact = await session.get(Contact, contact_id)
         peer = await session.get(PeerSupporter, peer_id)
         if contact is None or peer is None or contact.peer_id != peer_id:
-            raise NotFound(f"Encounter/{contact_id} is not known")
+            raise refusals.not_theirs(peer_id, "Encounter", contact_id)
         if version is not None and version != contact.version_id:
             raise NotFound(
                 f"Encounter/{contact_id}/_history/{version}: only the current version ({contact.version_id}) is kept",

@@ -27,10 +27,10 @@ from datetime import datetime
 from typing import Any
 
 from consent import DataCategory, Decision, unchanged_until
+from service.app import refusals
 from service.app.clock import utcnow
 from service.app.disclosures import Disclosed, disclosure_text
 from service.app.sharing import Holdings, Stale, decide_over, permitted_resources, stale_categories, stale_notice
-from service.errors import NotFound
 from service.fhir import build
 from service.store import audits, repository
 from service.store.db import SessionFactory, engine_of
@@ -170,7 +170,7 @@ async def _read(sessions: SessionFactory, base_url: str, peer_id: str, client_id
     found = await repository.peer_summary_rows(engine_of(sessions), peer_id, client_id)
     if found is None:
         _decided.drop(client_id, peer_id)  # no longer this peer's: what they were shown is not kept
-        raise NotFound(f"Patient/{client_id} is not known")
+        raise refusals.not_theirs(peer_id, "Patient", client_id)
     digest = _digest(*found, base_url)
     decided = _decided.get(client_id, digest, now)
     if decided is None:
