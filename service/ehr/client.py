@@ -86,6 +86,10 @@ class _Budget:
         return f"{MAX_SEARCH_PAGES} pages, {MAX_SEARCH_ENTRIES} entries or {MAX_SEARCH_BYTES} bytes"
 
 
+class BatchNotTaken(UpstreamError):
+    """The EHR answered a batch request, but not with an answer per entry: nothing is known written."""
+
+
 @dataclass(frozen=True)
 class Placed:
     """Where a write landed at the EHR, and the copies of it (ours, duplicated by a race) found on the way."""
@@ -275,13 +279,17 @@ class EhrClient:
         wrote it, else the UpstreamError its entry's answer makes (that status, that OperationOutcome). Raises
         UpstreamError when the batch as a whole failed, or its answer cannot be read entry by entry: then nothing
         is known written (the caller writes them one by one; PUT at our id makes a second write harmless)."""
-        batch = put_batch(resources)  # POSTed to [base] itself (no trailing slash)
+        base = self.base_url.rstrip("/")  # POSTed to [base] itself (no trailing slash)
         response = await self._send(
-            "POST", self.base_url.rstrip("/"), json=batch, headers={"Content-Type": self._media_type}
+            "POST", base, json=put_batch(resources, base), headers={"Content-Type": self._media_type}
         )
-        answers = batch_answers(_json_object(response), len(resources))
+        try:
+            answer = _json_object(response)
+        except RecursionError:  # JSON nested deeper than the parser goes
+            answer = None
+        answers = batch_answers(answer, len(resources))
         if answers is None:
-            raise UpstreamError("EHR answered a batch with something that is not its batch-response, entry by entry")
+            raise BatchNotTaken("EHR answered a batch with something that is not its batch-response, entry by entry")
         return [
             None
             if answer.written
@@ -396,4 +404,5 @@ class EhrClient:
 
     def _named(self, path: str) -> str:
         """A request as messages name it: its path under the base, without the query (which may name people)."""
-        return path.split("?")[0].removeprefix(self.base_url)
+        named = path.split("?")[0].removeprefix(self.base_url)
+        return "[base]" if named == self.base_url.rstrip("/") else named

@@ -16,13 +16,19 @@ from urllib.parse import quote
 __all__ = ["EntryAnswer", "batch_answers", "put_batch"]
 
 
-def put_batch(resources: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """A batch Bundle that PUTs each resource at its own id ([type]/[id]: an update, or a create at that id)."""
+def put_batch(resources: Sequence[dict[str, Any]], base_url: str) -> dict[str, Any]:
+    """A batch Bundle that PUTs each resource at its own id ([type]/[id]: an update, or a create at that id);
+    each entry's fullUrl is where the resource is at the server of `base_url`."""
     return {
         "resourceType": "Bundle",
         "type": "batch",
         "entry": [
-            {"resource": resource, "request": {"method": "PUT", "url": _at_own_id(resource)}} for resource in resources
+            {
+                "fullUrl": f"{base_url}/{_at_own_id(resource)}",
+                "resource": resource,
+                "request": {"method": "PUT", "url": _at_own_id(resource)},
+            }
+            for resource in resources
         ],
     }
 
@@ -60,7 +66,8 @@ def batch_answers(answer: object, count: int) -> list[EntryAnswer] | None:
         if status is None:
             return None
         assert isinstance(response, dict)
-        outcome = response.get("outcome")
+        # The outcome belongs in response.outcome; some servers put it in the entry's resource instead.
+        outcome = response.get("outcome") or entry.get("resource")
         kept = outcome if isinstance(outcome, dict) and outcome.get("resourceType") == "OperationOutcome" else None
         answers.append(EntryAnswer(status, kept))
     return answers

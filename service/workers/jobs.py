@@ -46,7 +46,9 @@ class Handler(Protocol):
     def limits(self) -> retry.Limits: ...
 
     async def prepare(self, jobs: Sequence[claims.Claimed]) -> None:
-        """Read what the batch's jobs need at once (a job not done from this read reads it afresh next time)."""
+        """Read what the batch's jobs need at once, or do their work at once (delivery in the batch write mode;
+        each job's perform then reports its own part). A failure here fails no job: the runner logs it, and each
+        job does what it needs afresh (as does a job not done from this read)."""
 
     async def perform(self, job: claims.Claimed) -> str | None:
         """Do the job; answers a note kept with it (or None). Raises when it failed (retry.failure_of)."""
@@ -245,7 +247,10 @@ async def _round(
         for job in claimed:
             batches.setdefault(registry[job.kind], []).append(job)
         for handler, jobs in batches.items():
-            await handler.prepare(jobs)
+            try:
+                await handler.prepare(jobs)
+            except Exception as exc:  # a read not made: each job reads what it needs afresh (Handler.prepare)
+                log.error("preparing %d jobs failed: %s", len(jobs), type(exc).__name__)
             gates.setdefault(handler, asyncio.Semaphore(max(1, handler.concurrency)))
         # The next round is claimed once no more than one handful of this one's jobs wait for a place: its claim
         # and read then happen while the last jobs of this one are still to be done, and its jobs are queued on

@@ -29,7 +29,7 @@ from service.app.clock import utcnow
 from service.app.contacts import OUTBOX_CONTACT
 from service.app.delivery import OUTBOX_CARETEAM
 from service.domain.vocabulary import ContactKind
-from service.ehr.client import EhrClient
+from service.ehr.client import BatchNotTaken, EhrClient
 from service.ehr.connection import UnsupportedFhirVersion, WriteMode
 from service.ehr.directory import FixedEhr
 from service.errors import UpstreamError
@@ -39,9 +39,10 @@ from service.store import delivery as store
 from service.store.alerts import Alert
 from service.store.db import SessionFactory, transaction
 from service.store.models import Client, Episode, PeerSupporter
-from service.workers.retry import Permanent
+from service.workers.retry import Permanent, is_transient
 
 PRACTITIONER_REWRITE_SECONDS = 600.0  # a worker re-writes a peer's Practitioner at most this often
+BATCH_ENTRIES = 100  # Encounters in one batch request at most (a claim may hold up to PEERWAY_OUTBOX_BATCH_SIZE)
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +91,16 @@ class Writer:
 
         A row not delivered from this read (released at shutdown) reads its state afresh next time. The next
         batch may be read while this one's last rows are being delivered (run_jobs overlaps rounds), so the states
-        (and batch answers) are added to those not yet used, each taken once.
+        (and batch answers) are added to those not yet used, each taken once. A contact is in one claimed batch at
+        a time (its jobs are claimed oldest first, one after the other), so any answer still held for a contact
+        of this batch is from an earlier claim that ended without its job (the worker stopping): it is dropped,
+        never taken for this claim's job.
+
+        A failure here fails no job: a batch not written leaves each job to write its Encounter on its own.
         """
         ids = [subject for kind, subject in rows if kind == OUTBOX_CONTACT]
+        for contact_id in ids:
+            self._batched.pop(contact_id, None)
         if ids:
             async with self._sessions() as session:
                 states = await store.contact_states(session, ids)
@@ -100,33 +108,45 @@ class Writer:
             await self._write_batches(states, Counter(ids))
 
     async def _write_batches(self, states: Sequence[store.ContactState], jobs: Counter[str]) -> None:
-        """Each "batch" site's contacts as one FHIR batch of PUTs; what the EHR answered is kept per contact."""
+        """Each "batch" site's contacts in FHIR batches of PUTs; what the EHR answered is kept per contact."""
         by_site: dict[str, list[store.ContactState]] = {}
         for state in states:
             by_site.setdefault(state.site, []).append(state)
         for site, group in by_site.items():
-            try:
-                target = await self._ehr.write_target(site)
-            except (UpstreamError, UnsupportedFhirVersion):
-                continue  # each job meets the same answer on its own, and is retried or dead-lettered for it
-            if target[1] != "batch":
-                continue
-            entries: list[tuple[str, dict[str, Any], str | None]] = []
-            for state in group:
+            for start in range(0, len(group), BATCH_ENTRIES):
                 try:
-                    practitioner, note = await self._practitioner(target, site, state.peer_id, state.peer_name)
-                except UpstreamError:
-                    continue  # this job writes (and fails) on its own
-                entries.append((state.contact_id, build.contact_encounter(_contact_view(state, practitioner)), note))
-            if not entries:
-                continue
+                    await self._write_batch(site, group[start : start + BATCH_ENTRIES], jobs)
+                except Exception as exc:  # a fault of ours (or the database): each job meets it, or not, on its own
+                    log.error("could not write a batch to site %s's EHR: %s", site, type(exc).__name__)
+
+    async def _write_batch(self, site: str, group: Sequence[store.ContactState], jobs: Counter[str]) -> None:
+        try:
+            target = await self._ehr.write_target(site)
+        except (UpstreamError, UnsupportedFhirVersion):
+            return  # each job meets the same answer on its own, and is retried or dead-lettered for it
+        if target[1] != "batch":
+            return
+        entries: list[tuple[str, dict[str, Any], str | None]] = []
+        for state in group:
             try:
-                answers = await target[0].put_batch([encounter for _, encounter, _ in entries])
-            except UpstreamError as exc:  # nothing known written: each job writes its Encounter on its own
+                practitioner, note = await self._practitioner(target, site, state.peer_id, state.peer_name)
+            except UpstreamError:
+                continue  # this job writes (and fails) on its own
+            entries.append((state.contact_id, build.contact_encounter(_contact_view(state, practitioner)), note))
+        if not entries:
+            return
+        try:
+            answers: Sequence[UpstreamError | None] = await target[0].put_batch([e for _, e, _ in entries])
+        except UpstreamError as exc:
+            if is_transient(exc.http_status) and not isinstance(exc, BatchNotTaken):
+                # The EHR is down or busy: every job of the batch waits as it asks (Retry-After), none is sent
+                # on its own meanwhile (that would only add to its load).
+                answers = [exc] * len(entries)
+            else:  # refused as a request, or answered unreadably: each job writes its Encounter on its own
                 log.warning("site %s's EHR did not take a batch of %d Encounters: %s", site, len(entries), exc)
-                continue
-            for (contact_id, _, note), answer in zip(entries, answers, strict=True):
-                self._batched.setdefault(contact_id, []).extend([(answer, note)] * jobs[contact_id])
+                return
+        for (contact_id, _, note), answer in zip(entries, answers, strict=True):
+            self._batched.setdefault(contact_id, []).extend([(answer, note)] * jobs[contact_id])
 
     async def deliver(self, kind: str, subject_id: str) -> str | None:
         """Write what the row announces; answers a note for the row (duplicates resolved) or None."""

@@ -14,8 +14,12 @@ import pytest
 
 import fhir_profiles
 from service.auth import Role
+from service.ehr.client import EhrClient
+from service.fhir import build
 from service.settings import Settings
-from tests.support.delivery import deliver, outbox
+from service.store.db import create_engine, session_factory
+from service.workers.writeback import Writer
+from tests.support.delivery import deliver, outbox, worker_settings
 from tests.support.ehr import TestEhr, run_test_ehr
 from tests.support.flow import discharged_client_with_peer, peer_contact
 
@@ -81,7 +85,7 @@ async def test_contacts_reach_the_ehr_in_one_batch_request(
     assert ehr.count("Encounter") == 3
 
 
-@pytest.mark.parametrize("status", [405, 503])
+@pytest.mark.parametrize("status", [405, 501])
 async def test_a_batch_the_ehr_refuses_whole_is_written_one_by_one(
     client: httpx.AsyncClient, auth: Auth, settings: Settings, ehr: TestEhr, status: int
 ) -> None:
@@ -157,3 +161,68 @@ async def test_an_entry_the_ehr_refuses_is_a_dead_letter_and_the_others_land(
     outcome = json.loads(dead.outcome_json)
     assert outcome["resourceType"] == "OperationOutcome"
     assert "Encounter.status" in json.dumps(outcome)  # the EHR's own words on what it refused
+
+
+async def test_an_ehr_that_is_down_gets_no_burst_of_single_writes(
+    client: httpx.AsyncClient, auth: Auth, settings: Settings, ehr: TestEhr
+) -> None:
+    episode, peer = await discharged_client_with_peer(client, auth)
+    await record(client, auth, episode, peer, 1)
+    assert (await deliver(settings, ehr, ehr_write_mode=BATCH)).delivered == 2  # the peer's Practitioner is known now
+    contacts = await record(client, auth, episode, peer, 3)
+    ehr.reset()
+    ehr.fault(status=503, retryAfter=120)
+
+    report = await deliver(settings, ehr, ehr_write_mode=BATCH)
+
+    assert (report.delivered, report.retrying, report.dead) == (0, 3, 0)
+    assert [(r["method"], r["status"]) for r in ehr.requests()] == [("POST", 503)]  # each job waits as asked
+    waiting = [job for job in await outbox(settings.database_url) if job.subject_id in {c["id"] for c in contacts}]
+    assert {(job.status, job.last_status) for job in waiting} == {("pending", 503)}
+
+
+async def test_one_contact_that_cannot_be_built_holds_up_no_other(
+    client: httpx.AsyncClient, auth: Auth, settings: Settings, ehr: TestEhr, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    episode, peer = await discharged_client_with_peer(client, auth)
+    contacts = await record(client, auth, episode, peer, 3)
+    built = build.contact_encounter
+
+    def faulty(view: build.ContactView) -> dict[str, Any]:  # a defect of ours, met by one contact only
+        if view.contact_id == contacts[1]["id"]:
+            raise LookupError("no encounter class for this kind")
+        return built(view)
+
+    monkeypatch.setattr(build, "contact_encounter", faulty)
+    report = await deliver(settings, ehr, ehr_write_mode=BATCH)
+
+    assert (report.delivered, report.retrying) == (3, 1)  # two contacts and the CareTeam; the faulty one waits
+    assert [c["id"] for c in contacts if ehr.read("Encounter", c["id"])] == [contacts[0]["id"], contacts[2]["id"]]
+
+
+async def test_an_answer_kept_from_a_claim_never_done_is_not_taken_for_a_later_one(
+    client: httpx.AsyncClient, auth: Auth, settings: Settings, ehr: TestEhr
+) -> None:
+    """A worker stopped between writing a batch and its jobs' reports keeps their answers; the contact's next
+    claim must write what the contact says then, not report that old answer."""
+    episode, peer = await discharged_client_with_peer(client, auth)
+    [contact] = await record(client, auth, episode, peer, 1)
+    engine = create_engine(settings.database_url)
+    configured = worker_settings(settings, ehr, ehr_write_mode=BATCH)
+    api = EhrClient(ehr.base_url)
+    try:
+        writer = Writer(session_factory(engine), api, configured)
+        await writer.prefetch([("contact", contact["id"])])  # written in a batch; its job never reports
+        withdrawn = peer_contact(episode["client_id"], minutes=30, status="entered-in-error") | {"id": contact["id"]}
+        mine = auth(Role.PEER, peer["id"]) | {"If-Match": 'W/"1"'}
+        assert (await client.put(f"/fhir/Encounter/{contact['id']}", json=withdrawn, headers=mine)).status_code == 200
+        ehr.fault(status=405)  # this time the EHR will not take the batch: the job writes on its own
+
+        await writer.prefetch([("contact", contact["id"])])
+        await writer.deliver("contact", contact["id"])
+    finally:
+        await api.aclose()
+        await engine.dispose()
+    written = ehr.read("Encounter", contact["id"])
+    assert written is not None
+    assert written["status"] == "entered-in-error"

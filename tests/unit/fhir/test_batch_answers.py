@@ -19,6 +19,15 @@ def response(*statuses: object, **extra: Any) -> dict[str, Any]:
     return {"resourceType": "Bundle", "type": "batch-response", "entry": entries, **extra}
 
 
+def test_an_outcome_sent_as_the_entrys_resource_is_kept() -> None:
+    answer = {
+        "resourceType": "Bundle",
+        "type": "batch-response",
+        "entry": [{"resource": OUTCOME, "response": {"status": "422"}}],
+    }
+    assert batch_answers(answer, 1) == [EntryAnswer(422, OUTCOME)]
+
+
 def test_each_entry_answered_in_order() -> None:
     answers = batch_answers(response("201 Created", "200", "400 Bad Request"), 3)
     assert answers == [EntryAnswer(201), EntryAnswer(200), EntryAnswer(400, OUTCOME)]
@@ -47,8 +56,13 @@ def test_an_answer_not_readable_entry_by_entry_is_none(answer: object, count: in
 
 
 def test_the_batch_puts_each_resource_at_its_own_id() -> None:
-    bundle = put_batch([{"resourceType": "Encounter", "id": "a-1"}, {"resourceType": "Encounter", "id": "b 2"}])
+    resources = [{"resourceType": "Encounter", "id": "a-1"}, {"resourceType": "Encounter", "id": "b 2"}]
+    bundle = put_batch(resources, "https://ehr.example/fhir")
     assert bundle["type"] == "batch"
+    assert [e["fullUrl"] for e in bundle["entry"]] == [
+        "https://ehr.example/fhir/Encounter/a-1",
+        "https://ehr.example/fhir/Encounter/b%202",
+    ]
     assert [e["request"] for e in bundle["entry"]] == [
         {"method": "PUT", "url": "Encounter/a-1"},
         {"method": "PUT", "url": "Encounter/b%202"},
