@@ -85,15 +85,24 @@ async def test_contacts_reach_the_ehr_in_one_batch_request(
     assert ehr.count("Encounter") == 3
 
 
+async def after_a_first_delivery(
+    client: httpx.AsyncClient, auth: Auth, settings: Settings, ehr: TestEhr, n: int
+) -> list[Any]:
+    """`n` new contacts of a client whose first contact was delivered (the peer's Practitioner is known at the
+    EHR, so the next request a delivery makes is the batch), with the EHR's request log emptied."""
+    episode, peer = await discharged_client_with_peer(client, auth)
+    await record(client, auth, episode, peer, 1)
+    assert (await deliver(settings, ehr, ehr_write_mode=BATCH)).delivered == 2
+    contacts = await record(client, auth, episode, peer, n)
+    ehr.reset()
+    return contacts
+
+
 @pytest.mark.parametrize("status", [405, 501])
 async def test_a_batch_the_ehr_refuses_whole_is_written_one_by_one(
     client: httpx.AsyncClient, auth: Auth, settings: Settings, ehr: TestEhr, status: int
 ) -> None:
-    episode, peer = await discharged_client_with_peer(client, auth)
-    await record(client, auth, episode, peer, 1)
-    assert (await deliver(settings, ehr, ehr_write_mode=BATCH)).delivered == 2  # the peer's Practitioner is known now
-    contacts = await record(client, auth, episode, peer, 2)
-    ehr.reset()
+    contacts = await after_a_first_delivery(client, auth, settings, ehr, 2)
     ehr.fault(status=status)  # the next request: the batch
 
     report = await deliver(settings, ehr, ehr_write_mode=BATCH)
@@ -166,11 +175,7 @@ async def test_an_entry_the_ehr_refuses_is_a_dead_letter_and_the_others_land(
 async def test_an_ehr_that_is_down_gets_no_burst_of_single_writes(
     client: httpx.AsyncClient, auth: Auth, settings: Settings, ehr: TestEhr
 ) -> None:
-    episode, peer = await discharged_client_with_peer(client, auth)
-    await record(client, auth, episode, peer, 1)
-    assert (await deliver(settings, ehr, ehr_write_mode=BATCH)).delivered == 2  # the peer's Practitioner is known now
-    contacts = await record(client, auth, episode, peer, 3)
-    ehr.reset()
+    contacts = await after_a_first_delivery(client, auth, settings, ehr, 3)
     ehr.fault(status=503, retryAfter=120)
 
     report = await deliver(settings, ehr, ehr_write_mode=BATCH)
