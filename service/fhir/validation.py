@@ -65,7 +65,8 @@ def validated(
         raise invalid_from(exc, root) from None
     except (TypeError, ValueError, KeyError, AttributeError) as exc:
         raise BadRequest(f"{root} could not be read as FHIR R4 ({type(exc).__name__})", root) from None
-    if periods:  # False: the caller knows no element "end" is in the data, so no Period can end before it starts
+    # periods False: the caller knows no element "end" is in the data, so no Period can end before it starts
+    if periods and _ends_before_start(data):
         check_periods(parsed, root)
     return parsed
 
@@ -141,6 +142,24 @@ def check_periods(model: BaseModel, root: str) -> None:
                 pending.append(((*loc, alias), value))
             elif isinstance(value, list):
                 pending.extend(((*loc, alias, i), item) for i, item in enumerate(value) if isinstance(item, BaseModel))
+
+
+def _ends_before_start(data: Mapping[str, Any]) -> bool:
+    """Whether any object in the JSON has a "start" and an "end" that ends before it starts: the only way a Period
+    can break per-01. A third of the time of walking the model (which check_periods then does, to know whether
+    that object is a Period, and where); the model's dates are the JSON's, parsed."""
+    pending: list[Any] = [data]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, Mapping):
+            if "end" in node and "start" in node:
+                start, end = _bound(node["start"], end=False), _bound(node["end"], end=True)
+                if start is not None and end is not None and end < start:
+                    return True
+            pending.extend(value for value in node.values() if isinstance(value, Mapping | list))
+        elif isinstance(node, list):
+            pending.extend(item for item in node if isinstance(item, Mapping | list))
+    return False
 
 
 def _bound(value: object, *, end: bool) -> Any:

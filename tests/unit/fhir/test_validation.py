@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import copy
 import json
+from datetime import date
 from typing import Any
 
 import pytest
+from fhir.resources.R4B.appointment import Appointment
+from fhir.resources.R4B.encounter import Encounter
 from hypothesis import given
 from hypothesis import strategies as st
 
 from service.errors import PeerwayError
 from service.fhir.parse import parse_notification
-from service.fhir.validation import check_resource_types
+from service.fhir.validation import _ends_before_start, check_periods, check_resource_types, validated
 from tests.conftest import fixture_json
 
 BUNDLE = "davinci/davinci-alerts-discharge-notification-message-bundle-01.json"
@@ -132,3 +135,52 @@ def test_of_several_entries_without_a_resource_type_the_bytes_name_the_one_the_w
     assert outcome(lambda: check_resource_types(bundle, "Bundle", body)) == outcome(
         lambda: check_resource_types(bundle, "Bundle")
     )
+
+
+def test_only_a_period_is_held_to_per_01_though_other_elements_say_start_and_end() -> None:
+    """An Appointment's own start and end are instants, not a Period: per-01 is not theirs to break (the quick
+    look at the JSON finds them; the model says they are no Period)."""
+    appointment = {
+        "resourceType": "Appointment",
+        "status": "booked",
+        "participant": [{"actor": {"reference": "Patient/p"}, "status": "accepted"}],
+        "start": "2026-02-01T10:00:00Z",
+        "end": "2026-02-01T09:00:00Z",
+    }
+    assert validated(Appointment, appointment, "Appointment").start is not None
+    with pytest.raises(PeerwayError) as refused:
+        validated(
+            Appointment,
+            {**appointment, "requestedPeriod": [{"start": "2026-02-02", "end": "2026-02-01"}]},
+            "Appointment",
+        )
+    assert refused.value.expression == "Appointment.requestedPeriod[0]"
+
+
+FHIR_DATES = st.one_of(
+    st.dates(min_value=date(1990, 1, 1), max_value=date(2030, 12, 31)).map(lambda d: d.isoformat()),
+    st.dates(min_value=date(1990, 1, 1), max_value=date(2030, 12, 31)).map(lambda d: d.isoformat()[:7]),
+    st.builds(
+        lambda d, h, z: f"{d.isoformat()}T{h:02d}:30:00{z}",
+        st.dates(min_value=date(1990, 1, 1), max_value=date(2030, 12, 31)),
+        st.integers(0, 23),
+        st.sampled_from(["Z", "+05:30", "-07:00", "+14:00"]),
+    ),
+)
+
+
+@given(start=FHIR_DATES, end=FHIR_DATES, where=st.sampled_from(["period", "extension"]))
+def test_the_quick_look_at_the_json_misses_no_period_the_model_walk_refuses(start: str, end: str, where: str) -> None:
+    encounter: dict[str, Any] = {"resourceType": "Encounter", "status": "finished", "class": {"code": "IMP"}}
+    period = {"start": start, "end": end}
+    if where == "period":
+        encounter["period"] = period
+    else:
+        encounter["extension"] = [{"url": "http://example.org/stay", "valuePeriod": period}]
+    model = Encounter.model_validate(encounter)
+    try:
+        check_periods(model, "Encounter")
+    except PeerwayError:
+        assert _ends_before_start(encounter)
+    else:
+        assert not _ends_before_start(encounter)
