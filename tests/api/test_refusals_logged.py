@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from service.auth import Role
-from tests.support.flow import client_with_contact, register_peer
+from tests.support.flow import client_with_contact, peer_contact, register_peer
 
 Auth = Callable[..., dict[str, str]]
 REFUSALS = "service.app.refusals"
@@ -36,11 +36,14 @@ async def test_another_peers_client_and_contact_are_refused_and_logged(
 
     assert (await client.get(summary, headers=theirs)).status_code == 404
     assert (await client.get(f"/fhir/Encounter/{contact['id']}", headers=theirs)).status_code == 404
+    recorded = await client.post("/fhir/Encounter", json=peer_contact(episode["client_id"]), headers=theirs)
+    assert recorded.status_code == 404
     lines = refusals(caplog)
-    assert len(lines) == 2
+    assert len(lines) == 3
     assert all(other["id"] in line for line in lines)
     assert f"Patient/{episode['client_id']}" in lines[0]
     assert f"Encounter/{contact['id']}" in lines[1]
+    assert f"Patient/{episode['client_id']}" in lines[2]
 
 
 async def test_what_a_caller_puts_in_the_path_is_not_logged(
