@@ -24,7 +24,7 @@ import httpx
 from service.ehr.connection import WriteMode
 from service.ehr.tokens import StaticToken, TokenProvider
 from service.errors import UpstreamError
-from service.fhir.batch import batch_answers, put_batch
+from service.fhir.batch import batch_answers, put_batch, reference_of
 from service.fhir.ehr_answers import age, is_searchset, next_link, search_matches
 
 FHIR_JSON = "application/fhir+json"
@@ -287,7 +287,7 @@ class EhrClient:
             answer = _json_object(response)
         except RecursionError:  # JSON nested deeper than the parser goes
             answer = None
-        answers = batch_answers(answer, len(resources))
+        answers = batch_answers(answer, [reference_of(resource) for resource in resources])
         if answers is None:
             raise BatchNotTaken("EHR answered a batch with something that is not its batch-response, entry by entry")
         return [

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
-__all__ = ["EntryAnswer", "batch_answers", "put_batch"]
+__all__ = ["EntryAnswer", "batch_answers", "put_batch", "reference_of"]
 
 
 def put_batch(resources: Sequence[dict[str, Any]], base_url: str) -> dict[str, Any]:
@@ -37,6 +37,11 @@ def _at_own_id(resource: dict[str, Any]) -> str:
     return f"{resource['resourceType']}/{quote(str(resource['id']), safe='')}"
 
 
+def reference_of(resource: dict[str, Any]) -> str:
+    """ "Type/id" of a resource, as batch_answers is asked for it."""
+    return f"{resource['resourceType']}/{resource['id']}"
+
+
 @dataclass(frozen=True)
 class EntryAnswer:
     """What the EHR answered to one entry of a batch: its HTTP status, and its OperationOutcome if it sent one."""
@@ -49,28 +54,48 @@ class EntryAnswer:
         return 200 <= self.status < 300
 
 
-def batch_answers(answer: object, count: int) -> list[EntryAnswer] | None:
-    """The answers to a batch of `count` entries, in request order; None when `answer` is not a batch-response
-    with exactly one readable answer per entry (then nothing about any entry can be known from it)."""
+def batch_answers(answer: object, asked: Sequence[str]) -> list[EntryAnswer] | None:
+    """The answers to a batch that PUT the resources `asked` ("Type/id" each), in request order; None when `answer`
+    is not a batch-response with exactly one readable answer per entry, or an entry written names another
+    resource than the one asked at its place (a server answering out of order): then nothing about any entry can
+    be known from it."""
     if not isinstance(answer, dict) or answer.get("resourceType") != "Bundle":
         return None
     if answer.get("type") != "batch-response":
         return None
     entries = answer.get("entry")
-    if not isinstance(entries, list) or len(entries) != count:
+    if not isinstance(entries, list) or len(entries) != len(asked):
         return None
     answers = []
-    for entry in entries:
+    for entry, reference in zip(entries, asked, strict=True):
         response = entry.get("response") if isinstance(entry, dict) else None
         status = _status_code(response.get("status")) if isinstance(response, dict) else None
         if status is None:
             return None
         assert isinstance(response, dict)
-        # The outcome belongs in response.outcome; some servers put it in the entry's resource instead.
-        outcome = response.get("outcome") or entry.get("resource")
-        kept = outcome if isinstance(outcome, dict) and outcome.get("resourceType") == "OperationOutcome" else None
-        answers.append(EntryAnswer(status, kept))
+        answered = EntryAnswer(status, _outcome(response.get("outcome") or entry.get("resource")))
+        if answered.written and not _names(entry, response, reference):
+            return None
+        answers.append(answered)
     return answers
+
+
+def _outcome(value: object) -> dict[str, Any] | None:
+    """The OperationOutcome, from response.outcome or, as some servers send it, the entry's resource."""
+    return value if isinstance(value, dict) and value.get("resourceType") == "OperationOutcome" else None
+
+
+def _names(entry: dict[str, Any], response: dict[str, Any], reference: str) -> bool:
+    """Whether what a written entry says it wrote (its location, its resource) is `reference`, where it says."""
+    location = response.get("location")
+    if isinstance(location, str) and location:
+        path = location.split("?", 1)[0].split("/_history/", 1)[0].rstrip("/")
+        if "/".join(unquote(part) for part in path.split("/")[-2:]) != reference:
+            return False
+    resource = entry.get("resource")
+    if isinstance(resource, dict) and resource.get("resourceType") not in (None, "OperationOutcome"):
+        return f"{resource.get('resourceType')}/{resource.get('id')}" == reference
+    return True
 
 
 def _status_code(status: object) -> int | None:

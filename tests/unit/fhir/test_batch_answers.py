@@ -9,6 +9,11 @@ import pytest
 
 from service.fhir.batch import EntryAnswer, batch_answers, put_batch
 
+
+def asked(count: int) -> list[str]:
+    return [f"Encounter/e{k}" for k in range(count)]
+
+
 OUTCOME = {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "invariant"}]}
 
 
@@ -25,11 +30,11 @@ def test_an_outcome_sent_as_the_entrys_resource_is_kept() -> None:
         "type": "batch-response",
         "entry": [{"resource": OUTCOME, "response": {"status": "422"}}],
     }
-    assert batch_answers(answer, 1) == [EntryAnswer(422, OUTCOME)]
+    assert batch_answers(answer, asked(1)) == [EntryAnswer(422, OUTCOME)]
 
 
 def test_each_entry_answered_in_order() -> None:
-    answers = batch_answers(response("201 Created", "200", "400 Bad Request"), 3)
+    answers = batch_answers(response("201 Created", "200", "400 Bad Request"), asked(3))
     assert answers == [EntryAnswer(201), EntryAnswer(200), EntryAnswer(400, OUTCOME)]
     assert [a.written for a in answers] == [True, True, False]
 
@@ -52,7 +57,7 @@ def test_each_entry_answered_in_order() -> None:
     ],
 )
 def test_an_answer_not_readable_entry_by_entry_is_none(answer: object, count: int) -> None:
-    assert batch_answers(answer, count) is None
+    assert batch_answers(answer, asked(count)) is None
 
 
 def test_the_batch_puts_each_resource_at_its_own_id() -> None:
@@ -67,3 +72,19 @@ def test_the_batch_puts_each_resource_at_its_own_id() -> None:
         {"method": "PUT", "url": "Encounter/a-1"},
         {"method": "PUT", "url": "Encounter/b%202"},
     ]
+
+
+def written(location: str | None = None, resource: dict[str, Any] | None = None) -> dict[str, Any]:
+    entry: dict[str, Any] = {"response": {"status": "201 Created", **({"location": location} if location else {})}}
+    return entry | ({"resource": resource} if resource else {})
+
+
+def test_entries_that_say_where_they_wrote_must_say_it_in_order() -> None:
+    def answer(*entries: dict[str, Any]) -> list[EntryAnswer] | None:
+        return batch_answers({"resourceType": "Bundle", "type": "batch-response", "entry": list(entries)}, asked(2))
+
+    in_order = answer(written("https://ehr.example/fhir/Encounter/e0/_history/2"), written("Encounter/e1/_history/1"))
+    assert in_order == [EntryAnswer(201), EntryAnswer(201)]
+    assert answer(written(resource={"resourceType": "Encounter", "id": "e0"}), written()) == in_order
+    assert answer(written("Encounter/e1/_history/1"), written("Encounter/e0/_history/1")) is None
+    assert answer(written(resource={"resourceType": "Encounter", "id": "e1"}), written()) is None
