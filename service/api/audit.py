@@ -22,3 +22,11 @@ async def search_audit_events(
 ) -> FhirResponse:
     search = fhir_rest.search_request(request, "AuditEvent")
     return fhir_rest.search_answer(settings, search, await search_disclosures(sessions, caller.site, search))
+
+
+@router.post("/_search", response_class=FhirResponse, summary="Disclosures of one client's information, by form")
+async def search_audit_events_by_post(
+    request: Request, caller: Coordinator, sessions: SessionsDep, settings: SettingsDep
+) -> FhirResponse:
+    search = await fhir_rest.search_form(request, settings, "AuditEvent")
+    return fhir_rest.search_answer(settings, search, await search_disclosures(sessions, caller.site, search))

@@ -64,3 +64,12 @@ async def search_consents(
     search = fhir_rest.search_request(request, "Consent")
     found = await consents.search_consents(sessions, caller.site, search)
     return fhir_rest.search_answer(settings, search, found)
+
+
+@router.post("/_search", response_class=FhirResponse, summary="Search Consents, the parameters in a form body")
+async def search_consents_by_post(
+    request: Request, caller: Coordinator, sessions: SessionsDep, settings: SettingsDep
+) -> FhirResponse:
+    search = await fhir_rest.search_form(request, settings, "Consent")
+    found = await consents.search_consents(sessions, caller.site, search)
+    return fhir_rest.search_answer(settings, search, found)

@@ -54,6 +54,14 @@ async def search_contacts(request: Request, caller: Peer, sessions: SessionsDep,
     return fhir_rest.search_answer(settings, search, await contacts.search_contacts(sessions, caller.subject, search))
 
 
+@router.post("/_search", response_class=FhirResponse, summary="Search my contacts, the parameters in a form body")
+async def search_contacts_by_post(
+    request: Request, caller: Peer, sessions: SessionsDep, settings: SettingsDep
+) -> FhirResponse:
+    search = await fhir_rest.search_form(request, settings, "Encounter")
+    return fhir_rest.search_answer(settings, search, await contacts.search_contacts(sessions, caller.subject, search))
+
+
 @router.get("/{contact_id}", response_class=FhirResponse, summary="Read back one of my contacts")
 async def read_contact(contact_id: str, caller: Peer, sessions: SessionsDep) -> FhirResponse:
     return FhirResponse(await contacts.read_contact(sessions, caller.subject, contact_id))

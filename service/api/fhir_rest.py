@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import re
 from typing import Any, Literal
+from urllib.parse import parse_qsl
 
 from fastapi import Request, Response
 
 from service.api.deps import read_body
 from service.api.responses import FhirResponse, version_headers
+from service.api.text import holds_nul
 from service.app.search import Found
 from service.errors import BadRequest, NotAcceptable, UnsupportedMediaType
 from service.fhir.build import searchset, subsetted
@@ -152,6 +154,38 @@ def written(
 
 def search_request(request: Request, resource_type: str) -> SearchRequest:
     return parse_search(resource_type, request.query_params.multi_items(), lenient=lenient(request))
+
+
+FORM = "application/x-www-form-urlencoded"
+MAX_FORM_FIELDS = 1000
+
+
+async def search_form(request: Request, settings: Settings, resource_type: str) -> SearchRequest:
+    """POST [base]/[type]/_search (FHIR R4 http.html#search): the parameters in a form body, with any in the URL,
+    as one search; answered as the GET search is. Criteria in the body stay out of URLs and access logs. Another
+    media type is a 415; a form that is not UTF-8, holds U+0000 or has too many fields is a 400."""
+    content_type = request.headers.get("content-type")
+    if content_type is None or _media_type(content_type) != FORM:
+        raise UnsupportedMediaType(
+            f"Content-Type {content_type!r}: send the search parameters as {FORM}", "Content-Type"
+        )
+    body = await read_body(request, settings)
+    try:
+        items = parse_qsl(
+            body.decode("utf-8"),
+            keep_blank_values=True,
+            strict_parsing=False,
+            errors="strict",
+            max_num_fields=MAX_FORM_FIELDS,
+        )
+    except UnicodeDecodeError:
+        raise BadRequest("the search form is not UTF-8 (percent-encoded UTF-8 included)", "body") from None
+    except ValueError:
+        raise BadRequest(f"the search form has more than {MAX_FORM_FIELDS} fields", "body") from None
+    for name, value in items:
+        if holds_nul(name) or holds_nul(value):
+            raise BadRequest(f"body.{name}: text may not contain U+0000", f"body.{name}")
+    return parse_search(resource_type, [*request.query_params.multi_items(), *items], lenient=lenient(request))
 
 
 def search_answer(settings: Settings, search: SearchRequest, found: Found) -> FhirResponse:
