@@ -50,6 +50,21 @@ async def test_metadata_is_a_valid_r4_capability_statement_without_a_token(clien
     assert statement["fhirVersion"] == "4.0.1"
 
 
+async def test_metadata_carries_an_etag_and_answers_if_none_match_with_304(client: httpx.AsyncClient) -> None:
+    first = await client.get("/fhir/metadata")
+    etag = first.headers["ETag"]
+    assert etag.startswith('W/"')
+    assert (await client.get("/fhir/metadata")).headers["ETag"] == etag  # the same statement, the same tag
+    for asked in (etag, etag.removeprefix("W/"), f'"other", {etag}', "*"):
+        again = await client.get("/fhir/metadata", headers={"If-None-Match": asked})
+        assert again.status_code == 304, asked
+        assert again.content == b""
+        assert again.headers["ETag"] == etag
+    changed = await client.get("/fhir/metadata", headers={"If-None-Match": 'W/"an-older-one"'})
+    assert changed.status_code == 200
+    assert changed.json() == first.json()
+
+
 async def test_the_capability_statement_only_names_what_is_served(app: FastAPI, client: httpx.AsyncClient) -> None:
     statement = (await client.get("/fhir/metadata")).json()
     routes = served(app)
