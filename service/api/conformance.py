@@ -12,7 +12,7 @@ from email.utils import format_datetime
 from fastapi import APIRouter, Depends, Request, Response
 
 from service.api.deps import SettingsDep
-from service.api.fhir_rest import json_only, search_answer, search_request
+from service.api.fhir_rest import json_only, search_answer, search_form, search_request
 from service.api.responses import FHIR_JSON_UTF8
 from service.app import conformance
 from service.fhir import canonical
@@ -37,6 +37,11 @@ def _add_routes(resource_type: str) -> None:
     @router.get(f"/{resource_type}", summary=f"Search Peerway's {resource_type}s by url or _id")
     async def search(request: Request, settings: SettingsDep) -> Response:
         wanted = search_request(request, resource_type)
+        return search_answer(settings, wanted, conformance.search(wanted))
+
+    @router.post(f"/{resource_type}/_search", summary=f"Search Peerway's {resource_type}s, parameters in a form")
+    async def search_by_post(request: Request, settings: SettingsDep) -> Response:
+        wanted = await search_form(request, settings, resource_type)
         return search_answer(settings, wanted, conformance.search(wanted))
 
 

@@ -172,16 +172,18 @@ async def notification_sender(
 NotificationSender = Annotated[Principal, Depends(notification_sender)]
 
 
-async def read_body(request: Request, settings: Settings) -> bytes:
-    """The request body, refused with 413 past the configured size (checked while reading)."""
+async def read_body(request: Request, settings: Settings, limit: int | None = None) -> bytes:
+    """The request body, refused with 413 past the configured size, or `limit` when smaller (checked while
+    reading)."""
+    largest = min(settings.max_body_bytes, limit) if limit is not None else settings.max_body_bytes
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > settings.max_body_bytes:
-        raise PayloadTooLarge(f"the body is larger than {settings.max_body_bytes} bytes")
+    if declared and declared.isdigit() and int(declared) > largest:
+        raise PayloadTooLarge(f"the body is larger than {largest} bytes")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > settings.max_body_bytes:
-            raise PayloadTooLarge(f"the body is larger than {settings.max_body_bytes} bytes")
+        if size > largest:
+            raise PayloadTooLarge(f"the body is larger than {largest} bytes")
         chunks.append(chunk)
     return b"".join(chunks)

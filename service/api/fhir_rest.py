@@ -36,13 +36,19 @@ async def json_only(request: Request) -> None:
     """A route dependency: _format or Accept asking for anything but FHIR JSON (XML, Turtle) is a 406."""
     # No query string (most requests): nothing to parse.
     requested = request.query_params.get("_format") if request.scope.get("query_string") else None
-    if requested is not None and _media_type(requested) not in _FORMAT_ALIASES:
-        raise NotAcceptable(f"_format={requested!r}: this server answers in FHIR JSON only", "_format")
+    if requested is not None:
+        json_format(requested)
     accept = request.headers.get("accept")
     if requested is None and accept:
         offered = [kind for kind, quality in _accepted(accept) if quality > 0]
         if not any(kind in JSON_TYPES or kind in _ANY for kind in offered):
             raise NotAcceptable(f"Accept: {accept!r} — this server answers in application/fhir+json only")
+
+
+def json_format(requested: str) -> None:
+    """_format (in the URL, or a POST search's form) asking for anything but FHIR JSON is a 406."""
+    if _media_type(requested) not in _FORMAT_ALIASES:
+        raise NotAcceptable(f"_format={requested!r}: this server answers in FHIR JSON only", "_format")
 
 
 def _accepted(accept: str) -> list[tuple[str, float]]:
@@ -162,14 +168,17 @@ MAX_FORM_FIELDS = 1000
 
 async def search_form(request: Request, settings: Settings, resource_type: str) -> SearchRequest:
     """POST [base]/[type]/_search (FHIR R4 http.html#search): the parameters in a form body, with any in the URL,
-    as one search; answered as the GET search is. Criteria in the body stay out of URLs and access logs. Another
-    media type is a 415; a form that is not UTF-8, holds U+0000 or has too many fields is a 400."""
+    as one search; answered as the GET search is (its paging links are GET URLs holding the criteria). Another
+    media type is a 415, a form larger than a request head may be a 413; one that is not UTF-8, holds U+0000,
+    has too many fields or asks for another _format than JSON is a 4xx."""
     content_type = request.headers.get("content-type")
     if content_type is None or _media_type(content_type) != FORM:
         raise UnsupportedMediaType(
             f"Content-Type {content_type!r}: send the search parameters as {FORM}", "Content-Type"
         )
-    body = await read_body(request, settings)
+    # No larger than a request head may be (PEERWAY_MAX_HEADER_BYTES): what a GET search could say, and the
+    # conformance types' searches are public, so a caller without a token can make Peerway read no more.
+    body = await read_body(request, settings, limit=settings.max_header_bytes)
     try:
         items = parse_qsl(
             body.decode("utf-8"),
@@ -185,6 +194,8 @@ async def search_form(request: Request, settings: Settings, resource_type: str) 
     for name, value in items:
         if holds_nul(name) or holds_nul(value):
             raise BadRequest(f"body.{name}: text may not contain U+0000", f"body.{name}")
+        if name == "_format":
+            json_format(value)
     return parse_search(resource_type, [*request.query_params.multi_items(), *items], lenient=lenient(request))
 
 

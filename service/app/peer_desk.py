@@ -9,7 +9,7 @@ from datetime import datetime
 
 import fhir_profiles
 from consent.categories import DataCategory
-from service.app import alerts, contacts, matching, summary
+from service.app import alerts, contacts, matching, refusals, summary
 from service.app.clock import utcnow
 from service.domain import safety
 from service.domain.vocabulary import ContactKind, PeerStatus
@@ -127,7 +127,7 @@ async def cancel_contact(sessions: SessionFactory, peer_id: str, contact_id: str
     async with sessions() as session:
         contact = await session.get(Contact, contact_id)
     if contact is None or contact.peer_id != peer_id:
-        raise NotFound(f"Encounter/{contact_id} is not known")
+        raise refusals.not_theirs(peer_id, "Encounter", contact_id)
     client_id = await _client_of_contact(sessions, peer_id, contact_id)
     encounter = contact_encounter(
         client_id, contact.kind, contact.started_at, contact.minutes, contact_id=contact_id, status="entered-in-error"
@@ -140,7 +140,7 @@ async def _client_of_contact(sessions: SessionFactory, peer_id: str, contact_id:
         contact = await session.get(Contact, contact_id)
         episode = await session.get(Episode, contact.episode_id) if contact is not None else None
     if contact is None or episode is None or contact.peer_id != peer_id:
-        raise NotFound(f"Encounter/{contact_id} is not known")
+        raise refusals.not_theirs(peer_id, "Encounter", contact_id)
     return episode.client_id
 
 

@@ -63,6 +63,9 @@ def date_bounds(values: Sequence[str], parameter: str = "date") -> tuple[datetim
 
 DEFAULT_COUNT = 20  # a page when _count is not given
 MAX_COUNT = 100  # the largest page served; a larger _count is lowered to it (FHIR allows the server to)
+# Values one token parameter may list in a search (comma-separated, over its repeats): each is a bind parameter
+# of the query, and the databases take some 32,000 at most in one statement.
+MAX_TOKEN_VALUES = 5000
 
 
 @dataclass(frozen=True)
@@ -249,6 +252,9 @@ def parse_search(resource_type: str, items: Sequence[tuple[str, str]], *, lenien
                 " send Prefer: handling=lenient to have unsupported parameters ignored",
                 name,
             )
+    for name, values in criteria.items():
+        if served[name].type == "token" and sum(value.count(",") + 1 for value in values) > MAX_TOKEN_VALUES:
+            raise BadRequest(f"{name}: at most {MAX_TOKEN_VALUES} values in one search", name)
     for name in ("_lastUpdated", "date"):
         if name in criteria:
             date_bounds(criteria[name], name)  # refuse a malformed date now, naming the parameter
@@ -281,10 +287,13 @@ def parse_search(resource_type: str, items: Sequence[tuple[str, str]], *, lenien
     )
 
 
+_DIGITS = re.compile(r"[0-9]{1,6}")
+
+
 def _count(raw: str | None) -> int:
     if raw is None:
         return DEFAULT_COUNT
-    if not raw.isdigit() or len(raw) > 6:
+    if not _DIGITS.fullmatch(raw):  # ASCII digits only: str.isdigit() also takes "²", which int() refuses
         raise BadRequest(f"_count={raw!r}: use a whole number of entries per page (0 to {MAX_COUNT})", "_count")
     return min(int(raw), MAX_COUNT)
 

@@ -147,13 +147,17 @@ def check_periods(model: BaseModel, root: str) -> None:
 def _ends_before_start(data: Mapping[str, Any]) -> bool:
     """Whether any object in the JSON has a "start" and an "end" that ends before it starts: the only way a Period
     can break per-01. A third of the time of walking the model (which check_periods then does, to know whether
-    that object is a Period, and where); the model's dates are the JSON's, parsed."""
+    that object is a Period, and where); the model's dates are the JSON's strings, parsed. A start or end that is
+    no string (fhir.resources reads a number as Unix seconds) is left to the model walk too."""
     pending: list[Any] = [data]
     while pending:
         node = pending.pop()
         if isinstance(node, Mapping):
             if "end" in node and "start" in node:
-                start, end = _bound(node["start"], end=False), _bound(node["end"], end=True)
+                raw_start, raw_end = node["start"], node["end"]
+                if not isinstance(raw_start, str | None) or not isinstance(raw_end, str | None):
+                    return True  # a number the model reads as a moment (Unix seconds): the model walk decides
+                start, end = _bound(raw_start, end=False), _bound(raw_end, end=True)
                 if start is not None and end is not None and end < start:
                     return True
             pending.extend(value for value in node.values() if isinstance(value, Mapping | list))

@@ -77,6 +77,10 @@ async def test_a_coordinator_searches_consents_and_disclosures_by_post(client: h
         (b"patient=\xff", FORM, 400, "body"),
         (b"&".join(b"patient=x" for _ in range(1001)), FORM, 400, "body"),
         (b"name=Halvorson", FORM, 400, "name"),
+        (b"patient=Patient/x&_format=application/fhir%2Bxml", FORM, 406, "_format"),
+        (b"_count=%C2%B2", FORM, 400, "_count"),  # a superscript two: a digit to str.isdigit, not to int()
+        (b"_id=" + b",".join(b"%d" % n for n in range(5001)), FORM, 400, "_id"),
+        (b"patient=" + b"x" * 40_000, FORM, 413, ""),
     ],
 )
 async def test_a_body_that_is_not_a_search_form_is_a_4xx_naming_what(
@@ -87,4 +91,15 @@ async def test_a_body_that_is_not_a_search_form_is_a_4xx_naming_what(
     assert answer.status_code == status, answer.text
     outcome = answer.json()
     assert outcome["resourceType"] == "OperationOutcome"
-    assert outcome["issue"][0]["expression"] == [expression]
+    assert outcome["issue"][0].get("expression", [""]) == [expression]
+
+
+async def test_the_public_conformance_resources_are_searched_by_post_too(client: httpx.AsyncClient) -> None:
+    url = "https://peerway.github.io/fhir/StructureDefinition/peer-contact"
+    by_get = await client.get("/fhir/StructureDefinition", params={"url": url})
+    by_post = await client.post("/fhir/StructureDefinition/_search", content=f"url={url}", headers=FORM)
+    assert by_post.status_code == 200, by_post.text
+    assert ids(by_post.json()) == ids(by_get.json()) == ["peer-contact"]
+    # no token needed, so no more is read than a request head may hold
+    too_large = await client.post("/fhir/StructureDefinition/_search", content=b"url=" + b"x" * 40_000, headers=FORM)
+    assert too_large.status_code == 413

@@ -158,6 +158,7 @@ def test_only_a_period_is_held_to_per_01_though_other_elements_say_start_and_end
 
 
 FHIR_DATES = st.one_of(
+    st.integers(min_value=0, max_value=4_000_000_000),  # a number: fhir.resources reads Unix seconds
     st.dates(min_value=date(1990, 1, 1), max_value=date(2030, 12, 31)).map(lambda d: d.isoformat()),
     st.dates(min_value=date(1990, 1, 1), max_value=date(2030, 12, 31)).map(lambda d: d.isoformat()[:7]),
     st.builds(
@@ -170,7 +171,9 @@ FHIR_DATES = st.one_of(
 
 
 @given(start=FHIR_DATES, end=FHIR_DATES, where=st.sampled_from(["period", "extension"]))
-def test_the_quick_look_at_the_json_misses_no_period_the_model_walk_refuses(start: str, end: str, where: str) -> None:
+def test_the_quick_look_at_the_json_misses_no_period_the_model_walk_refuses(
+    start: str | int, end: str | int, where: str
+) -> None:
     encounter: dict[str, Any] = {"resourceType": "Encounter", "status": "finished", "class": {"code": "IMP"}}
     period = {"start": start, "end": end}
     if where == "period":
@@ -182,5 +185,5 @@ def test_the_quick_look_at_the_json_misses_no_period_the_model_walk_refuses(star
         check_periods(model, "Encounter")
     except PeerwayError:
         assert _ends_before_start(encounter)
-    else:
-        assert not _ends_before_start(encounter)
+    else:  # (a number sends the look on to the model walk, which then finds nothing)
+        assert not _ends_before_start(encounter) or not isinstance(start, str) or not isinstance(end, str)
