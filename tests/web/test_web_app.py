@@ -3,6 +3,7 @@ it, through the same use cases as the API (the browser tests in tests/browser dr
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -193,6 +194,26 @@ async def test_a_peer_sees_nothing_of_a_client_who_is_not_theirs(
     unknown = await browser.get("/peer/clients/no-such-client")
     assert unknown.status_code == 404
     assert answer.text.replace(episode["client_id"], "X") == unknown.text.replace("no-such-client", "X")
+
+
+async def test_a_peer_cannot_cancel_anothers_contact_and_the_refusal_is_logged(
+    browser: httpx.AsyncClient, api: httpx.AsyncClient, auth: Auth, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, owner, contact = await client_with_contact(api, auth)
+    other = await register_peer(api, auth, "Sam Other")
+    await sign_in(browser, f"peer:{other['id']}")
+    page = await browser.get("/peer")
+    caplog.set_level(logging.WARNING)
+    refused = await browser.post(
+        f"/peer/contacts/{contact['id']}/cancel", data={"csrf": csrf_of(page.text), "version": "1", "client_id": "x"}
+    )
+    assert refused.status_code == 404
+    kept = await api.get(f"/fhir/Encounter/{contact['id']}", headers=auth(Role.PEER, owner["id"]))
+    assert kept.json()["status"] == "finished"
+    lines = [r.getMessage() for r in caplog.records if r.name == "service.app.refusals"]
+    assert len(lines) == 1
+    assert other["id"] in lines[0]
+    assert f"Encounter/{contact['id']}" in lines[0]
 
 
 async def test_a_peer_pauses_and_resumes_and_a_paused_peer_is_not_suggested(
