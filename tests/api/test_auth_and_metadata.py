@@ -37,7 +37,12 @@ PUBLIC |= {
         "Measure",
         "Questionnaire",
     )
-    for path in (f"/fhir/{kind}", f"/fhir/{kind}/{{id}}", f"/fhir/{kind}/{{id}}/_history/{{id}}")
+    for path in (
+        f"/fhir/{kind}",
+        f"/fhir/{kind}/_search",
+        f"/fhir/{kind}/{{id}}",
+        f"/fhir/{kind}/{{id}}/_history/{{id}}",
+    )
 }
 
 
