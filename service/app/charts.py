@@ -1,22 +1,22 @@
 """The outcome charts, drawn server-side with matplotlib's Agg backend (no display, thread-safe per figure):
 time to first contact, readmissions over time, contact minutes per client-week. Built from a Report's totals
-only; a bar or point resting on fewer than the small-number threshold is left out."""
+only; a bar or point resting on fewer than the small-number threshold is left out.
+
+matplotlib is imported on the first chart drawn, not with the module: it is about half a second of every API
+process's start (and of every `peerway serve --workers N` child's), for a page program managers open rarely."""
 
 from __future__ import annotations
 
 import io
-from typing import Literal
-
-import matplotlib
-
-matplotlib.use("Agg")
-
-from matplotlib.figure import Figure  # the object API: no pyplot, no global state between requests
+from typing import TYPE_CHECKING, Literal
 
 from service.app.outcomes import Report
 from service.domain.small_cells import withheld
 from service.errors import NotFound
 from service.fhir import measure as fhir
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 CHARTS = ("time-to-first-contact", "readmissions", "contact-minutes")
 Format = Literal["svg", "png"]
@@ -70,12 +70,21 @@ def _minutes(figure: Figure, report: Report, small: int) -> None:
         axes.set_xticks(weeks[:: max(1, len(weeks) // 12)])
 
 
+def _figure_class() -> type[Figure]:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display
+    from matplotlib.figure import Figure  # the object API: no pyplot, no global state between requests
+
+    return Figure
+
+
 def render(report: Report, chart: str, fmt: Format, small_cell: int) -> bytes:
     """One chart as SVG or PNG bytes."""
     draw = {"time-to-first-contact": _first_contact, "readmissions": _readmissions, "contact-minutes": _minutes}
     if chart not in draw:
         raise NotFound(f"no chart {chart}: one of {', '.join(CHARTS)}")
-    figure = Figure(figsize=(8, 4.5), layout="constrained")
+    figure = _figure_class()(figsize=(8, 4.5), layout="constrained")
     draw[chart](figure, report, small_cell)
     out = io.BytesIO()
     figure.savefig(out, format=fmt, dpi=100, metadata={"Date": None} if fmt == "svg" else None)
