@@ -45,11 +45,6 @@ def _migrate(settings: Settings) -> None:
 
 
 def _serve(settings: Settings, api_processes: int | None = None) -> int:
-    import uvicorn
-
-    from service.api.server import server_config
-    from service.main import create_app
-
     _migrate(settings)
     print(f"Peerway on {settings.base_url}", flush=True)
     print(f"  OpenAPI docs:        {settings.base_url}/docs", flush=True)
@@ -70,6 +65,12 @@ def _serve(settings: Settings, api_processes: int | None = None) -> int:
         from service.cli.serve import supervise
 
         return supervise(settings, api_processes)
+    # The app is imported only here: a supervisor's children import it for themselves (about 4 s of CPU each).
+    import uvicorn
+
+    from service.api.server import server_config
+    from service.main import create_app
+
     # h11 with deadlines, connection cap, our logging (no query strings, no PHI): see service/api/server.py.
     # Ctrl-C: uvicorn shuts down cleanly, then re-raises the signal; that is no error worth a traceback.
     with contextlib.suppress(KeyboardInterrupt):
