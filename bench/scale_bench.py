@@ -94,8 +94,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=8)
     args = parser.parse_args()
-    load.pin_to({servers.LOAD_CPU})
+    # PostgreSQL is started before the load pins itself to its CPU, so that it may use every CPU (a child inherits
+    # its parent's affinity); the API processes are given every CPU explicitly (servers.pinned).
     with tempfile.TemporaryDirectory() as directory, throwaway_postgres() as database_url, ExitStack() as stack:
+        load.pin_to({servers.LOAD_CPU})
         found = {}
         for n in PROCESSES:  # side by side: their migrations take turns (service/store/migrate.py)
             workdir = Path(directory) / f"p{n}"

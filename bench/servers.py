@@ -2,7 +2,9 @@
 bare baseline app under the same uvicorn, and a throwaway PostgreSQL (tests/support/postgres.py).
 
 Servers are pinned to CPU 0 with taskset when the machine has two or more CPUs and taskset exists; the load
-then runs on CPU 1 (load.pin_to). Unpinned (`cpus=None`), a server may use every CPU."""
+then runs on CPU 1 (load.pin_to). Unpinned (`cpus=None`), a server may use every CPU the bench could use when it
+started: a child inherits its parent's affinity, so a server started after the bench pinned itself to the load's
+CPU is given the others back explicitly (before 2026-12 the benches' servers silently shared the load's CPU)."""
 
 from __future__ import annotations
 
@@ -34,9 +36,18 @@ def free_port() -> int:
         return port
 
 
+# The CPUs this process may use as it starts, before load.pin_to narrows them to the load's.
+MACHINE_CPUS = frozenset(os.sched_getaffinity(0))
+
+
 def pinned(command: list[str], cpus: str | None) -> list[str]:
-    if cpus is None or shutil.which("taskset") is None or len(os.sched_getaffinity(0)) < 2:
+    """`command` run on `cpus` (taskset's list syntax), or on every CPU of MACHINE_CPUS when None."""
+    if shutil.which("taskset") is None or len(MACHINE_CPUS) < 2:
         return command
+    if cpus is None:
+        if os.sched_getaffinity(0) == MACHINE_CPUS:
+            return command
+        cpus = ",".join(str(cpu) for cpu in sorted(MACHINE_CPUS))
     return ["taskset", "-c", cpus, *command]
 
 
