@@ -8,13 +8,15 @@ fhir.resources applies is known to hold:
   `fhir_comments` (those have validators of their own: not sure);
 - a complex element is an object (a list of objects when it repeats, with no null in it) and passes the same
   check with its own model; a resource inside (contained, Bundle.entry.resource) is not walked: not sure;
-- a primitive element's value is validated by pydantic with the field's own annotation (a TypeAdapter): the
-  model's very rule for it, regular expressions and date parsing included, giving the same typed value;
+- a primitive element's value has its FHIR JSON type (a JSON string, boolean or number: see json_type_error)
+  and is validated by pydantic with the field's own annotation (a TypeAdapter): the model's very rule for it,
+  regular expressions and date parsing included, giving the same typed value;
 - every required field is present and not null, and no choice element ([x]) is given more than once;
 - `resourceType`, where a resource has it, is the model's.
 
-None only means "not sure": the caller then validates with fhir.resources, which names the element at fault
-(service/fhir/validation.py). The answer depends on the JSON alone: nothing is remembered between calls.
+None only means "not sure": the caller then checks the JSON types (json_type_error) and validates with
+fhir.resources, which names the element at fault (service/fhir/validation.py).
+The answer depends on the JSON alone: nothing is remembered between calls.
 tests/unit/fhir/test_acceptance.py checks, on real resources and many thousands of damaged copies of them, that
 a model is made only of JSON fhir.resources accepts, and that it equals the one fhir.resources makes.
 """
@@ -43,6 +45,7 @@ class _Field:
     model: type[FHIRAbstractModel] | None  # a complex element's model; None for a primitive
     primitive: Callable[[Any], Any] | None  # validates a primitive element's value as the model does (its type)
     resource: bool  # a resource inside the element (contained, entry.resource): never walked
+    kind: str | None = None  # a primitive's FHIR JSON type: "string", "boolean", "integer", "decimal", "integer64"
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,8 @@ def _made(model: type[M], data: object, depth: int) -> M | None:
             return None
         if field.model is None:
             assert field.primitive is not None
+            if not _of_kind(field, value):
+                return None
             values[field.name] = field.primitive(value)  # raises when the model would refuse it
         elif not field.repeats:
             if (made := _made(field.model, value, depth + 1)) is None:
@@ -182,7 +187,111 @@ def _field(name: str, annotation: Any, metadata: list[Any]) -> _Field:
         return _Field(name, repeats, inner.get_model_klass(), None, resource=False)
     adapted: Any = typing.Annotated[(annotation, *metadata)] if metadata else annotation
     # The adapter's core validator itself: TypeAdapter.validate_python's own wrapper cost a third of the walk.
-    return _Field(name, repeats, None, TypeAdapter(adapted).validator.validate_python, resource=False)
+    validate = TypeAdapter(adapted).validator.validate_python
+    item, _ = _unwrapped(inner) if repeats else (inner, False)  # a list's items are Optional[...] themselves
+    return _Field(name, repeats, None, validate, resource=False, kind=_json_kind(item))
+
+
+# FHIR's JSON representation gives each primitive type one JSON type: boolean a JSON boolean; integer,
+# positiveInt, unsignedInt and decimal a JSON number; every other (string, code, date, dateTime, instant, uri,
+# base64Binary, integer64) a JSON string. integer64 (SubscriptionStatus.eventsSinceSubscriptionStart in R4B and
+# R5) is also taken as a JSON number: R4-era senders and some servers write it so, and an event is not refused
+# for it. fhir.resources (pydantic in lax mode) also takes "true" for a boolean,
+# "5" for an integer and a number for a date (read as seconds since 1970), which FHIR JSON never means.
+_INTEGERS = frozenset({"Integer", "PositiveInt", "UnsignedInt"})
+
+
+def _json_kind(inner: Any) -> str | None:
+    """The FHIR JSON type of a primitive element whose (unwrapped) annotation is `inner`; None when unknown."""
+    base: Any = inner
+    markers: tuple[str, ...] = ()
+    if typing.get_origin(inner) is typing.Annotated:
+        base, *rest = typing.get_args(inner)
+        markers = tuple(type(m).__name__ for m in rest)
+    if markers:  # the FHIR type's own marker decides (integer64's Python type is int, its JSON a string)
+        if "Boolean" in markers:
+            return "boolean"
+        if any(m in _INTEGERS for m in markers):
+            return "integer"
+        if "Decimal" in markers:
+            return "decimal"
+        return "integer64" if "Integer64" in markers else "string"
+    if base is bool:
+        return "boolean"
+    if base is int:
+        return "integer"
+    if getattr(base, "__name__", "") in ("Decimal", "float"):
+        return "decimal"
+    return "string" if base is str else None
+
+
+def _is_kind(kind: str | None, value: Any) -> bool:
+    if kind == "string":
+        return isinstance(value, str)
+    if kind == "boolean":
+        return isinstance(value, bool)
+    if kind == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "decimal":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind == "integer64":  # a JSON string in FHIR (R4B, R5); a JSON number is taken too, as senders write it
+        return isinstance(value, str | int) and not isinstance(value, bool)
+    return True
+
+
+def _of_kind(field: _Field, value: Any) -> bool:
+    """Whether a primitive element's JSON value (each of them, when it repeats) has the element's JSON type; a
+    null in a repeating primitive's list (kept for its `_element` extension) is left to the model's rules."""
+    if field.repeats and isinstance(value, list):
+        return all(item is None or _is_kind(field.kind, item) for item in value)
+    return _is_kind(field.kind, value)
+
+
+def json_type_error(model: type[FHIRAbstractModel], data: object) -> tuple[tuple[int | str, ...], str, Any] | None:
+    """A primitive element in `data` (read as `model`) whose JSON value is not of its FHIR JSON type, as (its
+    location, the type it needs, the value), or None. Resources inside (contained, Bundle.entry.resource) are read as
+    the model their resourceType names, of `model`'s FHIR release; elements the models do not know, and values
+    of the wrong shape, are left to the models' own validation."""
+    pending: list[tuple[tuple[int | str, ...], type[FHIRAbstractModel], Any, int]] = [((), model, data, 0)]
+    while pending:
+        loc, current, node, depth = pending.pop()
+        if not isinstance(node, dict) or depth > MAX_DEPTH:
+            continue
+        fields = _plan(current).fields
+        for key, value in node.items():
+            field = fields.get(key) if isinstance(key, str) else None
+            if field is None or value is None:
+                continue
+            items = list(enumerate(value)) if field.repeats and isinstance(value, list) else [(None, value)]
+            for at, item in items:
+                where = (*loc, key) if at is None else (*loc, key, at)
+                if field.model is None and not field.resource:
+                    if item is not None and not _is_kind(field.kind, item):
+                        return where, field.kind or "?", item
+                elif field.resource:
+                    inner = _resource_model(current, item)
+                    if inner is not None:
+                        pending.append((where, inner, item, depth + 1))
+                elif field.model is not None:
+                    pending.append((where, field.model, item, depth + 1))
+    return None
+
+
+def _resource_model(beside: type[FHIRAbstractModel], resource: Any) -> type[FHIRAbstractModel] | None:
+    """The model of a resource inside one of `beside`'s elements, of the same FHIR release; None if unknown."""
+    name = resource.get("resourceType") if isinstance(resource, dict) else None
+    if not isinstance(name, str) or not name.isalpha():
+        return None
+    try:
+        if beside.__module__.startswith("fhir.resources.R4B."):
+            from fhir.resources.R4B import get_fhir_model_class as r4b
+
+            return r4b(name)
+        from fhir.resources import get_fhir_model_class as r5
+
+        return r5(name)
+    except (KeyError, ValueError, ImportError, AttributeError):
+        return None
 
 
 def _unwrapped(annotation: Any) -> tuple[Any, bool]:

@@ -20,6 +20,7 @@ from typing import Any
 from fhir.resources import get_fhir_model_class as r5_model
 from fhir.resources.consent import Consent as R5Consent
 from fhir.resources.R4B import get_fhir_model_class as r4b_model
+from fhir.resources.R4B.consent import Consent as R4BConsent
 from fhir.resources.R4B.resource import Resource as R4BResource
 from fhir.resources.resource import Resource as R5Resource
 from pydantic import ValidationError
@@ -35,6 +36,7 @@ from consent.categories import (
 )
 from service.errors import InvalidResource
 from service.fhir.consent import is_r5, refusal_from
+from service.fhir.validation import check_json_types
 
 __all__ = ["CONFIDENTIALITY_LEVELS", "CONSENT_ACTIONS", "check_for_capture", "current_codes", "is_resource_type"]
 
@@ -82,8 +84,10 @@ def check_for_capture(data: Mapping[str, Any]) -> None:
     """Refuse a Consent that parse_consent reads but the engine could not honour as its sender meant.
 
     Call after parse_consent succeeded (which has checked the shapes this walks). Raises InvalidResource
-    naming the element.
+    naming the element. A primitive in another JSON type than FHIR's (a number for a period's start, which
+    fhir.resources would read as seconds since 1970) is refused first.
     """
+    check_json_types(R5Consent if is_r5(data) else R4BConsent, data, "Consent")
     if is_r5(data):
         _validate_r5(data)
         for i, node in enumerate(_items(data.get("provision"))):

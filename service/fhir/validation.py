@@ -21,7 +21,7 @@ from fhir_core.fhirabstractmodel import FHIRAbstractModel
 from pydantic import BaseModel, ValidationError
 
 from service.errors import BadRequest, InvalidResource
-from service.fhir.acceptance import quick_model
+from service.fhir.acceptance import json_type_error, quick_model
 from service.fhir.dates import optional_instant
 
 M = TypeVar("M", bound=BaseModel)
@@ -59,6 +59,8 @@ def validated(
     if not types_checked:  # the caller checked the whole document already (check_resource_types)
         check_resource_types(data, root)
     quick = quick_model(model, data) if issubclass(model, FHIRAbstractModel) else None
+    if quick is None and issubclass(model, FHIRAbstractModel):
+        check_json_types(model, data, root)
     try:
         parsed = quick if quick is not None else model.model_validate(data)
     except ValidationError as exc:
@@ -69,6 +71,37 @@ def validated(
     if periods and _ends_before_start(data):
         check_periods(parsed, root)
     return parsed
+
+
+_JSON_TYPES = {
+    "string": "a JSON string",
+    "boolean": "a JSON boolean",
+    "integer": "a JSON integer",
+    "decimal": "a JSON number",
+    "integer64": "a JSON string (or number)",
+}
+
+
+def check_json_types(model: type[FHIRAbstractModel], data: Mapping[str, Any], root: str) -> None:
+    """Refuse (400, naming the element) a primitive whose JSON value is not of its FHIR JSON type: a number for a
+    date, "true" for a boolean, "5" for an integer. fhir.resources would read those (a number as seconds since
+    1970); FHIR JSON never means them so (https://hl7.org/fhir/R4/json.html#primitive)."""
+    found = json_type_error(model, data)
+    if found is not None:
+        loc, kind, value = found
+        expression = fhirpath(root, loc)
+        needs = _JSON_TYPES.get(kind, "another JSON type")
+        raise BadRequest(f"{expression}: FHIR JSON writes it as {needs}, not {_json_name(value)}", expression)
+
+
+def _json_name(value: object) -> str:
+    if isinstance(value, bool):
+        return "a JSON boolean"
+    if isinstance(value, int | float):
+        return "a JSON number"
+    if isinstance(value, str):
+        return "a JSON string"
+    return "a JSON array" if isinstance(value, list) else "a JSON object"
 
 
 def check_resource_types(data: Mapping[str, Any], root: str, body: bytes | None = None) -> None:

@@ -3,6 +3,7 @@ that would match nothing is refused with the element named, and nothing is store
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -150,3 +151,46 @@ async def test_an_r5_consent_must_name_a_client_in_subject(
     assert response.status_code == 422, response.text
     assert response.json()["issue"][0]["expression"] == [expression]
     assert await consents_of(client, auth, episode["patient"]) == []
+
+
+def period_end_as_number(consent: dict[str, Any]) -> None:
+    consent["provision"]["period"]["end"] = 1893456000  # fhir.resources would read it as 2030-01-01
+
+
+def category_text_as_number(consent: dict[str, Any]) -> None:
+    consent["category"][0]["text"] = 59284
+
+
+def coding_user_selected_as_text(consent: dict[str, Any]) -> None:
+    consent["category"][0]["coding"][0]["userSelected"] = "true"
+
+
+@pytest.mark.parametrize("release", ["R4", "R5"])
+@pytest.mark.parametrize(
+    ("change", "element"),
+    [
+        pytest.param(period_end_as_number, r"Consent\.(provision\.)?period\.end", id="a dateTime as a number"),
+        pytest.param(category_text_as_number, r"Consent\.category\[\d\]\.text", id="a string as a number"),
+        pytest.param(
+            coding_user_selected_as_text, r"Consent\.category\[\d\]\.coding\[0\]\.userSelected", id="a boolean as text"
+        ),
+    ],
+)
+async def test_a_consent_primitive_in_another_json_type_is_refused_and_nothing_is_shared(
+    client: httpx.AsyncClient, auth: Auth, release: str, change: Callable[[dict[str, Any]], None], element: str
+) -> None:
+    """FHIR JSON gives each primitive one JSON type; a Consent with another is refused naming the element (by the
+    consent parser where it reads the element, else by the JSON type check), and nothing is shared."""
+    episode, peer = await discharged_client_with_peer(client, auth)
+    consent = peer_consent(episode["patient"], ["encounters"])
+    change(consent)
+    if release == "R5":
+        consent = as_r5(consent)
+
+    response = await client.post("/fhir/Consent", json=consent, headers=auth(Role.COORDINATOR))
+
+    assert response.status_code in (400, 422), response.text
+    [issue] = response.json()["issue"]
+    assert re.fullmatch(element, issue["expression"][0]), issue  # R5's category[0] is R4's scope
+    assert await consents_of(client, auth, episode["patient"]) == []
+    assert await shared(client, auth, episode["client_id"], peer["id"]) == []

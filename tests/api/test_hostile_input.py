@@ -454,3 +454,37 @@ async def test_an_element_in_the_wrong_shape_is_refused_whatever_came_before(
     change(bundle)
     issue = await refused(app, client, "POST", "/fhir/$process-message", json.dumps(bundle).encode(), headers)
     assert issue["expression"][0].startswith(expression), issue
+
+
+# FHIR JSON gives each primitive one JSON type (https://hl7.org/fhir/R4/json.html#primitive); fhir.resources would
+# read a number as a date (seconds since 1970), "true" as a boolean and "2" as an integer.
+WRONG_JSON_TYPES = [
+    (PATIENT, ("birthDate",), 971568000, "Bundle.entry[2].resource.birthDate"),
+    (PATIENT, ("gender",), 1, "Bundle.entry[2].resource.gender"),
+    (PATIENT, ("active",), "true", "Bundle.entry[2].resource.active"),
+    (ENCOUNTER, ("period", "start"), 1603400000, "Bundle.entry[1].resource.period.start"),
+    (PATIENT, ("name", 0, "given", 0), 7, "Bundle.entry[2].resource.name[0].given[0]"),
+]
+
+
+@pytest.mark.parametrize(("entry", "path", "value", "expression"), WRONG_JSON_TYPES)
+async def test_a_primitive_in_the_wrong_json_type_is_refused_naming_it(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    auth: Auth,
+    entry: int,
+    path: tuple[str | int, ...],
+    value: object,
+    expression: str,
+) -> None:
+    def change(bundle: dict[str, Any]) -> None:
+        node: Any = bundle["entry"][entry]["resource"]
+        for step in path[:-1]:
+            node = node[step]
+        node[path[-1]] = value
+
+    body = discharge_with(change)
+    issue = await refused(app, client, "POST", "/fhir/$process-message", body, auth(Role.EHR_SYSTEM, "hospital"))
+    assert issue["expression"] == [expression]
+    assert "FHIR JSON writes it as a JSON" in issue["diagnostics"]
+    assert str(value) not in issue["diagnostics"]  # the value itself (PHI, maybe) is not echoed

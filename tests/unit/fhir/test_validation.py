@@ -15,9 +15,9 @@ from fhir.resources.R4B.encounter import Encounter
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.errors import PeerwayError
+from service.errors import BadRequest, PeerwayError
 from service.fhir.parse import parse_notification
-from service.fhir.validation import _ends_before_start, check_periods, check_resource_types, validated
+from service.fhir.validation import _ends_before_start, check_periods, check_resource_types, fhirpath, validated
 from tests.conftest import fixture_json
 
 BUNDLE = "davinci/davinci-alerts-discharge-notification-message-bundle-01.json"
@@ -187,3 +187,57 @@ def test_the_quick_look_at_the_json_misses_no_period_the_model_walk_refuses(
         assert _ends_before_start(encounter)
     else:  # (a number sends the look on to the model walk, which then finds nothing)
         assert not _ends_before_start(encounter) or not isinstance(start, str) or not isinstance(end, str)
+
+
+# FHIR JSON's primitive types (https://hl7.org/fhir/R4/json.html#primitive): whatever element of a real message is
+# given in another JSON type, the whole validation refuses it naming that very element, whether or not the
+# quick walk (service/fhir/acceptance.py) would have made the model.
+_WRONG_TYPES: dict[type, list[object]] = {
+    str: [20001015, 1.5, True],
+    bool: ["true", 1],
+    int: ["2", True],
+    float: ["2.5"],
+}
+
+
+def _leaves(node: Any, loc: tuple[int | str, ...] = ()) -> list[tuple[tuple[int | str, ...], Any]]:
+    if isinstance(node, dict):
+        return [leaf for key, value in node.items() if key != "resourceType" for leaf in _leaves(value, (*loc, key))]
+    if isinstance(node, list):
+        return [leaf for at, value in enumerate(node) for leaf in _leaves(value, (*loc, at))]
+    return [(loc, node)]
+
+
+_PRIMITIVES = [(at, loc) for at, resource in enumerate(resources()) for loc, _ in _leaves(resource)]
+
+
+@given(st.sampled_from(_PRIMITIVES), st.integers(min_value=0, max_value=2), st.booleans())
+def test_a_primitive_in_another_json_type_is_refused_naming_it(
+    place: tuple[int, tuple[int | str, ...]], pick: int, with_extension: bool
+) -> None:
+    at, loc = place
+    resource = copy.deepcopy(resources()[at])
+    node: Any = resource
+    for step in loc[:-1]:
+        node = node[step]
+    wrong = _WRONG_TYPES[type(node[loc[-1]])]
+    node[loc[-1]] = wrong[pick % len(wrong)]
+    if with_extension and isinstance(loc[-1], str):  # the quick walk is never sure of a `_element`: the slow path
+        node["_" + loc[-1]] = {"id": "x"}
+    root = resource["resourceType"]
+    model = {"Encounter": Encounter}.get(root) or _model_of(root)
+    refusal = outcome(lambda: validated(model, resource, root))
+    expression = fhirpath(root, loc)
+    assert refusal == (BadRequest, refusal[1], expression), refusal
+    assert "FHIR JSON writes it as" in refusal[1]
+
+
+def _model_of(name: str) -> Any:
+    from fhir.resources.R4B import get_fhir_model_class
+
+    return get_fhir_model_class(name)
+
+
+def test_every_primitive_of_the_real_message_keeps_its_json_type() -> None:
+    for resource in resources():
+        validated(_model_of(resource["resourceType"]), resource, resource["resourceType"])
