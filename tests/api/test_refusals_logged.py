@@ -10,6 +10,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
+from service.app.refusals import LINES_PER_WINDOW
 from service.auth import Role
 from tests.support.flow import client_with_contact, peer_contact, register_peer
 
@@ -58,3 +59,17 @@ async def test_what_a_caller_puts_in_the_path_is_not_logged(
     assert len(lines) == 2
     assert all(peer["id"] in line for line in lines)
     assert not any("Halvorson" in line or "2000-10-15" in line or "19801015" in line for line in lines)
+
+
+async def test_a_peer_probing_many_ids_cannot_flood_the_log(
+    client: httpx.AsyncClient, auth: Auth, caplog: pytest.LogCaptureFixture
+) -> None:
+    peer = await register_peer(client, auth)
+    caplog.set_level(logging.INFO)
+    for n in range(LINES_PER_WINDOW + 15):
+        probe = f"/fhir/Patient/00000000-0000-4000-8000-{n:012d}/$peer-summary"
+        assert (await client.get(probe, headers=auth(Role.PEER, peer["id"]))).status_code == 404
+    lines = refusals(caplog)
+    assert len(lines) == LINES_PER_WINDOW + 1  # one by one, then one line saying the rest are counted
+    assert "counted, not logged" in lines[-1]
+    assert all(peer["id"] in line for line in lines)
