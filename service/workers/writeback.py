@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -62,6 +63,11 @@ class Undeliverable(Permanent):
     """The job cannot be delivered whatever the EHR does (its subject is gone, an unknown kind): a dead letter."""
 
 
+# How long a site whose EHR refused a batch as a request (404, 405, 501...) or answered it unreadably is written
+# one Encounter at a time before a batch is tried again.
+UNBATCHED_SECONDS = 600.0
+
+
 class Writer:
     """Delivers rows for one worker; remembers which Practitioners it has written lately."""
 
@@ -84,6 +90,8 @@ class Writer:
         # contact id -> what the EHR answered to its entry of a batch (None: written) and the Practitioner's note,
         # once for each of the batch's jobs about that contact (a correction queues a job of its own)
         self._batched: dict[str, list[tuple[UpstreamError | None, str | None]]] = {}
+        # site -> until when its EHR is written one Encounter at a time (it refused a batch as a request)
+        self._unbatched: dict[str, float] = {}
 
     async def prefetch(self, rows: Sequence[tuple[str, str]]) -> None:
         """Read the state of a claimed batch's contacts in one query ((kind, subject id) per row); for sites in the
@@ -124,7 +132,7 @@ class Writer:
             target = await self._ehr.write_target(site)
         except (UpstreamError, UnsupportedFhirVersion):
             return  # each job meets the same answer on its own, and is retried or dead-lettered for it
-        if target[1] != "batch":
+        if target[1] != "batch" or self._unbatched.get(site, -math.inf) > self._clock():
             return
         entries: list[tuple[str, dict[str, Any], str | None]] = []
         for state in group:
@@ -142,8 +150,16 @@ class Writer:
                 # The EHR is down or busy: every job of the batch waits as it asks (Retry-After), none is sent
                 # on its own meanwhile (that would only add to its load).
                 answers = [exc] * len(entries)
-            else:  # refused as a request, or answered unreadably: each job writes its Encounter on its own
-                log.warning("site %s's EHR did not take a batch of %d Encounters: %s", site, len(entries), exc)
+            else:  # refused as a request, or answered unreadably: each job writes its Encounter on its own,
+                # and so do the site's next claims for a while (an EHR without batch support would refuse each)
+                self._unbatched[site] = self._clock() + UNBATCHED_SECONDS
+                log.warning(
+                    "site %s's EHR did not take a batch of %d Encounters (%s): writing one at a time for %g s",
+                    site,
+                    len(entries),
+                    exc,
+                    UNBATCHED_SECONDS,
+                )
                 return
         for (contact_id, _, note), answer in zip(entries, answers, strict=True):
             self._batched.setdefault(contact_id, []).extend([(answer, note)] * jobs[contact_id])

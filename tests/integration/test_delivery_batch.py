@@ -18,7 +18,7 @@ from service.ehr.client import EhrClient
 from service.fhir import build
 from service.settings import Settings
 from service.store.db import create_engine, session_factory
-from service.workers.writeback import Writer
+from service.workers.writeback import UNBATCHED_SECONDS, Writer
 from tests.support.delivery import deliver, outbox, worker_settings
 from tests.support.ehr import TestEhr, run_test_ehr
 from tests.support.flow import discharged_client_with_peer, peer_contact
@@ -231,3 +231,32 @@ async def test_an_answer_kept_from_a_claim_never_done_is_not_taken_for_a_later_o
     written = ehr.read("Encounter", contact["id"])
     assert written is not None
     assert written["status"] == "entered-in-error"
+
+
+async def test_a_site_whose_ehr_refused_a_batch_is_written_one_by_one_for_a_while(
+    client: httpx.AsyncClient, auth: Auth, settings: Settings, ehr: TestEhr
+) -> None:
+    """An EHR without batch support would refuse every claim's batch: after one refusal the worker writes that
+    site's Encounters one at a time, and tries a batch again only once UNBATCHED_SECONDS have passed."""
+    contacts = await after_a_first_delivery(client, auth, settings, ehr, 3)
+    engine = create_engine(settings.database_url)
+    configured = worker_settings(settings, ehr, ehr_write_mode=BATCH)
+    api = EhrClient(ehr.base_url)
+    now = [0.0]
+    try:
+        writer = Writer(session_factory(engine), api, configured, clock=lambda: now[0])
+        ehr.fault(status=405)  # the first claim's batch
+        for contact in contacts[:2]:  # two claims, one after the other
+            await writer.prefetch([("contact", contact["id"])])
+            await writer.deliver("contact", contact["id"])
+        assert [(r["method"], r["status"]) for r in ehr.requests()] == [("POST", 405), ("PUT", 201), ("PUT", 201)]
+
+        now[0] += UNBATCHED_SECONDS
+        await writer.prefetch([("contact", contacts[2]["id"])])
+        await writer.deliver("contact", contacts[2]["id"])
+        assert [(r["method"], r["status"]) for r in ehr.requests()][3:] == [("POST", 200)]  # a batch again
+    finally:
+        await api.aclose()
+        await engine.dispose()
+    for contact in contacts:
+        assert ehr.read("Encounter", contact["id"]) is not None
