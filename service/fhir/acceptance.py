@@ -45,7 +45,9 @@ class _Field:
     model: type[FHIRAbstractModel] | None  # a complex element's model; None for a primitive
     primitive: Callable[[Any], Any] | None  # validates a primitive element's value as the model does (its type)
     resource: bool  # a resource inside the element (contained, entry.resource): never walked
-    kind: str | None = None  # a primitive's FHIR JSON type: "string", "boolean", "integer", "decimal", "integer64"
+    # a primitive's FHIR JSON type: "string" ("date" for date, dateTime, instant and time), "boolean", "integer",
+    # "decimal" or "integer64"
+    kind: str | None = None
 
 
 @dataclass(frozen=True)
@@ -194,11 +196,12 @@ def _field(name: str, annotation: Any, metadata: list[Any]) -> _Field:
 
 # FHIR's JSON representation gives each primitive type one JSON type: boolean a JSON boolean; integer,
 # positiveInt, unsignedInt and decimal a JSON number; every other (string, code, date, dateTime, instant, uri,
-# base64Binary, integer64) a JSON string. integer64 (SubscriptionStatus.eventsSinceSubscriptionStart in R4B and
-# R5) is also taken as a JSON number: R4-era senders and some servers write it so, and an event is not refused
-# for it. fhir.resources (pydantic in lax mode) also takes "true" for a boolean,
-# "5" for an integer and a number for a date (read as seconds since 1970), which FHIR JSON never means.
+# base64Binary, integer64) a JSON string. integer64 (R5's SubscriptionStatus.eventsSinceSubscriptionStart) is
+# also taken as a JSON number: some senders write it so, and an event is not refused for it. fhir.resources
+# (pydantic in lax mode) also takes "true" for a boolean, "5" for an integer and a number for a date (read as
+# seconds since 1970), which FHIR JSON never means.
 _INTEGERS = frozenset({"Integer", "PositiveInt", "UnsignedInt"})
+_DATES = frozenset({"Date", "DateTime", "Instant", "Time"})  # JSON strings that fhir.resources reads from numbers
 
 
 def _json_kind(inner: Any) -> str | None:
@@ -215,7 +218,9 @@ def _json_kind(inner: Any) -> str | None:
             return "integer"
         if "Decimal" in markers:
             return "decimal"
-        return "integer64" if "Integer64" in markers else "string"
+        if "Integer64" in markers:
+            return "integer64"
+        return "date" if any(m in _DATES for m in markers) else "string"
     if base is bool:
         return "boolean"
     if base is int:
@@ -226,7 +231,7 @@ def _json_kind(inner: Any) -> str | None:
 
 
 def _is_kind(kind: str | None, value: Any) -> bool:
-    if kind == "string":
+    if kind in ("string", "date"):
         return isinstance(value, str)
     if kind == "boolean":
         return isinstance(value, bool)
@@ -247,11 +252,14 @@ def _of_kind(field: _Field, value: Any) -> bool:
     return _is_kind(field.kind, value)
 
 
-def json_type_error(model: type[FHIRAbstractModel], data: object) -> tuple[tuple[int | str, ...], str, Any] | None:
+def json_type_error(
+    model: type[FHIRAbstractModel], data: object, kinds: frozenset[str] | None = None
+) -> tuple[tuple[int | str, ...], str, Any] | None:
     """A primitive element in `data` (read as `model`) whose JSON value is not of its FHIR JSON type, as (its
-    location, the type it needs, the value), or None. Resources inside (contained, Bundle.entry.resource) are read as
-    the model their resourceType names, of `model`'s FHIR release; elements the models do not know, and values
-    of the wrong shape, are left to the models' own validation."""
+    location, the type it needs, the value), or None; `kinds`: only elements of those kinds are checked.
+    Resources inside (contained, Bundle.entry.resource) are read as the model their resourceType names, of
+    `model`'s FHIR release; elements the models do not know, and values of the wrong shape, are left to the
+    models' own validation."""
     pending: list[tuple[tuple[int | str, ...], type[FHIRAbstractModel], Any, int]] = [((), model, data, 0)]
     while pending:
         loc, current, node, depth = pending.pop()
@@ -260,13 +268,17 @@ def json_type_error(model: type[FHIRAbstractModel], data: object) -> tuple[tuple
         fields = _plan(current).fields
         for key, value in node.items():
             field = fields.get(key) if isinstance(key, str) else None
+            name = key
+            if field is None and isinstance(key, str) and key.startswith("_") and key[1:] in fields:
+                field = _element_field(current, fields[key[1:]].repeats)  # a primitive's id and extensions
+                name = key[1:]  # FHIRPath names them as the primitive's own: birthDate.extension[0]
             if field is None or value is None:
                 continue
             items = list(enumerate(value)) if field.repeats and isinstance(value, list) else [(None, value)]
             for at, item in items:
-                where = (*loc, key) if at is None else (*loc, key, at)
+                where = (*loc, name) if at is None else (*loc, name, at)
                 if field.model is None and not field.resource:
-                    if item is not None and not _is_kind(field.kind, item):
+                    if item is not None and (kinds is None or field.kind in kinds) and not _is_kind(field.kind, item):
                         return where, field.kind or "?", item
                 elif field.resource:
                     inner = _resource_model(current, item)
@@ -275,6 +287,15 @@ def json_type_error(model: type[FHIRAbstractModel], data: object) -> tuple[tuple
                 elif field.model is not None:
                     pending.append((where, field.model, item, depth + 1))
     return None
+
+
+def _element_field(beside: type[FHIRAbstractModel], repeats: bool) -> _Field:
+    """The `_element` beside a primitive element of `beside`, read as an Element of the same FHIR release."""
+    if beside.__module__.startswith("fhir.resources.R4B."):
+        from fhir.resources.R4B.element import Element
+    else:
+        from fhir.resources.element import Element  # type: ignore[assignment]
+    return _Field("_", repeats, Element, None, resource=False)
 
 
 def _resource_model(beside: type[FHIRAbstractModel], resource: Any) -> type[FHIRAbstractModel] | None:

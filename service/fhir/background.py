@@ -201,7 +201,7 @@ def valid(resource: dict[str, Any]) -> bool:
     if model is None:
         return False
     try:
-        validated(model, resource, str(resource["resourceType"]))
+        validated(model, resource, str(resource["resourceType"]), from_ehr=True)
     except PeerwayError:
         return False
     return True

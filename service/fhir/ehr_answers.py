@@ -33,15 +33,17 @@ def fetched_stay(encounter_data: dict[str, Any], patient_data: dict[str, Any] | 
     """An Encounter (R4 or R5) and its Patient as read from the EHR -> Stay, or a 4xx naming the element."""
     text = json.dumps(encounter_data, separators=(",", ":"), sort_keys=True)
     if is_r5_encounter(encounter_data):
-        snapshot = r5_snapshot(encounter_data, validated(R5Encounter, encounter_data, "Encounter"), extension)
+        snapshot = r5_snapshot(
+            encounter_data, validated(R5Encounter, encounter_data, "Encounter", from_ehr=True), extension
+        )
         subject = (encounter_data.get("subject") or {}).get("reference")
     else:
-        encounter = validated(Encounter, encounter_data, "Encounter")
+        encounter = validated(Encounter, encounter_data, "Encounter", from_ehr=True)
         snapshot = encounter_snapshot(encounter, text, extension)
         subject = encounter.subject.reference if encounter.subject else None
     patient = patient_reference(subject)
     if patient_data is not None:
-        model = validated(Patient, patient_data, "Patient")
+        model = validated(Patient, patient_data, "Patient", from_ehr=True)
         if model.id == patient.ehr_id:
             patient = PatientSnapshot(
                 ehr_id=patient.ehr_id, resource_json=json.dumps(patient_data, separators=(",", ":"), sort_keys=True)
@@ -58,7 +60,7 @@ def patient_id_of(encounter_data: dict[str, Any]) -> str | None:
 
 def patient_json(data: dict[str, Any]) -> str:
     """A Patient read from the EHR, checked, as the snapshot text kept for the client."""
-    validated(Patient, data, "Patient")
+    validated(Patient, data, "Patient", from_ehr=True)
     return json.dumps(data, separators=(",", ":"), sort_keys=True)
 
 

@@ -49,9 +49,20 @@ def invalid_from(error: ValidationError, root: str) -> BadRequest:
 
 
 def validated(
-    model: type[M], data: Mapping[str, Any], root: str, *, types_checked: bool = False, periods: bool = True
+    model: type[M],
+    data: Mapping[str, Any],
+    root: str,
+    *,
+    types_checked: bool = False,
+    periods: bool = True,
+    from_ehr: bool = False,
 ) -> M:
     """model.model_validate(data), every failure a 4xx naming the element where it can be named.
+
+    `from_ehr`: `data` is what an EHR answered, not a body sent to Peerway. Of FHIR JSON's primitive types only
+    dates and times are then held to theirs (a number there would be read as seconds since 1970); "2" for an
+    integer or "true" for a boolean is taken as fhir.resources takes it, so a stay, a Patient or a background
+    item is not lost over a slip that cannot be misread.
 
     fhir.resources (fhir_core) raises plain TypeError/ValueError for some malformed input instead of a
     ValidationError; those are the sender's fault too, so they become 400s rather than 500s.
@@ -60,7 +71,7 @@ def validated(
         check_resource_types(data, root)
     quick = quick_model(model, data) if issubclass(model, FHIRAbstractModel) else None
     if quick is None and issubclass(model, FHIRAbstractModel):
-        check_json_types(model, data, root)
+        check_json_types(model, data, root, kinds=_MISREAD if from_ehr else None)
     try:
         parsed = quick if quick is not None else model.model_validate(data)
     except ValidationError as exc:
@@ -75,6 +86,7 @@ def validated(
 
 _JSON_TYPES = {
     "string": "a JSON string",
+    "date": "a JSON string",
     "boolean": "a JSON boolean",
     "integer": "a JSON integer",
     "decimal": "a JSON number",
@@ -82,11 +94,16 @@ _JSON_TYPES = {
 }
 
 
-def check_json_types(model: type[FHIRAbstractModel], data: Mapping[str, Any], root: str) -> None:
+_MISREAD = frozenset({"date"})  # what fhir.resources would read wrongly in another JSON type (a number)
+
+
+def check_json_types(
+    model: type[FHIRAbstractModel], data: Mapping[str, Any], root: str, kinds: frozenset[str] | None = None
+) -> None:
     """Refuse (400, naming the element) a primitive whose JSON value is not of its FHIR JSON type: a number for a
     date, "true" for a boolean, "5" for an integer. fhir.resources would read those (a number as seconds since
     1970); FHIR JSON never means them so (https://hl7.org/fhir/R4/json.html#primitive)."""
-    found = json_type_error(model, data)
+    found = json_type_error(model, data, kinds)
     if found is not None:
         loc, kind, value = found
         expression = fhirpath(root, loc)
@@ -97,7 +114,9 @@ def check_json_types(model: type[FHIRAbstractModel], data: Mapping[str, Any], ro
 def _json_name(value: object) -> str:
     if isinstance(value, bool):
         return "a JSON boolean"
-    if isinstance(value, int | float):
+    if isinstance(value, float):
+        return "a JSON number with a fraction or exponent"
+    if isinstance(value, int):
         return "a JSON number"
     if isinstance(value, str):
         return "a JSON string"

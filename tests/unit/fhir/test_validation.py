@@ -241,3 +241,44 @@ def _model_of(name: str) -> Any:
 def test_every_primitive_of_the_real_message_keeps_its_json_type() -> None:
     for resource in resources():
         validated(_model_of(resource["resourceType"]), resource, resource["resourceType"])
+
+
+def test_what_an_ehr_answered_is_held_only_to_the_json_types_that_would_be_misread() -> None:
+    """An EHR's answer with "2" for an integer or "true" for a boolean is taken as fhir.resources takes it (an
+    id-only event's stay, a Patient, a background item is not lost for it); a number for a date or dateTime
+    is refused there too, since it would be read as seconds since 1970."""
+    patient, encounter = resources()[2], resources()[1]
+    slips = {k: v for k, v in copy.deepcopy(patient).items() if not k.startswith("multipleBirth")}
+    slips |= {"active": "true", "multipleBirthInteger": "2"}
+    assert validated(_model_of("Patient"), slips, "Patient", from_ehr=True).active is True
+    refusal = outcome(lambda: validated(_model_of("Patient"), slips, "Patient"))
+    assert refusal[:1] == (BadRequest,)
+    assert refusal[2] in ("Patient.active", "Patient.multipleBirthInteger")
+
+    dated = copy.deepcopy(encounter)
+    dated["period"]["start"] = 1603400000
+    for from_ehr in (True, False):
+        refused = outcome(lambda from_ehr=from_ehr: validated(Encounter, dated, "Encounter", from_ehr=from_ehr))
+        assert refused[:1] == (BadRequest,)
+        assert refused[2] == "Encounter.period.start"
+
+
+@pytest.mark.parametrize(
+    ("extended", "expression"),
+    [
+        ({"_birthDate": {"extension": [{"url": "http://x", "valueDate": 946684800}]}}, "birthDate.extension[0]"),
+        (
+            {
+                "name": [
+                    {"given": ["A", None], "_given": [None, {"extension": [{"url": "http://x", "valueInteger": "5"}]}]}
+                ]
+            },
+            "name[0].given[1].extension[0]",
+        ),
+    ],
+)
+def test_a_primitive_extension_is_held_to_fhir_json_types_too(extended: dict[str, Any], expression: str) -> None:
+    patient = {"resourceType": "Patient", **extended}
+    refusal = outcome(lambda: validated(_model_of("Patient"), patient, "Patient"))
+    assert refusal[:1] == (BadRequest,)
+    assert str(refusal[2]).startswith(f"Patient.{expression}.value")
