@@ -29,7 +29,7 @@ from service.app.clock import new_id, utcnow
 from service.errors import BadRequest, Conflict, InvalidResource, NotFound, PreconditionFailed, changed_meanwhile
 from service.fhir.build import stamped_consent, to_json
 from service.fhir.consent import parse_consent, subject_element
-from service.fhir.consent_capture import check_for_capture
+from service.fhir.consent_capture import check_for_capture, check_json_types_of_consent
 from service.fhir.ids import MAX_IDENTIFIER_LENGTH
 from service.fhir.search import STATUS_SYSTEMS, SearchRequest, Token
 from service.store import repository, searches
@@ -162,6 +162,7 @@ async def _write(
     *,
     creating: bool,
 ) -> tuple[dict[str, Any], bool]:
+    check_json_types_of_consent(data)  # FHIR JSON's primitive types first: no value is echoed in the refusal
     parse_consent(data)  # refuses what the engine could not read, with the element named
     check_for_capture(data)  # and what it would read but not honour as meant (unknown codes, non-R5 elements)
     now = utcnow()

@@ -80,14 +80,18 @@ _CODING_ELEMENTS = ("purpose", "securityLabel", "class", "resourceType", "docume
 _CONCEPT_ELEMENTS = ("action", "code")
 
 
+def check_json_types_of_consent(data: Mapping[str, Any]) -> None:
+    """Refuse (400, naming the element, not echoing the value) a primitive in another JSON type than FHIR JSON's:
+    a number for a period's start, which would otherwise be read as seconds since 1970, "true" for a boolean."""
+    check_json_types(R5Consent if is_r5(data) else R4BConsent, data, "Consent")
+
+
 def check_for_capture(data: Mapping[str, Any]) -> None:
     """Refuse a Consent that parse_consent reads but the engine could not honour as its sender meant.
 
     Call after parse_consent succeeded (which has checked the shapes this walks). Raises InvalidResource
-    naming the element. A primitive in another JSON type than FHIR's (a number for a period's start, which
-    fhir.resources would read as seconds since 1970) is refused first.
+    naming the element.
     """
-    check_json_types(R5Consent if is_r5(data) else R4BConsent, data, "Consent")
     if is_r5(data):
         _validate_r5(data)
         for i, node in enumerate(_items(data.get("provision"))):

@@ -192,5 +192,7 @@ async def test_a_consent_primitive_in_another_json_type_is_refused_and_nothing_i
     assert response.status_code in (400, 422), response.text
     [issue] = response.json()["issue"]
     assert re.fullmatch(element, issue["expression"][0]), issue  # R5's category[0] is R4's scope
+    assert "1893456000" not in response.text  # the value is not echoed (a date may be PHI)
+    assert "59284" not in response.text
     assert await consents_of(client, auth, episode["patient"]) == []
     assert await shared(client, auth, episode["client_id"], peer["id"]) == []
