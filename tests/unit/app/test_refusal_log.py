@@ -67,3 +67,37 @@ def test_only_so_many_peers_are_remembered() -> None:
     for peer in ("a", "b", "c", "b"):
         refusals.refused(peer, "Patient/1")
     assert list(refusals._peers) == ["c", "b"]
+
+
+def test_a_prober_who_stops_is_counted_when_anyone_is_refused_after_the_window(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING)
+    clock = Clock()
+    refusals = RefusalLog(lines=3, window=60, clock=clock)
+    for n in range(8):
+        refusals.refused(PEER, f"Patient/{n}")
+    clock.now += 60
+    refusals.refused(OTHER, "Patient/x")
+    assert lines(caplog)[-2:] == [
+        f"refused peer {PEER} 5 more times, not logged one by one (probing?)",
+        f"refused peer {OTHER}: Patient/x is not one of theirs, or does not exist",
+    ]
+
+
+def test_a_prober_forgotten_to_make_room_is_counted(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
+    refusals = RefusalLog(lines=1, window=60, max_peers=1, clock=Clock())
+    for _ in range(4):
+        refusals.refused(PEER, "Patient/1")
+    refusals.refused(OTHER, "Patient/2")
+    assert f"refused peer {PEER} 3 more times, not logged one by one (probing?)" in lines(caplog)
+
+
+def test_a_long_probe_is_told_at_each_power_of_ten(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
+    refusals = RefusalLog(lines=3, window=60, clock=Clock())
+    for _ in range(1000):
+        refusals.refused(PEER, "Patient/1")
+    told = [line for line in lines(caplog) if "within this window" in line]
+    assert told == [f"refused peer {PEER} {n} times within this window (probing?)" for n in (100, 1000)]
