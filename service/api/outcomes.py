@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from service.api import fhir_rest
 from service.api.deps import SessionsDep, SettingsDep, read_body, require
@@ -149,5 +150,8 @@ async def chart(
     if stem not in charts.CHARTS or suffix not in charts.MEDIA_TYPES:
         raise NotFound(f"no chart {name[:80]}: one of {', '.join(charts.CHARTS)}, as .svg or .png")
     report = await _period_report(sessions, settings, caller, periodStart, periodEnd, [CHART_MEASURES[stem]])
-    image = charts.render(report, stem, "svg" if suffix == "svg" else "png", settings.outcomes_small_cell)
+    # Drawn on a worker thread: a chart takes tens of milliseconds (the first in a process also imports matplotlib,
+    # about a second), which would hold every other request of this process waiting on the event loop.
+    fmt: charts.Format = "svg" if suffix == "svg" else "png"
+    image = await run_in_threadpool(charts.render, report, stem, fmt, settings.outcomes_small_cell)
     return Response(image, media_type=charts.MEDIA_TYPES[suffix])
