@@ -66,6 +66,7 @@ class Undeliverable(Permanent):
 # How long a site whose EHR refused a batch as a request (404, 405, 501...) or answered it unreadably is written
 # one Encounter at a time before a batch is tried again.
 UNBATCHED_SECONDS = 600.0
+_NOT_ABOUT_BATCHES = frozenset({401, 403, 413})
 
 
 class Writer:
@@ -151,14 +152,18 @@ class Writer:
                 # on its own meanwhile (that would only add to its load).
                 answers = [exc] * len(entries)
             else:  # refused as a request, or answered unreadably: each job writes its Encounter on its own,
-                # and so do the site's next claims for a while (an EHR without batch support would refuse each)
-                self._unbatched[site] = self._clock() + UNBATCHED_SECONDS
+                # and so do the site's next claims for a while (an EHR without batch support would refuse each),
+                # unless the refusal was of our credentials (401, 403) or of the batch's size (413): those say
+                # nothing of batch support
+                remembered = exc.http_status not in _NOT_ABOUT_BATCHES
+                if remembered:
+                    self._unbatched[site] = self._clock() + UNBATCHED_SECONDS
                 log.warning(
-                    "site %s's EHR did not take a batch of %d Encounters (%s): writing one at a time for %g s",
+                    "site %s's EHR did not take a batch of %d Encounters (%s): writing one at a time%s",
                     site,
                     len(entries),
                     exc,
-                    UNBATCHED_SECONDS,
+                    f" for {UNBATCHED_SECONDS:g} s" if remembered else "",
                 )
                 return
         for (contact_id, _, note), answer in zip(entries, answers, strict=True):

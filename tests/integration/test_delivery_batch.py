@@ -233,11 +233,13 @@ async def test_an_answer_kept_from_a_claim_never_done_is_not_taken_for_a_later_o
     assert written["status"] == "entered-in-error"
 
 
+@pytest.mark.parametrize(("status", "remembered"), [(405, True), (413, False), (403, False)])
 async def test_a_site_whose_ehr_refused_a_batch_is_written_one_by_one_for_a_while(
-    client: httpx.AsyncClient, auth: Auth, settings: Settings, ehr: TestEhr
+    client: httpx.AsyncClient, auth: Auth, settings: Settings, ehr: TestEhr, status: int, remembered: bool
 ) -> None:
     """An EHR without batch support would refuse every claim's batch: after one refusal the worker writes that
-    site's Encounters one at a time, and tries a batch again only once UNBATCHED_SECONDS have passed."""
+    site's Encounters one at a time, and tries a batch again only once UNBATCHED_SECONDS have passed. A refusal
+    of the batch's size (413) or of our credentials (403) says nothing of batch support: the next claim batches."""
     contacts = await after_a_first_delivery(client, auth, settings, ehr, 3)
     engine = create_engine(settings.database_url)
     configured = worker_settings(settings, ehr, ehr_write_mode=BATCH)
@@ -245,16 +247,17 @@ async def test_a_site_whose_ehr_refused_a_batch_is_written_one_by_one_for_a_whil
     now = [0.0]
     try:
         writer = Writer(session_factory(engine), api, configured, clock=lambda: now[0])
-        ehr.fault(status=405)  # the first claim's batch
+        ehr.fault(status=status)  # the first claim's batch
         for contact in contacts[:2]:  # two claims, one after the other
             await writer.prefetch([("contact", contact["id"])])
             await writer.deliver("contact", contact["id"])
-        assert [(r["method"], r["status"]) for r in ehr.requests()] == [("POST", 405), ("PUT", 201), ("PUT", 201)]
+        second = [("PUT", 201)] if remembered else [("POST", 200)]
+        assert [(r["method"], r["status"]) for r in ehr.requests()] == [("POST", status), ("PUT", 201), *second]
 
         now[0] += UNBATCHED_SECONDS
         await writer.prefetch([("contact", contacts[2]["id"])])
         await writer.deliver("contact", contacts[2]["id"])
-        assert [(r["method"], r["status"]) for r in ehr.requests()][3:] == [("POST", 200)]  # a batch again
+        assert [(r["method"], r["status"]) for r in ehr.requests()][3:] == [("POST", 200)]  # a batch
     finally:
         await api.aclose()
         await engine.dispose()
