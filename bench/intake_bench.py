@@ -14,6 +14,9 @@ gives req/s, p50/p99, and the server's own CPU per request (steadier than req/s 
 
     .venv/bin/python bench/intake_bench.py [--backends sqlite,postgres] [--seconds 1.5] [--pairs 3] [--connections 8]
 
+On PostgreSQL the database runs on CPU 1 beside the load (a database is its own server in any deployment); its
+CPU per Peerway request is printed with the ratios, since only Peerway's requests use it.
+
 The ratios (Peerway req/s / baseline req/s) are printed last.
 """
 
@@ -113,6 +116,7 @@ async def measure(backend: str, args: argparse.Namespace) -> list[tuple[str, loa
     with tempfile.TemporaryDirectory() as directory, database(backend, Path(directory)) as database_url:
         workdir = Path(directory)
         settings = tokens(database_url)
+        postgres = servers.postgres_pid(database_url) if backend == "postgres" else None
         with servers.peerway_server(database_url, workdir) as peerway:
             paths, summary = await summary_setup(peerway.url, settings, run)
             (workdir / "summary.json").write_bytes(summary)
@@ -149,7 +153,10 @@ async def measure(backend: str, args: argparse.Namespace) -> list[tuple[str, loa
                     (f"intake, {backend}", intake, parse_only, None),
                     (f"summary read, {backend}", read_summary, stored_json, SUMMARY_GOAL),
                 ):
+                    database_before = load.process_cpu_seconds(postgres) if postgres else 0.0
                     a, b = await load.alternate(a_target, b_target, counter=counter, **window)
+                    # Only Peerway uses the database (the baselines do not): its CPU over the pairs is Peerway's.
+                    a.database_cpu = load.process_cpu_seconds(postgres) - database_before if postgres else None
                     print(f"{label}: {args.connections} connections, {args.pairs} x A B of {args.seconds:g} s")
                     print(a.line())
                     print(b.line())
@@ -174,6 +181,13 @@ def cpu(samples: load.Samples) -> str:
     return f"{per_request:.2f}" if per_request is not None else "?"
 
 
+def database_cpu(samples: load.Samples) -> str:
+    """PostgreSQL's CPU per Peerway request (it runs on the load's core, beside the server's)."""
+    if samples.database_cpu is None or not samples.requests:
+        return ""
+    return f"; PostgreSQL {samples.database_cpu / samples.requests * 1000:.2f} ms CPU per request on the load's core"
+
+
 def most(samples: load.Samples) -> str:
     """What one core could do at the server CPU per request measured: the figure to compare with the target."""
     per_request = samples.server_ms_per_request()
@@ -195,7 +209,8 @@ def main() -> None:
     for label, a, b in results:
         print(
             f"  {label:<24} {a.rate / b.rate:>6.3f}   ({a.rate:.0f} / {b.rate:.0f} req/s,"
-            f" Peerway p99 {a.percentile(0.99):.1f} ms; server CPU per request {cpu(a)} / {cpu(b)} ms{most(a)})"
+            f" Peerway p99 {a.percentile(0.99):.1f} ms; server CPU per request {cpu(a)} / {cpu(b)} ms{most(a)}"
+            f"{database_cpu(a)})"
         )
 
 

@@ -189,6 +189,7 @@ class Samples:
     load_cpu: float = 0.0  # this process's CPU seconds over the windows
     built_late: int = 0  # requests built inside a window because the advance estimate fell short
     missed: int = 0  # open loop: requests due but not yet sent when the window ended (slower than later)
+    database_cpu: float | None = None  # seconds of the database server's CPU over the windows, when measured
 
     @property
     def rate(self) -> float:
