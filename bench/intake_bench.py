@@ -117,6 +117,8 @@ async def measure(backend: str, args: argparse.Namespace) -> list[tuple[str, loa
         workdir = Path(directory)
         settings = tokens(database_url)
         postgres = servers.postgres_pid(database_url) if backend == "postgres" else None
+        if backend == "postgres" and postgres is None:
+            print("(PostgreSQL's server process not found: its CPU is not measured)")
         with servers.peerway_server(database_url, workdir) as peerway:
             paths, summary = await summary_setup(peerway.url, settings, run)
             (workdir / "summary.json").write_bytes(summary)
@@ -148,15 +150,20 @@ async def measure(backend: str, args: argparse.Namespace) -> list[tuple[str, loa
                 counter = load.Counter()
                 for target, requests in ((intake, 30), (parse_only, 30), (read_summary, 100), (stored_json, 100)):
                     await load.warm(target, counter, requests)
-                window = {"pairs": args.pairs, "connections": args.connections, "seconds": args.seconds}
+                window_args = {"connections": args.connections, "seconds": args.seconds}
                 for label, a_target, b_target, goal in (
                     (f"intake, {backend}", intake, parse_only, None),
                     (f"summary read, {backend}", read_summary, stored_json, SUMMARY_GOAL),
                 ):
-                    database_before = load.process_cpu_seconds(postgres) if postgres else 0.0
-                    a, b = await load.alternate(a_target, b_target, counter=counter, **window)
-                    # Only Peerway uses the database (the baselines do not): its CPU over the pairs is Peerway's.
-                    a.database_cpu = load.process_cpu_seconds(postgres) - database_before if postgres else None
+                    a, b = load.Samples(a_target.name), load.Samples(b_target.name)
+                    for _ in range(args.pairs):  # A B A B, PostgreSQL's CPU counted over Peerway's windows
+                        database_before = load.process_cpu_seconds(postgres) if postgres else 0.0
+                        await load.window(a_target, a, counter, **window_args)
+                        if postgres:
+                            a.database_cpu = (
+                                (a.database_cpu or 0.0) + load.process_cpu_seconds(postgres) - database_before
+                            )
+                        await load.window(b_target, b, counter, **window_args)
                     print(f"{label}: {args.connections} connections, {args.pairs} x A B of {args.seconds:g} s")
                     print(a.line())
                     print(b.line())
@@ -182,7 +189,8 @@ def cpu(samples: load.Samples) -> str:
 
 
 def database_cpu(samples: load.Samples) -> str:
-    """PostgreSQL's CPU per Peerway request (it runs on the load's core, beside the server's)."""
+    """PostgreSQL's CPU per Peerway request (it runs on the load's core, beside the server's), over Peerway's
+    windows: its own housekeeping then (WAL writer, checkpoints, autovacuum) is counted too."""
     if samples.database_cpu is None or not samples.requests:
         return ""
     return f"; PostgreSQL {samples.database_cpu / samples.requests * 1000:.2f} ms CPU per request on the load's core"

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from anyio import CapacityLimiter, to_thread
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
-from starlette.concurrency import run_in_threadpool
 
 from service.api import fhir_rest
 from service.api.deps import SessionsDep, SettingsDep, read_body, require
@@ -136,6 +136,11 @@ async def outcomes_csv(
     return Response(body, media_type="text/csv; charset=utf-8", headers=disposition)
 
 
+# Charts drawn at once per process: each holds a figure in memory, and they must not take every thread of the
+# pool that other sync work shares.
+_CHART_THREADS = CapacityLimiter(2)
+
+
 @router.get("/api/outcomes/charts/{name}", summary="A chart: time-to-first-contact, readmissions or contact-minutes")
 async def chart(
     name: str,
@@ -153,5 +158,7 @@ async def chart(
     # Drawn on a worker thread: a chart takes tens of milliseconds (the first in a process also imports matplotlib,
     # about a second), which would hold every other request of this process waiting on the event loop.
     fmt: charts.Format = "svg" if suffix == "svg" else "png"
-    image = await run_in_threadpool(charts.render, report, stem, fmt, settings.outcomes_small_cell)
+    image = await to_thread.run_sync(
+        charts.render, report, stem, fmt, settings.outcomes_small_cell, limiter=_CHART_THREADS
+    )
     return Response(image, media_type=charts.MEDIA_TYPES[suffix])

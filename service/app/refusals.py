@@ -13,7 +13,9 @@ first, their count told).
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
+import os
 import re
 import time
 from collections import OrderedDict
@@ -79,7 +81,7 @@ class RefusalLog:
                 self.lines,
                 self.window,
             )
-        elif current.refused >= 100 and _power_of_ten(current.refused):
+        elif current.refused > self.lines and current.refused >= 100 and _power_of_ten(current.refused):
             log.warning("refused peer %s %d times within this window (probing?)", peer, current.refused)
 
     def _sweep(self, now: float) -> None:
@@ -104,6 +106,7 @@ def _power_of_ten(n: int) -> bool:
 
 
 _log = RefusalLog()
+_KEY = os.urandom(32)  # this process's key for the digests of ids not of Peerway's form
 
 
 def not_theirs(peer_id: str, resource_type: str, asked: str) -> NotFound:
@@ -111,7 +114,8 @@ def not_theirs(peer_id: str, resource_type: str, asked: str) -> NotFound:
     shown = asked if _OWN_ID.fullmatch(asked) else "(an id not of Peerway's form)"
     if _OWN_ID.fullmatch(peer_id):
         peer = peer_id
-    else:  # not written out; a short digest keeps such callers apart, so one cannot use up another's lines
-        peer = f"(a caller whose id is not of Peerway's form, #{hashlib.sha256(peer_id.encode()).hexdigest()[:8]})"
+    else:  # not written out; a short keyed digest keeps such callers apart, so one cannot use another's lines
+        digest = hmac.new(_KEY, peer_id.encode(), hashlib.sha256).hexdigest()[:8]  # keyed: not guessable back
+        peer = f"(a caller whose id is not of Peerway's form, #{digest})"
     _log.refused(peer, f"{resource_type}/{shown}")
     return NotFound(f"{resource_type}/{asked} is not known")

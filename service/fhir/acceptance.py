@@ -269,8 +269,9 @@ def json_type_error(
         for key, value in node.items():
             field = fields.get(key) if isinstance(key, str) else None
             name = key
-            if field is None and isinstance(key, str) and key.startswith("_") and key[1:] in fields:
-                field = _element_field(current, fields[key[1:]].repeats)  # a primitive's id and extensions
+            primitive = fields.get(key[1:]) if isinstance(key, str) and key.startswith("_") else None
+            if field is None and primitive is not None and primitive.model is None and not primitive.resource:
+                field = _element_field(current, primitive.repeats)  # a primitive's id and extensions
                 name = key[1:]  # FHIRPath names them as the primitive's own: birthDate.extension[0]
             if field is None or value is None:
                 continue

@@ -63,10 +63,10 @@ class Undeliverable(Permanent):
     """The job cannot be delivered whatever the EHR does (its subject is gone, an unknown kind): a dead letter."""
 
 
-# How long a site whose EHR refused a batch as a request (404, 405, 501...) or answered it unreadably is written
-# one Encounter at a time before a batch is tried again.
+# How long a site whose EHR refused a batch as a request (404, 405, 413, 501...) or answered it unreadably is
+# written one Encounter at a time before a batch is tried again (after a 401, the shorter time).
 UNBATCHED_SECONDS = 600.0
-_NOT_ABOUT_BATCHES = frozenset({401, 403, 413})
+UNBATCHED_AFTER_401_SECONDS = 60.0
 
 
 class Writer:
@@ -152,18 +152,17 @@ class Writer:
                 # on its own meanwhile (that would only add to its load).
                 answers = [exc] * len(entries)
             else:  # refused as a request, or answered unreadably: each job writes its Encounter on its own,
-                # and so do the site's next claims for a while (an EHR without batch support would refuse each),
-                # unless the refusal was of our credentials (401, 403) or of the batch's size (413): those say
-                # nothing of batch support
-                remembered = exc.http_status not in _NOT_ABOUT_BATCHES
-                if remembered:
-                    self._unbatched[site] = self._clock() + UNBATCHED_SECONDS
+                # and so do the site's next claims for a while (an EHR without batch support would refuse each;
+                # one that refuses our batch's size or our app's batches would too), but only briefly after a
+                # 401: the token may just have lapsed, and the next claim's batch goes with a fresh one
+                remembered = UNBATCHED_AFTER_401_SECONDS if exc.http_status == 401 else UNBATCHED_SECONDS
+                self._unbatched[site] = self._clock() + remembered
                 log.warning(
-                    "site %s's EHR did not take a batch of %d Encounters (%s): writing one at a time%s",
+                    "site %s's EHR did not take a batch of %d Encounters (%s): writing one at a time for %g s",
                     site,
                     len(entries),
                     exc,
-                    f" for {UNBATCHED_SECONDS:g} s" if remembered else "",
+                    remembered,
                 )
                 return
         for (contact_id, _, note), answer in zip(entries, answers, strict=True):

@@ -18,7 +18,7 @@ from service.ehr.client import EhrClient
 from service.fhir import build
 from service.settings import Settings
 from service.store.db import create_engine, session_factory
-from service.workers.writeback import UNBATCHED_SECONDS, Writer
+from service.workers.writeback import UNBATCHED_AFTER_401_SECONDS, UNBATCHED_SECONDS, Writer
 from tests.support.delivery import deliver, outbox, worker_settings
 from tests.support.ehr import TestEhr, run_test_ehr
 from tests.support.flow import discharged_client_with_peer, peer_contact
@@ -233,13 +233,14 @@ async def test_an_answer_kept_from_a_claim_never_done_is_not_taken_for_a_later_o
     assert written["status"] == "entered-in-error"
 
 
-@pytest.mark.parametrize(("status", "remembered"), [(405, True), (413, False), (403, False)])
+@pytest.mark.parametrize(("status", "remembered"), [(405, True), (413, True), (403, True), (401, False)])
 async def test_a_site_whose_ehr_refused_a_batch_is_written_one_by_one_for_a_while(
     client: httpx.AsyncClient, auth: Auth, settings: Settings, ehr: TestEhr, status: int, remembered: bool
 ) -> None:
     """An EHR without batch support would refuse every claim's batch: after one refusal the worker writes that
-    site's Encounters one at a time, and tries a batch again only once UNBATCHED_SECONDS have passed. A refusal
-    of the batch's size (413) or of our credentials (403) says nothing of batch support: the next claim batches."""
+    site's Encounters one at a time, and tries a batch again only once UNBATCHED_SECONDS have passed; so for a
+    413 (the batch's size) and a 403 (our app's batches). After a 401 (a lapsed token) the next claim but one
+    batches again."""
     contacts = await after_a_first_delivery(client, auth, settings, ehr, 3)
     engine = create_engine(settings.database_url)
     configured = worker_settings(settings, ehr, ehr_write_mode=BATCH)
@@ -248,7 +249,9 @@ async def test_a_site_whose_ehr_refused_a_batch_is_written_one_by_one_for_a_whil
     try:
         writer = Writer(session_factory(engine), api, configured, clock=lambda: now[0])
         ehr.fault(status=status)  # the first claim's batch
-        for contact in contacts[:2]:  # two claims, one after the other
+        for n, contact in enumerate(contacts[:2]):  # two claims, one after the other
+            if n == 1:
+                now[0] += UNBATCHED_AFTER_401_SECONDS  # enough after a 401, not after the others
             await writer.prefetch([("contact", contact["id"])])
             await writer.deliver("contact", contact["id"])
         second = [("PUT", 201)] if remembered else [("POST", 200)]
