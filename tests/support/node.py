@@ -22,7 +22,7 @@ from typing import IO, Any
 
 import httpx
 
-STARTUP_TIMEOUT_S = 60.0
+STARTUP_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 10.0
 _STDERR_LINES_KEPT = 200
 
