@@ -163,7 +163,8 @@ def _name(value: dict[str, Any]) -> dict[str, Any]:
 
 
 def _related_person(resource: dict[str, Any], now: datetime, hospital: str | None) -> Reduced:
-    if resource.get("active") is False:
+    # Only a boolean true, or no `active` at all, is in use: "false", 0 or null from a careless EHR fails closed.
+    if resource.get("active", True) is not True:
         return None
     names = resource.get("name")
     kept_names = [n for n in (_name(v) for v in names if isinstance(v, dict)) if n] if isinstance(names, list) else []

@@ -147,6 +147,16 @@ def test_codings_and_primitives_are_copied_only_as_their_whitelisted_types() -> 
     assert "minutesDuration" not in kept_appointment
 
 
+def test_a_related_person_is_kept_only_when_active_is_absent_or_the_boolean_true() -> None:
+    def person(**extra: Any) -> dict[str, Any]:
+        return {"resourceType": "RelatedPerson", "id": "rp", "patient": {"reference": f"Patient/{ME}"}, **extra}
+
+    assert len(kept(DataCategory.COMMUNITY_SUPPORTS, person())) == 1
+    assert len(kept(DataCategory.COMMUNITY_SUPPORTS, person(active=True))) == 1
+    for not_in_use in (False, "false", "true", 0, 1, None, [], {}):
+        assert kept(DataCategory.COMMUNITY_SUPPORTS, person(active=not_in_use)) == [], not_in_use
+
+
 def test_a_kept_item_that_is_no_valid_r4_resource_is_dropped() -> None:
     assert kept(DataCategory.RECOVERY_GOALS, goal(startDate="last spring")) == []
 
