@@ -181,11 +181,31 @@ async def _read(sessions: SessionFactory, base_url: str, peer_id: str, client_id
 
 
 def _digest(view: repository.PeerView, rows: repository.DecisionRows, base_url: str) -> bytes:
-    # repr of str, datetime, int and None is unambiguous (strings quoted and escaped), so equal reprs are equal
-    # rows; surrogatepass: a lone surrogate in stored text still hashes. Every field of both, in field order, as
-    # plain tuples: the dataclasses' own reprs (generated, recursion-guarded) cost more than the hash.
-    fields = (tuple(vars(view).values()), tuple(vars(rows).values()), base_url)
-    return hashlib.sha256(repr(fields).encode("utf-8", "surrogatepass")).digest()
+    # Every field of both, in field order, and the base URL, each with its kind and length, so equal digests are
+    # equal rows; surrogatepass: a lone surrogate in stored text still hashes. Field by field: a repr of the whole
+    # (about 50 us for a 5 KB summary's rows) cost more than the hash itself.
+    parts: list[bytes] = []
+    _parts((tuple(vars(view).values()), tuple(vars(rows).values()), base_url), parts.append)
+    return hashlib.sha256(b"".join(parts)).digest()
+
+
+def _parts(value: object, add: Callable[[bytes], None]) -> None:
+    if isinstance(value, str):
+        encoded = value.encode("utf-8", "surrogatepass")
+        add(b"s%d:" % len(encoded))
+        add(encoded)
+    elif isinstance(value, tuple):
+        add(b"(%d:" % len(value))
+        for each in value:
+            _parts(each, add)
+    elif value is None:
+        add(b"n")
+    elif isinstance(value, int) and not isinstance(value, bool):
+        add(b"i%d;" % value)
+    elif isinstance(value, datetime):
+        add(b"t" + repr(value).encode("ascii") + b";")  # repr, unlike isoformat, tells fold and tzinfo apart
+    else:  # a kind of value this digest does not tell apart from the others: refuse rather than guess
+        raise TypeError(f"no digest for a {type(value).__name__}")
 
 
 def _decide(
