@@ -7,6 +7,8 @@
   (BENCH_DATABASE_URL): the summary's one statement and one audit row committed with Peerway's group commit
   before the stored JSON is answered; no token, consent decision, rendering, middleware or access log. Not the
   issue's baseline: a floor, to tell what Peerway's store costs from what its request handling costs.
+- GET /unaudited-read?client=&peer=: the same without the audit row: what the statement alone costs, so that the
+  audit's share of the floor is told apart (a read Peerway never makes: every summary read is audited).
 - GET /healthz: for the bench's start-up wait.
 """
 
@@ -40,11 +42,22 @@ async def stored_json() -> Response:
     return Response(_stored, media_type="application/fhir+json")
 
 
-@app.get("/audited-read")
-async def audited_read(client: str, peer: str) -> Response:
+def _store() -> SessionFactory:
     if not _sessions:
         _sessions.append(session_factory(create_engine(os.environ["BENCH_DATABASE_URL"])))
-    sessions = _sessions[0]
+    return _sessions[0]
+
+
+@app.get("/unaudited-read")
+async def unaudited_read(client: str, peer: str) -> Response:
+    if await repository.peer_summary_rows(engine_of(_store()), peer, client) is None:
+        raise HTTPException(404)
+    return Response(_stored, media_type="application/fhir+json")
+
+
+@app.get("/audited-read")
+async def audited_read(client: str, peer: str) -> Response:
+    sessions = _store()
     if await repository.peer_summary_rows(engine_of(sessions), peer, client) is None:
         raise HTTPException(404)
     at, audit_id = utcnow(), new_id()

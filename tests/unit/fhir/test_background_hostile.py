@@ -153,6 +153,7 @@ def test_a_related_person_is_kept_only_when_active_is_absent_or_the_boolean_true
 
     assert len(kept(DataCategory.COMMUNITY_SUPPORTS, person())) == 1
     assert len(kept(DataCategory.COMMUNITY_SUPPORTS, person(active=True))) == 1
+    not_in_use: object
     for not_in_use in (False, "false", "true", 0, 1, None, [], {}):
         assert kept(DataCategory.COMMUNITY_SUPPORTS, person(active=not_in_use)) == [], not_in_use
 
