@@ -17,6 +17,7 @@ for every worker process, and in each process, to skip the query.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import math
 import time
@@ -191,7 +192,9 @@ class Writer:
             if not answers:
                 del self._batched[contact_id]
             if failed is not None:
-                raise failed
+                # One answer may stand for several jobs (a batch met by an outage): each raises its own copy, so
+                # no traceback or context is piled onto another job's exception.
+                raise copy.copy(failed)
             return note
         if state is None:
             async with self._sessions() as session:

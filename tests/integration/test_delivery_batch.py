@@ -5,6 +5,7 @@ take as a whole is written one Encounter at a time instead, so nothing waits on 
 from __future__ import annotations
 
 import json
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 import fhir_profiles
 from service.auth import Role
 from service.ehr.client import EhrClient
+from service.errors import UpstreamError
 from service.fhir import build
 from service.settings import Settings
 from service.store.db import create_engine, session_factory
@@ -184,6 +186,31 @@ async def test_an_ehr_that_is_down_gets_no_burst_of_single_writes(
     assert [(r["method"], r["status"]) for r in ehr.requests()] == [("POST", 503)]  # each job waits as asked
     waiting = [job for job in await outbox(settings.database_url) if job.subject_id in {c["id"] for c in contacts}]
     assert {(job.status, job.last_status) for job in waiting} == {("pending", 503)}
+
+
+async def test_each_job_of_a_batch_met_by_an_outage_fails_with_its_own_exception(
+    client: httpx.AsyncClient, auth: Auth, settings: Settings, ehr: TestEhr
+) -> None:
+    contacts = await after_a_first_delivery(client, auth, settings, ehr, 3)
+    ehr.fault(status=503, retryAfter=120)
+    engine = create_engine(settings.database_url)
+    api = EhrClient(ehr.base_url)
+    raised: list[BaseException] = []
+    try:
+        writer = Writer(session_factory(engine), api, worker_settings(settings, ehr, ehr_write_mode=BATCH))
+        await writer.prefetch([("contact", c["id"]) for c in contacts])
+        for contact in contacts:
+            with pytest.raises(UpstreamError) as failed:
+                await writer.deliver("contact", contact["id"])
+            raised.append(failed.value)
+    finally:
+        await api.aclose()
+        await engine.dispose()
+    assert [(e.http_status, e.retry_after) for e in raised if isinstance(e, UpstreamError)] == [(503, 120.0)] * 3
+    assert len({id(e) for e in raised}) == 3
+    assert [len(traceback.extract_tb(e.__traceback__)) for e in raised] == [
+        len(traceback.extract_tb(raised[0].__traceback__))
+    ] * 3
 
 
 async def test_one_contact_that_cannot_be_built_holds_up_no_other(
