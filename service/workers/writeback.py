@@ -94,6 +94,7 @@ class Writer:
         self._batched: dict[str, list[tuple[UpstreamError | None, str | None]]] = {}
         # site -> until when its EHR is written one Encounter at a time (it refused a batch as a request)
         self._unbatched: dict[str, float] = {}
+        self._entries_per_batch: dict[str, tuple[int, float]] = {}  # site: (entries, until) after a 413
 
     async def prefetch(self, rows: Sequence[tuple[str, str]]) -> None:
         """Read the state of a claimed batch's contacts in one query ((kind, subject id) per row); for sites in the
@@ -123,9 +124,10 @@ class Writer:
         for state in states:
             by_site.setdefault(state.site, []).append(state)
         for site, group in by_site.items():
-            for start in range(0, len(group), BATCH_ENTRIES):
+            size = self._batch_size(site)
+            for start in range(0, len(group), size):
                 try:
-                    await self._write_batch(site, group[start : start + BATCH_ENTRIES], jobs)
+                    await self._write_batch(site, group[start : start + size], jobs)
                 except Exception as exc:  # a fault of ours (or the database): each job meets it, or not, on its own
                     log.error("could not write a batch to site %s's EHR: %s", site, type(exc).__name__)
 
@@ -143,19 +145,47 @@ class Writer:
             except UpstreamError:
                 continue  # this job writes (and fails) on its own
             entries.append((state.contact_id, build.contact_encounter(_contact_view(state, practitioner)), note))
-        if not entries:
-            return
+        if entries:
+            await self._send_batch(site, target[0], entries, jobs)
+
+    def _batch_size(self, site: str) -> int:
+        """Encounters a batch request to the site holds: BATCH_ENTRIES, or fewer for a while after a 413."""
+        size, until = self._entries_per_batch.get(site, (BATCH_ENTRIES, math.inf))
+        if until <= self._clock():
+            del self._entries_per_batch[site]
+            return BATCH_ENTRIES
+        return size
+
+    async def _send_batch(
+        self, site: str, api: EhrClient, entries: Sequence[tuple[str, dict[str, Any], str | None]], jobs: Counter[str]
+    ) -> None:
         try:
-            answers: Sequence[UpstreamError | None] = await target[0].put_batch([e for _, e, _ in entries])
+            answers: Sequence[UpstreamError | None] = await api.put_batch([e for _, e, _ in entries])
         except UpstreamError as exc:
             if is_transient(exc.http_status) and not isinstance(exc, BatchNotTaken):
                 # The EHR is down or busy: every job of the batch waits as it asks (Retry-After), none is sent
                 # on its own meanwhile (that would only add to its load).
                 answers = [exc] * len(entries)
+            elif exc.http_status == 413 and len(entries) > 1 and not isinstance(exc, BatchNotTaken):
+                # Too large for the EHR: each half in a request of its own (halved again if need be), and the
+                # site's next batches no larger for a while. Nothing was written, so nothing is written twice.
+                half = (len(entries) + 1) // 2
+                self._entries_per_batch[site] = (half, self._clock() + UNBATCHED_SECONDS)
+                log.warning(
+                    "site %s's EHR refused a batch of %d Encounters as too large: %d a batch for %g s",
+                    site,
+                    len(entries),
+                    half,
+                    UNBATCHED_SECONDS,
+                )
+                await self._send_batch(site, api, entries[:half], jobs)
+                await self._send_batch(site, api, entries[half:], jobs)
+                return
             else:  # refused as a request, or answered unreadably: each job writes its Encounter on its own,
                 # and so do the site's next claims for a while (an EHR without batch support would refuse each;
-                # one that refuses our batch's size or our app's batches would too), but only briefly after a
-                # 401: the token may just have lapsed, and the next claim's batch goes with a fresh one
+                # one that refuses our app's batches, or even a batch of one Encounter as too large, would too),
+                # but only briefly after a 401: the token may just have lapsed, and the next claim's batch goes
+                # with a fresh one
                 remembered = UNBATCHED_AFTER_401_SECONDS if exc.http_status == 401 else UNBATCHED_SECONDS
                 self._unbatched[site] = self._clock() + remembered
                 log.warning(

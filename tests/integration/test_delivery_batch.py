@@ -260,13 +260,47 @@ async def test_an_answer_kept_from_a_claim_never_done_is_not_taken_for_a_later_o
     assert written["status"] == "entered-in-error"
 
 
+async def test_a_batch_too_large_for_the_ehr_is_sent_in_halves_and_the_next_ones_no_larger_for_a_while(
+    client: httpx.AsyncClient, auth: Auth, settings: Settings, ehr: TestEhr
+) -> None:
+    """A 413 for a batch of several Encounters: its halves go in requests of their own, nothing is written one
+    at a time, and the site's batches stay that small for UNBATCHED_SECONDS."""
+    contacts = await after_a_first_delivery(client, auth, settings, ehr, 12)
+    engine = create_engine(settings.database_url)
+    api = EhrClient(ehr.base_url)
+    now = [0.0]
+
+    async def claim(batch: list[dict[str, Any]], fault: int | None = None) -> list[tuple[str, int]]:
+        before = len(ehr.requests())
+        if fault is not None:
+            ehr.fault(status=fault)  # the claim's first request: its batch
+        await writer.prefetch([("contact", c["id"]) for c in batch])
+        for contact in batch:
+            assert await writer.deliver("contact", contact["id"]) is None
+        return [(r["method"], r["status"]) for r in ehr.requests()[before:]]
+
+    try:
+        writer = Writer(
+            session_factory(engine), api, worker_settings(settings, ehr, ehr_write_mode=BATCH), clock=lambda: now[0]
+        )
+        assert await claim(contacts[:4], fault=413) == [("POST", 413), ("POST", 200), ("POST", 200)]
+        assert await claim(contacts[4:8]) == [("POST", 200), ("POST", 200)]  # 2 a batch, not 4
+        now[0] += UNBATCHED_SECONDS
+        assert await claim(contacts[8:]) == [("POST", 200)]  # all 4 in one again
+    finally:
+        await api.aclose()
+        await engine.dispose()
+    for contact in contacts:
+        assert ehr.read("Encounter", contact["id"]) is not None
+
+
 @pytest.mark.parametrize(("status", "remembered"), [(405, True), (413, True), (403, True), (401, False)])
 async def test_a_site_whose_ehr_refused_a_batch_is_written_one_by_one_for_a_while(
     client: httpx.AsyncClient, auth: Auth, settings: Settings, ehr: TestEhr, status: int, remembered: bool
 ) -> None:
     """An EHR without batch support would refuse every claim's batch: after one refusal the worker writes that
     site's Encounters one at a time, and tries a batch again only once UNBATCHED_SECONDS have passed; so for a
-    413 (the batch's size) and a 403 (our app's batches). After a 401 (a lapsed token) the next claim but one
+    413 to a batch of one Encounter (no smaller batch to try) and a 403 (our app's batches). After a 401 (a lapsed token) the next claim but one
     batches again."""
     contacts = await after_a_first_delivery(client, auth, settings, ehr, 3)
     engine = create_engine(settings.database_url)
