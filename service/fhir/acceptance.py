@@ -246,9 +246,10 @@ def _is_kind(kind: str | None, value: Any) -> bool:
 
 def _of_kind(field: _Field, value: Any) -> bool:
     """Whether a primitive element's JSON value (each of them, when it repeats) has the element's JSON type; a
-    null in a repeating primitive's list (kept for its `_element` extension) is left to the model's rules."""
+    null in a repeating primitive's list (there only to line up with an `_element`) is not sure: json_type_error
+    checks that the two line up."""
     if field.repeats and isinstance(value, list):
-        return all(item is None or _is_kind(field.kind, item) for item in value)
+        return all(item is not None and _is_kind(field.kind, item) for item in value)
     return _is_kind(field.kind, value)
 
 
@@ -275,6 +276,14 @@ def json_type_error(
                 name = key[1:]  # FHIRPath names them as the primitive's own: birthDate.extension[0]
             if field is None or value is None:
                 continue
+            primitive_items = name != key or (field.model is None and not field.resource)  # values, _elements
+            if (
+                kinds is None
+                and field.repeats
+                and primitive_items
+                and (misaligned := _misaligned(node, key, name, value)) is not None
+            ):
+                return (*loc, name, *misaligned), ALIGNED, None
             items = list(enumerate(value)) if field.repeats and isinstance(value, list) else [(None, value)]
             for at, item in items:
                 where = (*loc, name) if at is None else (*loc, name, at)
@@ -287,6 +296,27 @@ def json_type_error(
                         pending.append((where, inner, item, depth + 1))
                 elif field.model is not None:
                     pending.append((where, field.model, item, depth + 1))
+    return None
+
+
+ALIGNED = "aligned"  # json_type_error's kind for a repeating primitive whose values and `_element`s do not line up
+
+
+def _misaligned(node: dict[Any, Any], key: str, name: str, value: Any) -> tuple[int, ...] | None:
+    """Where a repeating primitive's values and its `_name` items fail to line up as FHIR JSON lines them (both
+    arrays of one length, a null in one only where the other has an item): () for the element as a whole, (i,)
+    for one item; None when they line up (or either is no array: the models refuse that)."""
+    values = node.get(name)
+    elements = node.get("_" + name)
+    if key != name and values is not None:
+        return None  # both present: checked once, at the values
+    if not isinstance(values, list | None) or not isinstance(elements, list | None):
+        return None
+    if values is not None and elements is not None and len(values) != len(elements):
+        return ()
+    for at in range(len(values if values is not None else elements or ())):
+        if (values is None or values[at] is None) and (elements is None or elements[at] is None):
+            return (at,)
     return None
 
 

@@ -21,7 +21,7 @@ from fhir_core.fhirabstractmodel import FHIRAbstractModel
 from pydantic import BaseModel, ValidationError
 
 from service.errors import BadRequest, InvalidResource
-from service.fhir.acceptance import json_type_error, quick_model
+from service.fhir.acceptance import ALIGNED, json_type_error, quick_model
 from service.fhir.dates import optional_instant
 
 M = TypeVar("M", bound=BaseModel)
@@ -107,6 +107,12 @@ def check_json_types(
     if found is not None:
         loc, kind, value = found
         expression = fhirpath(root, loc)
+        if kind == ALIGNED:
+            raise BadRequest(
+                f"{expression}: a repeating primitive's values and their _elements (id, extensions) line up item by"
+                " item in FHIR JSON: both arrays of one length, null in one only where the other has an item",
+                expression,
+            )
         needs = _JSON_TYPES.get(kind, "another JSON type")
         raise BadRequest(f"{expression}: FHIR JSON writes it as {needs}, not {_json_name(value)}", expression)
 

@@ -488,3 +488,18 @@ async def test_a_primitive_in_the_wrong_json_type_is_refused_naming_it(
     assert issue["expression"] == [expression]
     assert "FHIR JSON writes it as a JSON" in issue["diagnostics"]
     assert str(value) not in issue["diagnostics"]  # the value itself (PHI, maybe) is not echoed
+
+
+async def test_a_name_whose_extensions_do_not_line_up_with_its_parts_is_refused_and_nothing_stored(
+    app: FastAPI, client: httpx.AsyncClient, auth: Auth
+) -> None:
+    def change(bundle: dict[str, Any]) -> None:
+        name = bundle["entry"][PATIENT]["resource"]["name"][0]
+        name["_given"] = [{"extension": [{"url": "http://example.org/said", "valueString": "x"}]}] * (
+            len(name["given"]) + 1
+        )
+
+    body = discharge_with(change)
+    issue = await refused(app, client, "POST", "/fhir/$process-message", body, auth(Role.EHR_SYSTEM, "hospital"))
+    assert issue["expression"] == ["Bundle.entry[2].resource.name[0].given"]
+    assert "line up" in issue["diagnostics"]

@@ -300,8 +300,8 @@ async def test_a_site_whose_ehr_refused_a_batch_is_written_one_by_one_for_a_whil
 ) -> None:
     """An EHR without batch support would refuse every claim's batch: after one refusal the worker writes that
     site's Encounters one at a time, and tries a batch again only once UNBATCHED_SECONDS have passed; so for a
-    413 to a batch of one Encounter (no smaller batch to try) and a 403 (our app's batches). After a 401 (a lapsed token) the next claim but one
-    batches again."""
+    413 to a batch of one Encounter (no smaller batch to try) and a 403 (our app's batches). After a 401 (a
+    lapsed token) the next claim but one batches again."""
     contacts = await after_a_first_delivery(client, auth, settings, ehr, 3)
     engine = create_engine(settings.database_url)
     configured = worker_settings(settings, ehr, ehr_write_mode=BATCH)

@@ -282,3 +282,46 @@ def test_a_primitive_extension_is_held_to_fhir_json_types_too(extended: dict[str
     refusal = outcome(lambda: validated(_model_of("Patient"), patient, "Patient"))
     assert refusal[:1] == (BadRequest,)
     assert str(refusal[2]).startswith(f"Patient.{expression}.value")
+
+
+@pytest.mark.parametrize(
+    ("name", "expression"),
+    [
+        ({"given": ["Ann", "B"], "_given": [{"id": "x"}]}, "name[0].given"),  # fewer _elements than values
+        ({"given": ["Ann"], "_given": [None, {"id": "x"}]}, "name[0].given"),  # more
+        ({"_given": [None, {"id": "x"}], "given": ["Ann"]}, "name[0].given"),  # either order
+        ({"given": ["Ann", None]}, "name[0].given[1]"),  # a null lining up with nothing
+        ({"given": ["Ann", None], "_given": [None, None]}, "name[0].given[1]"),
+        ({"_given": [None]}, "name[0].given[0]"),
+    ],
+)
+def test_a_repeating_primitive_whose_elements_do_not_line_up_is_refused_naming_it(
+    name: dict[str, Any], expression: str
+) -> None:
+    """https://hl7.org/fhir/R4/json.html#primitive: a repeating primitive's values and its `_element`s are two
+    arrays of one length, with null in one only where the other has an item; fhir.resources takes any."""
+    refusal = outcome(lambda: validated(_model_of("Patient"), {"resourceType": "Patient", "name": [name]}, "Patient"))
+    assert refusal[:1] == (BadRequest,)
+    assert refusal[2] == f"Patient.{expression}"
+    assert "line up" in str(refusal[1])
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        {"given": ["Ann", None], "_given": [None, {"id": "x"}]},
+        {"_given": [{"id": "x"}, None], "given": [None, "B"]},
+        {"given": ["Ann", "B"], "_given": [{"id": "x"}, {"id": "y"}]},
+        {"_given": [{"id": "x"}]},  # extensions with no values at all
+        {"given": ["Ann", "B"]},
+    ],
+)
+def test_elements_that_line_up_are_taken(name: dict[str, Any]) -> None:
+    patient = validated(_model_of("Patient"), {"resourceType": "Patient", "name": [name]}, "Patient")
+    assert patient.name is not None
+
+
+def test_what_an_ehr_answered_is_not_held_to_lining_up() -> None:
+    """As with JSON types that cannot be misread: a Patient from the EHR is not lost over it."""
+    patient = {"resourceType": "Patient", "name": [{"given": ["Ann", "B"], "_given": [{"id": "x"}]}]}
+    assert validated(_model_of("Patient"), patient, "Patient", from_ehr=True).name is not None
