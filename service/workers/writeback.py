@@ -64,8 +64,9 @@ class Undeliverable(Permanent):
     """The job cannot be delivered whatever the EHR does (its subject is gone, an unknown kind): a dead letter."""
 
 
-# How long a site whose EHR refused a batch as a request (404, 405, 413, 501...) or answered it unreadably is
-# written one Encounter at a time before a batch is tried again (after a 401, the shorter time).
+# How long a site whose EHR refused a batch as a request (404, 405, 501, a 413 to one Encounter...) or answered it
+# unreadably is written one Encounter at a time before a batch is tried again (after a 401, the shorter time); and
+# how long, after a 413 to a larger batch, its batches stay at the size that was tried next.
 UNBATCHED_SECONDS = 600.0
 UNBATCHED_AFTER_401_SECONDS = 60.0
 
@@ -124,12 +125,14 @@ class Writer:
         for state in states:
             by_site.setdefault(state.site, []).append(state)
         for site, group in by_site.items():
-            size = self._batch_size(site)
-            for start in range(0, len(group), size):
+            start = 0
+            while start < len(group):
+                size = self._batch_size(site)  # for each request: a 413 to the last makes the next smaller
                 try:
                     await self._write_batch(site, group[start : start + size], jobs)
                 except Exception as exc:  # a fault of ours (or the database): each job meets it, or not, on its own
                     log.error("could not write a batch to site %s's EHR: %s", site, type(exc).__name__)
+                start += size
 
     async def _write_batch(self, site: str, group: Sequence[store.ContactState], jobs: Counter[str]) -> None:
         try:
@@ -158,13 +161,20 @@ class Writer:
 
     async def _send_batch(
         self, site: str, api: EhrClient, entries: Sequence[tuple[str, dict[str, Any], str | None]], jobs: Counter[str]
-    ) -> None:
+    ) -> UpstreamError | None:
+        """One batch request, its answers kept per contact; answers the outage it met (None: no outage). Sends
+        nothing once the site is written one at a time (a half refused as a request leaves the other to its
+        jobs too)."""
+        if self._unbatched.get(site, -math.inf) > self._clock():
+            return None
+        outage: UpstreamError | None = None
         try:
             answers: Sequence[UpstreamError | None] = await api.put_batch([e for _, e, _ in entries])
         except UpstreamError as exc:
             if is_transient(exc.http_status) and not isinstance(exc, BatchNotTaken):
                 # The EHR is down or busy: every job of the batch waits as it asks (Retry-After), none is sent
                 # on its own meanwhile (that would only add to its load).
+                outage = exc
                 answers = [exc] * len(entries)
             elif exc.http_status == 413 and len(entries) > 1 and not isinstance(exc, BatchNotTaken):
                 # Too large for the EHR: each half in a request of its own (halved again if need be), and the
@@ -178,9 +188,11 @@ class Writer:
                     half,
                     UNBATCHED_SECONDS,
                 )
-                await self._send_batch(site, api, entries[:half], jobs)
-                await self._send_batch(site, api, entries[half:], jobs)
-                return
+                outage = await self._send_batch(site, api, entries[:half], jobs)
+                if outage is None:
+                    return await self._send_batch(site, api, entries[half:], jobs)
+                # The first half met an outage: the second waits as it does, rather than adding to its load.
+                entries, answers = entries[half:], [outage] * (len(entries) - half)
             else:  # refused as a request, or answered unreadably: each job writes its Encounter on its own,
                 # and so do the site's next claims for a while (an EHR without batch support would refuse each;
                 # one that refuses our app's batches, or even a batch of one Encounter as too large, would too),
@@ -195,9 +207,10 @@ class Writer:
                     exc,
                     remembered,
                 )
-                return
+                return None
         for (contact_id, _, note), answer in zip(entries, answers, strict=True):
             self._batched.setdefault(contact_id, []).extend([(answer, note)] * jobs[contact_id])
+        return outage
 
     async def deliver(self, kind: str, subject_id: str) -> str | None:
         """Write what the row announces; answers a note for the row (duplicates resolved) or None."""
