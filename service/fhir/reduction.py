@@ -163,8 +163,13 @@ def _name(value: dict[str, Any]) -> dict[str, Any]:
 
 
 def _related_person(resource: dict[str, Any], now: datetime, hospital: str | None) -> Reduced:
-    # Only a boolean true, or no `active` at all, is in use: "false", 0 or null from a careless EHR fails closed.
+    # Only a boolean true, or no `active` at all, is in use: "false", 0 or null from a careless EHR fails closed;
+    # and a relationship whose period has ended is over.
     if resource.get("active", True) is not True:
+        return None
+    period = resource.get("period")
+    ends = _when(period.get("end"), end=True) if isinstance(period, dict) else None
+    if ends is not None and ends < now:
         return None
     names = resource.get("name")
     kept_names = [n for n in (_name(v) for v in names if isinstance(v, dict)) if n] if isinstance(names, list) else []

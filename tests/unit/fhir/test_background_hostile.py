@@ -158,6 +158,21 @@ def test_a_related_person_is_kept_only_when_active_is_absent_or_the_boolean_true
         assert kept(DataCategory.COMMUNITY_SUPPORTS, person(active=not_in_use)) == [], not_in_use
 
 
+def test_a_related_person_whose_period_has_ended_is_not_kept() -> None:
+    def person(period: dict[str, str]) -> dict[str, Any]:
+        return {
+            "resourceType": "RelatedPerson",
+            "id": "rp",
+            "patient": {"reference": f"Patient/{ME}"},
+            "period": period,
+        }
+
+    assert kept(DataCategory.COMMUNITY_SUPPORTS, person({"start": "2020-01-01", "end": "2026-11-30"})) == []
+    assert kept(DataCategory.COMMUNITY_SUPPORTS, person({"end": "2026-11"})) == []  # all of November: over by NOW
+    assert len(kept(DataCategory.COMMUNITY_SUPPORTS, person({"end": "2026-12-01"}))) == 1  # to the end of that day
+    assert len(kept(DataCategory.COMMUNITY_SUPPORTS, person({"start": "2020-01-01"}))) == 1
+
+
 def test_a_kept_item_that_is_no_valid_r4_resource_is_dropped() -> None:
     assert kept(DataCategory.RECOVERY_GOALS, goal(startDate="last spring")) == []
 
