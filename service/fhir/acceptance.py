@@ -257,7 +257,9 @@ def json_type_error(
     model: type[FHIRAbstractModel], data: object, kinds: frozenset[str] | None = None
 ) -> tuple[tuple[int | str, ...], str, Any] | None:
     """A primitive element in `data` (read as `model`) whose JSON value is not of its FHIR JSON type, as (its
-    location, the type it needs, the value), or None; `kinds`: only elements of those kinds are checked.
+    location, the type it needs, the value), or None; `kinds`: only elements of those kinds are checked. With
+    every kind checked, a repeating primitive whose values and `_element`s do not line up is found too, as (its
+    location, ALIGNED, None).
     Resources inside (contained, Bundle.entry.resource) are read as the model their resourceType names, of
     `model`'s FHIR release; elements the models do not know, and values of the wrong shape, are left to the
     models' own validation."""

@@ -29,6 +29,12 @@ def _when(value: object, *, end: bool = False) -> datetime | None:
         return None
 
 
+def _ended(period: dict[str, Any], now: datetime) -> bool:
+    """Whether the Period ended before `now` (its end read to the end of its precision: all of a day, a month)."""
+    ends = _when(period.get("end"), end=True)
+    return ends is not None and ends < now
+
+
 def text(value: object) -> str | None:
     return value if isinstance(value, str) and value.strip() else None
 
@@ -132,8 +138,7 @@ def _is_safety(resource: dict[str, Any]) -> bool:
 def _flag(resource: dict[str, Any], now: datetime, hospital: str | None) -> Reduced:
     period = resource.get("period") if isinstance(resource.get("period"), dict) else {}
     assert isinstance(period, dict)
-    ends = _when(period.get("end"), end=True)
-    if resource.get("status") != "active" or not _is_safety(resource) or (ends is not None and ends < now):
+    if resource.get("status") != "active" or not _is_safety(resource) or _ended(period, now):
         return None
     code = _concept(resource.get("code"))
     if not code:
@@ -168,8 +173,7 @@ def _related_person(resource: dict[str, Any], now: datetime, hospital: str | Non
     if resource.get("active", True) is not True:
         return None
     period = resource.get("period")
-    ends = _when(period.get("end"), end=True) if isinstance(period, dict) else None
-    if ends is not None and ends < now:
+    if isinstance(period, dict) and _ended(period, now):
         return None
     names = resource.get("name")
     kept_names = [n for n in (_name(v) for v in names if isinstance(v, dict)) if n] if isinstance(names, list) else []
